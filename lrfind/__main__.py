@@ -1,0 +1,5 @@
+import sys
+
+from lrfind.cli import main
+
+sys.exit(main())

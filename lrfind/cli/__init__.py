@@ -1,0 +1,56 @@
+"""Command line: parse, build one validated config, call the library, map errors to exit codes.
+
+Exit codes: 0 ok, 2 bad input (one line, no traceback), 1 internal error. Subcommand modules
+import torch and friends lazily inside their `run`, so `lrfind --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from lrfind import __version__
+from lrfind.errors import LrfindError
+
+# command name -> module under lrfind.cli that defines register(subparsers) and run(args) -> int
+COMMANDS = {
+    "dataset": "lrfind.cli.dataset_cmd",
+    "model": "lrfind.cli.model_cmd",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse already exits with code 2 on bad usage; keep its message to one line plus usage."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lrfind", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"lrfind {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2 if args.command is None else 0
+    try:
+        return int(args.func(args) or 0)
+    except LrfindError as err:
+        print(f"lrfind: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lrfind: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
+        traceback.print_exc()
+        print("lrfind: internal error (a bug in lrfind); please report it with the traceback above",
+              file=sys.stderr)
+        return 1

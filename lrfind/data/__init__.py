@@ -1,0 +1,1 @@
+"""kohya-layout datasets: scanning, aspect-ratio buckets, image loading, dataset checks."""

@@ -1,0 +1,60 @@
+"""Plain records describing a scanned kohya dataset. No torch, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of the dataset with its caption and target bucket.
+
+    `bucket` is the (width, height) the image is trained at; `resized` the size it is scaled to
+    (covering the bucket, aspect ratio kept) before the centre crop to `bucket`.
+    """
+
+    path: Path
+    caption: str
+    caption_path: Path | None  # None when the caption file is missing (caption = class tokens)
+    concept: str  # the folder name without the `N_` prefix: class / trigger tokens
+    repeats: int
+    is_reg: bool
+    size: tuple[int, int]  # original (width, height)
+    bucket: tuple[int, int]  # (width, height), multiples of 64
+    resized: tuple[int, int]  # (width, height) before the centre crop
+
+
+@dataclass(frozen=True)
+class Concept:
+    """One `N_name` folder."""
+
+    folder: Path
+    name: str
+    repeats: int
+    is_reg: bool
+    images: tuple[ImageRecord, ...]
+
+    @property
+    def missing_captions(self) -> int:
+        return sum(1 for r in self.images if r.caption_path is None)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    concepts: tuple[Concept, ...]
+    reg_concepts: tuple[Concept, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def train_images(self) -> tuple[ImageRecord, ...]:
+        return tuple(r for c in self.concepts for r in c.images)
+
+    @property
+    def reg_images(self) -> tuple[ImageRecord, ...]:
+        return tuple(r for c in self.reg_concepts for r in c.images)
+
+    @property
+    def name(self) -> str:
+        return self.root.resolve().name

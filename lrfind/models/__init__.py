@@ -1,0 +1,1 @@
+"""Stable Diffusion components: the built-in tiny model and offline loading of real ones."""
