@@ -31,3 +31,19 @@ def tiny():
     from lrfind.models.tiny import build_tiny
 
     return build_tiny(seed=0)
+
+
+@pytest.fixture(scope="session")
+def example_dataset(tmp_path_factory):
+    """A copy of the shipped real-image example dataset (kohya layout). Read-only."""
+    from lrfind.data.example import copy_example_dataset
+
+    return copy_example_dataset(tmp_path_factory.mktemp("example") / "dataset")
+
+
+@pytest.fixture(scope="session")
+def feature_store(tmp_path_factory):
+    """One latent/text cache for the whole session, as a study shares one."""
+    from lrfind.cache import TensorStore
+
+    return TensorStore(tmp_path_factory.mktemp("features"))

@@ -18,6 +18,7 @@ from lrfind.errors import LrfindError
 COMMANDS = {
     "dataset": "lrfind.cli.dataset_cmd",
     "model": "lrfind.cli.model_cmd",
+    "train": "lrfind.cli.train_cmd",
 }
 
 

@@ -1,0 +1,108 @@
+"""argparse options generated from a pydantic config model, and TOML config files.
+
+Each field `foo_bar` becomes `--foo-bar` and kohya's spelling `--foo_bar`. Options the user did
+not give are absent from the result (argparse.SUPPRESS), so the model's own defaults apply and a
+TOML file's values are overridden only by what was typed. The result is a plain dict: the caller
+builds the validated config object from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from pydantic import BaseModel
+
+from lrfind.errors import ConfigError
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """Unwrap Optional[...] and return the scalar annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _scalar_type(args[0]) if len(args) == 1 else str
+    return annotation
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """kohya's --optimizer_args "d_coef=2.0" "betas=0.9,0.99" -> typed pairs."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value (e.g. d_coef=2.0)")
+    key, raw = text.split("=", 1)
+    try:
+        value: Any = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if "," in raw:
+            value = [_key_value(f"x={part}")[1] for part in raw.split(",")]
+        elif raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            value = raw
+    return key.strip(), value
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    *,
+    exclude: Iterable[str] = (),
+    aliases: dict[str, list[str]] | None = None,
+    help_texts: dict[str, str] | None = None,
+) -> None:
+    aliases, help_texts, skip = aliases or {}, help_texts or {}, set(exclude)
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else []) + aliases.get(name, [])
+        kind = _scalar_type(field.annotation)
+        default = field.get_default(call_default_factory=True)
+        help_text = help_texts.get(name, "") + (f" (default: {default})" if default not in (None, {}, ()) else "")
+        common = dict(dest=name, default=argparse.SUPPRESS, help=help_text.strip() or None)
+        if kind is bool:
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
+        elif typing.get_origin(kind) is Literal:
+            choices = typing.get_args(kind)
+            parser.add_argument(*flags, type=type(choices[0]), choices=choices, **common)
+        elif typing.get_origin(kind) is dict:
+            parser.add_argument(*flags, nargs="*", type=_key_value, metavar="KEY=VALUE", **common)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(*flags, nargs="+", type=int, **common)
+        else:
+            parser.add_argument(*flags, type=kind if kind in (int, float) else str, **common)
+
+
+def collect_options(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    values = {}
+    for name in model.model_fields:
+        if hasattr(args, name):
+            value = getattr(args, name)
+            values[name] = dict(value) if isinstance(value, list) and name.endswith("_args") else value
+    return values
+
+
+def read_toml_config(path: str | Path, model: type[BaseModel]) -> dict[str, Any]:
+    """Read a TOML config: flat keys, or kohya's sections ([model_arguments] ...) flattened.
+
+    Dashes in keys are accepted as underscores. Unknown keys are left for the model to reject.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; check the path given to --config")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML ({err}); fix the file or pass options on the command line") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key.replace("-", "_") not in model.model_fields:
+            flat.update({k.replace("-", "_"): v for k, v in value.items()})  # a kohya section
+        else:
+            flat[key.replace("-", "_")] = value
+    if isinstance(flat.get("optimizer_args"), list):  # kohya writes optimizer_args = ["k=v", ...]
+        flat["optimizer_args"] = dict(_key_value(str(item)) for item in flat["optimizer_args"])
+    return flat

@@ -1,0 +1,118 @@
+"""Write a model as a diffusers folder (and one original-layout file); describe a model file.
+
+`lrfind model save tiny DIR` uses this so diffusers, kohya sd-scripts and lrfind itself can run on
+exactly the same weights, and so the single-file loader is tested on a real file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lrfind.config import ModelConfig
+from lrfind.errors import ConfigError
+from lrfind.models.components import SDComponents
+
+COMPONENT_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."}
+
+
+def single_file_name(components: SDComponents) -> str:
+    return f"{Path(components.name).stem or 'model'}.safetensors"
+
+
+def _inference_scheduler():
+    # The scheduler SD 1.5 ships for sampling, on SD 1.5's noise schedule; training builds its own DDPM.
+    from diffusers import PNDMScheduler
+
+    from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
+
+    return PNDMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "skip_prk_steps": True, "set_alpha_to_one": False})
+
+
+def save_model_folder(components: SDComponents, target: Path, single_file: bool = False) -> dict[str, Path]:
+    """Write `target` as a diffusers folder (+ `<name>.safetensors` in it); all or nothing.
+
+    Everything is written into a temp folder beside `target` and renamed into place at the end, so
+    a crash never leaves a half-written model. An existing non-empty `target` is never replaced.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    from lrfind.models.single_file import write_single_file
+
+    target = Path(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"{target}: already exists and is not empty; pass a new folder or remove it first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        pipeline = StableDiffusionPipeline(
+            vae=components.vae,
+            text_encoder=components.text_encoder,
+            tokenizer=components.tokenizer,
+            unet=components.unet,
+            scheduler=_inference_scheduler(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipeline.save_pretrained(str(tmp), safe_serialization=True)
+        written = {"folder": target}
+        if single_file:
+            name = single_file_name(components)
+            write_single_file(components, tmp / name, metadata={"lrfind_source": components.name})
+            written["single_file"] = target / name
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written
+
+
+def _count_by_component(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    import math
+
+    counts = {part: 0 for part in COMPONENT_PREFIXES}
+    for key, shape in shapes.items():
+        for part, prefix in COMPONENT_PREFIXES.items():
+            if key.startswith(prefix):
+                if not key.endswith("position_ids"):
+                    counts[part] += math.prod(shape)
+                break
+    return counts
+
+
+def describe_model(cfg: ModelConfig) -> dict:
+    """Name, source, architecture and parameter counts. Single files are read from their header only."""
+    from lrfind.models.single_file import SD1_VARIANTS, detect_architecture, read_shapes
+
+    path = Path(cfg.model).expanduser()
+    if cfg.model != "tiny" and path.is_file():
+        shapes = read_shapes(path, cfg.allow_pickle)
+        architecture = detect_architecture(shapes, str(path))
+        return {
+            "name": path.name,
+            "source": f"single file ({path.suffix.lower()})",
+            "architecture": architecture,
+            "parameters": _count_by_component(shapes),
+        }
+    from lrfind.models.loading import load_components
+
+    components = load_components(cfg)
+    widths = (
+        components.unet.config.block_out_channels[0],
+        components.text_encoder.config.hidden_size,
+        components.vae.config.block_out_channels[0],
+    )
+    known = [v.name for v in SD1_VARIANTS.values() if widths == (v.unet_channels, v.text_width, v.vae_channels)]
+    return {
+        "name": components.name,
+        "source": f"built-in (seed {cfg.seed})" if cfg.model == "tiny" else "diffusers folder",
+        "architecture": known[0] if known else "sd1-layout (custom size)",
+        "prediction_type": components.prediction_type,
+        "parameters": {
+            part: sum(p.numel() for p in getattr(components, part).parameters()) for part in COMPONENT_PREFIXES
+        },
+    }

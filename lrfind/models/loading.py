@@ -1,0 +1,172 @@
+"""Load a base model with no network: `tiny`, a diffusers folder, or a single checkpoint file.
+
+Every path ends in SDComponents with all modules in eval mode and frozen; training code unfreezes
+what it trains (LoRA adapters). Errors are one-line ModelErrors naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from lrfind.config import ModelConfig
+from lrfind.errors import ModelError
+from lrfind.models.components import SDComponents
+
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFUSERS_OFFLINE")
+
+
+@contextmanager
+def offline_hub() -> Iterator[None]:
+    """Forbid Hub downloads while loading, restoring the previous settings afterwards.
+
+    huggingface_hub reads HF_HUB_OFFLINE once at import, so its constant is switched too. Every
+    loader below also passes local_files_only=True; this is the second lock on the door.
+    """
+    saved_env = {name: os.environ.get(name) for name in OFFLINE_ENV}
+    import huggingface_hub.constants as hub_constants
+
+    saved_constant = hub_constants.HF_HUB_OFFLINE
+    os.environ.update({name: "1" for name in OFFLINE_ENV})
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = saved_constant
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def load_components(cfg: ModelConfig, dtype=None) -> SDComponents:
+    """The model named by cfg.model, in `dtype` (default float32), frozen and in eval mode."""
+    import torch
+
+    dtype = dtype or torch.float32
+    with offline_hub():
+        if cfg.model == "tiny":
+            from lrfind.models.tiny import build_tiny
+
+            components = build_tiny(cfg.seed)
+        else:
+            components = _load_path(Path(cfg.model).expanduser(), cfg.allow_pickle, dtype)
+    for module in (components.unet, components.vae, components.text_encoder):
+        module.to(dtype).eval().requires_grad_(False)
+    return components
+
+
+def _load_path(path: Path, allow_pickle: bool, dtype) -> SDComponents:
+    if not path.exists():
+        raise ModelError(f"{path}: no such file or folder; pass `tiny`, a diffusers folder or a .safetensors file")
+    if path.is_dir():
+        return load_diffusers_folder(path, allow_pickle, dtype)
+    return load_checkpoint_file(path, allow_pickle, dtype)
+
+
+def load_checkpoint_file(path: Path, allow_pickle: bool, dtype) -> SDComponents:
+    from lrfind.models.single_file import load_single_file
+    from lrfind.models.tokenizer import get_clip_tokenizer
+
+    unet, vae, text_encoder, _architecture = load_single_file(path, allow_pickle, dtype)
+    return SDComponents(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=get_clip_tokenizer(),
+        noise_scheduler=training_scheduler(),
+        name=path.name,
+        # An SD 1.x file does not say whether it predicts v; almost all predict the noise.
+        prediction_type="epsilon",
+    )
+
+
+def training_scheduler(config: dict | None = None):
+    """DDPM noise schedule for training: SD 1.5's unless a diffusers folder's scheduler config says otherwise."""
+    from diffusers import DDPMScheduler
+
+    from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
+
+    return DDPMScheduler.from_config({**SD15_SCHEDULER_CONFIG, **(config or {})})
+
+
+def read_model_index(folder: Path) -> dict:
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise ModelError(
+            f"{folder}: a folder without model_index.json is not a diffusers model; "
+            "pass the model's top folder (the one holding unet/, vae/, text_encoder/) or a .safetensors file"
+        )
+    try:
+        return json.loads(index_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{index_file}: not valid JSON ({err}); restore the file from the model's source") from None
+
+
+def _check_folder_family(folder: Path, index: dict) -> None:
+    pipeline = str(index.get("_class_name", ""))
+    if "XL" in pipeline or "text_encoder_2" in index:
+        raise ModelError(f"{folder}: an SDXL model ({pipeline}); SDXL is not supported yet (use an SD 1.x model)")
+    missing = [part for part in ("unet", "vae", "text_encoder") if not (folder / part).is_dir()]
+    if missing:
+        raise ModelError(f"{folder}: the diffusers folder has no {', '.join(missing)}/ subfolder; the download is incomplete")
+
+
+def load_diffusers_folder(folder: Path, allow_pickle: bool, dtype) -> SDComponents:
+    """A local diffusers Stable Diffusion folder. Pickled (.bin) weights only with allow_pickle."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    index = read_model_index(folder)
+    _check_folder_family(folder, index)
+    safetensors_only = not allow_pickle
+    try:
+        unet = UNet2DConditionModel.from_pretrained(
+            folder, subfolder="unet", torch_dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
+        )
+        vae = AutoencoderKL.from_pretrained(
+            folder, subfolder="vae", torch_dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
+        )
+        text_encoder = CLIPTextModel.from_pretrained(
+            folder, subfolder="text_encoder", dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
+        )
+    except (OSError, ValueError, EnvironmentError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        hint = "" if allow_pickle else " (if it has only .bin weights: --allow-pickle, if you trust them)"
+        raise ModelError(f"{folder}: cannot load the model ({reason}){hint}") from None
+    scheduler_config = _read_scheduler_config(folder)
+    return SDComponents(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=_folder_tokenizer(folder),
+        noise_scheduler=training_scheduler(scheduler_config),
+        name=folder.name,
+        prediction_type=scheduler_config.get("prediction_type", "epsilon"),
+    )
+
+
+def _read_scheduler_config(folder: Path) -> dict:
+    config_file = folder / "scheduler" / "scheduler_config.json"
+    if not config_file.is_file():
+        return {}
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    # Keep only the noise-schedule fields; sampler-specific ones (PNDM's skip_prk_steps...) do not apply.
+    keep = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type")
+    return {key: config[key] for key in keep if key in config}
+
+
+def _folder_tokenizer(folder: Path):
+    """The folder's own tokenizer when it ships one, otherwise the real CLIP tokenizer built offline."""
+    from lrfind.models.tokenizer import MODEL_MAX_LENGTH, get_clip_tokenizer
+
+    tokenizer_dir = folder / "tokenizer"
+    if (tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file():
+        from transformers import CLIPTokenizer
+
+        return CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=MODEL_MAX_LENGTH, local_files_only=True)
+    return get_clip_tokenizer()

@@ -1,0 +1,200 @@
+"""Single-file Stable Diffusion checkpoints (`.safetensors`, `.ckpt`): detect, load, write.
+
+Loading goes through diffusers' own single-file converters (`from_single_file` with a state dict
+and our local config folder), so the key mapping is the one the ecosystem uses and nothing is
+fetched. Writing uses `lrfind.models.to_original`, the inverse mapping diffusers does not ship.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from lrfind.errors import ModelError
+from lrfind.models.config_dirs import sd15_config_dir, tiny_config_dir
+from lrfind.models.to_original import TEXT_ENCODER_PREFIX, UNET_PREFIX, VAE_PREFIX
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+CONV_IN_KEY = UNET_PREFIX + "input_blocks.0.0.weight"
+TOKEN_EMBEDDING_KEY = TEXT_ENCODER_PREFIX + "text_model.embeddings.token_embedding.weight"
+VAE_CONV_IN_KEY = VAE_PREFIX + "encoder.conv_in.weight"
+
+
+@dataclass(frozen=True)
+class Sd1Variant:
+    """An SD 1.x-layout model we have component configs for, told apart by tensor widths."""
+
+    name: str
+    unet_channels: int  # out-channels of input_blocks.0.0 (block_out_channels[0])
+    text_width: int  # CLIP hidden size
+    vae_channels: int  # out-channels of the VAE encoder's conv_in
+    config_dir: Callable[[], Path]
+
+
+# Registry: the SD 1.x variants a single file may hold.
+SD1_VARIANTS = {
+    "sd1": Sd1Variant("sd1", 320, 768, 128, sd15_config_dir),
+    "tiny-sd1": Sd1Variant("tiny-sd1", 32, 32, 32, tiny_config_dir),
+}
+
+# Key prefixes of families we recognise but do not support yet: prefix -> what to tell the user.
+UNSUPPORTED_FAMILIES = (
+    ("conditioner.embedders.", "an SDXL checkpoint; SDXL is not supported yet (use an SD 1.x model)"),
+    ("cond_stage_model.model.", "an SD 2.x checkpoint (OpenCLIP text encoder); SD 2.x is not supported yet (use an SD 1.x model)"),
+    ("model.diffusion_model.joint_blocks.", "an SD3 checkpoint; SD3 is not supported (use an SD 1.x model)"),
+    ("lora_unet_", "a LoRA file, not a base model; pass the Stable Diffusion checkpoint it was trained on"),
+    ("lora_te_", "a LoRA file, not a base model; pass the Stable Diffusion checkpoint it was trained on"),
+)
+
+
+def read_shapes(path: Path, allow_pickle: bool = False) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape. For .safetensors only the header is read (fast even for 4 GB files)."""
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
+            raise _corrupt_safetensors(path, err) from None
+    return {key: tuple(value.shape) for key, value in read_state_dict(path, allow_pickle).items()}
+
+
+def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
+    """All tensors of a checkpoint file, on CPU. Pickles only with allow_pickle, and then weights-only."""
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as err:  # noqa: BLE001
+            raise _corrupt_safetensors(path, err) from None
+    if suffix in PICKLE_SUFFIXES:
+        return _read_pickle(path, allow_pickle)
+    raise ModelError(
+        f"{path}: unknown model file type {suffix or '(none)'!r}; pass a .safetensors file, "
+        "a .ckpt (with --allow-pickle), a diffusers folder (with model_index.json) or `tiny`"
+    )
+
+
+def _corrupt_safetensors(path: Path, err: Exception) -> ModelError:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ModelError(f"{path}: not a readable .safetensors file ({reason}); it may be truncated: download it again")
+
+
+def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, Any]:
+    if not allow_pickle:
+        raise ModelError(
+            f"{path}: {path.suffix} files are Python pickles and can run code when loaded; "
+            "use the .safetensors version of the model, or pass --allow-pickle if you trust the file"
+        )
+    import pickle
+
+    import torch
+
+    try:
+        # weights_only refuses anything but tensors and plain containers: no code runs.
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).splitlines()[0]
+        raise ModelError(
+            f"{path}: holds Python objects besides weights, refused even with --allow-pickle ({reason}); "
+            "convert it to .safetensors with a tool you trust"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - truncated zip, not a torch file, ...
+        raise ModelError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); download it again") from None
+    while isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint = checkpoint["state_dict"]  # Lightning checkpoints nest the weights
+    if not isinstance(checkpoint, dict):
+        raise ModelError(f"{path}: does not hold a state dict of weights; pass a Stable Diffusion checkpoint")
+    return {key: value for key, value in checkpoint.items() if isinstance(value, torch.Tensor)}
+
+
+def detect_architecture(shapes: Mapping[str, tuple[int, ...]], source: str = "checkpoint") -> str:
+    """'sd1' or 'tiny-sd1' (a key of SD1_VARIANTS); ModelError naming the family for anything else."""
+    for prefix, description in UNSUPPORTED_FAMILIES:
+        if any(key.startswith(prefix) for key in shapes):
+            raise ModelError(f"{source}: this is {description}")
+    if CONV_IN_KEY not in shapes:
+        raise ModelError(
+            f"{source}: not a Stable Diffusion 1.x checkpoint (no {UNET_PREFIX}* U-Net weights); "
+            "pass a full SD 1.x model such as v1-5-pruned-emaonly.safetensors"
+        )
+    if TOKEN_EMBEDDING_KEY not in shapes or VAE_CONV_IN_KEY not in shapes:
+        missing = "text encoder" if TOKEN_EMBEDDING_KEY not in shapes else "VAE"
+        raise ModelError(f"{source}: the checkpoint has no {missing} weights; pass a full SD 1.x model file")
+    unet_channels, in_channels = shapes[CONV_IN_KEY][0], shapes[CONV_IN_KEY][1]
+    if in_channels != 4:
+        raise ModelError(
+            f"{source}: the U-Net takes {in_channels} input channels (an inpainting or instruct model); "
+            "only plain text-to-image SD 1.x models are supported"
+        )
+    widths = (unet_channels, shapes[TOKEN_EMBEDDING_KEY][1], shapes[VAE_CONV_IN_KEY][0])
+    for variant in SD1_VARIANTS.values():
+        if widths == (variant.unet_channels, variant.text_width, variant.vae_channels):
+            return variant.name
+    raise ModelError(
+        f"{source}: an SD 1.x-layout model of unknown size (U-Net {widths[0]}, text encoder {widths[1]}, "
+        f"VAE {widths[2]} channels); supported: SD 1.x (320/768/128) and lrfind's tiny model"
+    )
+
+
+def _with_text_model_level(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Old checkpoints store `cond_stage_model.transformer.embeddings.*` without `text_model.`."""
+    fixed = {}
+    for key, value in state_dict.items():
+        if key.startswith(TEXT_ENCODER_PREFIX) and not key.startswith(TEXT_ENCODER_PREFIX + "text_model."):
+            key = TEXT_ENCODER_PREFIX + "text_model." + key[len(TEXT_ENCODER_PREFIX):]
+        fixed[key] = value
+    return fixed
+
+
+def load_single_file(path: Path, allow_pickle: bool = False, dtype=None):
+    """(unet, vae, text_encoder, architecture) from one original-layout SD 1.x file, offline.
+
+    Uses the file's own weights bit for bit (no dtype change when dtype is None).
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+    from transformers import CLIPTextModel
+
+    state_dict = _with_text_model_level(read_state_dict(path, allow_pickle))
+    architecture = detect_architecture({k: tuple(v.shape) for k, v in state_dict.items()}, str(path))
+    config = str(SD1_VARIANTS[architecture].config_dir())
+    common = {"config": config, "torch_dtype": dtype, "local_files_only": True}
+    try:
+        unet = UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", **common)
+        vae = AutoencoderKL.from_single_file(state_dict, subfolder="vae", **common)
+        text_encoder = create_diffusers_clip_model_from_ldm(
+            CLIPTextModel, state_dict, subfolder="text_encoder", **common
+        )
+    except (ValueError, KeyError, RuntimeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(f"{path}: the weights do not fit an {architecture} model ({reason}); is the file complete?") from None
+    for part, module in (("U-Net", unet), ("VAE", vae), ("text encoder", text_encoder)):
+        _require_all_weights(module, part, path)
+    return unet, vae, text_encoder, architecture
+
+
+def _require_all_weights(module, part: str, path: Path) -> None:
+    # diffusers leaves a weight missing from the file on the meta device instead of failing.
+    missing = [name for name, tensor in module.state_dict().items() if tensor.is_meta]
+    if missing:
+        raise ModelError(f"{path}: the {part} weight {missing[0]} (and {len(missing) - 1} more) is missing; the file is incomplete")
+
+
+def write_single_file(components, target: Path, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write an SDComponents as one original-layout .safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    from lrfind.atomic import atomic_path
+    from lrfind.models.to_original import components_to_original
+
+    state_dict = components_to_original(components)
+    with atomic_path(target) as tmp:
+        save_file(state_dict, str(tmp), metadata={"format": "pt", **(metadata or {})})
+    return target

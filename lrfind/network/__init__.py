@@ -1,0 +1,36 @@
+"""LoRA networks (peft) with kohya sd-scripts' semantics, kohya-format files, and sampling.
+
+Importing this package does not import torch, peft or diffusers; the functions do, when called.
+"""
+
+from lrfind.network.inference import applied_loras, build_pipeline, generate_images, lora_delta
+from lrfind.network.kohya_format import (
+    kohya_module_name,
+    kohya_name_lookup,
+    load_lora,
+    read_dim_and_alpha,
+    safetensors_hashes,
+    save_lora,
+)
+from lrfind.network.lora import LoraNetwork, LoraSpec, attach_lora
+from lrfind.network.metadata import dataset_metadata, kohya_metadata, modelspec_metadata, tag_frequency
+
+__all__ = [
+    "LoraNetwork",
+    "LoraSpec",
+    "applied_loras",
+    "attach_lora",
+    "build_pipeline",
+    "dataset_metadata",
+    "generate_images",
+    "kohya_metadata",
+    "kohya_module_name",
+    "kohya_name_lookup",
+    "load_lora",
+    "lora_delta",
+    "modelspec_metadata",
+    "read_dim_and_alpha",
+    "safetensors_hashes",
+    "save_lora",
+    "tag_frequency",
+]

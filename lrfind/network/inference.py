@@ -1,0 +1,176 @@
+"""Sampling with kohya LoRA files: merge them into the weights for a while, generate, restore.
+
+lrfind applies LoRA files itself (W += weight * alpha/dim * up @ down, as kohya's `merge_to`)
+rather than through diffusers' `load_lora_weights`, because that injects peft layers into the
+model for good, while samples during a study must leave the shared model exactly as it was. The
+interop test checks that both give the same images.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+from lrfind.errors import ModelError
+from lrfind.network.kohya_format import (
+    ALPHA_SUFFIX,
+    DOWN_SUFFIX,
+    UP_SUFFIX,
+    kohya_name_lookup,
+    load_lora,
+    lora_names,
+)
+
+LoraSource = Union[dict, str, os.PathLike]
+
+
+def _state_dict_and_label(source: LoraSource) -> tuple[dict, str]:
+    if isinstance(source, dict):
+        return source, "the LoRA state dict"
+    state_dict, _ = load_lora(source)
+    return state_dict, str(Path(source))
+
+
+def _weight_layers(model, part: str) -> dict:
+    """kohya name -> Linear / Conv2d of one model (inside a peft wrapper: its base layer)."""
+    import torch
+
+    layers = {path: module for path, module in model.named_modules()
+              if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))}
+    return {name: layers[path] for name, path in kohya_name_lookup(part, layers).items()}
+
+
+def lora_delta(down, up, weight_shape):
+    """The weight change of one LoRA module, up @ down, in the layer's weight shape (float32).
+
+    Linear, 1x1 conv and kxk conv (kohya's LoCon-style down conv) as in kohya's `merge_to`.
+    """
+    import torch
+
+    down, up = down.float(), up.float()
+    if down.dim() == 4 and down.shape[2:] != (1, 1):
+        delta = torch.nn.functional.conv2d(down.permute(1, 0, 2, 3), up).permute(1, 0, 2, 3)
+    else:
+        delta = up.reshape(up.shape[0], -1) @ down.reshape(down.shape[0], -1)
+    return delta.reshape(weight_shape)
+
+
+def _merges(components, state_dict: dict, label: str) -> Iterator[tuple[object, object]]:
+    """(layer, delta at weight 1) for each module of a kohya state dict; ModelError if unmatched."""
+    layers = {**_weight_layers(components.unet, "unet"),
+              **_weight_layers(components.text_encoder, "text_encoder")}
+    names = lora_names(state_dict)
+    unmatched = [name for name in names if name not in layers]
+    if unmatched:
+        raise ModelError(
+            f"{label}: {len(unmatched)} of {len(names)} LoRA modules (e.g. {unmatched[0]}) match "
+            "no layer of this model; use a LoRA trained for this base model (SD 1.x)"
+        )
+    for name in names:
+        down, up = state_dict[name + DOWN_SUFFIX], state_dict[name + UP_SUFFIX]
+        rank = down.shape[0]
+        alpha_tensor = state_dict.get(name + ALPHA_SUFFIX)
+        alpha = float(alpha_tensor.float().item()) if alpha_tensor is not None else float(rank)
+        layer = layers[name]
+        yield layer, lora_delta(down, up, layer.weight.shape) * (alpha / rank)
+
+
+@contextmanager
+def applied_loras(components, loras: Sequence[tuple[LoraSource, float]]) -> Iterator[None]:
+    """Merge kohya LoRAs (state dicts or file paths, each with a weight) into the weights.
+
+    Several LoRAs stack (their deltas add); any weight works, 0 = no change, > 1 exaggerates.
+    On exit, even after an error, every touched weight gets back its saved original values, bit
+    for bit. Only the touched weights are copied, so the memory cost is that of the LoRA layers.
+    """
+    import torch
+
+    originals: dict[int, tuple[object, object]] = {}
+    try:
+        with torch.no_grad():
+            for source, weight in loras:
+                state_dict, label = _state_dict_and_label(source)
+                for layer, delta in _merges(components, state_dict, label):
+                    param = layer.weight
+                    if id(param) not in originals:
+                        originals[id(param)] = (param, param.detach().clone())
+                    param.add_((float(weight) * delta).to(param.device, param.dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for param, saved in originals.values():
+                param.copy_(saved)
+
+
+def build_pipeline(components):
+    """A diffusers StableDiffusionPipeline sharing the components' modules (no copies).
+
+    DDIM (eta 0) so a seed fully determines an image; no safety checker (it needs weights
+    from the hub, and samples are for judging training, not for publishing).
+    """
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    scheduler = DDIMScheduler.from_config(components.noise_scheduler.config,
+                                          set_alpha_to_one=False)
+    pipeline = StableDiffusionPipeline(
+        vae=components.vae,
+        text_encoder=components.text_encoder,
+        tokenizer=components.tokenizer,
+        unet=components.unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _prompt_embeddings(components, prompts: list[str], clip_skip: int):
+    """kohya-style text embeddings from lrfind's encoder; None until that module exists."""
+    try:
+        from lrfind.models.text_encoding import encode_prompts
+    except ImportError:
+        return None
+    return encode_prompts(components, prompts, clip_skip=clip_skip)
+
+
+def generate_images(
+    components,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    width: int,
+    height: int,
+    steps: int = 20,
+    guidance_scale: float = 7.5,
+    negative_prompt: str = "",
+    loras: Sequence[tuple[LoraSource, float]] = (),
+    clip_skip: int = 1,
+) -> list:
+    """One PIL image per (prompt, seed), with `loras` merged in for the duration.
+
+    Images are made one at a time, each from its own CPU torch.Generator, so an image depends
+    only on its prompt and seed (not on batch composition or device), and memory stays flat.
+    """
+    import torch
+
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds; give one seed each")
+    pipeline = build_pipeline(components)
+    images = []
+    with applied_loras(components, loras), torch.no_grad():
+        for prompt, seed in zip(prompts, seeds):
+            generator = torch.Generator(device="cpu").manual_seed(int(seed))
+            embeddings = _prompt_embeddings(components, [prompt, negative_prompt], clip_skip)
+            if embeddings is not None:
+                text = {"prompt_embeds": embeddings[:1], "negative_prompt_embeds": embeddings[1:]}
+            else:  # diffusers counts skipped layers: its clip_skip 1 is kohya's clip_skip 2
+                text = {"prompt": prompt, "negative_prompt": negative_prompt,
+                        "clip_skip": (clip_skip - 1) or None}
+            result = pipeline(**text, num_inference_steps=steps, guidance_scale=guidance_scale,
+                              width=width, height=height, generator=generator, output_type="pil")
+            images.append(result.images[0])
+    return images

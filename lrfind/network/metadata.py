@@ -1,0 +1,170 @@
+"""kohya sd-scripts' LoRA metadata (`ss_*` and `modelspec.*` keys), all values strings.
+
+The A1111 additional-networks extension, civitai and kohya's own tools read these keys; values are
+made the way kohya's `train_network.py` makes them (`str()` of the Python value, JSON for the
+dataset tables), so they parse the same. Plain values in, so this stays free of config objects.
+No torch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+from typing import Any
+
+from lrfind.data.types import Concept, Dataset
+
+NETWORK_MODULE = "networks.lora"
+SD1_BASE_MODEL_VERSION = "sd_v1"
+MODELSPEC_ARCHITECTURE_SD1_LORA = "stable-diffusion-v1/lora"
+
+
+def tag_frequency(captions: list[str]) -> dict[str, int]:
+    """kohya's `set_tag_frequency`: comma-separated tags, stripped, lower-cased, counted."""
+    counts: dict[str, int] = {}
+    for caption in captions:
+        for tag in caption.split(","):
+            tag = tag.strip().lower()
+            if tag:
+                counts[tag] = counts.get(tag, 0) + 1
+    return counts
+
+
+def _dirs_info(concepts: tuple[Concept, ...]) -> dict[str, dict[str, int]]:
+    return {c.folder.name: {"n_repeats": c.repeats, "img_count": len(c.images)} for c in concepts}
+
+
+def dataset_metadata(dataset: Dataset) -> dict[str, Any]:
+    """ss_ keys describing the dataset: image counts with repeats, folders, tag counts."""
+    all_concepts = dataset.concepts + dataset.reg_concepts
+    return {
+        "ss_num_train_images": sum(c.repeats * len(c.images) for c in dataset.concepts),
+        "ss_num_reg_images": sum(c.repeats * len(c.images) for c in dataset.reg_concepts),
+        "ss_dataset_dirs": json.dumps(_dirs_info(dataset.concepts)),
+        "ss_reg_dataset_dirs": json.dumps(_dirs_info(dataset.reg_concepts)),
+        "ss_tag_frequency": json.dumps(
+            {c.folder.name: tag_frequency([r.caption for r in c.images]) for c in all_concepts}
+        ),
+    }
+
+
+def _resolution_pair(resolution: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(resolution, int):
+        return (resolution, resolution)
+    return (int(resolution[0]), int(resolution[1]))
+
+
+def modelspec_metadata(*, title: str, timestamp: float, resolution: int | tuple[int, int],
+                       v_parameterization: bool = False, clip_skip: int | None = None
+                       ) -> dict[str, str]:
+    """The Stability AI ModelSpec keys kohya writes for an SD1 LoRA (sai_model_spec.py)."""
+    width, height = _resolution_pair(resolution)
+    spec = {
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": MODELSPEC_ARCHITECTURE_SD1_LORA,
+        "modelspec.implementation": "diffusers",
+        "modelspec.title": title,
+        "modelspec.resolution": f"{width}x{height}",
+        "modelspec.date": datetime.datetime.fromtimestamp(int(timestamp)).isoformat(),
+        "modelspec.prediction_type": "v" if v_parameterization else "epsilon",
+    }
+    if clip_skip is not None:
+        spec["modelspec.encoder_layer"] = str(clip_skip)
+    return spec
+
+
+def kohya_metadata(
+    *,
+    network_dim: int,
+    network_alpha: float,
+    learning_rate: float,
+    unet_lr: float | None,
+    text_encoder_lr: float | None,
+    optimizer: str,
+    lr_scheduler: str,
+    epoch: int,
+    steps: int,
+    max_train_steps: int,
+    num_epochs: int,
+    num_batches_per_epoch: int,
+    batch_size_per_device: int,
+    resolution: int | tuple[int, int],
+    seed: int,
+    sd_model_name: str,
+    dataset: Dataset,
+    training_started_at: float,
+    training_finished_at: float,
+    output_name: str,
+    network_train_unet_only: bool = True,
+    clip_skip: int | None = None,
+    mixed_precision: str = "no",
+    noise_offset: float | None = None,
+    min_snr_gamma: float | None = None,
+    lr_warmup_steps: int = 0,
+    gradient_accumulation_steps: int = 1,
+    gradient_checkpointing: bool = False,
+    caption_extension: str = ".txt",
+    keep_tokens: int = 0,
+    shuffle_caption: bool = False,
+    flip_aug: bool = False,
+    prior_loss_weight: float = 1.0,
+    max_token_length: int | None = None,
+    v_parameterization: bool = False,
+    session_id: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """All of kohya's metadata for one saved LoRA file, every value a string.
+
+    `optimizer` is written as given (kohya writes the class path plus arguments, e.g.
+    "torch.optim.adamw.AdamW"). `extra` adds or overrides keys (values are str()-ed).
+    """
+    metadata: dict[str, Any] = {
+        "ss_session_id": session_id if session_id is not None else random.randint(0, 2**32),
+        "ss_training_started_at": training_started_at,
+        "ss_training_finished_at": training_finished_at,
+        "ss_output_name": output_name,
+        "ss_learning_rate": learning_rate,
+        "ss_unet_lr": unet_lr,
+        "ss_text_encoder_lr": text_encoder_lr,
+        "ss_num_batches_per_epoch": num_batches_per_epoch,
+        "ss_num_epochs": num_epochs,
+        "ss_epoch": epoch,
+        "ss_steps": steps,
+        "ss_max_train_steps": max_train_steps,
+        "ss_lr_warmup_steps": lr_warmup_steps,
+        "ss_lr_scheduler": lr_scheduler,
+        "ss_optimizer": optimizer,
+        "ss_network_module": NETWORK_MODULE,
+        "ss_network_dim": network_dim,
+        "ss_network_alpha": network_alpha,
+        "ss_network_train_unet_only": bool(network_train_unet_only),
+        "ss_mixed_precision": mixed_precision,
+        "ss_v2": False,
+        "ss_base_model_version": SD1_BASE_MODEL_VERSION,
+        "ss_clip_skip": clip_skip,
+        "ss_max_token_length": max_token_length,
+        "ss_seed": seed,
+        "ss_noise_offset": noise_offset,
+        "ss_min_snr_gamma": min_snr_gamma,
+        "ss_prior_loss_weight": prior_loss_weight,
+        "ss_gradient_checkpointing": bool(gradient_checkpointing),
+        "ss_gradient_accumulation_steps": gradient_accumulation_steps,
+        "ss_batch_size_per_device": batch_size_per_device,
+        "ss_total_batch_size": batch_size_per_device * gradient_accumulation_steps,
+        "ss_resolution": _resolution_pair(resolution),
+        "ss_caption_extension": caption_extension,
+        "ss_keep_tokens": keep_tokens,
+        "ss_shuffle_caption": bool(shuffle_caption),
+        "ss_flip_aug": bool(flip_aug),
+        "ss_cache_latents": True,
+        "ss_sd_model_name": sd_model_name,
+    }
+    metadata.update(dataset_metadata(dataset))
+    metadata.update(extra or {})
+    # kohya: `metadata = {k: str(v) for k, v in metadata.items()}`; None becomes "None" there too.
+    strings = {key: str(value) for key, value in metadata.items()}
+    strings.update(modelspec_metadata(
+        title=output_name, timestamp=training_finished_at, resolution=resolution,
+        v_parameterization=v_parameterization, clip_skip=clip_skip))
+    return strings

@@ -1,0 +1,158 @@
+"""The one training loop: probe, study trials and final runs all run through `run_loop`.
+
+Everything a run needs is prepared beforehand into `LoopParts` (see setup.py); the loop only
+steps. What differs between probe, trial and final run lives in callbacks (d*lr recording,
+pruning, logging, checkpoints). The loop knows nothing of Optuna: a callback that wants the run
+to stop raises TrainingStopped. Randomness is drawn from generators seeded per (seed, epoch), so
+a run resumed at an epoch boundary continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from lrfind.errors import TrainingStopped
+from lrfind.training.batches import TrainItem, epoch_batches, process_caption
+
+
+@dataclass
+class LoopParts:
+    unet: Any
+    network: Any  # lrfind.network.LoraNetwork
+    optimizer: Any
+    lr_scheduler: Any
+    accelerator: Any
+    conditioner: Any  # TextConditioner
+    latents: dict  # (image path, flip) -> latent tensor [4, h, w], scaled
+    noise_scheduler: Any
+    items: Sequence[TrainItem]
+    total_steps: int
+    steps_per_epoch: int
+    batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    seed: int = 42
+    prediction_type: str = "epsilon"
+    noise_offset: float = 0.0
+    min_snr_gamma: Optional[float] = None
+    shuffle_caption: bool = False
+    keep_tokens: int = 0
+    flip_aug: bool = False
+    validation: Any = None  # ValidationSet or None
+    validate_every_n_steps: Optional[int] = None  # None: after each epoch
+    device: Any = "cpu"
+    dtype: Any = None  # weight dtype of the frozen UNet (None: float32)
+
+
+@dataclass
+class LoopState:
+    total_steps: int
+    steps_per_epoch: int
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs completed
+    last_loss: float = math.nan
+    epoch_losses: list[float] = field(default_factory=list)
+    lrs: dict[str, float] = field(default_factory=dict)
+    d_lrs: dict[str, float] = field(default_factory=dict)
+    val_loss: Optional[float] = None
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def average_loss(self) -> float:
+        return sum(self.epoch_losses) / len(self.epoch_losses) if self.epoch_losses else math.nan
+
+
+def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[LoopState] = None) -> LoopState:
+    state = state or LoopState(parts.total_steps, parts.steps_per_epoch)
+    _emit(callbacks, "on_train_start", state)
+    parts.unet.train()
+    try:
+        while state.step < state.total_steps:
+            state.epoch_losses = []
+            batches = epoch_batches(parts.items, parts.batch_size, parts.seed, state.epoch)
+            torch_gen, rng = _epoch_generators(parts.seed, state.epoch)
+            accum = parts.gradient_accumulation_steps
+            for index, batch in enumerate(batches):
+                loss = _micro_step(parts, batch, torch_gen, rng) / accum
+                parts.accelerator.backward(loss)
+                state.epoch_losses.append(loss.item() * accum)
+                if (index + 1) % accum and index + 1 < len(batches):
+                    continue
+                _optimizer_step(parts, state)
+                _emit(callbacks, "on_step_end", state)
+                if parts.validate_every_n_steps and state.step % parts.validate_every_n_steps == 0:
+                    _validate(parts, state, callbacks)
+                if state.step >= state.total_steps:
+                    break
+            state.epoch += 1
+            if parts.validation is not None and not parts.validate_every_n_steps:
+                _validate(parts, state, callbacks)
+            _emit(callbacks, "on_epoch_end", state)
+    finally:
+        parts.unet.eval()
+        parts.optimizer.zero_grad(set_to_none=True)
+    _emit(callbacks, "on_train_end", state)
+    return state
+
+
+def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Random):
+    import torch
+
+    from lrfind.training.losses import min_snr_weights, noise_for, per_sample_mse, training_target
+
+    flips = [parts.flip_aug and rng.random() < 0.5 for _ in batch]
+    latents = torch.stack([parts.latents[(it.record.path, flip)] for it, flip in zip(batch, flips)])
+    captions = [process_caption(it.record.caption, parts.shuffle_caption, parts.keep_tokens, rng) for it in batch]
+    noise = noise_for(latents, gen, parts.noise_offset)
+    timesteps = torch.randint(0, parts.noise_scheduler.config.num_train_timesteps, (len(batch),), generator=gen)
+    noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
+    target = training_target(parts.noise_scheduler, latents, noise, timesteps, parts.prediction_type)
+    dtype = parts.dtype or torch.float32
+    embeddings = parts.conditioner.encode(captions, as_written=not parts.shuffle_caption, device=parts.device)
+    with parts.accelerator.autocast():
+        pred = parts.unet(noisy.to(parts.device, dtype), timesteps.to(parts.device), embeddings.to(dtype)).sample
+    per_sample = per_sample_mse(pred, target.to(parts.device))
+    weights = torch.tensor([it.loss_weight for it in batch], device=parts.device)
+    if parts.min_snr_gamma:
+        weights = weights * min_snr_weights(parts.noise_scheduler, timesteps, parts.min_snr_gamma, parts.prediction_type).to(parts.device)
+    loss = (per_sample * weights).mean()
+    if not torch.isfinite(loss):
+        raise TrainingStopped(f"loss became {loss.item()} (not finite): the learning rate is too high or "
+                              "fp16 overflowed; lower --learning-rate or use bf16/fp32")
+    return loss
+
+
+def _optimizer_step(parts: LoopParts, state: LoopState) -> None:
+    from lrfind.training.optimizers import d_times_lr
+
+    parts.optimizer.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+    # d*lr is read after the step but before the scheduler moves lr: the lr this step used.
+    state.lrs = {g.get("name", f"group{i}"): float(g["lr"]) for i, g in enumerate(parts.optimizer.param_groups)}
+    state.d_lrs = d_times_lr(parts.optimizer)
+    parts.lr_scheduler.step()
+    state.step += 1
+    state.last_loss = state.epoch_losses[-1]
+
+
+def _validate(parts: LoopParts, state: LoopState, callbacks) -> None:
+    if parts.validation is None:
+        return
+    state.val_loss = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
+    state.val_history.append((state.step, state.val_loss))
+    _emit(callbacks, "on_validation", state)
+
+
+def _epoch_generators(seed: int, epoch: int):
+    import torch
+
+    return torch.Generator().manual_seed(seed * 100_003 + epoch), random.Random(seed * 7_919 + epoch)
+
+
+def _emit(callbacks, event: str, state: LoopState) -> None:
+    for callback in callbacks:
+        handler = getattr(callback, event, None)
+        if handler is not None:
+            handler(state)

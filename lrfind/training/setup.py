@@ -1,0 +1,141 @@
+"""Prepare everything the loop needs from a TrainConfig, a loaded model and a scanned dataset.
+
+`lora_run` is a context manager: it attaches a fresh LoRA to the (shared, already loaded) model,
+builds optimizer, scheduler, caches and validation set, yields the LoopParts, and detaches the
+LoRA afterwards so the same loaded model serves the next trial with flat memory.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from lrfind.data.types import Dataset
+from lrfind.training.batches import batches_per_epoch, epoch_items
+from lrfind.training.config import TrainConfig
+from lrfind.training.loop import LoopParts
+from lrfind.training.validation import split_validation
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int  # epochs needed to reach total_steps (the last may be partial)
+
+
+def plan_steps(config: TrainConfig, n_batches_per_epoch: int) -> StepPlan:
+    """kohya: --max_train_epochs, when given, overrides --max_train_steps."""
+    per_epoch = math.ceil(n_batches_per_epoch / config.gradient_accumulation_steps)
+    total = config.max_train_epochs * per_epoch if config.max_train_epochs else config.max_train_steps
+    return StepPlan(per_epoch, total, math.ceil(total / per_epoch))
+
+
+def pick_device(mixed_precision: str):
+    """(device, weight dtype, accelerate mixed-precision mode). Mixed precision needs a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed_precision]
+        return torch.device("cuda"), dtype, mixed_precision
+    if mixed_precision != "no":
+        warnings.warn(f"mixed precision {mixed_precision} needs a GPU; training in fp32 on the CPU")
+    return torch.device("cpu"), torch.float32, "no"
+
+
+def make_accelerator(mixed_precision: str, cpu: bool):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    # accelerate keeps one global state per process; a study runs many trials in one process.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+
+
+def cached_features(config: TrainConfig, components, records, store, *, flips, trains_te: bool):
+    """Latents for every (image, flip) and, when cacheable, text embeddings per caption."""
+    from lrfind.cache import LatentCache, TextEmbeddingCache
+
+    latent_cache = LatentCache(components, store)
+    latents = {}
+    for flip in flips:
+        for record, latent in zip(records, latent_cache.get(records, flip=flip)):
+            latents[(record.path, flip)] = latent
+    memo = {}
+    if not trains_te:
+        captions = sorted({r.caption for r in records})
+        text_cache = TextEmbeddingCache(components, store, clip_skip=config.clip_skip,
+                                        max_token_length=config.max_token_length)
+        memo = dict(zip(captions, text_cache.get(captions)))
+    return latents, memo
+
+
+def param_groups(config: TrainConfig, network) -> list[dict]:
+    groups = [{"params": list(network.unet_parameters()), "lr": config.effective_unet_lr, "name": "unet"}]
+    if config.trains_text_encoder:
+        groups.append({"params": list(network.text_encoder_parameters()),
+                       "lr": config.effective_text_encoder_lr, "name": "textencoder"})
+    return groups
+
+
+@contextmanager
+def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterator[LoopParts]:
+    import torch
+
+    from lrfind.network import LoraSpec, attach_lora, load_lora
+    from lrfind.training.conditioning import TextConditioner
+    from lrfind.training.optimizers import build_optimizer
+    from lrfind.training.schedulers import build_scheduler
+    from lrfind.training.validation import ValidationSet
+
+    device, dtype, mixed = pick_device(config.mixed_precision)
+    train_records, val_records = split_validation(dataset.train_images, config.validation_split, config.validation_seed)
+    records = list(dict.fromkeys(train_records + val_records + list(dataset.reg_images)))
+    flips = (False, True) if config.flip_aug else (False,)
+    latents, memo = cached_features(config, components, records, store, flips=flips,
+                                    trains_te=config.trains_text_encoder)
+    items = epoch_items(train_records, dataset.reg_images, config.prior_loss_weight)
+    plan = plan_steps(config, batches_per_epoch(items, config.train_batch_size))
+    spec = LoraSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
+                    train_text_encoder=config.trains_text_encoder)
+    components.unet.to(device, dtype)
+    components.text_encoder.to(device, dtype)
+    network = attach_lora(components, spec, seed=config.seed)
+    try:
+        if config.network_weights is not None:
+            state_dict, _ = load_lora(config.network_weights)
+            network.load_kohya_state_dict(state_dict)
+        if config.gradient_checkpointing:
+            components.unet.enable_gradient_checkpointing()
+        optimizer = build_optimizer(config.optimizer_type, param_groups(config, network), extra=dict(config.optimizer_args))
+        scheduler = build_scheduler(config.lr_scheduler, optimizer, num_training_steps=plan.total_steps,
+                                    num_warmup_steps=config.lr_warmup_steps,
+                                    num_cycles=config.lr_scheduler_num_cycles, power=config.lr_scheduler_power)
+        accelerator = make_accelerator(mixed, cpu=device.type == "cpu")
+        optimizer = accelerator.prepare_optimizer(optimizer, device_placement=False)
+        prediction_type = "v_prediction" if config.v_parameterization else components.prediction_type
+        conditioner = TextConditioner(components, memo, clip_skip=config.clip_skip,
+                                      max_token_length=config.max_token_length,
+                                      trains_text_encoder=config.trains_text_encoder)
+        validation = ValidationSet([latents[(r.path, False)] for r in val_records], [r.caption for r in val_records],
+                                   timesteps=config.validation_timesteps, seed=config.validation_seed,
+                                   noise_scheduler=components.noise_scheduler, prediction_type=prediction_type)
+        yield LoopParts(
+            unet=components.unet, network=network, optimizer=optimizer, lr_scheduler=scheduler,
+            accelerator=accelerator, conditioner=conditioner, latents=latents,
+            noise_scheduler=components.noise_scheduler, items=items, total_steps=plan.total_steps,
+            steps_per_epoch=plan.steps_per_epoch, batch_size=config.train_batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps, seed=config.seed,
+            prediction_type=prediction_type, noise_offset=config.noise_offset,
+            min_snr_gamma=config.min_snr_gamma, shuffle_caption=config.shuffle_caption,
+            keep_tokens=config.keep_tokens, flip_aug=config.flip_aug, validation=validation,
+            validate_every_n_steps=config.validate_every_n_steps, device=device,
+            dtype=None if dtype == torch.float32 else dtype,
+        )
+    finally:
+        if config.gradient_checkpointing:
+            components.unet.disable_gradient_checkpointing()
+        network.detach()
