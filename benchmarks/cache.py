@@ -83,9 +83,10 @@ def load_components(model: str):
         return build_tiny(seed=0)
     if model == "sd15":
         return build_sd15_random()
-    from lrfind.models import loading  # a local diffusers folder or single-file checkpoint
+    from lrfind.config import ModelConfig
+    from lrfind.models.loading import load_components as load_model  # diffusers folder / single file
 
-    return loading.load_model(model)
+    return load_model(ModelConfig(model=model))
 
 
 def encode_uncached(components, records, captions, batch_size):

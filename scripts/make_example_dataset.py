@@ -4,9 +4,9 @@
 
 Deterministic crops of `skimage.data.chelsea()` (a tabby cat, 451x300) and `skimage.data.coffee()`
 (an espresso cup, 600x400), saved as JPEG quality 90 with kohya-style captions (comma-separated tags,
-trigger word first). Sides stay >= 240 px so that every image covers its bucket at resolution 512
-with at most 2x upscaling (lrfind's "far smaller than the resolution" limit), and the aspect ratios
-differ so that the images land in several buckets.
+trigger word first). Sides stay >= 264 px so that every image covers its bucket at resolution 512,
+with or without bucketing, with at most 2x upscaling (lrfind's "far smaller than the resolution"
+limit), and the aspect ratios differ so that the images land in several buckets.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ IMAGES = {
                   "lrfcat, cat, tabby cat, close-up, face, green eyes, pink nose, white whiskers, striped fur, blurry background"),
     (CAT, "02"): ("chelsea", (60, 0, 360, 300), None, False,
                   "lrfcat, cat, tabby cat, face, green eyes, pink nose, whiskers, ears, brown fur"),
-    (CAT, "03"): ("chelsea", (20, 0, 260, 300), None, False,
+    (CAT, "03"): ("chelsea", (16, 0, 280, 300), None, False,
                   "lrfcat, cat, tabby cat, close-up, ear, green eye, nose, striped fur, white whiskers"),
     (CAT, "04"): ("chelsea", (51, 0, 451, 300), None, False,
                   "lrfcat, cat, tabby cat, face, green eyes, pink nose, whiskers, blurry background, indoors"),
     (CAT, "05"): ("chelsea", (45, 0, 405, 300), None, True,
                   "lrfcat, cat, monochrome, greyscale, face, eyes, nose, whiskers, striped fur"),
-    (CAT, "06"): ("chelsea", (180, 0, 436, 300), None, False,
+    (CAT, "06"): ("chelsea", (176, 0, 440, 300), None, False,
                   "lrfcat, cat, close-up, green eye, pink nose, whiskers, chin, blurry background"),
     (CUP, "01"): ("coffee", (0, 0, 600, 400), (480, 320), False,
                   "lrfcup, cup, espresso, red cup, red saucer, silver spoon, wooden table, from above"),

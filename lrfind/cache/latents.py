@@ -25,9 +25,14 @@ class LatentCache:
 
     Counters: `hits` (read from disk), `misses` (encoded, including rebuilt ones), `rebuilt`
     (entries that were on disk but corrupt, deleted and encoded again).
+
+    batch_size: images per VAE call (one bucket size per call). With 1, the default, an entry is
+    bit for bit a function of its key; in larger batches CPU kernels block differently and the
+    last bits (~1e-7 relative) depend on the batch's other images. On CPU batching gains little
+    (see benchmarks/cache.py); on a GPU pass a larger batch.
     """
 
-    def __init__(self, components, store: TensorStore, batch_size: int = 4):
+    def __init__(self, components, store: TensorStore, batch_size: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.components = components

@@ -20,20 +20,20 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
         "aspect-ratio bucket distribution and the steps per epoch.",
     )
     check.add_argument("dataset", type=Path, metavar="DATASET", help="folder holding the `N_name` subfolders")
-    check.add_argument("--caption-extension", "--caption_extension", dest="caption_extension", default=".txt",
+    check.add_argument("--caption-extension", "--caption_extension", dest="caption_extension", default=".txt", metavar="EXT",
                        help="caption file extension (default .txt; kohya's own default is .caption)")
-    check.add_argument("--reg-dir", "--reg_dir", "--reg_data_dir", dest="reg_dir", type=Path, default=None,
+    check.add_argument("--reg-dir", "--reg_dir", "--reg_data_dir", dest="reg_dir", type=Path, default=None, metavar="DIR",
                        help="regularisation images folder, same layout")
-    check.add_argument("--resolution", type=int, default=512, help="training resolution, multiple of 64 (default 512)")
-    check.add_argument("--batch-size", "--batch_size", "--train_batch_size", dest="batch_size", type=int, default=1,
+    check.add_argument("--resolution", type=int, default=512, metavar="PX", help="training resolution, multiple of 64 (default 512)")
+    check.add_argument("--batch-size", "--batch_size", "--train_batch_size", dest="batch_size", type=int, default=1, metavar="N",
                        help="batch size for the step count (default 1)")
-    check.add_argument("--epochs", "--max_train_epochs", dest="epochs", type=int, default=1,
+    check.add_argument("--epochs", "--max_train_epochs", dest="epochs", type=int, default=1, metavar="N",
                        help="epochs for the total step count (default 1)")
-    check.add_argument("--min-bucket-reso", "--min_bucket_reso", dest="min_bucket_reso", type=int, default=None,
+    check.add_argument("--min-bucket-reso", "--min_bucket_reso", dest="min_bucket_reso", type=int, default=None, metavar="PX",
                        help="smallest bucket side (default min(256, resolution))")
-    check.add_argument("--max-bucket-reso", "--max_bucket_reso", dest="max_bucket_reso", type=int, default=None,
+    check.add_argument("--max-bucket-reso", "--max_bucket_reso", dest="max_bucket_reso", type=int, default=None, metavar="PX",
                        help="largest bucket side (default max(1024, resolution))")
-    check.add_argument("--bucket-reso-steps", "--bucket_reso_steps", dest="bucket_reso_steps", type=int, default=64,
+    check.add_argument("--bucket-reso-steps", "--bucket_reso_steps", dest="bucket_reso_steps", type=int, default=64, metavar="PX",
                        help="bucket side step in pixels (default 64)")
     check.add_argument("--bucket-no-upscale", "--bucket_no_upscale", dest="bucket_no_upscale", action="store_true",
                        help="per-image buckets, never upscaling (kohya's --bucket_no_upscale)")

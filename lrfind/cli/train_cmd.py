@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     config = build_train_config(args)
     result = train_lora(config)
     state = result.state
-    print(f"trained {state.step} steps ({state.epoch} epochs) in {result.seconds:.1f} s; "
-          f"final validation loss {state.val_loss:.5f}" if state.val_loss is not None else "")
+    val = f"; final validation loss {state.val_loss:.5f}" if state.val_loss is not None else ""
+    print(f"trained {state.step} steps ({state.epoch} epochs) in {result.seconds:.1f} s{val}")
     for path in result.saved:
         print(f"saved {path}")
     if result.logdir:

@@ -79,7 +79,7 @@ def _scan_root(root: Path, cfg: DatasetConfig, bucketer: Bucketer, is_reg: bool,
         example = root / "10_mychar"
         raise DatasetError(
             f"{what} {root} has no `N_name` subfolder: put the images in a folder such as {example} (10 = repeats)"
-            + (f"; found only {', '.join(p.name for p in skipped[:3])}" if skipped else "")
+            + (f" (e.g. rename {skipped[0].name} to 10_{skipped[0].name})" if skipped else "")
         )
     concepts = []
     for folder, repeats, name in folders:

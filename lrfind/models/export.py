@@ -18,6 +18,13 @@ from lrfind.models.components import SDComponents
 COMPONENT_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."}
 
 
+def readable_mode(path: Path) -> None:
+    """Give a file or folder made by mkstemp/mkdtemp (private, 0600/0700) the usual umask mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def single_file_name(components: SDComponents) -> str:
     return f"{Path(components.name).stem or 'model'}.safetensors"
 
@@ -63,6 +70,8 @@ def save_model_folder(components: SDComponents, target: Path, single_file: bool 
             name = single_file_name(components)
             write_single_file(components, tmp / name, metadata={"lrfind_source": components.name})
             written["single_file"] = target / name
+        for path in (tmp, *tmp.rglob("*")):
+            readable_mode(path)
         if target.exists():
             target.rmdir()  # empty, checked above
         os.replace(tmp, target)

@@ -56,7 +56,9 @@ def load_components(cfg: ModelConfig, dtype=None) -> SDComponents:
         else:
             components = _load_path(Path(cfg.model).expanduser(), cfg.allow_pickle, dtype)
     for module in (components.unet, components.vae, components.text_encoder):
-        module.to(dtype).eval().requires_grad_(False)
+        if module.dtype != dtype:  # diffusers warns on any .to(dtype) call, needed or not
+            module.to(dtype)
+        module.eval().requires_grad_(False)
     return components
 
 

@@ -28,7 +28,10 @@ def validate_text_options(text_encoder, clip_skip: int, max_token_length: int) -
 
 def tokenize_prompts(tokenizer, prompts: list[str], max_token_length: int = 75):
     """Token ids [B, n_chunks, 77]: each chunk is <BOS> + 75 tokens + <EOS>, padded with <EOS>."""
+    from lrfind.models.tokenizer import clean_prompt
+
     total = max_token_length + 2
+    prompts = [clean_prompt(prompt) for prompt in prompts]
     ids = tokenizer(prompts, padding="max_length", truncation=True, max_length=total, return_tensors="pt").input_ids
     if max_token_length == CHUNK_TOKENS:
         return ids[:, None, :]

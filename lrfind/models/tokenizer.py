@@ -82,6 +82,19 @@ def get_clip_tokenizer():
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=MODEL_MAX_LENGTH, local_files_only=True)
 
 
+def clean_prompt(text: str) -> str:
+    """Repair text as the CLIP tokenizer of SD trainers does before BPE (curly quotes, &amp;, mojibake).
+
+    transformers 4.x's CLIPTokenizer (what kohya sd-scripts and diffusers ran, with ftfy installed)
+    and open_clip both pass text through ftfy.fix_text; transformers 5's CLIPTokenizer is the
+    tokenizers-backed one that skips it, so call this on a prompt before tokenizing it.
+    """
+    import ftfy
+
+    return ftfy.fix_text(text)
+
+
 def count_tokens(text: str) -> int:
     """Number of BPE tokens of a caption, without the start/end tokens (kohya's 75-token limit)."""
-    return len(get_clip_tokenizer()(text, add_special_tokens=False, truncation=False)["input_ids"])
+    ids = get_clip_tokenizer()(clean_prompt(text), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    return len(ids)

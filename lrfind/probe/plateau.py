@@ -55,6 +55,7 @@ RISE_SCALE = math.log(1.2)
 NOISE_SCALE = math.log(1.35)
 FULL_SAMPLE_POINTS = 10
 STAIRCASE_PENALTY = 0.6
+SLOPE_SCATTER_SIGMAS = 2.5
 MORE_STEPS_FACTOR = 2  # advice: run this many times the steps
 
 
@@ -187,15 +188,25 @@ def _too_short(steps, values, usable: np.ndarray) -> PlateauResult:
 
 def _fit(steps: np.ndarray, log_values: np.ndarray, index_map: np.ndarray) -> _Fit:
     n = log_values.size
-    trailing = max(MIN_PLATEAU_POINTS, math.ceil(PLATEAU_MIN_FRACTION * n))
     smooth_width = min(15, max(3, 2 * round(0.025 * n) + 1))  # odd, ~5 % of the run
-    smoothed = _running_median(log_values, smooth_width)
-    monotone = _isotonic(smoothed)
-    noise = _robust_sigma(np.diff(log_values[-max(trailing, n // 2):]))
-    noise /= math.sqrt(2)  # a difference of two points has twice the variance of one
+    monotone = _isotonic(_running_median(log_values, smooth_width))
+    # Differences of the last half: the median removes a steady trend; a difference of two
+    # points has twice the variance of one point.
+    noise = _robust_sigma(np.diff(log_values[-max(3, n // 2):])) / math.sqrt(2)
     smoothed_noise = 1.25 * noise / math.sqrt(smooth_width)  # the median of m is ~1.25x the mean
     tolerance = max(MIN_TOLERANCE, NOISE_TOLERANCE_FACTOR * smoothed_noise)
-    return _Fit(steps, log_values, monotone, index_map, trailing, tolerance, noise)
+    return _Fit(
+        steps, log_values, monotone, index_map, _trailing_points(n, noise, tolerance),
+        tolerance, noise,
+    )
+
+
+def _trailing_points(n: int, noise: float, tolerance: float) -> int:
+    """k: 10 % of the run (>= 5 points), widened on a noisy curve until a rise of `tolerance`
+    stands out of the scatter of a fitted slope (2.5 sigma * sqrt(12 / k)), at most half the run."""
+    by_fraction = max(MIN_PLATEAU_POINTS, math.ceil(PLATEAU_MIN_FRACTION * n))
+    by_noise = math.ceil(12 * (SLOPE_SCATTER_SIGMAS * noise / tolerance) ** 2)
+    return max(by_fraction, min(by_noise, n // 2))
 
 
 def _is_stuck(fit: _Fit, d0: float) -> bool:
@@ -254,12 +265,16 @@ def _trailing_rise_is_significant(fit: _Fit) -> bool:
         return True
     steps, log_values = fit.steps[-k:], fit.log_values[-k:]
     slope = _theil_sen_slope(steps, log_values)
-    slope_scatter = 2.5 * fit.noise * math.sqrt(12 / k)
+    slope_scatter = SLOPE_SCATTER_SIGMAS * fit.noise * math.sqrt(12 / k)
     return slope * float(steps[-1] - steps[0]) >= max(fit.tolerance, slope_scatter)
 
 
 def _theil_sen_slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Median of pairwise slopes: robust to outliers (numpy only; k is small)."""
+    """Median of pairwise slopes: robust to outliers. Hand-written (numpy, a few lines) as scipy is
+    not a dependency; long windows are thinned to 400 points to bound the pairs."""
+    if x.size > 400:
+        keep_points = np.linspace(0, x.size - 1, 400).round().astype(int)
+        x, y = x[keep_points], y[keep_points]
     i, j = np.triu_indices(x.size, k=1)
     dx = x[j] - x[i]
     keep = dx > 0

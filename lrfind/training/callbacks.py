@@ -55,7 +55,7 @@ class ProgressBar:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=state.total_steps, initial=state.step, desc=self.description,
-                        disable=not self.enabled, dynamic_ncols=True)
+                        disable=None if self.enabled else True, dynamic_ncols=True)  # None: off when not a TTY
 
     def on_step_end(self, state) -> None:
         postfix = {"loss": f"{state.average_loss:.4f}"}

@@ -101,8 +101,9 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
     plan = plan_steps(config, batches_per_epoch(items, config.train_batch_size))
     spec = LoraSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
                     train_text_encoder=config.trains_text_encoder)
-    components.unet.to(device, dtype)
-    components.text_encoder.to(device, dtype)
+    for module in (components.unet, components.text_encoder):
+        if module.device != device or module.dtype != dtype:  # the shared model stays put between trials
+            module.to(device, dtype)
     network = attach_lora(components, spec, seed=config.seed)
     try:
         if config.network_weights is not None:

@@ -1,0 +1,108 @@
+"""`lrfind train` as a user runs it: kohya names, TOML configs, outputs, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lrfind.cli import main
+
+BASE = ["--model", "tiny", "--resolution", "64", "--network-dim", "4", "--network-alpha", "2",
+        "--train-batch-size", "4", "--no-progress", "--network-train-unet-only"]
+
+
+def test_train_writes_kohya_lora_epochs_metadata_and_tensorboard(example_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["train", str(example_dataset), *BASE, "--max_train_epochs", "2", "--save_every_n_epochs", "1",
+               "--output-dir", str(out), "--output-name", "mychar", "--logging-dir", str(tmp_path / "logs"),
+               "--optimizer-type", "DAdaptAdam", "--learning-rate", "1.0", "--save-precision", "bf16"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["mychar-000001.safetensors", "mychar.safetensors"]
+    from safetensors import safe_open
+
+    with safe_open(str(out / "mychar.safetensors"), "pt") as f:
+        meta, keys = f.metadata(), list(f.keys())
+        assert f.get_tensor(keys[0]).dtype.is_floating_point
+    assert all(k.startswith("lora_unet_") for k in keys)
+    assert {"ss_network_dim", "ss_network_alpha", "ss_optimizer", "ss_steps", "ss_epoch", "ss_tag_frequency",
+            "ss_dataset_dirs", "ss_sd_model_name", "ss_resolution", "ss_seed"} <= set(meta)
+    assert meta["ss_network_dim"] == "4" and float(meta["ss_network_alpha"]) == 2.0 and meta["ss_epoch"] == "2"
+    assert "10_lrfcat cat" in json.loads(meta["ss_dataset_dirs"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [logdir] = list((tmp_path / "logs").glob("*/network_train"))
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"loss/current", "loss/average", "loss/epoch_average", "loss/validation", "lr/unet", "lr/d*lr/unet"} <= tags
+    assert [e.step for e in acc.Scalars("loss/epoch_average")] == [1, 2]  # kohya: step = epoch
+    assert "saved" in capsys.readouterr().out
+
+
+def test_toml_config_with_kohya_sections_and_cli_override(example_dataset, tmp_path):
+    config = tmp_path / "cfg.toml"
+    config.write_text(f"""
+[model_arguments]
+pretrained_model_name_or_path = "tiny"
+[dataset_arguments]
+train_data_dir = "{example_dataset.as_posix()}"
+resolution = 64
+[training_arguments]
+max_train_steps = 2
+output_dir = "{(tmp_path / 'from_toml').as_posix()}"
+output_name = "fromtoml"
+network_train_unet_only = true
+progress = false
+[optimizer_arguments]
+optimizer_type = "Prodigy"
+learning_rate = 1.0
+optimizer_args = ["safeguard_warmup=True", "d_coef=0.5"]
+""")
+    assert main(["train", "--config_file", str(config), "--output-name", "override"]) == 0
+    assert (tmp_path / "from_toml" / "override.safetensors").is_file()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--optimizer-type", "Adam"], "unknown optimizer"),
+    (["--lr-scheduler", "cosine_annealing"], "unknown lr scheduler"),
+    (["--resolution", "100"], "multiple of 64"),
+    (["--network-dim", "0"], "network_dim"),
+    (["--learning-rate", "-1"], "learning_rate"),
+    (["--model", "/nonexistent/model.safetensors"], "model.safetensors"),
+    (["--optimizer-args", "bogus=1"], "bogus"),
+    (["--optimizer-type", "DAdaptAdam", "--learning-rate", "1", "--no-network-train-unet-only",
+      "--text-encoder-lr", "0.5"], "one lr"),
+])
+def test_bad_options_exit_2_with_one_line_and_write_nothing(args, needle, example_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["train", str(example_dataset), *BASE, "--max-train-steps", "2", "--output-dir", str(out)]
+    rc = main(argv + args)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["[model_arguments\nx = 1", "max_train_steps = 2\nnot_a_kohya_option = 3"])
+def test_bad_toml_exits_2(text, example_dataset, tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    rc = main(["train", str(example_dataset), "--config", str(config), "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.toml" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_continue_from_network_weights(example_dataset, tmp_path):
+    first = tmp_path / "a"
+    assert main(["train", str(example_dataset), *BASE, "--max-train-steps", "3", "--output-dir", str(first),
+                 "--output-name", "a", "--save-precision", "float"]) == 0
+    assert main(["train", str(example_dataset), *BASE, "--max-train-steps", "1", "--output-dir", str(tmp_path / "b"),
+                 "--output-name", "b", "--network-weights", str(first / "a.safetensors"), "--learning-rate", "1e-12",
+                 "--save-precision", "float"]) == 0
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(first / "a.safetensors")), load_file(str(tmp_path / "b" / "b.safetensors"))
+    assert set(a) == set(b)
+    assert all(float((a[k] - b[k]).abs().max()) < 1e-6 for k in a)  # continued from a (a tiny lr barely moves it)
