@@ -66,7 +66,9 @@ class DatasetConfig(StrictModel):
     @property
     def bucket_range(self) -> tuple[int, int]:
         """kohya's defaults (256, 1024), widened so that small resolutions (the tiny model) fit."""
-        lo = self.min_bucket_reso if self.min_bucket_reso is not None else min(256, self.resolution)
+        # Half the resolution at small sizes, so the tiny model (64-128 px) still gets aspect buckets.
+        half = max(self.bucket_reso_steps, self.resolution // 2 // self.bucket_reso_steps * self.bucket_reso_steps)
+        lo = self.min_bucket_reso if self.min_bucket_reso is not None else min(256, half)
         hi = self.max_bucket_reso if self.max_bucket_reso is not None else max(1024, self.resolution)
         return lo, hi
 

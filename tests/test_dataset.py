@@ -203,34 +203,89 @@ def _truncate(path, keep=0.5):
     path.write_bytes(data[: int(len(data) * keep)])
 
 
+def _missing_folder(root):
+    return root / "nope", root / "nope"
+
+
+def _file_not_folder(root):
+    (root / "CAT").write_text("x")
+    return root / "CAT", root / "CAT"
+
+
+def _empty_dataset(root):
+    (root / "5_x").mkdir()
+    write_caption(root / "5_x" / "a.png", "a")  # a caption, no image
+    return root, root
+
+
+def _no_repeats_folder(root):
+    write_photo(root / "images" / "a.png")
+    return root, root
+
+
+def _zero_byte_image(root):
+    (root / "1_x").mkdir()
+    (root / "1_x" / "a.png").write_bytes(b"")
+    return root, root / "1_x" / "a.png"
+
+
+def _not_an_image(root):
+    (root / "1_x").mkdir()
+    (root / "1_x" / "a.jpg").write_bytes(b"not a JPEG at all" * 50)
+    return root, root / "1_x" / "a.jpg"
+
+
+def _truncated(suffix):
+    def make(root):
+        image = write_photo(root / "1_x" / f"a{suffix}")
+        _truncate(image)
+        return root, image
+
+    return make
+
+
+def _latin1_caption(root):
+    caption = write_photo(root / "1_x" / "a.png").with_suffix(".txt")
+    caption.write_bytes("caf\xe9, chat".encode("latin-1"))
+    return root, caption
+
+
+def _empty_caption(root):
+    return root, write_caption(write_photo(root / "1_x" / "a.png"), "\n")
+
+
+def _tiny_image(root):
+    return root, write_photo(root / "1_x" / "tiny.png", size=(120, 80))
+
+
+# case -> (builder returning (folder to scan, file the message must name), reason in the message)
 BAD_INPUTS = {
-    "missing folder": (lambda root: root / "nope", lambda root: None, "does not exist"),
-    "file, not folder": (lambda root: root / "CAT", lambda root: (root / "CAT").write_text("x"), "is not a folder"),
-    "empty dataset": (lambda root: root, lambda root: write_caption((root / "5_x").mkdir() or root / "5_x" / "a.png", "a"), "holds no images"),
-    "no N_ folder": (lambda root: root, lambda root: write_photo(root / "images" / "a.png"), "no `N_name` subfolder"),
-    "zero-byte image": (lambda root: root / "a.png", lambda root: (root / "1_x").mkdir() or (root / "1_x" / "a.png").write_bytes(b""), "0-byte"),
-    "unreadable image": (lambda root: root / "a.jpg", lambda root: (root / "1_x").mkdir() or (root / "1_x" / "a.jpg").write_bytes(b"GIF? no" * 50), "not a readable image"),
-    "truncated jpeg": (lambda root: root / "a.jpg", lambda root: _truncate(write_photo(root / "1_x" / "a.jpg")), "truncated"),
-    "truncated png": (lambda root: root / "a.png", lambda root: _truncate(write_photo(root / "1_x" / "a.png")), "truncated"),
-    "non-UTF-8 caption": (lambda root: root / "a.txt", lambda root: (write_photo(root / "1_x" / "a.png").with_suffix(".txt")).write_bytes("caf\xe9, chat".encode("latin-1")), "not UTF-8"),
-    "empty caption": (lambda root: root / "a.txt", lambda root: write_caption(write_photo(root / "1_x" / "a.png"), "\n"), "is empty"),
-    "image far smaller": (lambda root: root / "tiny.png", lambda root: write_photo(root / "1_x" / "tiny.png", size=(120, 80)), "120x80 px, far smaller"),
+    "missing folder": (_missing_folder, "does not exist"),
+    "file, not folder": (_file_not_folder, "is not a folder"),
+    "empty dataset": (_empty_dataset, "holds no images"),
+    "no N_ folder": (_no_repeats_folder, "no `N_name` subfolder"),
+    "zero-byte image": (_zero_byte_image, "0-byte"),
+    "unreadable image": (_not_an_image, "not a readable image"),
+    "truncated jpeg": (_truncated(".jpg"), "truncated"),
+    "truncated png": (_truncated(".png"), "truncated"),
+    "non-UTF-8 caption": (_latin1_caption, "not UTF-8"),
+    "empty caption": (_empty_caption, "is empty"),
+    "image far smaller": (_tiny_image, "120x80 px, far smaller"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_raises_one_line_naming_the_file(tmp_path, case):
-    named, make, reason = BAD_INPUTS[case]
+    build, reason = BAD_INPUTS[case]
     root = tmp_path / "ds"
     root.mkdir()
-    make(root)
-    target = named(root)
+    folder, named = build(root)
     with pytest.raises(DatasetError) as caught:
-        _scan(target if case in ("missing folder", "file, not folder") else root)
+        _scan(folder)
     message = str(caught.value)
     assert "\n" not in message
     assert reason in message
-    assert target.name in message
+    assert str(named) in message
 
 
 def test_far_smaller_message_gives_size_resolution_and_fix(tmp_path):

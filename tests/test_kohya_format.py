@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch

@@ -127,6 +127,8 @@ def test_model_save_writes_a_diffusers_folder_and_single_file(saved_tiny, capsys
     for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         assert (saved_tiny / part).is_dir(), part
     assert (saved_tiny / "tiny.safetensors").is_file()
+    # transformers 4.x's CLIPTokenizer (kohya, older diffusers) reads vocab.json + merges.txt
+    assert (saved_tiny / "tokenizer" / "vocab.json").is_file() and (saved_tiny / "tokenizer" / "merges.txt").is_file()
     assert not list(saved_tiny.parent.glob(".*tmp"))  # the temp folder was renamed, not left behind
     assert os.stat(saved_tiny / "tiny.safetensors").st_mode & 0o044  # readable like any other file
     keys = components_to_original_keys(saved_tiny / "tiny.safetensors")
@@ -171,6 +173,22 @@ def test_ckpt_needs_allow_pickle_and_loads_weights_only(tiny, tmp_path):
     loaded = load_components(ModelConfig(model=str(checkpoint), allow_pickle=True))
     assert_bit_identical(loaded, tiny)
     assert loaded.name == "tiny.ckpt"
+
+
+def test_diffusers_folder_with_pickled_weights_needs_allow_pickle(saved_tiny, tiny, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(saved_tiny, folder)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(str(weights)), folder / "unet" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    code, _, err = run_cli(capsys, "model", "info", str(folder))
+    assert_one_line_error(code, err, "unet", "--allow-pickle")
+    assert err.count("\n") == 1  # nothing else on stderr
+    assert_bit_identical(load_components(ModelConfig(model=str(folder), allow_pickle=True)), tiny)
 
 
 class NotAWeight:  # a pickled object of this class would need code to run on load

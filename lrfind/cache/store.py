@@ -151,6 +151,6 @@ def _read_verified(path: Path, key: str) -> dict | None:
     # failure to read means the same thing here: the entry is unusable and gets rebuilt.
     except Exception:  # noqa: BLE001
         return None
-    if metadata.get(KEY_FIELD) != key:
+    if metadata.get(KEY_FIELD) != key or metadata.get(DIGEST_FIELD) != tensors_digest(tensors):
         return None
     return tensors

@@ -35,7 +35,7 @@ def tokenizer_identity(tokenizer) -> str:
 
 
 class TextEmbeddingCache:
-    """Hidden states [77*k, hidden] (float32, CPU) for each caption, encoded once and reused.
+    """Hidden states [max_token_length + 2, hidden] (float32, CPU) per caption, encoded once, reused.
 
     Counters: `hits`, `misses` (encoded, including rebuilt), `rebuilt` (corrupt entries replaced).
     """
@@ -99,7 +99,8 @@ class TextEmbeddingCache:
 
         with torch.no_grad():
             hidden = encode_prompts(
-                self.components, list(captions), clip_skip=self.clip_skip, max_token_length=self.max_token_length
+                self.components, list(captions), clip_skip=self.clip_skip,
+                max_token_length=self.max_token_length, grad=False,
             )
         hidden = hidden.to(device="cpu", dtype=torch.float32)
         return [h.clone() for h in hidden]

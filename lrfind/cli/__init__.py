@@ -19,6 +19,7 @@ COMMANDS = {
     "dataset": "lrfind.cli.dataset_cmd",
     "model": "lrfind.cli.model_cmd",
     "train": "lrfind.cli.train_cmd",
+    "probe": "lrfind.cli.probe_cmd",
 }
 
 

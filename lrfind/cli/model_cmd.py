@@ -49,9 +49,10 @@ def _model_config(args):
 
 def run_save(args) -> int:
     cfg = _model_config(args)
-    from lrfind.models.export import save_model_folder
+    from lrfind.models.export import check_new_folder, save_model_folder
     from lrfind.models.loading import load_components
 
+    check_new_folder(args.dir)  # before the (possibly long) model load
     components = load_components(cfg)
     written = save_model_folder(components, args.dir, single_file=args.single_file)
     print(f"diffusers folder: {written['folder']}")

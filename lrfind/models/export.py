@@ -38,6 +38,22 @@ def _inference_scheduler():
     return PNDMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "skip_prk_steps": True, "set_alpha_to_one": False})
 
 
+def _add_slow_tokenizer_files(tokenizer_dir: Path) -> None:
+    # transformers 5 saves only tokenizer.json; transformers 4.x's CLIPTokenizer (which kohya
+    # sd-scripts and older diffusers use) needs vocab.json + merges.txt beside it.
+    from lrfind.models.tokenizer import tokenizer_files_dir
+
+    for name in ("vocab.json", "merges.txt"):
+        if not (tokenizer_dir / name).exists():
+            shutil.copyfile(tokenizer_files_dir() / name, tokenizer_dir / name)
+
+
+def check_new_folder(target: Path) -> None:
+    """Refuse a target that holds anything: saving never replaces what is already there."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"{target}: already exists and is not empty; pass a new folder or remove it first")
+
+
 def save_model_folder(components: SDComponents, target: Path, single_file: bool = False) -> dict[str, Path]:
     """Write `target` as a diffusers folder (+ `<name>.safetensors` in it); all or nothing.
 
@@ -49,8 +65,7 @@ def save_model_folder(components: SDComponents, target: Path, single_file: bool 
     from lrfind.models.single_file import write_single_file
 
     target = Path(target)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ConfigError(f"{target}: already exists and is not empty; pass a new folder or remove it first")
+    check_new_folder(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
@@ -65,6 +80,7 @@ def save_model_folder(components: SDComponents, target: Path, single_file: bool 
             requires_safety_checker=False,
         )
         pipeline.save_pretrained(str(tmp), safe_serialization=True)
+        _add_slow_tokenizer_files(tmp / "tokenizer")
         written = {"folder": target}
         if single_file:
             name = single_file_name(components)

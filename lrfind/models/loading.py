@@ -55,9 +55,10 @@ def load_components(cfg: ModelConfig, dtype=None) -> SDComponents:
             components = build_tiny(cfg.seed)
         else:
             components = _load_path(Path(cfg.model).expanduser(), cfg.allow_pickle, dtype)
+    from lrfind.models.single_file import cast
+
     for module in (components.unet, components.vae, components.text_encoder):
-        if module.dtype != dtype:  # diffusers warns on any .to(dtype) call, needed or not
-            module.to(dtype)
+        cast(module, dtype)
         module.eval().requires_grad_(False)
     return components
 
@@ -118,6 +119,16 @@ def _check_folder_family(folder: Path, index: dict) -> None:
         raise ModelError(f"{folder}: the diffusers folder has no {', '.join(missing)}/ subfolder; the download is incomplete")
 
 
+def _require_safetensors(folder: Path) -> None:
+    # Checked here so the message is ours (diffusers logs its own error line before raising).
+    for part in ("unet", "vae", "text_encoder"):
+        if not any((folder / part).glob("*.safetensors")):
+            raise ModelError(
+                f"{folder / part}: has no .safetensors weights, only pickles (.bin), which can run code; "
+                "pass --allow-pickle if you trust them (they are then loaded weights-only)"
+            )
+
+
 def load_diffusers_folder(folder: Path, allow_pickle: bool, dtype) -> SDComponents:
     """A local diffusers Stable Diffusion folder. Pickled (.bin) weights only with allow_pickle."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -126,6 +137,8 @@ def load_diffusers_folder(folder: Path, allow_pickle: bool, dtype) -> SDComponen
     index = read_model_index(folder)
     _check_folder_family(folder, index)
     safetensors_only = not allow_pickle
+    if safetensors_only:
+        _require_safetensors(folder)
     try:
         unet = UNet2DConditionModel.from_pretrained(
             folder, subfolder="unet", torch_dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
@@ -133,9 +146,10 @@ def load_diffusers_folder(folder: Path, allow_pickle: bool, dtype) -> SDComponen
         vae = AutoencoderKL.from_pretrained(
             folder, subfolder="vae", torch_dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
         )
-        text_encoder = CLIPTextModel.from_pretrained(
-            folder, subfolder="text_encoder", dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
-        )
+        with _no_progress_bar():
+            text_encoder = CLIPTextModel.from_pretrained(
+                folder, subfolder="text_encoder", dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
+            )
     except (OSError, ValueError, EnvironmentError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         hint = "" if allow_pickle else " (if it has only .bin weights: --allow-pickle, if you trust them)"
@@ -150,6 +164,20 @@ def load_diffusers_folder(folder: Path, allow_pickle: bool, dtype) -> SDComponen
         name=folder.name,
         prediction_type=scheduler_config.get("prediction_type", "epsilon"),
     )
+
+
+@contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    # transformers draws a "Loading weights" bar even for a 1 MB model; keep the CLI output clean.
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _read_scheduler_config(folder: Path) -> dict:
@@ -167,7 +195,8 @@ def _folder_tokenizer(folder: Path):
     from lrfind.models.tokenizer import MODEL_MAX_LENGTH, get_clip_tokenizer
 
     tokenizer_dir = folder / "tokenizer"
-    if (tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file():
+    has_fast = (tokenizer_dir / "tokenizer.json").is_file()
+    if has_fast or ((tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file()):
         from transformers import CLIPTokenizer
 
         return CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=MODEL_MAX_LENGTH, local_files_only=True)

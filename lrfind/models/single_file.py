@@ -156,7 +156,7 @@ def _with_text_model_level(state_dict: dict[str, Any]) -> dict[str, Any]:
 def load_single_file(path: Path, allow_pickle: bool = False, dtype=None):
     """(unet, vae, text_encoder, architecture) from one original-layout SD 1.x file, offline.
 
-    Uses the file's own weights bit for bit (no dtype change when dtype is None).
+    Uses the file's own weights bit for bit, then casts to `dtype` (None: keep the file's dtype).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
@@ -165,7 +165,9 @@ def load_single_file(path: Path, allow_pickle: bool = False, dtype=None):
     state_dict = _with_text_model_level(read_state_dict(path, allow_pickle))
     architecture = detect_architecture({k: tuple(v.shape) for k, v in state_dict.items()}, str(path))
     config = str(SD1_VARIANTS[architecture].config_dir())
-    common = {"config": config, "torch_dtype": dtype, "local_files_only": True}
+    _require_expected_weights(state_dict, config, architecture, path)
+    # dtype is applied after the completeness check: casting a module with a missing (meta) weight fails.
+    common = {"config": config, "torch_dtype": None, "local_files_only": True}
     try:
         unet = UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", **common)
         vae = AutoencoderKL.from_single_file(state_dict, subfolder="vae", **common)
@@ -174,10 +176,67 @@ def load_single_file(path: Path, allow_pickle: bool = False, dtype=None):
         )
     except (ValueError, KeyError, RuntimeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ModelError(f"{path}: the weights do not fit an {architecture} model ({reason}); is the file complete?") from None
+        raise ModelError(f"{path}: the weights do not fit the {architecture} layout ({reason}); is the file complete?") from None
     for part, module in (("U-Net", unet), ("VAE", vae), ("text encoder", text_encoder)):
         _require_all_weights(module, part, path)
+        cast(module, dtype)
     return unet, vae, text_encoder, architecture
+
+
+def expected_original_shapes(config_dir: str) -> dict[str, tuple[int, ...]]:
+    """Original-layout key -> shape of the model a config folder describes (built on the meta device)."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from lrfind.models.to_original import modules_to_original
+
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config_dir, subfolder="unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir, subfolder="vae"))
+        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir, subfolder="text_encoder"))
+    return {key: tuple(value.shape) for key, value in modules_to_original(unet, vae, text_encoder).items()}
+
+
+def _squeezed(shape) -> tuple[int, ...]:
+    shape = tuple(shape)
+    while len(shape) > 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def _require_expected_weights(state_dict: Mapping[str, Any], config_dir: str, architecture: str, path: Path) -> None:
+    # diffusers' converters skip what a file lacks and leave those weights uninitialised; check first.
+    expected = expected_original_shapes(config_dir)
+    missing = [key for key in expected if key not in state_dict]
+    if missing:
+        raise ModelError(
+            f"{path}: {len(missing)} weight(s) of the {architecture} model are missing (first: {missing[0]}); "
+            "the file is incomplete: download it again"
+        )
+    # Trailing 1-dims are ignored: files differ in storing VAE attention projections as 1x1 convs or linears.
+    wrong = [key for key, shape in expected.items() if _squeezed(state_dict[key].shape) != _squeezed(shape)]
+    if wrong:
+        raise ModelError(
+            f"{path}: weight {wrong[0]} has shape {tuple(state_dict[wrong[0]].shape)}, expected {expected[wrong[0]]} "
+            f"for {architecture}; this model variant is not supported"
+        )
+
+
+def cast(module, dtype) -> None:
+    """module.to(dtype) when needed, without diffusers' warning that it gives on every dtype cast
+    (it lists modules to keep in float32; SD 1.x components have none)."""
+    import logging
+
+    if dtype is None or module.dtype == dtype:
+        return
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        module.to(dtype)
+    finally:
+        logger.setLevel(level)
 
 
 def _require_all_weights(module, part: str, path: Path) -> None:

@@ -165,10 +165,16 @@ def text_encoder_to_original(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return converted
 
 
+def modules_to_original(unet, vae, text_encoder) -> dict[str, Any]:
+    """One original-layout state dict of the three modules (tensors as they are, meta ones included)."""
+    state: dict[str, Any] = {}
+    state.update(unet_to_original(unet.state_dict(), unet.config))
+    state.update(vae_to_original(vae.state_dict(), vae.config))
+    state.update(text_encoder_to_original(text_encoder.state_dict()))
+    return state
+
+
 def components_to_original(components) -> dict[str, Any]:
     """One original-layout state dict (U-Net, VAE, text encoder) of an SDComponents, tensors contiguous."""
-    state: dict[str, Any] = {}
-    state.update(unet_to_original(components.unet.state_dict(), components.unet.config))
-    state.update(vae_to_original(components.vae.state_dict(), components.vae.config))
-    state.update(text_encoder_to_original(components.text_encoder.state_dict()))
+    state = modules_to_original(components.unet, components.vae, components.text_encoder)
     return {key: value.detach().contiguous() for key, value in state.items()}

@@ -128,15 +128,6 @@ def build_pipeline(components):
     return pipeline
 
 
-def _prompt_embeddings(components, prompts: list[str], clip_skip: int):
-    """kohya-style text embeddings from lrfind's encoder; None until that module exists."""
-    try:
-        from lrfind.models.text_encoding import encode_prompts
-    except ImportError:
-        return None
-    return encode_prompts(components, prompts, clip_skip=clip_skip)
-
-
 def generate_images(
     components,
     prompts: Sequence[str],
@@ -149,13 +140,17 @@ def generate_images(
     negative_prompt: str = "",
     loras: Sequence[tuple[LoraSource, float]] = (),
     clip_skip: int = 1,
+    max_token_length: int = 75,
 ) -> list:
     """One PIL image per (prompt, seed), with `loras` merged in for the duration.
 
     Images are made one at a time, each from its own CPU torch.Generator, so an image depends
     only on its prompt and seed (not on batch composition or device), and memory stays flat.
+    Prompts are encoded as in training (kohya's clip_skip and max_token_length).
     """
     import torch
+
+    from lrfind.models.text_encoding import encode_prompts
 
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds; give one seed each")
@@ -164,13 +159,10 @@ def generate_images(
     with applied_loras(components, loras), torch.no_grad():
         for prompt, seed in zip(prompts, seeds):
             generator = torch.Generator(device="cpu").manual_seed(int(seed))
-            embeddings = _prompt_embeddings(components, [prompt, negative_prompt], clip_skip)
-            if embeddings is not None:
-                text = {"prompt_embeds": embeddings[:1], "negative_prompt_embeds": embeddings[1:]}
-            else:  # diffusers counts skipped layers: its clip_skip 1 is kohya's clip_skip 2
-                text = {"prompt": prompt, "negative_prompt": negative_prompt,
-                        "clip_skip": (clip_skip - 1) or None}
-            result = pipeline(**text, num_inference_steps=steps, guidance_scale=guidance_scale,
+            embeddings = encode_prompts(components, [prompt, negative_prompt], clip_skip=clip_skip,
+                                        max_token_length=max_token_length, grad=False)
+            result = pipeline(prompt_embeds=embeddings[:1], negative_prompt_embeds=embeddings[1:],
+                              num_inference_steps=steps, guidance_scale=guidance_scale,
                               width=width, height=height, generator=generator, output_type="pil")
             images.append(result.images[0])
     return images

@@ -79,7 +79,7 @@ def read_dim_and_alpha(state_dict: dict) -> tuple[int, float]:
     return dim, alpha
 
 
-def torch_dtype(precision) -> "object":
+def torch_dtype(precision):
     """fp16 / bf16 / fp32 (or a torch.dtype) -> torch.dtype."""
     import torch
 

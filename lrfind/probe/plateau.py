@@ -7,19 +7,22 @@ flattens. `d` never decreases, so the true curve is non-decreasing; it can flatt
 time and then step up again (a staircase). The answer is the LAST plateau when it is long enough.
 
 Method, in log space (the curve spans orders of magnitude and noise is multiplicative):
-1. Drop unusable points (NaN, inf, <= 0). A non-finite tail (of d*lr or of the loss) is a diverged
-   run: report the last finite d*lr.
+1. Drop unusable points (NaN, inf, <= 0). A non-finite tail (of d*lr, or of the loss when any loss
+   is finite) is a diverged run: report the last finite d*lr. Isolated NaNs mid-curve are dropped.
 2. Smooth with a running median (robust to outliers), then fit the best non-decreasing curve to it
    (isotonic regression), because the true d never decreases: dips are noise.
 3. Noise: the robust spread (MAD) of the step-to-step differences of log d*lr; the median removes a
    steady trend, so a rising curve does not count as noise.
-4. The plateau criterion. k = the trailing window = max(5 points, 10 % of the points).
-   Tolerance tol = max(ln 1.2, 3 x the noise left after smoothing).
+4. The plateau criterion. k = the trailing window = max(5 points, 10 % of the points), widened on
+   a noisy curve until a rise of tol stands out of the scatter of a fitted slope (at most half the
+   run). Tolerance tol = max(ln 1.2, 3 x the noise left after smoothing).
    The final level L = the median of log d*lr over the trailing window. The plateau starts at the
    first point where the monotone fit reaches L - tol; it ends at the last point. The curve has
-   CONVERGED when (a) the monotone fit rose by less than tol over the trailing window (d*lr rose
-   < ~20 % over the last 10 % of the run) and (b) the plateau is at least k points long.
-   Otherwise it is STILL_RISING and the last level is a lower bound.
+   CONVERGED when (a) d*lr rose by less than tol over the trailing window (by default: rose
+   < ~20 % over the last 10 % of the run), measured both by the monotone fit (sees a late step)
+   and by a Theil-Sen slope of the raw points (sees a steady rise under noise), and (b) the
+   plateau is at least k points long. Otherwise it is STILL_RISING and the last level is a lower
+   bound. Windows count points, so they assume d*lr is logged at a steady interval.
 5. The value: the median d*lr over the plateau.
 6. A staircase: before the final plateau, a stretch of >= k points where the monotone fit rose by
    less than tol, at a level above d0 x 3, is an earlier plateau: the later level is reported and
@@ -127,9 +130,11 @@ def analyse_curve(
 def _aligned_losses(losses: Sequence[float] | None, order: np.ndarray) -> np.ndarray | None:
     if losses is None:
         return None
-    losses_arr = np.asarray(losses, dtype=float).reshape(-1)
+    losses_arr = np.asarray(losses, dtype=float).reshape(-1)  # None -> NaN
     if losses_arr.size != order.size:
         raise ValueError(f"losses ({losses_arr.size}) and steps ({order.size}) differ in length")
+    if not np.isfinite(losses_arr).any():
+        return None  # no loss was recorded: it says nothing about divergence
     return losses_arr[order]
 
 
@@ -156,8 +161,9 @@ def _diverged(steps, values, order, diverged_at: int, d0: float) -> PlateauResul
     last = finite_before[-1]
     value = float(values[last])
     advice = (
-        f"Training diverged at step {bad_step} (NaN/inf); the last finite d*lr was {value:.3g}. "
-        "Lower it (try half) or lower d_coef, use fp32, and check the data and captions."
+        f"Training diverged at step {bad_step} (NaN/inf); the last finite d*lr was {value:.3g}: "
+        "treat it as too high (try half of it as unet_lr) or lower d_coef, use fp32, and check "
+        "the data and captions."
     )
     earlier = None
     if len(finite_before) >= MIN_POINTS:
@@ -220,11 +226,13 @@ def _is_stuck(fit: _Fit, d0: float) -> bool:
 
 def _stuck(fit: _Fit, d0: float) -> PlateauResult:
     value = float(math.exp(np.median(fit.log_values)))
+    last_step = _num(fit.steps[-1])
     return PlateauResult(
         "stuck_at_d0", value, None, 0.0,
-        f"d*lr stayed near its start ({value:.3g}, d0={d0:.3g}): the optimizer found no step size. "
-        "Raise d0 (e.g. 1e-4), check the images, captions and loss, and set lr=1.0 for "
-        "DAdaptation/Prodigy.",
+        f"d*lr stayed near its start ({value:.3g}, d0={d0:.3g}) for {last_step} steps. d can sit "
+        f"at d0 a while (Prodigy with safeguard_warmup): run about {_more_steps(last_step)} steps; "
+        "if it still does not rise, raise d0 (e.g. 1e-4), check the images, captions and loss, "
+        "and set lr=1.0 for DAdaptation/Prodigy.",
         trailing_points=fit.trailing_points, tolerance=fit.tolerance, noise=fit.noise,
     )
 

@@ -37,9 +37,20 @@ class TBCurve:
     other_runs: tuple[str, ...] = ()
 
     def losses_at_steps(self) -> list[float]:
-        """The loss at each d*lr step (NaN where none was logged): aligned for analyse_curve."""
-        by_step = dict(zip(self.loss_steps, self.losses))
-        return [by_step.get(step, math.nan) for step in self.steps]
+        """The loss at each d*lr step, aligned for analyse_curve.
+
+        A step with no loss logged takes the last loss logged before it (NaN before the first), so
+        that a gap in logging is not mistaken for a NaN loss, i.e. a diverged run.
+        """
+        aligned, latest = [], math.nan
+        losses = iter(zip(self.loss_steps, self.losses))  # both sorted by step
+        pending = next(losses, None)
+        for step in self.steps:
+            while pending is not None and pending[0] <= step:
+                latest = pending[1]
+                pending = next(losses, None)
+            aligned.append(latest)
+        return aligned
 
 
 def read_dlr_curve(logdir: str | os.PathLike) -> TBCurve:

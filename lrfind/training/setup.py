@@ -108,7 +108,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
     try:
         if config.network_weights is not None:
             state_dict, _ = load_lora(config.network_weights)
-            network.load_kohya_state_dict(state_dict)
+            network.load_kohya_state_dict(state_dict, source=str(config.network_weights))
         if config.gradient_checkpointing:
             components.unet.enable_gradient_checkpointing()
         optimizer = build_optimizer(config.optimizer_type, param_groups(config, network), extra=dict(config.optimizer_args))

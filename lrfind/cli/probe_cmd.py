@@ -1,0 +1,44 @@
+"""`lrfind probe DATASET`: find unet_lr from a DAdaptation/Prodigy run (or a kohya log)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = {
+    "optimizer": "probe optimizer: dadaptation (DAdaptAdam, the folk recipe) or prodigy",
+    "method": "dadaptation: d*lr plateau; range: LR range test on the validation loss; both: side by side",
+    "steps": "probe length in optimizer steps",
+    "from_tensorboard": "analyse an existing kohya sd-scripts TensorBoard log instead of training",
+    "out": "output folder (default studies/<dataset name>/)",
+}
+
+
+def register(subparsers) -> None:
+    from lrfind.cli.options import add_model_options
+    from lrfind.probe.config import ProbeConfig
+
+    parser = subparsers.add_parser("probe", help="find the learning rate with a DAdaptation/Prodigy probe",
+                                   description="Train briefly with DAdaptation (lr=1.0, constant) and read where "
+                                               "d*lr levels off: that is unet_lr. Derives AdamW/Lion/text-encoder "
+                                               "settings; --method range adds an LR range test as a cross-check.")
+    parser.add_argument("dataset_arg", nargs="?", metavar="DATASET", help="kohya-layout dataset folder")
+    add_model_options(parser, ProbeConfig, exclude=("dataset",), help_texts=HELP)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lrfind.cli.options import collect_options
+    from lrfind.config import build
+    from lrfind.errors import ConfigError
+    from lrfind.probe.config import ProbeConfig
+    from lrfind.probe.probe import run_probe, summary_text
+
+    values = collect_options(args, ProbeConfig)
+    if args.dataset_arg:
+        values["dataset"] = args.dataset_arg
+    if values.get("dataset") is None and values.get("from_tensorboard") is None:
+        raise ConfigError("give a DATASET to probe, or --from-tensorboard LOGDIR to analyse a kohya log")
+    cfg = build(ProbeConfig, **values)
+    report = run_probe(cfg)
+    print(summary_text(report, cfg.out_dir()))
+    return 0

@@ -1,0 +1,39 @@
+"""ProbeConfig: the options of `lrfind probe`, validated once at the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from lrfind.config import StrictModel
+
+
+class ProbeConfig(StrictModel):
+    dataset: Optional[Path] = None  # not needed with from_tensorboard
+    model: str = "tiny"
+    allow_pickle: bool = False
+    optimizer: Literal["dadaptation", "prodigy"] = "dadaptation"
+    method: Literal["dadaptation", "range", "both"] = "dadaptation"
+    steps: int = Field(200, ge=8)
+    network_dim: int = Field(8, ge=1)
+    network_alpha: float = Field(8.0, gt=0)
+    resolution: int = 512
+    batch_size: int = Field(1, ge=1)
+    caption_extension: str = ".txt"
+    seed: int = 42
+    out: Optional[Path] = None  # default studies/<dataset name>/
+    cache_dir: Optional[Path] = None
+    from_tensorboard: Optional[Path] = None
+    range_steps: int = Field(100, ge=8)
+    range_min_lr: float = Field(1e-6, gt=0)
+    range_max_lr: float = Field(1e-1, gt=0)
+    range_eval_every: int = Field(5, ge=1)
+    progress: bool = True
+
+    def out_dir(self) -> Path:
+        if self.out is not None:
+            return self.out
+        source = self.dataset if self.dataset is not None else self.from_tensorboard
+        return Path("studies") / Path(source).resolve().name

@@ -1,0 +1,135 @@
+"""`run_probe`: train (or read a kohya log), analyse, derive, write probe.json and its page."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from lrfind.atomic import write_json
+from lrfind.probe.config import ProbeConfig
+from lrfind.probe.runner import ProbeOutcome, run_dadaptation_probe, run_range_test
+
+
+def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> dict:
+    """Runs what cfg asks for and writes DIR/probe.json and DIR/probe.html. Returns the report."""
+    from lrfind.probe.plateau import analyse_curve
+
+    outcome = ProbeOutcome()
+    if cfg.from_tensorboard is not None:
+        from lrfind.probe.tb_reader import read_dlr_curve
+
+        tb = read_dlr_curve(cfg.from_tensorboard)
+        losses = tb.losses_at_steps()
+        outcome.curve = [[s, v, l] for s, v, l in zip(tb.steps, tb.values, losses)]
+        source = {"tensorboard": str(tb.run_dir), "tag": tb.tag}
+    else:
+        dataset, components, store = _load(cfg, dataset, components, store)
+        source = {"dataset": str(cfg.dataset), "model": components.name}
+        if cfg.method in ("dadaptation", "both"):
+            outcome.curve, outcome.logdir = run_dadaptation_probe(cfg, components, dataset, store)
+        if cfg.method in ("range", "both"):
+            outcome.range_points, outcome.range_result = run_range_test(cfg, components, dataset, store)
+    if outcome.curve:
+        steps, values, losses = zip(*outcome.curve)
+        outcome.plateau = analyse_curve(list(steps), list(values), list(losses))
+        outcome.derived = _derive(outcome.plateau, cfg.optimizer)
+    report = build_report(cfg, outcome, dataset, source)
+    out = cfg.out_dir()
+    write_json(out / "probe.json", report)
+    if outcome.plateau is not None:
+        from lrfind.probe.page import _get_probe_plot_info, write_probe_page
+
+        info = _get_probe_plot_info(outcome.curve, outcome.plateau, title=f"lrfind probe: {out.name}")
+        write_probe_page(out / "probe.html", info)
+    return report
+
+
+def _load(cfg: ProbeConfig, dataset, components, store):
+    from lrfind.cache import TensorStore, default_cache_dir
+    from lrfind.config import DatasetConfig, ModelConfig
+    from lrfind.data.kohya import scan_dataset
+    from lrfind.models.loading import load_components
+
+    dataset = dataset or scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=cfg.resolution,
+                                                    caption_extension=cfg.caption_extension,
+                                                    batch_size=cfg.batch_size))
+    components = components or load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
+    store = store or TensorStore(cfg.cache_dir or default_cache_dir())
+    return dataset, components, store
+
+
+def _derive(plateau, optimizer: str):
+    from lrfind.probe.derive import derive_settings
+
+    if plateau.value is None or not plateau.value > 0 or plateau.status == "stuck_at_d0":
+        return None
+    return derive_settings(plateau.value, optimizer)
+
+
+def _finite(x):
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict) -> dict:
+    report: dict = {"source": source, "optimizer": cfg.optimizer, "method": cfg.method,
+                    "network_dim": cfg.network_dim, "network_alpha": cfg.network_alpha,
+                    "resolution": cfg.resolution, "batch_size": cfg.batch_size, "seed": cfg.seed}
+    if outcome.plateau is not None:
+        p = outcome.plateau
+        report.update(status=p.status, plateau_value=_finite(p.value), plateau_step=_finite(p.plateau_step),
+                      confidence=round(p.confidence, 3), advice=p.advice, steps=len(outcome.curve))
+    if outcome.derived is not None:
+        d = outcome.derived.to_dict()
+        report.update({k: d[k] for k in ("unet_lr", "adamw_lr", "lion_lr", "lion_weight_decay_factor",
+                                          "text_encoder_lr", "text_encoder_lr_range", "prodigy")})
+        report["rescale_rule"] = ("lr(dim, alpha) = unet_lr * (probe_alpha / probe_dim) / (alpha / dim): "
+                                  "kohya scales LoRA output by alpha/dim")
+    if outcome.range_result is not None:
+        r = outcome.range_result
+        report["range_test"] = {"status": r.status, "suggested_lr": r.suggested_lr, "min_loss_lr": r.min_loss_lr,
+                                "diverged_at_lr": r.diverged_at_lr, "advice": r.advice,
+                                "points": outcome.range_points}
+    if dataset is not None:
+        report["dataset"] = _dataset_stats(dataset, cfg.batch_size)
+    report["curve"] = [[s, _finite(v), _finite(l)] for s, v, l in outcome.curve]
+    if outcome.logdir is not None:
+        report["tensorboard"] = str(outcome.logdir)
+    return report
+
+
+def _dataset_stats(dataset, batch_size: int) -> dict:
+    from lrfind.data.steps import dataset_steps_per_epoch
+
+    groups = [[len(c.images), c.repeats] for c in dataset.concepts]
+    return {"name": dataset.name, "concepts": [c.name for c in dataset.concepts], "images_repeats": groups,
+            "images": sum(g[0] for g in groups), "steps_per_epoch": dataset_steps_per_epoch(dataset, batch_size)}
+
+
+def summary_text(report: dict, out: Path) -> str:
+    lines = []
+    if "status" in report:
+        lines.append(f"d*lr probe ({report['optimizer']}, dim {report['network_dim']}, alpha {report['network_alpha']}, "
+                     f"{report['steps']} steps): {report['status']}, confidence {report['confidence']:.2f}")
+        if report.get("plateau_value") is not None:
+            lines.append(f"  plateau d*lr {report['plateau_value']:.4g} from step {report.get('plateau_step')}")
+        lines.append(f"  {report['advice']}")
+    if "unet_lr" in report:
+        lo, hi = report["text_encoder_lr_range"]
+        lines += [f"  unet_lr          {report['unet_lr']:.3g}   (AdamW lr {report['adamw_lr']:.3g})",
+                  f"  Lion lr          {report['lion_lr']:.3g}   (weight decay x{report['lion_weight_decay_factor']:g})",
+                  f"  text_encoder_lr  {report['text_encoder_lr']:.3g}   (range {lo:.3g} .. {hi:.3g})",
+                  f"  Prodigy          lr=1.0 d_coef={report['prodigy']['d_coef']} (no lr to pick)"]
+    if "range_test" in report:
+        r = report["range_test"]
+        sug = f"{r['suggested_lr']:.3g}" if r["suggested_lr"] else "none"
+        lines.append(f"LR range test (AdamW, validation loss): suggested lr {sug} ({r['status']}); {r['advice']}")
+        if "unet_lr" in report and r["suggested_lr"]:
+            lines.append(f"  side by side: d*lr probe {report['unet_lr']:.3g} vs range test {r['suggested_lr']:.3g} "
+                         f"(ratio {report['unet_lr'] / r['suggested_lr']:.2f})")
+    if "dataset" in report:
+        d = report["dataset"]
+        groups = " + ".join(f"{n} images × {r} repeats" for n, r in d["images_repeats"])
+        lines.append(f"step math: {groups} / batch {report['batch_size']} = {d['steps_per_epoch']} steps per epoch; "
+                     "total steps = that × epochs")
+    lines.append(f"wrote {out / 'probe.json'}" + (f" and {out / 'probe.html'}" if "status" in report else ""))
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Run the probe: a DAdaptation/Prodigy training (or an LR range test) through the shared loop,
+then the pure analysis, then probe.json + a small HTML page.
+
+The probe trains the UNet LoRA only, with one lr (1.0) and a constant schedule: D-Adaptation and
+Prodigy share one `d` across parameter groups, so a second group would only rescale it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from lrfind.errors import TrainingStopped
+from lrfind.probe.config import ProbeConfig
+from lrfind.training.config import TrainConfig
+
+# Prodigy's authors' advice for diffusion models (prodigyopt README).
+PRODIGY_PROBE_ARGS = {"safeguard_warmup": True, "use_bias_correction": True, "weight_decay": 0.01,
+                      "d_coef": 1.0, "betas": (0.9, 0.99), "decouple": True}
+
+
+@dataclass
+class ProbeOutcome:
+    curve: list = field(default_factory=list)  # [step, d*lr, loss] rows
+    plateau: object = None  # PlateauResult
+    derived: object = None  # DerivedSettings or None
+    range_points: list = field(default_factory=list)  # [step, lr, validation loss] rows
+    range_result: object = None  # RangeResult or None
+    logdir: Optional[Path] = None
+
+
+def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
+    values = dict(
+        train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model, allow_pickle=cfg.allow_pickle,
+        caption_extension=cfg.caption_extension, resolution=cfg.resolution, train_batch_size=cfg.batch_size,
+        network_dim=cfg.network_dim, network_alpha=cfg.network_alpha, network_train_unet_only=True,
+        optimizer_type="Prodigy" if cfg.optimizer == "prodigy" else "DAdaptAdam",
+        optimizer_args=PRODIGY_PROBE_ARGS if cfg.optimizer == "prodigy" else {"decouple": True},
+        learning_rate=1.0, lr_scheduler="constant", max_train_steps=cfg.steps, seed=cfg.seed,
+        validate_every_n_steps=cfg.steps, cache_dir=cfg.cache_dir, progress=cfg.progress,
+        output_dir=cfg.out_dir(), output_name="probe",
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def run_dadaptation_probe(cfg: ProbeConfig, components, dataset, store) -> tuple[list, Path]:
+    from lrfind.training.callbacks import CurveRecorder, ProgressBar, TensorBoardLogger
+    from lrfind.training.loop import run_loop
+    from lrfind.training.setup import lora_run
+
+    config = probe_train_config(cfg)
+    logdir = cfg.out_dir() / "logs" / f"probe_{cfg.optimizer}"
+    recorder = CurveRecorder("unet")
+    with lora_run(config, components, dataset, store) as parts:
+        callbacks = [recorder, TensorBoardLogger(logdir), ProgressBar(f"probe ({cfg.optimizer})", cfg.progress)]
+        try:
+            run_loop(parts, callbacks)
+        except TrainingStopped:
+            pass  # a NaN run is a result: the analysis reports it as diverged
+    rows = [[step, d_lr, loss] for step, d_lr, loss, _ in recorder.rows]
+    if len(rows) < cfg.steps:  # stopped early: mark the tail so the analysis sees the divergence
+        rows.append([len(rows) + 1, math.nan, math.nan])
+    return rows, logdir
+
+
+class _RangeSweep:
+    """Sets the sweep's lr before each step and stops once the validation loss diverges."""
+
+    def __init__(self, parts, cfg: ProbeConfig):
+        from lrfind.probe.range_test import DIVERGENCE_FACTOR, exponential_lr
+
+        self.parts, self.cfg, self.points = parts, cfg, []
+        self.lr_at = lambda step: exponential_lr(step, cfg.range_steps, cfg.range_min_lr, cfg.range_max_lr)
+        self.limit = DIVERGENCE_FACTOR
+        self.best = math.inf
+        self._set_lr(0)
+
+    def _set_lr(self, step: int) -> None:
+        for group in self.parts.optimizer.param_groups:
+            group["lr"] = self.lr_at(step)
+
+    def on_step_end(self, state) -> None:
+        self._set_lr(state.step)
+
+    def on_validation(self, state) -> None:
+        self.points.append([state.step, self.lr_at(state.step - 1), state.val_loss])
+        self.best = min(self.best, state.val_loss)
+        if not math.isfinite(state.val_loss) or state.val_loss > self.limit * self.best:
+            raise TrainingStopped("validation loss diverged", state.step)
+
+
+def run_range_test(cfg: ProbeConfig, components, dataset, store):
+    from lrfind.probe.range_test import analyse_range
+    from lrfind.training.callbacks import ProgressBar
+    from lrfind.training.loop import run_loop
+    from lrfind.training.setup import lora_run
+
+    config = probe_train_config(cfg, optimizer_type="AdamW", optimizer_args={}, learning_rate=cfg.range_min_lr,
+                                max_train_steps=cfg.range_steps, validate_every_n_steps=cfg.range_eval_every)
+    with lora_run(config, components, dataset, store) as parts:
+        parts.lr_scheduler = _NoSchedule()  # the sweep sets the lr itself
+        sweep = _RangeSweep(parts, cfg)
+        try:
+            run_loop(parts, [sweep, ProgressBar("probe (range test)", cfg.progress)])
+        except TrainingStopped:
+            pass
+    points = sweep.points
+    return points, analyse_range([p[1] for p in points], [p[2] for p in points])
+
+
+class _NoSchedule:
+    def step(self) -> None:
+        pass

@@ -1,0 +1,97 @@
+"""The probe page: its plot data first, then one offline HTML file with user text escaped."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lrfind.probe.page import _get_probe_plot_info, write_probe_page
+from lrfind.probe.plateau import analyse_curve
+from lrfind.probe.tb_reader import TBCurve
+
+LEVEL = 0.08
+PLOTLY_BANNER = "* plotly.js v"  # the first lines of the inlined bundle
+
+
+def make_curve(n=100, nan_from=None, with_loss=True) -> TBCurve:
+    steps = tuple(range(1, n + 1))
+    values = [min(1e-6 * math.exp(0.31 * s), LEVEL) for s in steps]
+    if nan_from is not None:
+        values[nan_from:] = [math.nan] * (n - nan_from)
+    losses = tuple(0.2 + 0.1 / s for s in steps) if with_loss else ()
+    return TBCurve("lr/d*lr/unet", steps, tuple(values), steps if with_loss else (), losses,
+                   ("loss/current", "lr/d*lr/unet"))
+
+
+def info_for(curve: TBCurve, title="my dataset"):
+    result = analyse_curve(curve.steps, curve.values, d0=1e-6)
+    return result, _get_probe_plot_info(curve, result, title=title)
+
+
+def test_info_of_a_converged_curve():
+    result, info = info_for(make_curve())
+    assert info["status"] == "converged" and "converged" in info["status_text"]
+    assert info["dlr"]["steps"] == list(range(1, 101))
+    assert info["dlr"]["values"][-1] == pytest.approx(LEVEL)
+    assert info["loss"]["values"][0] == pytest.approx(0.3)
+    assert info["plateau"] == {"start_step": result.plateau_step, "end_step": 100,
+                               "value": result.value}
+    assert info["value_line"]["steps"] == [result.plateau_step, 100]
+    assert info["value_line"]["label"].startswith("plateau 0.08")
+    assert info["advice"] == result.advice and info["tag"] == "lr/d*lr/unet"
+    json.dumps(info, allow_nan=False)  # plain, JSON-safe data
+
+
+def test_info_of_a_diverged_curve_has_no_plateau_and_no_nan():
+    _, info = info_for(make_curve(nan_from=90))
+    assert info["status"] == "diverged" and info["plateau"] is None
+    assert info["dlr"]["values"][90:] == [None] * 10
+    assert info["value_line"]["steps"] == [1, 100]
+    assert info["value_line"]["label"].startswith("last finite")
+    json.dumps(info, allow_nan=False)
+
+
+def test_info_from_probe_json_rows():
+    rows = [[s, min(1e-6 * math.exp(0.31 * s), LEVEL), 0.1] for s in range(1, 61)]
+    result = analyse_curve([r[0] for r in rows], [r[1] for r in rows])
+    info = _get_probe_plot_info(rows, result)
+    assert info["dlr"]["steps"] == list(range(1, 61))
+    assert info["loss"]["values"] == [0.1] * 60
+    assert info["status"] == "converged"
+
+
+def test_info_of_a_still_rising_curve_marks_a_lower_bound_and_no_loss():
+    _, info = info_for(make_curve(n=30, with_loss=False))
+    assert info["status"] == "still_rising" and info["loss"] is None
+    assert info["value_line"]["label"].startswith("lower bound")
+
+
+def test_page_is_one_offline_file_with_one_plotly_bundle(tmp_path):
+    _, info = info_for(make_curve())
+    path = write_probe_page(tmp_path / "probe.html", info)
+    text = path.read_text(encoding="utf-8")
+    assert path == tmp_path / "probe.html"
+    assert text.count(PLOTLY_BANNER) == 1
+    assert "<script src=" not in text  # inlined, nothing fetched
+    assert "<h1>my dataset</h1>" in text and "plateau 0.08" in text  # page text and figure label
+    assert [p.name for p in tmp_path.iterdir()] == ["probe.html"]  # no temp file left
+
+
+def test_page_escapes_user_text(tmp_path):
+    evil = "<script>alert('x')</script>"
+    _, info = info_for(make_curve(), title=f"dataset {evil}")
+    text = write_probe_page(tmp_path / "probe.html", info).read_text(encoding="utf-8")
+    assert evil not in text
+    assert "&lt;script&gt;" in text
+    # Only plotly's own script tags: its config, its bundle and the figure call.
+    assert text.count("<script") == 3
+
+
+def test_rewriting_replaces_the_page(tmp_path):
+    target = tmp_path / "probe.html"
+    target.write_text("old")
+    _, info = info_for(make_curve())
+    write_probe_page(target, info)
+    assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
