@@ -328,3 +328,13 @@ def test_tokenizer_identity_is_stable_and_content_based(tiny):
     shorter = copy.deepcopy(tiny.tokenizer)
     shorter.model_max_length = 64
     assert tokenizer_identity(shorter) != identity
+
+
+def test_text_cache_stores_no_graph_even_for_a_trainable_text_encoder(tiny, tmp_path):
+    import copy
+    import dataclasses
+
+    trainable = dataclasses.replace(tiny, text_encoder=copy.deepcopy(tiny.text_encoder).requires_grad_(True),
+                                    _fingerprints={})
+    (embedding,) = TextEmbeddingCache(trainable, TensorStore(tmp_path / "cache")).get(["a cat"])
+    assert not embedding.requires_grad and embedding.grad_fn is None

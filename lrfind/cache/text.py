@@ -38,10 +38,11 @@ class TextEmbeddingCache:
     """Hidden states [max_token_length + 2, hidden] (float32, CPU) per caption, encoded once, reused.
 
     Counters: `hits`, `misses` (encoded, including rebuilt), `rebuilt` (corrupt entries replaced).
+    batch_size 1 (the default) keeps an entry bit for bit a function of its key, as in LatentCache.
     """
 
     def __init__(self, components, store: TensorStore, clip_skip: int = 1, max_token_length: int = 75,
-                 batch_size: int = 16):
+                 batch_size: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.components = components

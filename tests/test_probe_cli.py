@@ -1,0 +1,67 @@
+"""`lrfind probe` end to end on the tiny model, and on a kohya TensorBoard log."""
+
+from __future__ import annotations
+
+import json
+
+from lrfind.cli import main
+
+
+def test_probe_on_tiny_model_writes_probe_json_and_page(example_dataset, tmp_path, capsys):
+    out = tmp_path / "probe"
+    rc = main(["probe", str(example_dataset), "--model", "tiny", "--resolution", "64", "--steps", "60",
+               "--batch-size", "2", "--method", "both", "--range-steps", "30", "--range-eval-every", "3",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    report = json.loads((out / "probe.json").read_text())
+    for key in ("unet_lr", "adamw_lr", "lion_lr", "lion_weight_decay_factor", "text_encoder_lr",
+                "text_encoder_lr_range", "prodigy", "plateau_step", "plateau_value", "confidence", "status",
+                "network_dim", "network_alpha", "optimizer", "steps", "curve", "range_test"):
+        assert key in report, key
+    assert report["status"] in ("converged", "still_rising")
+    assert report["curve"][0][1] < report["curve"][-1][1]  # d*lr rose from d0
+    assert report["lion_lr"] == report["unet_lr"] / 3
+    lo, hi = report["text_encoder_lr_range"]
+    assert lo < report["text_encoder_lr"] < hi
+    assert len(report["curve"]) == 60 and report["range_test"]["points"]
+    assert (out / "probe.html").stat().st_size > 100_000  # plotly inlined
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+    text = capsys.readouterr().out
+    assert "unet_lr" in text and "side by side" in text and "steps per epoch" in text
+
+
+def test_prodigy_probe(example_dataset, tmp_path):
+    out = tmp_path / "prodigy"
+    assert main(["probe", str(example_dataset), "--optimizer", "prodigy", "--resolution", "64", "--steps", "40",
+                 "--batch-size", "4", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "probe.json").read_text())
+    assert report["optimizer"] == "prodigy" and report["prodigy"]["safeguard_warmup"] is True
+
+
+def test_from_tensorboard_reads_a_kohya_log(tmp_path, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir = tmp_path / "kohya_logs"
+    writer = SummaryWriter(str(logdir / "20260101120000" / "network_train"))
+    for step in range(1, 121):
+        d_lr = 1e-6 * (1.35 ** step) if step < 45 else 1e-6 * 1.35**45
+        writer.add_scalar("lr/d*lr/unet", d_lr, step)
+        writer.add_scalar("lr/d*lr/group0", d_lr, step)
+        writer.add_scalar("loss/current", 0.1, step)
+        writer.add_scalar("lr/unet", 1.0, step)
+    writer.close()
+    out = tmp_path / "analysis"
+    assert main(["probe", "--from-tensorboard", str(logdir), "--out", str(out)]) == 0
+    report = json.loads((out / "probe.json").read_text())
+    assert report["status"] == "converged"
+    assert abs(report["unet_lr"] / (1e-6 * 1.35**45) - 1) < 0.05
+    assert report["source"]["tag"] == "lr/d*lr/unet"
+    assert "unet_lr" in capsys.readouterr().out
+
+
+def test_bad_input_exit_2(tmp_path, capsys):
+    assert main(["probe"]) == 2
+    assert main(["probe", "--from-tensorboard", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["probe", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 3
