@@ -90,6 +90,8 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
             if parts.validation is not None and not parts.validate_every_n_steps:
                 _validate(parts, state, callbacks)
             _emit(callbacks, "on_epoch_end", state)
+        if parts.validation is not None and (not state.val_history or state.val_history[-1][0] != state.step):
+            _validate(parts, state, callbacks)  # the run's final weights always get a validation loss
     finally:
         parts.unet.eval()
         parts.optimizer.zero_grad(set_to_none=True)

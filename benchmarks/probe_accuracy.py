@@ -1,0 +1,161 @@
+"""Benchmark (issue #4): is the probe's lr the lr an AdamW grid search finds, at a fraction of its cost?
+
+    python benchmarks/probe_accuracy.py [--resolution 64] [--batch-size 2] [--steps 200]
+        [--grid-low 1e-4 --grid-high 3e-1 --grid-points 10] [--seeds 0,1,2] [--workers N]
+
+On the tiny model (model seed 0) and the shipped real-image example dataset, for each seed:
+  grid   AdamW at each lr of a log-spaced grid, N steps each, constant lr, UNet LoRA dim 8 /
+         alpha 8 (the probe's defaults), scored by the final deterministic validation loss;
+  probe  `lrfind probe` with DAdaptAdam and with Prodigy (their default steps), and the LR range
+         test (--method range), on the same data, dim, alpha, resolution and batch.
+The seed sets the LoRA's initialisation and the training noise; the model stays the same.
+It prints the grid table (validation loss per lr and seed, and their mean), the grid best per seed
+and of the mean curve (plus a parabola vertex in log-lr: a sub-grid estimate), and for each method
+probe_lr / grid_best_lr and the compute ratio probe steps / (grid points x N), with wall times.
+Target (issue #4): within x2 of the grid best, at <= 15 % of the grid's compute.
+`plateau / grid best` is the raw d*lr plateau against the grid: the factor the folk recipe misses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lr_grid import adamw_val_loss, fmt, grid_best, log_grid, make_bench, run_probe_on  # noqa: E402
+
+PROBES = (("dadaptation", "dadaptation"), ("prodigy", "dadaptation"), ("dadaptation", "range"))
+
+
+def run_seed(args_dict: dict, seed: int) -> dict:
+    """Everything for one seed, in one process (a worker of its own when --workers > 1)."""
+    args = argparse.Namespace(**args_dict)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix=f"lrfind-acc-{seed}-") as tmp:
+        bench = make_bench(Path(tmp), args.resolution, args.batch_size)
+        lrs = log_grid(args.grid_low, args.grid_high, args.grid_points)
+        losses = []
+        for lr in lrs:
+            losses.append(adamw_val_loss(bench, lr, args.steps, seed))
+            print(f"  seed {seed}  AdamW lr {lr:.3g}: val {fmt(losses[-1])}", flush=True)
+        probes = {}
+        for optimizer, method in PROBES:
+            report = run_probe_on(bench, optimizer, seed, method=method)
+            name = "range test" if method == "range" else optimizer
+            if method == "range":
+                rt = report["range_test"]
+                probes[name] = {"lr": rt["suggested_lr"], "plateau": None, "status": rt["status"],
+                                "min_loss_lr": rt["min_loss_lr"], "steps": len(rt["points"]) and rt["points"][-1][0]}
+            else:
+                probes[name] = {"lr": report.get("adamw_lr"), "plateau": report.get("plateau_value"),
+                                "status": report.get("status"), "steps": report.get("steps"),
+                                "plateau_step": report.get("plateau_step"), "confidence": report.get("confidence")}
+            print(f"  seed {seed}  probe {name}: {probes[name]}", flush=True)
+        return {"seed": seed, "lrs": lrs, "losses": losses, "probes": probes, "timings": bench.timings,
+                "device": bench.device}
+
+
+def run_all(args) -> list[dict]:
+    if args.workers <= 1:
+        return [run_seed(vars(args), seed) for seed in args.seeds]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(run_seed, [vars(args)] * len(args.seeds), args.seeds))
+
+
+def geo_mean(values) -> float | None:
+    values = [v for v in values if v and v > 0 and math.isfinite(v)]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else None
+
+
+def summarise(args, results: list[dict]) -> dict:
+    lrs = results[0]["lrs"]
+    mean_losses = [sum(r["losses"][i] for r in results) / len(results) for i in range(len(lrs))]
+    per_seed = {r["seed"]: grid_best(lrs, r["losses"]) for r in results}
+    overall = grid_best(lrs, mean_losses)
+    grid_steps = len(lrs) * args.steps
+    grid_seconds = sum(r["timings"]["adamw grid"][0] for r in results) / len(results)
+    summary = {"grid_best_lr": overall.best_lr, "grid_fitted_lr": overall.fitted_lr, "at_edge": overall.at_edge,
+               "per_seed_best": {s: [g.best_lr, g.fitted_lr] for s, g in per_seed.items()}, "methods": {}}
+    for name in results[0]["probes"]:
+        ratios = [r["probes"][name]["lr"] / per_seed[r["seed"]].fitted_lr for r in results if r["probes"][name]["lr"]]
+        plateau_ratios = [r["probes"][name]["plateau"] / per_seed[r["seed"]].fitted_lr for r in results
+                          if r["probes"][name]["plateau"]]
+        key = "probe range" if name == "range test" else f"probe {name}"
+        seconds = sum(r["timings"][key][0] for r in results) / len(results)
+        steps = sum(r["timings"][key][1] for r in results) / len(results)
+        lr = geo_mean(r["probes"][name]["lr"] for r in results)
+        summary["methods"][name] = {
+            "lr": lr, "lr_over_grid_best": lr / overall.fitted_lr if lr else None,
+            "per_seed_ratio": ratios, "plateau_over_grid_best": geo_mean(plateau_ratios),
+            "statuses": [r["probes"][name]["status"] for r in results],
+            "compute_steps": steps / grid_steps, "compute_time": seconds / grid_seconds,
+        }
+    return summary
+
+
+def print_report(args, results: list[dict], summary: dict) -> None:
+    lrs = results[0]["lrs"]
+    print(f"\nprobe accuracy: tiny model, example dataset, {args.resolution} px, batch {args.batch_size}, "
+          f"AdamW {args.steps} steps per grid point, dim 8 / alpha 8; device {results[0]['device']}")
+    print("lr        " + "".join(f"  seed {r['seed']:<5}" for r in results) + "  mean")
+    for i, lr in enumerate(lrs):
+        row = [r["losses"][i] for r in results]
+        mean = sum(row) / len(row)
+        print(f"{lr:<10.3g}" + "".join(f"  {fmt(v):<10}" for v in row) + f"  {fmt(mean)}")
+    for seed, (best, fitted) in summary["per_seed_best"].items():
+        print(f"seed {seed}: grid best {best:.3g}, parabola {fitted:.3g}")
+    edge = " (AT THE GRID EDGE: widen the grid)" if summary["at_edge"] else ""
+    print(f"mean curve: grid best {summary['grid_best_lr']:.3g}, parabola {summary['grid_fitted_lr']:.3g}{edge}")
+    print(f"\n{'method':<12} {'lr':>9} {'lr/grid best':>13} {'per seed':>22} {'plateau/grid':>13} "
+          f"{'steps ratio':>12} {'time ratio':>11}  status")
+    for name, m in summary["methods"].items():
+        per_seed = ",".join(f"{x:.2f}" for x in m["per_seed_ratio"])
+        print(f"{name:<12} {fmt(m['lr']):>9} {fmt(m['lr_over_grid_best']):>13} {per_seed:>22} "
+              f"{fmt(m['plateau_over_grid_best']):>13} {m['compute_steps']:>12.1%} {m['compute_time']:>11.1%}  "
+              f"{','.join(map(str, m['statuses']))}")
+    ok = [n for n, m in summary["methods"].items() if m["lr_over_grid_best"] and 0.5 <= m["lr_over_grid_best"] <= 2
+          and m["compute_steps"] <= 0.15]
+    print(f"target (within x2 of the grid best at <= 15 % of its steps) met by: {', '.join(ok) or 'none'}")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--steps", type=int, default=200, help="AdamW steps per grid point")
+    p.add_argument("--grid-low", type=float, default=1e-4)
+    p.add_argument("--grid-high", type=float, default=3e-1)
+    p.add_argument("--grid-points", type=int, default=10)
+    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
+    p.add_argument("--workers", type=int, default=1, help="processes, one seed each")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    p.add_argument("--json", type=Path, help="also write the raw results and the summary here")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    results = run_all(args)
+    summary = summarise(args, results)
+    print_report(args, results, summary)
+    if args.json:
+        from lrfind.atomic import write_json
+
+        write_json(args.json, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
+                               "summary": summary})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

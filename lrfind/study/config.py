@@ -1,0 +1,73 @@
+"""StudyConfig: the options of `lrfind study`, validated once at the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from lrfind.config import StrictModel
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+
+
+def parse_duration(text: str | float | int | None) -> Optional[float]:
+    """'8h', '90m', '1h30m', '45s', '3600' -> seconds."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    match = _DURATION.match(str(text).lower())
+    if not match or not any(match.groups()):
+        raise ValueError(f"duration {text!r} is not like 8h, 90m, 1h30m or 3600 (seconds)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+class StudyConfig(StrictModel):
+    dataset: Path
+    name: str
+    model: str = "tiny"
+    allow_pickle: bool = False
+    space: str = "character"  # a preset name (configs/<name>.toml) or a TOML path
+    n_trials: int = Field(20, ge=1)
+    timeout: Optional[str] = None
+    storage: Optional[str] = None  # default sqlite:///studies/NAME.db
+    trial_budget: Optional[int] = Field(None, ge=1)
+    clip: Optional[Path] = None
+    score: Literal["full", "loss"] = "full"
+    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    pareto: bool = False
+    seed: int = 42
+    caption_extension: str = ".txt"
+    cache_dir: Optional[Path] = None
+    out: Optional[Path] = None  # default studies/NAME
+    probe_steps: int = Field(200, ge=8)
+    heartbeat_interval: int = Field(30, ge=1)
+    grace_period: int = Field(120, ge=2)
+    progress: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
+            raise ValueError(f"study name {v!r}: use letters, digits, '.', '_' and '-' (it names files)")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: Optional[str]) -> Optional[str]:
+        parse_duration(v)
+        return v
+
+    @property
+    def timeout_seconds(self) -> Optional[float]:
+        return parse_duration(self.timeout)
+
+    def out_dir(self) -> Path:
+        return self.out if self.out is not None else Path("studies") / self.name
+
+    def storage_url(self) -> str:
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{(self.out_dir().parent / (self.name + '.db')).as_posix()}"

@@ -1,0 +1,30 @@
+"""The one piece of the training loop that knows Optuna: report and prune on validation."""
+
+from __future__ import annotations
+
+
+class OptunaReporter:
+    """On each validation: report loss / baseline to the trial and stop the run when pruned.
+
+    Raising optuna.TrialPruned from a callback unwinds the loop; lora_run's cleanup detaches the
+    LoRA, so the shared model is clean for the next trial.
+    """
+
+    def __init__(self, trial, baseline_val_loss: float, prune: bool = True):
+        self.trial, self.baseline, self.prune = trial, baseline_val_loss, prune
+        self.last_step = 0
+
+    def on_validation(self, state) -> None:
+        import optuna
+
+        from lrfind.study.scoring import intermediate_value
+
+        self.last_step = state.step
+        if not self.prune:  # multi-objective studies can't report intermediate values
+            return
+        self.trial.report(intermediate_value(state.val_loss, self.baseline), state.step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {state.step} of {state.total_steps}")
+
+    def on_step_end(self, state) -> None:
+        self.last_step = state.step

@@ -1,0 +1,100 @@
+"""Opening a study in Optuna's RDB storage, and recovering trials of dead local workers.
+
+Heartbeats (Optuna's) mark a trial failed once its worker stopped beating for the grace period,
+on any machine, and the retry callback enqueues it again. A worker that died on THIS machine
+(kill -9, power loss) need not wait that long: each trial records host and pid, so a restarted
+`lrfind study` fails and retries such trials at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Optional
+
+WORKER_ATTR = "lrfind_worker"  # {"host": ..., "pid": ..., "started": process start time}
+
+
+def masked_url(url: str) -> str:
+    """The storage URL with any password replaced by ***: safe to print and log."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy knows: print nothing secret
+        return url.split("@")[-1] if "@" in url else url
+
+
+def process_start_time(pid: int) -> Optional[float]:
+    """The kernel's start time of pid (ticks since boot), to tell a reused pid from the original."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return float(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def worker_identity() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start_time(os.getpid())}
+
+
+def worker_is_alive(worker: dict) -> bool:
+    if worker.get("host") != socket.gethostname():
+        return True  # another machine's worker: only its heartbeat can tell
+    started = process_start_time(int(worker.get("pid", -1)))
+    return started is not None and started == worker.get("started")
+
+
+def open_storage(url: str, heartbeat_interval: int, grace_period: int):
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                          engine_kwargs={"pool_pre_ping": True})
+    except (optuna.exceptions.StorageInternalError, ImportError, Exception) as err:  # noqa: BLE001
+        from lrfind.errors import ConfigError
+
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"cannot open study storage {masked_url(url)}: {masked_text(reason, url)}; "
+                          "check --storage (and that the database server runs)") from None
+
+
+def masked_text(text: str, url: str) -> str:
+    """Remove the URL's password from an error message that might quote it."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001
+        password = None
+    return text.replace(str(password), "***") if password else text
+
+
+def recover_dead_local_trials(study) -> list[int]:
+    """Fail (and re-enqueue) RUNNING trials whose worker on this machine no longer exists."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    recovered = []
+    callback = study._storage.get_heartbeat_stale_trial_callback()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        if not worker or worker_is_alive(worker):
+            continue
+        try:
+            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another worker got there first
+        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                           "its worker process died (killed or crashed); retried")
+        if callback is not None:
+            callback(study, study._storage.get_trial(trial._trial_id))
+        recovered.append(trial.number)
+    return recovered
