@@ -92,19 +92,31 @@ def build_model(name: str):
 
 
 class StepTimer:
-    """Loop callback: wall time of each optimizer step, measured from `start()` or the last step."""
+    """Loop callback: wall and CPU time of each optimizer step, from `start()` or the last step.
+
+    CPU time (this process, all its threads) is kept beside wall time because the machine is
+    shared: with OMP_NUM_THREADS=1 another process's load stretches wall time but hardly the CPU
+    seconds this process spends on a step.
+    """
 
     def __init__(self):
-        self.durations: list[float] = []
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
         self._last = None
 
     def start(self) -> None:
-        self._last = time.perf_counter()
+        self._last = (time.perf_counter(), time.process_time())
 
-    def on_step_end(self, state) -> None:
-        now = time.perf_counter()
-        self.durations.append(now - self._last)
+    def on_step_end(self, state=None) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.wall.append(now[0] - self._last[0])
+        self.cpu.append(now[1] - self._last[1])
         self._last = now
+
+    def drop(self, n: int) -> "StepTimer":
+        """Forget the first n steps (warm-up)."""
+        self.wall, self.cpu = self.wall[n:], self.cpu[n:]
+        return self
 
 
 def median(values) -> float:

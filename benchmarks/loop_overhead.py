@@ -49,28 +49,31 @@ def prepare_bare_batch(parts, item):
     return noisy, timesteps, embeddings, noise
 
 
-def bare_block(unet, optimizer, batch, steps: int) -> list[float]:
-    """The minimum any LoRA training step must do; per-step wall times."""
+def bare_block(unet, optimizer, batch, steps: int):
+    """The minimum any LoRA training step must do; a StepTimer with each step's times."""
     import torch.nn.functional as F
 
     noisy, timesteps, embeddings, target = batch
     unet.train()
-    durations = []
+    timer = _common.StepTimer()
+    timer.start()
     for _ in range(steps):
-        start = time.perf_counter()
         pred = unet(noisy, timesteps, embeddings).sample
         loss = F.mse_loss(pred.float(), target.float())
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss.item()  # any loop reads the loss back to log it
-        durations.append(time.perf_counter() - start)
+        timer.on_step_end()
     unet.eval()
-    return durations
+    return timer
 
 
-def loop_block(parts, item, steps: int, epoch: int) -> list[float]:
-    """`run_loop` over one epoch of `steps` copies of `item`; per-step wall times."""
+def loop_block(parts, item, steps: int, epoch: int):
+    """`run_loop` over one epoch of `steps` copies of `item`; a StepTimer with each step's times.
+
+    The first step's time includes run_loop's per-call setup (train mode, batching, generators).
+    """
     from lrfind.training.loop import LoopState, run_loop
 
     parts.items = [item] * steps
@@ -78,7 +81,7 @@ def loop_block(parts, item, steps: int, epoch: int) -> list[float]:
     state = LoopState(total_steps=steps, steps_per_epoch=steps, epoch=epoch)
     timer.start()
     run_loop(parts, [timer], state)
-    return timer.durations
+    return timer
 
 
 def profile_loop(parts, item, steps: int, top: int = 25) -> None:
@@ -91,9 +94,12 @@ def profile_loop(parts, item, steps: int, top: int = 25) -> None:
     profiler.disable()
     print(f"\ncProfile of {steps} loop steps, top {top} by cumulative time:")
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+    print("the loop's own code and what it calls besides the UNet, by own time:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(r"lrfind|accelerate|lr_scheduler", 15)
 
 
 def measure(parts, item, rounds: int, steps: int, warmup: int) -> dict:
+    """Alternating blocks; per side all step times (wall, cpu) and per round the paired ratios."""
     import torch
 
     params = parts.network.unet_parameters()
@@ -101,23 +107,22 @@ def measure(parts, item, rounds: int, steps: int, warmup: int) -> dict:
     batch = prepare_bare_batch(parts, item)
     bare_block(parts.unet, bare_optimizer, batch, warmup)  # one-time allocations, optimizer state
     loop_block(parts, item, warmup, epoch=0)
-    bare, loop, bare_blocks, loop_blocks, paired = [], [], [], [], []
+    times = {(side, clock): [] for side in ("bare", "loop") for clock in ("wall", "cpu")}
+    paired = {"wall": [], "cpu": []}
     for r in range(rounds):
-        medians = {}
-        order = ("bare", "loop") if r % 2 == 0 else ("loop", "bare")  # ABBA: drift hits both sides
-        for side in order:
+        timers = {}
+        for side in (("bare", "loop") if r % 2 == 0 else ("loop", "bare")):  # ABBA: drift hits both
             if side == "bare":
-                times = bare_block(parts.unet, bare_optimizer, batch, steps)
-                bare += times
-                bare_blocks.append(sum(times) / steps)
-                medians[side] = _common.median(times)
+                timers[side] = bare_block(parts.unet, bare_optimizer, batch, steps)
             else:
-                times = loop_block(parts, item, steps, epoch=r + 1)
-                loop += times
-                loop_blocks.append(sum(times) / steps)
-                medians[side] = _common.median(times)
-        paired.append(medians["loop"] / medians["bare"])  # neighbours in time share the machine's load
-    return {"bare": bare, "loop": loop, "bare_blocks": bare_blocks, "loop_blocks": loop_blocks, "paired": paired}
+                timers[side] = loop_block(parts, item, steps, epoch=r + 1)
+        for clock in ("wall", "cpu"):
+            for side, timer in timers.items():
+                times[(side, clock)] += getattr(timer, clock)
+            # Blocks next to each other in time share the machine's load: their ratio is robust.
+            paired[clock].append(_common.median(getattr(timers["loop"], clock))
+                                 / _common.median(getattr(timers["bare"], clock)))
+    return {"times": times, "paired": paired}
 
 
 def time_validation(parts, validation, repeats: int = 3) -> float:
@@ -159,27 +164,30 @@ def main(argv=None) -> int:
                   f"batch 1, latents {latent_shape}, {args.rounds} rounds x {args.steps} steps per side")
             result = measure(parts, item, args.rounds, args.steps, args.warmup)
             val_seconds = time_validation(parts, validation)
+            report(result, val_seconds, epoch_steps)
             if args.profile:
                 profile_loop(parts, item, args.steps * 3)
-        report(result, val_seconds, epoch_steps)
     print(f"peak RSS {_common.peak_rss_gib():.2f} GiB, torch threads {torch.get_num_threads()}")
     return 0
 
 
 def report(result: dict, val_seconds: float, epoch_steps: int) -> None:
-    bare_ms, loop_ms = 1000 * _common.median(result["bare"]), 1000 * _common.median(result["loop"])
-    bare_block_ms = 1000 * _common.median(result["bare_blocks"])
-    loop_block_ms = 1000 * _common.median(result["loop_blocks"])
-    print(f"bare step  median {bare_ms:7.2f} ms/step   (median of block means {bare_block_ms:7.2f})")
-    print(f"loop step  median {loop_ms:7.2f} ms/step   (median of block means {loop_block_ms:7.2f}, "
-          "includes run_loop's per-call setup)")
-    paired = result["paired"]
-    print(f"ratio loop/bare: x{loop_ms / bare_ms:.3f} per-step median, x{loop_block_ms / bare_block_ms:.3f} "
-          f"block means, x{_common.median(paired):.3f} median of {len(paired)} paired rounds "
-          f"(range {min(paired):.3f}..{max(paired):.3f}); target <= 1.10")
-    val_share = 1000 * val_seconds / epoch_steps
-    print(f"validation pass {1000 * val_seconds:.1f} ms once per epoch of {epoch_steps} steps: +{val_share:.2f} ms/step "
-          f"-> x{(loop_ms + val_share) / bare_ms:.3f} with per-epoch validation")
+    times, paired = result["times"], result["paired"]
+    for clock in ("wall", "cpu"):
+        bare = 1000 * _common.median(times[("bare", clock)])
+        loop = 1000 * _common.median(times[("loop", clock)])
+        bare_mean = 1000 * sum(times[("bare", clock)]) / len(times[("bare", clock)])
+        loop_mean = 1000 * sum(times[("loop", clock)]) / len(times[("loop", clock)])
+        rounds = paired[clock]
+        print(f"{clock:4s} time  bare {bare:7.2f} ms/step, loop {loop:7.2f} ms/step (medians; means {bare_mean:.2f} "
+              f"and {loop_mean:.2f})")
+        print(f"{clock:4s} ratio loop/bare x{loop / bare:.3f} (medians), x{loop_mean / bare_mean:.3f} (means), "
+              f"x{_common.median(rounds):.3f} median of {len(rounds)} paired rounds (range {min(rounds):.3f}.."
+              f"{max(rounds):.3f}); target <= 1.10")
+    bare_wall, loop_wall = (_common.median(times[(side, "wall")]) for side in ("bare", "loop"))
+    val_share = val_seconds / epoch_steps
+    print(f"validation pass {1000 * val_seconds:.1f} ms (wall) once per epoch of {epoch_steps} steps: "
+          f"+{1000 * val_share:.2f} ms/step -> x{(loop_wall + val_share) / bare_wall:.3f} with per-epoch validation")
 
 
 if __name__ == "__main__":

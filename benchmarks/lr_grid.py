@@ -50,6 +50,9 @@ def make_bench(scratch: Path, resolution: int, batch_size: int, model_seed: int 
     from lrfind.data.kohya import scan_dataset
     from lrfind.models.tiny import build_tiny
 
+    # TF32 convolutions (cuDNN's default on a GPU) would round like fp16-ish inputs; keep fp32 as on the CPU.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     dataset_dir = copy_example_dataset(scratch / "dataset")
     dataset = scan_dataset(DatasetConfig(train_dir=dataset_dir, resolution=resolution, batch_size=batch_size))
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"

@@ -20,6 +20,7 @@ COMMANDS = {
     "model": "lrfind.cli.model_cmd",
     "train": "lrfind.cli.train_cmd",
     "probe": "lrfind.cli.probe_cmd",
+    "study": "lrfind.cli.study_cmd",
 }
 
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lrfind: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lrfind: interrupted", file=sys.stderr)
+        print("lrfind: interrupted; files written so far are complete (atomic writes)", file=sys.stderr)
         return 130
     except Exception:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
         traceback.print_exc()

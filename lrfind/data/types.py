@@ -58,3 +58,18 @@ class Dataset:
     @property
     def name(self) -> str:
         return self.root.resolve().name
+
+
+def with_repeats(dataset: Dataset, repeats_by_folder: dict[str, int]) -> Dataset:
+    """The same dataset with other repeats per concept folder (a study trial's `repeats`).
+
+    `repeats_by_folder` maps a concept folder's name (e.g. "10_mychar") to its new repeats;
+    folders not named keep theirs. Regularisation folders are never changed.
+    """
+    from dataclasses import replace
+
+    def change(concept: Concept) -> Concept:
+        n = repeats_by_folder.get(concept.folder.name, concept.repeats)
+        return replace(concept, repeats=n, images=tuple(replace(r, repeats=n) for r in concept.images))
+
+    return replace(dataset, concepts=tuple(change(c) for c in dataset.concepts))

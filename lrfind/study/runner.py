@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
+from dataclasses import dataclass
 
 from lrfind.errors import LrfindError
 from lrfind.study.config import StudyConfig
@@ -30,11 +30,10 @@ def make_pruner(kind: str):
             "none": lambda: optuna.pruners.NopPruner()}[kind]()
 
 
-def open_study(cfg: StudyConfig):
+def open_study(cfg: StudyConfig, directions: list[str]):
     import optuna
 
     storage = open_storage(cfg.storage_url(), cfg.heartbeat_interval, cfg.grace_period)
-    directions = ["minimize", "maximize", "maximize"] if cfg.pareto else ["minimize"]
     sampler = (optuna.samplers.NSGAIISampler(seed=cfg.seed) if cfg.pareto
                else optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=5))
     study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
@@ -77,3 +76,202 @@ def _space_fixed(cfg: StudyConfig) -> dict:
 
     space = load_space(cfg.space)
     return {"resolution": space.fixed.resolution, "batch_size": space.fixed.train_batch_size}
+
+
+def ensure_baseline(study, ctx_parts) -> float:
+    """The base model's validation loss (a LoRA with zero up-weights changes nothing): shared."""
+    if "baseline_val_loss" in study.user_attrs:
+        return float(study.user_attrs["baseline_val_loss"])
+    from lrfind.training.config import TrainConfig
+    from lrfind.training.setup import lora_run
+
+    cfg, space, components, dataset, store = ctx_parts
+    config = TrainConfig(train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model,
+                         caption_extension=cfg.caption_extension, resolution=space.fixed.resolution,
+                         train_batch_size=space.fixed.train_batch_size, max_train_steps=1, progress=False,
+                         network_train_unet_only=space.fixed.network_train_unet_only, cache_dir=cfg.cache_dir)
+    with lora_run(config, components, dataset, store) as parts:
+        baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
+    study.set_user_attr("baseline_val_loss", baseline)
+    return baseline
+
+
+def objective_weights(cfg: StudyConfig, space):
+    from lrfind.study.scoring import ObjectiveWeights
+
+    weights = ObjectiveWeights(**space.objective.model_dump())
+    return weights.loss_only() if cfg.score == "loss" else weights
+
+
+def _scorer(cfg: StudyConfig, weights, components):
+    """A CLIP scorer, or None for loss-only scoring: tiny random CLIP for the tiny model."""
+    from lrfind.study.clip import load_clip_scorer, tiny_clip_scorer
+
+    if not weights.uses_clip:
+        return None
+    if cfg.clip is not None:
+        return load_clip_scorer(cfg.clip, allow_pickle=cfg.allow_pickle)
+    if components.name == "tiny":
+        return tiny_clip_scorer(seed=0)
+    raise LrfindError("CLIP scoring needs a CLIP model: pass --clip PATH (a local transformers CLIP folder, e.g. "
+                      "openai/clip-vit-large-patch14 downloaded beforehand), or --score loss for validation loss only")
+
+
+def _load_space(cfg: StudyConfig):
+    from lrfind.study.space import load_space
+
+    space = load_space(cfg.space)
+    return space.with_budget(cfg.trial_budget) if cfg.trial_budget is not None else space
+
+
+def check_same_space(cfg: StudyConfig, study, space) -> None:
+    """Optuna can't change a categorical parameter's choices within a study: say so clearly."""
+    stored = study.user_attrs.get("space")
+    if stored is None:
+        return
+    current = space.model_dump(mode="json")
+    keys = ("network_dim", "network_alpha_fraction", "epochs", "repeats", "lr_multiplier", "optimizer", "lr_scheduler")
+    changed = [k for k in keys if stored.get(k) != current.get(k)]
+    if changed:
+        raise LrfindError(f"study {cfg.name} was run with another search space ({', '.join(changed)} differ); "
+                          "pass the same --space to resume it, or start a new study with another --name")
+
+
+def _environment(components) -> dict:
+    import platform
+    import socket
+
+    import diffusers
+    import optuna
+    import torch
+
+    import lrfind
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})"
+    return {"lrfind": lrfind.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "optuna": optuna.__version__, "python": platform.python_version(), "device": device,
+            "host": socket.gethostname(), "model": components.name}
+
+
+def build_context(cfg: StudyConfig, study, space, weights):
+    from lrfind.cache import TensorStore, default_cache_dir
+    from lrfind.config import DatasetConfig, ModelConfig
+    from lrfind.data.kohya import scan_dataset
+    from lrfind.models.loading import load_components
+    from lrfind.study.objective import StudyContext
+    from lrfind.study.prompts import validation_prompts
+    from lrfind.study.samples import load_training_images
+    from lrfind.study.scoring import describe_objective
+    from lrfind.study.stats import DatasetStats
+
+    dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=space.fixed.resolution,
+                                         caption_extension=cfg.caption_extension,
+                                         batch_size=space.fixed.train_batch_size))
+    components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
+    store = TensorStore(cfg.cache_dir or default_cache_dir())
+    scorer = _scorer(cfg, weights, components)
+    probe = ensure_probe(cfg, study, components, dataset, store)
+    baseline = ensure_baseline(study, (cfg, space, components, dataset, store))
+    stats = DatasetStats.from_dataset(dataset)
+    ctx = StudyContext(cfg=cfg, space=space, probe=probe, components=components, dataset=dataset, stats=stats,
+                       store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer)
+    if scorer is not None:
+        ctx.prompts = validation_prompts(dataset)
+        ctx.train_images = scorer.image_embeddings(load_training_images(dataset))
+    for key, value in {"dataset_stats": stats.to_dict(), "space": space.model_dump(mode="json"),
+                       "model": components.name, "clip_model": scorer.name if scorer else None,
+                       "clip_calibrated": scorer.calibrated if scorer else None,
+                       "objective": describe_objective(weights), "environment": _environment(components),
+                       "dataset": str(cfg.dataset)}.items():
+        study.set_user_attr(key, value)
+    return ctx
+
+
+@dataclass
+class StudyOutcome:
+    recommendation: object
+    summary: str
+    recovered: list
+
+
+class _StopWhenDone:
+    """Stop once n_trials trials finished (complete or pruned), counting every worker's trials;
+    and stop after too many failures in a row, rather than failing forever."""
+
+    def __init__(self, n_trials: int, max_consecutive_failures: int = 5):
+        self.n_trials, self.max_failures, self.failures = n_trials, max_consecutive_failures, 0
+
+    def __call__(self, study, trial) -> None:
+        from optuna.trial import TrialState
+
+        self.failures = self.failures + 1 if trial.state == TrialState.FAIL else 0
+        if finished_trials(study) >= self.n_trials or self.failures >= self.max_failures:
+            study.stop()
+
+
+def finished_trials(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def run_study(cfg: StudyConfig) -> StudyOutcome:
+    import optuna
+
+    from lrfind.study.objective import TrialFailed, TrialObjective
+
+    from lrfind.study.scoring import pareto_directions
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = _load_space(cfg)
+    weights = objective_weights(cfg, space)
+    study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"])
+    check_same_space(cfg, study, space)
+    recovered = recover_dead_local_trials(study)
+    if recovered:
+        print(f"recovered trials {recovered} of a worker that died on this machine: marked failed, retried")
+    ctx = build_context(cfg, study, space, weights)
+    stopper = _StopWhenDone(cfg.n_trials)
+    if finished_trials(study) < cfg.n_trials:
+        print(f"study {cfg.name} in {masked_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
+              f"trials finished; running")
+        try:
+            study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds, callbacks=[stopper],
+                           catch=(TrialFailed,), gc_after_trial=True, show_progress_bar=False)
+        except KeyboardInterrupt:
+            import sys
+
+            print(f"lrfind: study interrupted; the running trial was marked failed and the database is "
+                  f"consistent. Resume with the same command (storage {masked_url(cfg.storage_url())}).",
+                  file=sys.stderr)
+            raise
+        if stopper.failures >= stopper.max_failures:
+            print(f"stopped after {stopper.failures} failed trials in a row; see fail_reason in the report")
+    return finish_study(cfg, study, ctx)
+
+
+def finish_study(cfg: StudyConfig, study, ctx) -> StudyOutcome:
+    from lrfind.atomic import write_json
+    from lrfind.study.recommend import TrialRecord, recommend
+
+    records = [TrialRecord(number=t.number, state=t.state.name, value=_scalar_value(t, ctx),
+                           params=dict(t.params), user_attrs=dict(t.user_attrs))
+               for t in study.get_trials(deepcopy=False)]
+    rec = recommend(records, ctx.space, ctx.probe, ctx.stats)
+    write_json(cfg.out_dir() / "recommendation.json", rec.to_dict())
+    study.set_user_attr("recommendation", rec.to_dict())
+    summary = rec.summary_text() + f"\nwrote {cfg.out_dir() / 'recommendation.json'}"
+    return StudyOutcome(rec, summary, [])
+
+
+def _scalar_value(trial, ctx) -> float | None:
+    """The trial's objective; a --pareto trial's is recomputed from its metrics with the weights."""
+    from lrfind.study.scoring import objective_value
+
+    if not trial.values:
+        return None
+    if len(trial.values) == 1:
+        return float(trial.values[0])
+    attrs = trial.user_attrs
+    return objective_value(attrs["val_loss"], ctx.baseline_val_loss, attrs.get("clip_i"), attrs.get("clip_t"),
+                           ctx.weights)

@@ -69,6 +69,18 @@ def _width_height(size: Size) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+def clip_i_matrix(sample_embeddings, reference_embeddings):
+    """[samples, references] cosines of unit embeddings; CLIP-I is its mean."""
+    return sample_embeddings @ reference_embeddings.T
+
+
+def clip_t_vector(sample_embeddings, prompt_embeddings):
+    """[samples] cosine of each sample with its own prompt (row i with row i); CLIP-T is its mean."""
+    if sample_embeddings.shape != prompt_embeddings.shape:
+        raise ValueError(f"{sample_embeddings.shape[0]} samples but {prompt_embeddings.shape[0]} prompts")
+    return (sample_embeddings * prompt_embeddings).sum(dim=-1)
+
+
 def score_samples(
     components,
     lora_state_dict: Optional[dict],
@@ -107,8 +119,8 @@ def score_samples(
     if reference.shape[0] == 0:
         raise ValueError("no training images to compare the samples with (CLIP-I)")
     generated = scorer.image_embeddings(images)
-    image_similarity = generated @ reference.T  # [samples, training images] cosines
-    text_similarity = (generated * scorer.text_embeddings(texts)).sum(dim=-1)  # [samples]
+    image_similarity = clip_i_matrix(generated, reference)
+    text_similarity = clip_t_vector(generated, scorer.text_embeddings(texts))
     return SampleScores(
         clip_i=float(image_similarity.mean()),
         clip_t=float(text_similarity.mean()),

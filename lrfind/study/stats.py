@@ -13,6 +13,7 @@ simply its repeats; for several concepts it keeps the balance the user set with 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
@@ -101,7 +102,8 @@ class DatasetStats:
         if repeats is None or not folder:
             return folder
         top = max(folder)
-        return tuple(max(1, round(repeats * r / top)) for r in folder)
+        # half rounds up (Python's round() would send 0.5 to 0 and 2.5 to 2)
+        return tuple(max(1, math.floor(repeats * r / top + 0.5)) for r in folder)
 
     def step_math(self, concept_repeats: Sequence[int], epochs: int, batch_size: int) -> StepMath:
         """kohya's step count for these repeats, with the explaining line."""

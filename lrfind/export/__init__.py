@@ -1,0 +1,1 @@
+"""Exports for other trainers: kohya sd-scripts configs from a study's recommendation."""

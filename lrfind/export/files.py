@@ -1,0 +1,121 @@
+"""`lrfind export-kohya`: read a study's recommendation, write kohya's two TOMLs atomically."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from lrfind.atomic import write_text
+from lrfind.config import StrictModel
+from lrfind.errors import ConfigError, DatasetError
+from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
+                                        kohya_training_toml)
+
+CONFIG_FILE = "kohya_config.toml"
+DATASET_FILE = "kohya_dataset.toml"
+
+
+class ExportConfig(StrictModel):
+    name: str
+    out: Optional[Path] = None  # default: the study folder
+    study_dir: Optional[Path] = None  # default studies/NAME
+    model: Optional[str] = None  # default: the model the probe used, when it is a path on disk
+    dataset: Optional[Path] = None  # default: the dataset the probe used
+    mixed_precision: Literal["no", "fp16", "bf16"] = "fp16"  # kohya users train on GPUs
+    save_every_n_epochs: int = Field(1, ge=1)
+    seed: int = 42
+    caption_extension: str = ".txt"
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
+            raise ValueError(f"study name {v!r}: use letters, digits, '.', '_' and '-'")
+        return v
+
+    def study_folder(self) -> Path:
+        return self.study_dir if self.study_dir is not None else Path("studies") / self.name
+
+    def out_folder(self) -> Path:
+        return self.out if self.out is not None else self.study_folder()
+
+
+@dataclass
+class ExportResult:
+    config_path: Path
+    dataset_path: Path
+    command: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path, missing_fix: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; {missing_fix}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid JSON ({err}); rerun `lrfind study` to rewrite it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object; rerun `lrfind study` to rewrite it")
+    return data
+
+
+def _probe_source(study: Path) -> dict:
+    path = study / "probe.json"
+    if not path.is_file():
+        return {}
+    source = _read_json(path, "").get("source")
+    return source if isinstance(source, dict) else {}
+
+
+def _dataset_dir(cfg: ExportConfig, source: dict, rec: dict) -> Path:
+    given = cfg.dataset if cfg.dataset is not None else source.get("dataset")
+    if given is None:
+        raise ConfigError(f"{cfg.study_folder()}: no probe.json says where the dataset is; pass --dataset DIR")
+    dataset = Path(given).resolve()
+    missing = [folder for folder, _, _ in concept_repeats(rec) if not (dataset / folder).is_dir()]
+    if missing:
+        raise DatasetError(f"{dataset / missing[0]}: concept folder of the study not found; pass --dataset DIR "
+                           "pointing at the dataset the study ran on")
+    return dataset
+
+
+def _model_path(cfg: ExportConfig, source: dict, warnings: list[str]) -> str:
+    if cfg.model is not None:
+        model = cfg.model
+    else:
+        model = str(source.get("model") or "tiny")
+    if Path(model).exists():
+        return str(Path(model).resolve())
+    if cfg.model is None or model == "tiny":
+        warnings.append(f"model {model!r} is not a file kohya can load; edit pretrained_model_name_or_path or "
+                        "rerun with --model /path/to/sd15.safetensors")
+    return model  # a hub id or a path on the training machine: kohya resolves it there
+
+
+def export_kohya(cfg: ExportConfig) -> ExportResult:
+    """Write OUT/kohya_config.toml and OUT/kohya_dataset.toml; return their paths and the command."""
+    study = cfg.study_folder()
+    rec = _read_json(study / "recommendation.json",
+                     f"no recommendation yet: run `lrfind study DATASET --name {cfg.name}` first "
+                     "(or pass --study-dir where it wrote its files)")
+    source = _probe_source(study)
+    warnings: list[str] = []
+    dataset = _dataset_dir(cfg, source, rec)
+    model = _model_path(cfg, source, warnings)
+    out = cfg.out_folder().resolve()
+    config_path, dataset_path = out / CONFIG_FILE, out / DATASET_FILE
+    dataset_text = kohya_dataset_toml(rec, dataset_dir=dataset, caption_extension=cfg.caption_extension)
+    config_text = kohya_training_toml(
+        rec, model_path=model, dataset_dir=dataset, output_dir=out / "kohya_output", output_name=cfg.name,
+        logging_dir=out / "kohya_logs", dataset_config=dataset_path, mixed_precision=cfg.mixed_precision,
+        save_every_n_epochs=cfg.save_every_n_epochs, seed=cfg.seed, caption_extension=cfg.caption_extension,
+    )
+    write_text(dataset_path, dataset_text)
+    write_text(config_path, config_text)
+    return ExportResult(config_path, dataset_path, accelerate_command(config_path, dataset_path), warnings)

@@ -1,0 +1,222 @@
+"""A study's recommendation as kohya sd-scripts configs, for people who keep their own trainer. Pure.
+
+Three things come out of recommendation.json (lrfind.study.recommend.Recommendation.to_dict()):
+- the training config for `train_network.py --config_file`: kohya flattens its sections
+  (library/train_util.py `read_config_from_file`) and takes the values as they are, without
+  argparse's type conversion, so each value is written in the type kohya's code expects
+  (`resolution` a "W,H" string, `optimizer_args` a list of "key=value" strings it reads with
+  `ast.literal_eval`, `text_encoder_lr` a float);
+- the dataset config for `--dataset_config` ([general], [[datasets]], [[datasets.subsets]],
+  library/config_util.py's schema): one subset per concept folder with the RECOMMENDED
+  num_repeats, so nobody has to rename `10_mychar` to `6_mychar` (kohya reads repeats from the
+  folder name only without a dataset config);
+- the `accelerate launch ... train_network.py` line.
+Option names and types were read from kohya-ss/sd-scripts at commit 48d368fa (2026-02-16);
+tests/test_export_kohya.py checks every key against that list.
+"""
+
+from __future__ import annotations
+
+import shlex
+import textwrap
+from pathlib import Path
+from typing import Any, Optional
+
+from lrfind.config import DatasetConfig
+from lrfind.errors import ConfigError
+from lrfind.export.toml_writer import Commented, dumps
+
+KOHYA_REF = "kohya-ss/sd-scripts commit 48d368fa"
+NETWORK_MODULE = "networks.lora"
+# train_values keys (lrfind's TrainConfig names = kohya's) copied as they are, when not None.
+PASSTHROUGH = ("network_dim", "network_alpha", "network_train_unet_only", "optimizer_type", "learning_rate",
+               "unet_lr", "text_encoder_lr", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles",
+               "lr_scheduler_power", "max_train_epochs", "max_train_steps", "train_batch_size",
+               "gradient_accumulation_steps", "gradient_checkpointing", "min_snr_gamma", "noise_offset",
+               "v_parameterization", "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight")
+FLOAT_KEYS = ("network_alpha", "learning_rate", "unet_lr", "text_encoder_lr", "min_snr_gamma", "noise_offset",
+              "lr_scheduler_power", "prior_loss_weight")
+# Sections as kohya_ss writes them; kohya itself only flattens them (the names are for people).
+SECTIONS = {
+    "model_arguments": ("pretrained_model_name_or_path", "v_parameterization"),
+    "additional_network_arguments": ("network_module", "network_dim", "network_alpha", "network_train_unet_only",
+                                     "unet_lr", "text_encoder_lr", "training_comment"),
+    "optimizer_arguments": ("optimizer_type", "learning_rate", "optimizer_args", "lr_scheduler",
+                            "lr_warmup_steps", "lr_scheduler_num_cycles", "lr_scheduler_power"),
+    "dataset_arguments": ("dataset_config", "train_data_dir", "resolution", "caption_extension", "cache_latents",
+                          "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight"),
+    "training_arguments": ("output_dir", "output_name", "save_model_as", "save_precision", "save_every_n_epochs",
+                           "max_train_epochs", "max_train_steps", "train_batch_size", "gradient_accumulation_steps",
+                           "gradient_checkpointing", "mixed_precision", "seed", "clip_skip", "min_snr_gamma",
+                           "noise_offset", "logging_dir"),
+}
+
+
+def _train_values(rec: dict) -> dict:
+    values = rec.get("train_values")
+    if not isinstance(values, dict) or not values.get("network_dim"):
+        raise ConfigError("recommendation.json has no train_values with network_dim; rerun `lrfind study` "
+                          "to write a complete recommendation")
+    return values
+
+
+def kohya_optimizer_arg(key: str, value: Any) -> str:
+    """One `key=value` string as kohya parses it: `key, value = arg.split("=")`, `ast.literal_eval(value)`.
+
+    Sequences are written `0.9,0.99` (kohya's documented form, a tuple to literal_eval), strings
+    quoted, booleans `True`/`False`. lrfind's own --optimizer_args reader accepts the same strings.
+    """
+    if isinstance(value, dict) or value is None or "=" in key:
+        raise ValueError(f"optimizer arg {key}={value!r} cannot be written as kohya's key=value")
+    if isinstance(value, (list, tuple)):
+        text = ",".join(repr(v) for v in value) if len(value) != 1 else f"({value[0]!r},)"
+    else:
+        text = repr(value)
+    if "=" in text:
+        raise ValueError(f"optimizer arg {key}={text}: kohya splits on '=', so the value must not hold one")
+    return f"{key}={text}"
+
+
+def kohya_training_values(rec: dict, *, model_path: str, dataset_dir: Optional[Path | str], output_dir: Path | str,
+                          output_name: str, logging_dir: Optional[Path | str], dataset_config: Optional[Path | str] = None,
+                          mixed_precision: str = "fp16", save_precision: str = "fp16", save_every_n_epochs: int = 1,
+                          seed: int = 42, clip_skip: int = 1, caption_extension: str = ".txt",
+                          cache_latents: bool = True) -> dict:
+    """The flat kohya option -> value mapping of the training config.
+
+    With `dataset_config` (the usual case) the concepts and their recommended repeats come from
+    that file and `train_data_dir` is left out (kohya ignores it then, with a warning); without it,
+    `train_data_dir = dataset_dir` and kohya reads repeats from the folder names.
+    """
+    train = _train_values(rec)
+    values: dict[str, Any] = {"pretrained_model_name_or_path": str(model_path), "network_module": NETWORK_MODULE}
+    for key in PASSTHROUGH:
+        if train.get(key) is not None:
+            values[key] = float(train[key]) if key in FLOAT_KEYS else train[key]
+    if values.get("network_train_unet_only"):
+        values.pop("text_encoder_lr", None)  # kohya would ignore it; leaving it out says so
+    if not values.get("noise_offset"):
+        values.pop("noise_offset", None)  # kohya's default is None (off); 0.0 says the same, less clearly
+    if values.get("max_train_epochs") is not None:
+        values.pop("max_train_steps", None)  # kohya: epochs override steps; keep one source of truth
+    values["optimizer_args"] = [kohya_optimizer_arg(k, v) for k, v in (train.get("optimizer_args") or {}).items()]
+    resolution = int(train.get("resolution", 512))
+    values["resolution"] = f"{resolution},{resolution}"  # kohya splits this string on ","
+    if train.get("max_token_length") in (150, 225):  # kohya's choices are None (= 75), 150, 225
+        values["max_token_length"] = int(train["max_token_length"])
+    if dataset_config is not None:
+        values["dataset_config"] = str(dataset_config)
+    elif dataset_dir is not None:
+        values["train_data_dir"] = str(dataset_dir)
+    values.update(caption_extension=caption_extension, cache_latents=bool(cache_latents),
+                  output_dir=str(output_dir), output_name=output_name, save_model_as="safetensors",
+                  save_precision=save_precision, save_every_n_epochs=int(save_every_n_epochs),
+                  mixed_precision=mixed_precision, seed=int(seed), clip_skip=int(clip_skip),
+                  training_comment=_training_comment(rec))
+    if logging_dir is not None:
+        values["logging_dir"] = str(logging_dir)
+    return values
+
+
+def _training_comment(rec: dict) -> str:
+    trial = rec.get("trial_number")
+    sure = rec.get("confidence")
+    parts = [f"trial {trial}" if trial is not None else "", f"confidence {sure}" if sure else ""]
+    details = ", ".join(p for p in parts if p)
+    return "lrfind study recommendation" + (f" ({details})" if details else "")
+
+
+def _comments(rec: dict) -> dict[str, str]:
+    notes = {"network_module": "kohya's LoRA", "resolution": "kohya reads 'width,height'",
+             "optimizer_args": "kohya's key=value strings", "cache_latents": "fine without augmentations"}
+    if rec.get("steps_math"):
+        notes["max_train_epochs"] = str(rec["steps_math"])
+    if rec.get("trial_number") is not None:
+        notes["network_dim"] = f"from study trial {rec['trial_number']}"
+    return notes
+
+
+def _sectioned(values: dict, comments: dict[str, str]) -> dict:
+    placed: set[str] = set()
+    document: dict[str, dict] = {}
+    for section, keys in SECTIONS.items():
+        table = {k: Commented(values[k], comments.get(k, "")) for k in keys if k in values and k not in placed}
+        placed.update(table)
+        if table:
+            document[section] = table
+    rest = {k: v for k, v in values.items() if k not in placed}
+    if rest:
+        document.setdefault("training_arguments", {}).update(rest)
+    return document
+
+
+def kohya_training_toml(rec: dict, *, model_path: str, dataset_dir: Optional[Path | str], output_dir: Path | str,
+                        output_name: str, logging_dir: Optional[Path | str], **options) -> str:
+    """kohya's `--config_file` TOML for the recommended run (options: see kohya_training_values)."""
+    values = kohya_training_values(rec, model_path=model_path, dataset_dir=dataset_dir, output_dir=output_dir,
+                                   output_name=output_name, logging_dir=logging_dir, **options)
+    header = (f"kohya sd-scripts training config (train_network.py --config_file), written by lrfind export-kohya\n"
+              f"from the study's recommendation.json. Option names and types: {KOHYA_REF}.\n")
+    if rec.get("summary"):
+        header += "\n" + textwrap.fill(str(rec["summary"]), width=100) + "\n"
+    if "dataset_config" in values:
+        header += "No folder needs renaming: the dataset config's num_repeats replace the N of N_name folders.\n"
+    return dumps(_sectioned(values, _comments(rec)), header=header)
+
+
+# --- the dataset config ---------------------------------------------------------------------------
+
+
+def concept_repeats(rec: dict) -> list[tuple[str, str, int]]:
+    """(folder, concept, recommended repeats) from to_dict()'s dicts or the dataclass's tuples."""
+    rows = rec.get("concept_repeats") or []
+    result = []
+    for row in rows:
+        if isinstance(row, dict):
+            result.append((str(row["folder"]), str(row["concept"]), int(row["repeats"])))
+        else:
+            folder, concept, repeats = row
+            result.append((str(folder), str(concept), int(repeats)))
+    if not result:
+        raise ConfigError("recommendation.json lists no concept_repeats; rerun `lrfind study` to write a "
+                          "complete recommendation")
+    return result
+
+
+def kohya_dataset_values(rec: dict, *, dataset_dir: Path | str, caption_extension: str = ".txt") -> dict:
+    """kohya's dataset config as a dict: [general] bucketing, one [[datasets]], a subset per concept."""
+    train = _train_values(rec)
+    resolution = int(train.get("resolution", 512))
+    low, high = DatasetConfig(train_dir=Path(dataset_dir), resolution=resolution).bucket_range
+    general = {"caption_extension": caption_extension, "enable_bucket": True,  # lrfind's steps used buckets
+               "min_bucket_reso": low, "max_bucket_reso": high, "bucket_reso_steps": 64, "bucket_no_upscale": False}
+    for key in ("shuffle_caption", "keep_tokens", "flip_aug"):
+        if train.get(key) is not None:
+            general[key] = train[key]
+    subsets = [{"image_dir": str(Path(dataset_dir) / folder), "num_repeats": repeats, "class_tokens": concept}
+               for folder, concept, repeats in concept_repeats(rec)]
+    dataset = {"resolution": resolution, "batch_size": int(train.get("train_batch_size", 1)), "subsets": subsets}
+    return {"general": general, "datasets": [dataset]}
+
+
+def kohya_dataset_toml(rec: dict, *, dataset_dir: Path | str, caption_extension: str = ".txt") -> str:
+    """kohya's `--dataset_config` TOML with the recommended num_repeats per concept folder."""
+    document = kohya_dataset_values(rec, dataset_dir=dataset_dir, caption_extension=caption_extension)
+    for subset in document["datasets"][0]["subsets"]:
+        folder = Path(subset["image_dir"]).name
+        subset["num_repeats"] = Commented(subset["num_repeats"], f"recommended (folder name says {folder})")
+    header = (f"kohya sd-scripts dataset config (--dataset_config), written by lrfind export-kohya.\n"
+              f"num_repeats here replaces the N of each N_name folder. Schema: library/config_util.py, {KOHYA_REF}.\n")
+    if rec.get("steps_math"):
+        header += f"Steps: {rec['steps_math']}\n"
+    return dumps(document, header=header)
+
+
+def accelerate_command(config_file: Path | str, dataset_config: Optional[Path | str] = None, *,
+                       script: str = "train_network.py", num_cpu_threads_per_process: int = 1) -> str:
+    """The line to run in kohya sd-scripts' folder (paths quoted for a POSIX shell)."""
+    parts = ["accelerate", "launch", "--num_cpu_threads_per_process", str(num_cpu_threads_per_process), script,
+             "--config_file", str(config_file)]
+    if dataset_config is not None:
+        parts += ["--dataset_config", str(dataset_config)]
+    return " ".join(shlex.quote(p) for p in parts)

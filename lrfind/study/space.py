@@ -1,0 +1,360 @@
+"""The study's search space: a TOML file (or a shipped preset) read into `SearchSpace`. Pure.
+
+Each searched dimension is written in one of three ways (every form is validated):
+
+    network_dim = 16                          # fixed: every trial uses 16
+    network_dim = [8, 16, 32]                 # choices (Optuna: suggest_categorical)
+    epochs = { range = [6, 12] }              # int range, optional step (suggest_int)
+    lr_multiplier = { range = [0.25, 4.0] }   # float range, sampled log-uniformly (suggest_float log=True)
+
+(`[epochs]` with `range = [6, 12]` on the next line is the same as the inline table.)
+
+Dimensions and their Optuna parameter names (stable: optuna-dashboard and the report show them):
+- `network_dim`                         int: the LoRA rank.
+- `network_alpha_fraction`              float in (0, 1]: network_alpha = fraction x dim (3 significant
+                                        digits), so alpha <= dim always holds.
+- `epochs`                              int.
+- `repeats`                             int: repeats of the concept with the most folder repeats; the
+                                        others keep their ratio to it (see lrfind.study.stats). Left
+                                        out: every trial keeps the folders' repeats (no parameter).
+- `lr_multiplier`                       float: x the probe's unet_lr (AdamW, Lion); for Prodigy it is
+                                        d_coef (Prodigy has no lr to pick). Default: fixed 1.0.
+- `optimizer`                           AdamW | Lion | Prodigy. Default: AdamW.
+- `lr_scheduler`                        kohya's scheduler names. Default: constant.
+Sections: `[fixed]` (settings of every trial), `[objective]` (weights of the scalar objective, the
+same three names as lrfind.study.scoring.ObjectiveWeights: loss, clip_i, clip_t) and `[budget]`.
+How a trial's parameters become training values: lrfind.study.trial_values.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from lrfind.config import StrictModel, format_validation_error
+from lrfind.errors import ConfigError
+from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
+from lrfind.training.schedulers import scheduler_names
+
+STUDY_OPTIMIZERS = ("AdamW", "Lion", "Prodigy")  # those a trial's lr math knows (trial_values)
+PRESET_PACKAGE = "lrfind.study"
+PRESET_FOLDER = "presets"
+
+
+def _shorthand(value: Any) -> Any:
+    """`16` -> {"choices": [16]}, `[8, 16]` -> {"choices": [8, 16]}; tables pass through."""
+    if isinstance(value, list):
+        return {"choices": value}
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return {"choices": [value]}
+    return value
+
+
+class _Dimension(StrictModel):
+    """Exactly one of `choices` or `range`; subclasses fix the value type and bounds."""
+
+    def _check_one_form(self) -> None:
+        if (self.choices is None) == (self.range is None):
+            raise ValueError("give exactly one of choices = [...] or range = [low, high]")
+        if self.choices is not None and not self.choices:
+            raise ValueError("choices must not be empty")
+        if self.choices is not None and len(set(self.choices)) != len(self.choices):
+            raise ValueError(f"choices {self.choices} repeat a value")
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise ValueError(f"range low {self.range[0]} is above high {self.range[1]}; write [low, high]")
+
+    @property
+    def values_seen(self) -> list:
+        return list(self.choices) if self.choices is not None else list(self.range)
+
+    @property
+    def highest(self):
+        return max(self.values_seen)
+
+
+class IntDimension(_Dimension):
+    choices: Optional[list[int]] = None
+    range: Optional[tuple[int, int]] = None
+    step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> "IntDimension":
+        self._check_one_form()
+        if min(self.values_seen) < 1:
+            raise ValueError(f"values must be at least 1, got {min(self.values_seen)}")
+        if self.choices is not None and self.step != 1:
+            raise ValueError("step goes with range = [low, high], not with choices")
+        return self
+
+    def suggest(self, trial, name: str) -> int:
+        if self.choices is not None:
+            return int(trial.suggest_categorical(name, self.choices))
+        return int(trial.suggest_int(name, self.range[0], self.range[1], step=self.step))
+
+
+class FloatDimension(_Dimension):
+    """Ranges are sampled log-uniformly: these are scale factors (lr multiplier, alpha/dim)."""
+
+    choices: Optional[list[float]] = None
+    range: Optional[tuple[float, float]] = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> "FloatDimension":
+        self._check_one_form()
+        if not all(math.isfinite(v) and v > 0 for v in self.values_seen):
+            raise ValueError(f"values must be positive numbers, got {self.values_seen}")
+        return self
+
+    def suggest(self, trial, name: str) -> float:
+        if self.choices is not None:
+            return float(trial.suggest_categorical(name, self.choices))
+        return float(trial.suggest_float(name, self.range[0], self.range[1], log=True))
+
+
+class NameDimension(StrictModel):
+    choices: list[str]
+
+    def suggest(self, trial, name: str) -> str:
+        return str(trial.suggest_categorical(name, self.choices))
+
+    @field_validator("choices")
+    @classmethod
+    def _nonempty(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"choices {v} must be a non-empty list without repeats")
+        return v
+
+
+def _canonical(names: list[str], known: tuple[str, ...] | list[str], what: str) -> list[str]:
+    by_lower = {k.lower(): k for k in known}
+    unknown = [n for n in names if n.lower() not in by_lower]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; use some of {', '.join(known)}")
+    return [by_lower[n.lower()] for n in names]
+
+
+class FixedSettings(StrictModel):
+    """Settings every trial (and the recommended full run) shares."""
+
+    resolution: int = 512
+    train_batch_size: int = Field(1, ge=1)
+    network_train_unet_only: bool = False
+    text_encoder_lr_fraction: float = Field(TEXT_ENCODER_FRACTION, gt=0, le=1)  # of unet_lr
+    weight_decay: float = Field(0.01, ge=0, allow_inf_nan=False)  # AdamW's; Lion gets it x LION_WEIGHT_DECAY_FACTOR
+    min_snr_gamma: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    noise_offset: float = Field(0.0, ge=0, allow_inf_nan=False)
+    lr_warmup_fraction: float = Field(0.0, ge=0, lt=1)  # of the run's steps; none with "constant"
+    lr_rescale_rule: str = "alpha_over_dim"  # lrfind.probe.derive.RESCALE_RULES
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, v: int) -> int:
+        if v < 64 or v % 64:
+            raise ValueError(f"resolution {v} must be a positive multiple of 64 (e.g. 512, 768)")
+        return v
+
+    @field_validator("lr_rescale_rule")
+    @classmethod
+    def _rule(cls, v: str) -> str:
+        if v not in RESCALE_RULES:
+            raise ValueError(f"unknown rescale rule {v!r}; use one of {', '.join(RESCALE_RULES)}")
+        return v
+
+
+class ObjectiveSettings(StrictModel):
+    """Weights of the scalar objective: the fields and defaults of lrfind.study.scoring.ObjectiveWeights
+    (which defines how they combine); kept here so that a space TOML is validated in one place."""
+
+    loss: float = Field(1.0, ge=0, allow_inf_nan=False)
+    clip_i: float = Field(0.5, ge=0, allow_inf_nan=False)
+    clip_t: float = Field(0.25, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "ObjectiveSettings":
+        if self.loss == self.clip_i == self.clip_t == 0:
+            raise ValueError("at least one of loss, clip_i, clip_t must have a weight above 0")
+        return self
+
+
+class BudgetSettings(StrictModel):
+    trial_budget_steps: int = Field(200, ge=1)  # steps of the space's longest trial
+    eval_every_steps: int = Field(25, ge=1)  # validation loss reported to the pruner
+
+    @model_validator(mode="after")
+    def _fits(self) -> "BudgetSettings":
+        if self.eval_every_steps > self.trial_budget_steps:
+            raise ValueError(
+                f"eval_every_steps {self.eval_every_steps} is more than trial_budget_steps "
+                f"{self.trial_budget_steps}: the pruner would see no value; lower it"
+            )
+        return self
+
+
+class SearchSpace(StrictModel):
+    description: str = ""
+    network_dim: IntDimension
+    network_alpha_fraction: FloatDimension
+    epochs: IntDimension
+    repeats: Optional[IntDimension] = None
+    lr_multiplier: FloatDimension = FloatDimension(choices=[1.0])
+    optimizer: NameDimension = NameDimension(choices=["AdamW"])
+    lr_scheduler: NameDimension = NameDimension(choices=["constant"])
+    fixed: FixedSettings = FixedSettings()
+    objective: ObjectiveSettings = ObjectiveSettings()
+    budget: BudgetSettings = BudgetSettings()
+
+    @field_validator("network_dim", "network_alpha_fraction", "epochs", "repeats", "lr_multiplier",
+                     "optimizer", "lr_scheduler", mode="before")
+    @classmethod
+    def _short_forms(cls, v: Any) -> Any:
+        return _shorthand(v)
+
+    @field_validator("network_dim")
+    @classmethod
+    def _dim(cls, v: IntDimension) -> IntDimension:
+        if v.highest > 1024:
+            raise ValueError(f"network_dim up to 1024, got {v.highest}")
+        return v
+
+    @field_validator("network_alpha_fraction")
+    @classmethod
+    def _fraction(cls, v: FloatDimension) -> FloatDimension:
+        if v.highest > 1:
+            raise ValueError(f"the alpha fraction of dim is at most 1 (alpha <= dim), got {v.highest}")
+        return v
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizers(cls, v: NameDimension) -> NameDimension:
+        return NameDimension(choices=_canonical(v.choices, STUDY_OPTIMIZERS, "optimizer"))
+
+    @field_validator("lr_scheduler")
+    @classmethod
+    def _schedulers(cls, v: NameDimension) -> NameDimension:
+        return NameDimension(choices=_canonical(v.choices, scheduler_names(), "lr_scheduler"))
+
+    def with_budget(self, trial_budget_steps: int | None = None, eval_every_steps: int | None = None):
+        """A copy with the CLI's --trial-budget (validated; eval interval capped at the budget)."""
+        budget = self.budget.model_dump()
+        if trial_budget_steps is not None:
+            budget["trial_budget_steps"] = trial_budget_steps
+            budget["eval_every_steps"] = min(budget["eval_every_steps"], trial_budget_steps)
+        if eval_every_steps is not None:
+            budget["eval_every_steps"] = eval_every_steps
+        data = self.model_dump(exclude_none=True)
+        data["budget"] = budget
+        return _validate(data, "--trial-budget")
+
+
+def _validate(data: dict, source: str) -> SearchSpace:
+    try:
+        return SearchSpace(**data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source) + " (see configs/*.toml for examples)") from None
+    except TypeError as err:  # a non-table where a table is needed, e.g. fixed = 3
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def preset_names() -> list[str]:
+    folder = resources.files(PRESET_PACKAGE).joinpath(PRESET_FOLDER)
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def preset_path(name: str):
+    return resources.files(PRESET_PACKAGE).joinpath(PRESET_FOLDER, f"{name}.toml")
+
+
+def load_space(path_or_preset: str | Path) -> SearchSpace:
+    """Read a search-space TOML file, or a shipped preset by name ("character", "tiny", ...)."""
+    path = Path(path_or_preset)
+    if path.is_file():
+        source, text = str(path), _read_text(path)
+    elif str(path_or_preset) in preset_names():
+        source, text = f"preset {path_or_preset}", preset_path(str(path_or_preset)).read_text("utf-8")
+    else:
+        raise ConfigError(
+            f"search space {str(path_or_preset)!r} is neither a file nor a preset; give a TOML path "
+            f"(e.g. configs/character.toml) or one of: {', '.join(preset_names())}"
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML ({err}); fix the file") from None
+    return _validate(data, source)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the search space ({err}); check the file") from None
+
+
+# --- one trial's parameters ----------------------------------------------------------------------
+
+
+def _three_digits(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+@dataclass(frozen=True)
+class TrialParams:
+    """One point of the space; field names are the Optuna parameter names."""
+
+    network_dim: int
+    network_alpha_fraction: float
+    epochs: int
+    repeats: Optional[int]  # None: the folders' repeats
+    lr_multiplier: float
+    optimizer: str
+    lr_scheduler: str
+
+    @property
+    def network_alpha(self) -> float:
+        """fraction x dim, to 3 significant digits (a readable number; <= dim as fraction <= 1)."""
+        return min(float(self.network_dim), _three_digits(self.network_alpha_fraction * self.network_dim))
+
+    def to_params(self) -> dict:
+        """The Optuna params dict (repeats absent when the space keeps the folders' repeats)."""
+        return {k: v for k, v in asdict(self).items() if not (k == "repeats" and v is None)}
+
+    @classmethod
+    def from_params(cls, params: dict, space: SearchSpace) -> "TrialParams":
+        """Back from a stored trial's params (e.g. FrozenTrial.params)."""
+        names = ["network_dim", "network_alpha_fraction", "epochs", "lr_multiplier", "optimizer", "lr_scheduler"]
+        if space.repeats is not None:
+            names.append("repeats")
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise ConfigError(
+                f"trial parameters {params} lack {', '.join(missing)}: the study was run with "
+                "another search space; pass the same --space as when it ran"
+            )
+        return cls(
+            network_dim=int(params["network_dim"]),
+            network_alpha_fraction=float(params["network_alpha_fraction"]),
+            epochs=int(params["epochs"]),
+            repeats=int(params["repeats"]) if space.repeats is not None else None,
+            lr_multiplier=float(params["lr_multiplier"]),
+            optimizer=str(params["optimizer"]),
+            lr_scheduler=str(params["lr_scheduler"]),
+        )
+
+
+def suggest(trial, space: SearchSpace) -> TrialParams:
+    """Ask an optuna.Trial for one point of `space` (same order and names every trial)."""
+    return TrialParams(
+        network_dim=space.network_dim.suggest(trial, "network_dim"),
+        network_alpha_fraction=space.network_alpha_fraction.suggest(trial, "network_alpha_fraction"),
+        epochs=space.epochs.suggest(trial, "epochs"),
+        repeats=space.repeats.suggest(trial, "repeats") if space.repeats is not None else None,
+        lr_multiplier=space.lr_multiplier.suggest(trial, "lr_multiplier"),
+        optimizer=space.optimizer.suggest(trial, "optimizer"),
+        lr_scheduler=space.lr_scheduler.suggest(trial, "lr_scheduler"),
+    )

@@ -1,0 +1,174 @@
+"""A trial's parameters -> the TrainConfig values it trains with, and its step budget. Pure.
+
+Learning rate (issue #4's recipe, factors from lrfind.probe.derive, not repeated here):
+    lr = probe unet_lr, rescaled from the probe's dim/alpha to the trial's (derive.rescale_lr, the
+         space's `fixed.lr_rescale_rule`), x the trial's lr_multiplier;
+    AdamW:   unet_lr = lr x ADAMW_FACTOR, weight_decay = fixed.weight_decay;
+    Lion:    unet_lr = lr / LION_LR_DIVISOR, weight_decay x LION_WEIGHT_DECAY_FACTOR;
+    Prodigy: lr 1.0 and derive.prodigy_settings(d_coef = lr_multiplier). Prodigy estimates its own
+             step size, so neither the probe's lr nor the dim/alpha rescale applies.
+    text_encoder_lr = unet_lr x fixed.text_encoder_lr_fraction when the text encoder trains; with
+             Prodigy it is 1.0 too, as Prodigy shares one d across groups and refuses unequal lrs.
+
+Budget: a trial trains its full run's steps (images x repeats x epochs / batch, kohya's count in
+lrfind.data.steps) x scale, where scale = trial_budget_steps / the longest full run the space
+allows (its highest epochs and repeats), capped at 1. The space's longest run gets exactly the
+budget, every trial keeps its length relative to the others (so epochs and repeats still matter),
+and nothing is scaled when every run fits the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from lrfind.data.types import Dataset
+from lrfind.errors import ConfigError
+from lrfind.probe.derive import (ADAMW_FACTOR, LION_LR_DIVISOR, LION_WEIGHT_DECAY_FACTOR,
+                                 prodigy_settings, rescale_lr)
+from lrfind.study.space import SearchSpace, TrialParams
+from lrfind.study.stats import DatasetStats, StepMath
+
+
+@dataclass(frozen=True)
+class OptimizerValues:
+    unet_lr: float
+    text_encoder_lr: float  # used only when the text encoder trains
+    optimizer_args: dict
+
+
+# optimizer -> (probe lr rescaled to the trial's dim/alpha, params, space) -> its values
+OptimizerRule = Callable[[float, TrialParams, SearchSpace], OptimizerValues]
+
+
+def _adamw(lr: float, params: TrialParams, space: SearchSpace) -> OptimizerValues:
+    unet_lr = lr * params.lr_multiplier * ADAMW_FACTOR
+    return OptimizerValues(unet_lr, unet_lr * space.fixed.text_encoder_lr_fraction,
+                           {"weight_decay": space.fixed.weight_decay})
+
+
+def _lion(lr: float, params: TrialParams, space: SearchSpace) -> OptimizerValues:
+    unet_lr = lr * params.lr_multiplier / LION_LR_DIVISOR
+    return OptimizerValues(unet_lr, unet_lr * space.fixed.text_encoder_lr_fraction,
+                           {"weight_decay": space.fixed.weight_decay * LION_WEIGHT_DECAY_FACTOR})
+
+
+def _prodigy(lr: float, params: TrialParams, space: SearchSpace) -> OptimizerValues:
+    settings = prodigy_settings(d_coef=params.lr_multiplier)
+    settings.pop("lr")
+    settings["betas"] = list(settings["betas"])  # JSON/TOML have no tuples; the optimizer converts
+    return OptimizerValues(1.0, 1.0, settings)
+
+
+OPTIMIZER_RULES: dict[str, OptimizerRule] = {"AdamW": _adamw, "Lion": _lion, "Prodigy": _prodigy}
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial trains with, and the full run it stands for."""
+
+    params: TrialParams
+    train_values: dict  # TrainConfig fields for the (budget-scaled) trial
+    full_run_values: dict  # TrainConfig fields for the full run (max_train_epochs, no step cap)
+    concept_repeats: tuple[tuple[str, str, int], ...]  # (folder, concept name, repeats) per concept
+    full_run: StepMath  # unscaled: images x repeats x epochs / batch
+    trial_steps: int
+    budget_scale: float  # trial_steps ~= full_run.total_steps x budget_scale; 1.0 = not scaled
+
+    def to_dict(self) -> dict:
+        return {
+            "params": self.params.to_params(), "train_values": self.train_values,
+            "full_run_values": self.full_run_values,
+            "concept_repeats": [list(c) for c in self.concept_repeats],
+            "full_run_steps": self.full_run.total_steps, "steps_math": self.full_run.text,
+            "trial_steps": self.trial_steps, "budget_scale": self.budget_scale,
+        }
+
+
+def as_stats(dataset_stats: DatasetStats | Dataset | dict) -> DatasetStats:
+    """Accept the stats, a scanned Dataset, or DatasetStats.to_dict() output."""
+    if isinstance(dataset_stats, DatasetStats):
+        return dataset_stats
+    if isinstance(dataset_stats, Dataset):
+        return DatasetStats.from_dataset(dataset_stats)
+    try:
+        return DatasetStats.from_dict(dataset_stats)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"dataset stats {str(dataset_stats)[:80]!r} are malformed ({err!r}); "
+                          "rescan the dataset") from None
+
+
+def probe_lr(probe: dict) -> tuple[float, float, float]:
+    """(unet_lr, network_dim, network_alpha) from probe.json, or a ConfigError saying what to do."""
+    missing = [k for k in ("unet_lr", "network_dim", "network_alpha") if probe.get(k) is None]
+    if missing:
+        status = probe.get("status", "unknown")
+        raise ConfigError(
+            f"probe.json has no {', '.join(missing)} (probe status: {status}); rerun `lrfind probe` "
+            "until it reports a unet_lr (its advice says how), or delete probe.json to rerun it"
+        )
+    values = tuple(float(probe[k]) for k in ("unet_lr", "network_dim", "network_alpha"))
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"probe.json: unet_lr/network_dim/network_alpha {values} must be positive; rerun the probe")
+    return values
+
+
+def longest_full_run(space: SearchSpace, stats: DatasetStats) -> StepMath:
+    """The full run of the space's highest epochs and repeats (steps only grow with both)."""
+    repeats = space.repeats.highest if space.repeats is not None else None
+    return stats.step_math(stats.concept_repeats(repeats), space.epochs.highest, space.fixed.train_batch_size)
+
+
+def _optimizer_values(params: TrialParams, probe: dict, space: SearchSpace) -> OptimizerValues:
+    if params.optimizer not in OPTIMIZER_RULES:
+        raise ConfigError(f"optimizer {params.optimizer!r} has no lr rule in a study; use one of "
+                          f"{', '.join(OPTIMIZER_RULES)}")
+    base_lr, probe_dim, probe_alpha = probe_lr(probe)
+    lr = rescale_lr(base_lr, probe_dim, probe_alpha, params.network_dim, params.network_alpha,
+                    rule=space.fixed.lr_rescale_rule)
+    return OPTIMIZER_RULES[params.optimizer](lr, params, space)
+
+
+def _train_values(params: TrialParams, opt: OptimizerValues, space: SearchSpace, steps: int) -> dict:
+    fixed = space.fixed
+    warmup = 0 if params.lr_scheduler == "constant" else round(fixed.lr_warmup_fraction * steps)
+    return {
+        "resolution": fixed.resolution, "train_batch_size": fixed.train_batch_size,
+        "network_dim": params.network_dim, "network_alpha": params.network_alpha,
+        "network_train_unet_only": fixed.network_train_unet_only,
+        "optimizer_type": params.optimizer, "optimizer_args": dict(opt.optimizer_args),
+        "learning_rate": opt.unet_lr, "unet_lr": opt.unet_lr,
+        "text_encoder_lr": None if fixed.network_train_unet_only else opt.text_encoder_lr,
+        "lr_scheduler": params.lr_scheduler, "lr_warmup_steps": warmup,
+        "min_snr_gamma": fixed.min_snr_gamma, "noise_offset": fixed.noise_offset,
+    }
+
+
+def plan_trial(params: TrialParams, probe: dict, space: SearchSpace,
+               dataset_stats: DatasetStats | Dataset | dict) -> TrialPlan:
+    """Everything a trial trains with; see the module doc for the rules."""
+    stats = as_stats(dataset_stats)
+    repeats = stats.concept_repeats(params.repeats)
+    full = stats.step_math(repeats, params.epochs, space.fixed.train_batch_size)
+    longest = longest_full_run(space, stats).total_steps
+    budget = space.budget
+    scale = min(1.0, budget.trial_budget_steps / longest) if longest else 1.0
+    trial_steps = max(1, round(full.total_steps * scale))
+    opt = _optimizer_values(params, probe, space)
+    trial = _train_values(params, opt, space, trial_steps)
+    trial.update(max_train_steps=trial_steps, max_train_epochs=None,
+                 validate_every_n_steps=min(budget.eval_every_steps, trial_steps))
+    final = _train_values(params, opt, space, full.total_steps)
+    final.update(max_train_steps=None, max_train_epochs=params.epochs)
+    return TrialPlan(
+        params=params, train_values=trial, full_run_values=final,
+        concept_repeats=tuple((c.folder, c.name, r) for c, r in zip(stats.concepts, repeats)),
+        full_run=full, trial_steps=trial_steps, budget_scale=scale,
+    )
+
+
+def trial_train_values(params: TrialParams, probe: dict, space: SearchSpace,
+                       dataset_stats: DatasetStats | Dataset | dict) -> dict:
+    """The TrainConfig field values of one trial (plan_trial(...).train_values)."""
+    return plan_trial(params, probe, space, dataset_stats).train_values
