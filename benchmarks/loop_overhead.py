@@ -14,10 +14,12 @@ and cached text embedding):
 
 After a warm-up of both, blocks of --steps steps alternate (bare, loop, loop, bare, ...) for
 --rounds rounds in one process, so a change in machine load hits both sides alike. Per-step
-times are medians over all measured steps; the ratio loop/bare is the loop's overhead (target
-<= 1.10), also given as the median of per-round ratios (each round's two blocks ran back to back,
-under the same load from other processes). Validation, which a trial runs once per epoch, is timed separately and reported as
-its share per step. --profile runs cProfile over extra loop blocks and prints the top entries.
+times are medians over all measured steps, by wall time and by this process's CPU time (which
+load from other processes on a shared machine hardly stretches); the ratio loop/bare is the
+loop's overhead (target <= 1.10), also given as the median of per-round ratios (a round's two
+blocks ran back to back, under the same load). Validation, which a trial runs once per epoch,
+is timed separately and reported as its share per step. --profile runs cProfile over extra
+loop blocks and prints the top entries.
 """
 
 from __future__ import annotations

@@ -57,8 +57,10 @@ def run_seed(args_dict: dict, seed: int) -> dict:
                 probes[name] = {"lr": report.get("adamw_lr"), "plateau": report.get("plateau_value"),
                                 "status": report.get("status"), "steps": report.get("steps"),
                                 "plateau_step": report.get("plateau_step"), "confidence": report.get("confidence"),
-                                "earlier_plateau": _earlier_plateau(report), "curve": report["curve"]}
-            print(f"  seed {seed}  probe {name}: {probes[name]}", flush=True)
+                                "earlier_plateau": _earlier_plateau(report),
+                                "half_run_plateau": half_run_plateau(report["curve"]), "curve": report["curve"]}
+            shown = {k: v for k, v in probes[name].items() if k != "curve"}
+            print(f"  seed {seed}  probe {name}: {shown}", flush=True)
         return {"seed": seed, "lrs": lrs, "losses": losses, "probes": probes, "timings": bench.timings,
                 "device": bench.device}
 
@@ -72,6 +74,18 @@ def _earlier_plateau(report: dict) -> float | None:
     earlier = analyse_curve(list(steps), [nan if v is None else v for v in values],
                             [nan if v is None else v for v in losses]).earlier_plateau
     return earlier[2] if earlier else None
+
+
+def half_run_plateau(curve: list) -> float | None:
+    """What the probe would have reported had it stopped at half its steps (a run that diverged late
+    still shows the plateau it held before)."""
+    from lrfind.probe.plateau import analyse_curve
+
+    half = curve[: len(curve) // 2]
+    nan = float("nan")
+    result = analyse_curve([r[0] for r in half], [nan if r[1] is None else r[1] for r in half],
+                           [nan if r[2] is None else r[2] for r in half])
+    return result.value if result.status == "converged" else None
 
 
 def run_all(args) -> list[dict]:
@@ -102,6 +116,8 @@ def summarise(args, results: list[dict]) -> dict:
         ratios = [r["probes"][name]["lr"] / per_seed[r["seed"]].fitted_lr for r in results if r["probes"][name]["lr"]]
         plateau_ratios = [r["probes"][name]["plateau"] / per_seed[r["seed"]].fitted_lr for r in results
                           if r["probes"][name]["plateau"]]
+        half_ratios = [r["probes"][name]["half_run_plateau"] / per_seed[r["seed"]].fitted_lr for r in results
+                       if r["probes"][name].get("half_run_plateau")]
         earlier_ratios = [r["probes"][name]["earlier_plateau"] / per_seed[r["seed"]].fitted_lr for r in results
                           if r["probes"][name].get("earlier_plateau")]
         key = "probe range" if name == "range test" else f"probe {name}"
@@ -112,6 +128,7 @@ def summarise(args, results: list[dict]) -> dict:
             "lr": lr, "lr_over_grid_best": lr / overall.fitted_lr if lr else None,
             "per_seed_ratio": ratios, "plateau_over_grid_best": geo_mean(plateau_ratios),
             "earlier_plateau_over_grid_best": geo_mean(earlier_ratios), "n_earlier": len(earlier_ratios),
+            "half_run_plateau_over_grid_best": geo_mean(half_ratios), "n_half": len(half_ratios),
             "statuses": [r["probes"][name]["status"] for r in results],
             "compute_steps": steps / grid_steps, "compute_time": seconds / grid_seconds,
         }
@@ -142,6 +159,10 @@ def print_report(args, results: list[dict], summary: dict) -> None:
         if m["n_earlier"]:
             print(f"{name}: {m['n_earlier']} run(s) had an earlier plateau (a staircase or a plateau before "
                   f"divergence); its d*lr / grid best = {m['earlier_plateau_over_grid_best']:.3g}")
+    for name, m in summary["methods"].items():
+        if m["n_half"]:
+            print(f"{name}: the plateau at half the probe's steps / grid best = "
+                  f"{m['half_run_plateau_over_grid_best']:.3g} ({m['n_half']} seed(s) converged by then)")
     ok = [n for n, m in summary["methods"].items() if m["lr_over_grid_best"] and 0.5 <= m["lr_over_grid_best"] <= 2
           and max(m["compute_steps"], m["compute_time"]) <= 0.15]
     print(f"target (within x2 of the grid best at <= 15 % of its steps and time) met by: {', '.join(ok) or 'none'}")

@@ -102,10 +102,10 @@ KOHYA_TRAIN_NETWORK_OPTIONS = {
     "validation_seed": "int", "validation_split": "float", "validate_every_n_steps": "int",
     "validate_every_n_epochs": "int", "max_validation_steps": "int",
 }
-KOHYA_CHOICES = {  # argparse choices= in library/train_util.py
+KOHYA_CHOICES = {  # argparse choices= in library/train_util.py (save_model_as: train_network.py's own)
     "mixed_precision": {"no", "fp16", "bf16"},
     "save_precision": {None, "float", "fp16", "bf16"},
-    "save_model_as": {None, "ckpt", "safetensors", "diffusers", "diffusers_safetensors"},
+    "save_model_as": {None, "ckpt", "pt", "safetensors"},
     "max_token_length": {None, 150, 225},
     # --lr_scheduler's help text (and transformers' SchedulerType it is passed to)
     "lr_scheduler": {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant",

@@ -110,7 +110,8 @@ def dim_alpha_figure(info: dict):
     if info["kind"] == "contour":
         grid = info["grid"]
         figure = go.Figure(go.Contour(x=grid["dims"], y=grid["alphas"], z=grid["values"], connectgaps=True,
-                                      colorscale="Viridis_r", colorbar={"title": {"text": plot_text(info["objective"])}}))
+                                      colorscale="Viridis_r",
+                                      colorbar={"title": {"text": plot_text(info["objective"])}}))
         figure.add_trace(go.Scatter(x=[p["dim"] for p in points], y=[p["alpha"] for p in points], mode="markers",
                                     marker={**marker, "color": "white", "line": {"width": 1, "color": "black"}},
                                     text=hover, hoverinfo="text", name="trials"))

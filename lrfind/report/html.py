@@ -85,7 +85,8 @@ def _header(info: dict) -> str:
              f'<p class="meta">{esc(status["text"])} · storage {esc(status["storage"])} · '
              f'generated {esc(status["generated_at"])}</p>']
     if status["partial"]:
-        why = "the study is still running" if status["running"] else "the study has not finished (no recommendation.json)"
+        why = ("the study is still running" if status["running"]
+               else "the study has not finished (no recommendation.json)")
         parts.append(f'<p class="banner" id="partial-banner">Partial report: {esc(why)}. '
                      "Run <code>lrfind report</code> again later for the final one.</p>")
     return "\n".join(parts)
@@ -184,7 +185,7 @@ def _environment(info: dict) -> str:
                    f"<th>images</th><th>repeats</th><th>buckets (w×h: images)</th></tr>{rows}</table>")
     return _section("environment", "Environment", "", extra=(
         _kv_table(info["study"]) + dataset + "<h3>Where the study ran</h3>"
-        + (_kv_table(info["study_environment"]) or "") + "<h3>This report</h3>" + _kv_table(info["report_environment"])))
+        + _kv_table(info["study_environment"]) + "<h3>This report</h3>" + _kv_table(info["report_environment"])))
 
 
 def _pruning_caption(info: dict) -> str:
@@ -213,14 +214,15 @@ def _plot_sections(info: dict, figures: dict) -> list[str]:
                  figures.get("history", "")),
         _section("importance", "Parameter importances",
                  "" if importance["available"] else importance["reason"], figures.get("importance", "")),
-        _section("parallel", "Parallel coordinates", "" if info["parallel"]["available"] else info["parallel"]["reason"],
-                 figures.get("parallel", "")),
+        _section("parallel", "Parallel coordinates",
+                 "" if info["parallel"]["available"] else info["parallel"]["reason"], figures.get("parallel", "")),
         _section("dim-alpha", "network_dim × network_alpha", _dim_alpha_caption(info["dim_alpha"]),
                  figures.get("dim_alpha", "")),
         _section("intermediate", "Intermediate values and pruning", _pruning_caption(info["intermediate"]),
                  figures.get("intermediate", "")),
         _section("pareto", "Pareto front: validation loss vs CLIP",
-                 "Red: trials no other trial beats on both." if info["pareto"]["available"] else info["pareto"]["reason"],
+                 "Red: trials no other trial beats on both." if info["pareto"]["available"]
+                 else info["pareto"]["reason"],
                  figures.get("pareto", "")),
     ]
 

@@ -192,7 +192,8 @@ def _get_warnings_info(data: StudyData) -> list[dict]:
                                                     "the card shows the best trial so far"})
     probe = data.probe or {}
     if probe.get("status") and probe["status"] != "converged":
-        warnings.append({"kind": "probe", "text": f"probe not converged ({probe['status']}): {probe.get('advice', '')}"})
+        warnings.append({"kind": "probe",
+                         "text": f"probe not converged ({probe['status']}): {probe.get('advice', '')}"})
     failed = [t for t in data.trials if t.state.name == "FAIL"]
     for trial in failed[:MAX_FAILED_LISTED]:
         reason = trial.user_attrs.get("fail_reason") or "no reason recorded"
@@ -218,13 +219,17 @@ def _get_trials_table_info(data: StudyData):
     if "duration" in frame:
         frame["duration"] = frame["duration"].dt.total_seconds().round(1)
         frame = frame.rename(columns={"duration": "seconds (wall)"})
-    names = objective_names(data)
-    renames = {f"values_{i}": name for i, name in enumerate(names)}
+    # Optuna names multi-objective columns values_<i> or values_<metric name>; a metric name may
+    # also be a user attribute (clip_i), so the objectives get a "value " prefix.
+    names = [f"value {name}" for name in objective_names(data)] if data.multi_objective else []
+    renames = {f"values_{key}": name for i, name in enumerate(names)
+               for key in (i, name.removeprefix("value "))}
     frame = frame.rename(columns=lambda c: renames.get(c, c.removeprefix("params_").removeprefix("user_attrs_")))
     for column in frame.columns:  # lists/dicts left in user attrs: readable text, not repr soup
         if frame[column].map(lambda v: isinstance(v, (list, dict))).any():
             frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
-    first = ["number", "state", "value", *names, "val_loss", "val_loss_ratio", "clip_i", "clip_t", "steps_done", "steps_planned"]
+    first = ["number", "state", "value", *names, "val_loss", "val_loss_ratio", "clip_i", "clip_t",
+             "steps_done", "steps_planned"]
     order = [c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]
     return frame[order].reset_index(drop=True)
 

@@ -190,7 +190,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def _get_pareto_info(data: StudyData) -> dict:
     """Validation loss (ratio to the base model) vs CLIP-I (else CLIP-T) of completed trials."""
     rows = [t for t in data.trials if t.state.name == "COMPLETE"]
-    x_key = "val_loss_ratio" if any(finite(t.user_attrs.get("val_loss_ratio")) is not None for t in rows) else "val_loss"
+    has_ratio = any(finite(t.user_attrs.get("val_loss_ratio")) is not None for t in rows)
+    x_key = "val_loss_ratio" if has_ratio else "val_loss"
     y_key = "clip_i" if any(finite(t.user_attrs.get("clip_i")) is not None for t in rows) else "clip_t"
     usable = [t for t in rows if finite(t.user_attrs.get(x_key)) is not None
               and finite(t.user_attrs.get(y_key)) is not None]

@@ -87,13 +87,13 @@ def recover_dead_local_trials(study) -> list[int]:
         worker = trial.user_attrs.get(WORKER_ATTR)
         if not worker or worker_is_alive(worker):
             continue
-        try:
+        try:  # the reason first: a finished trial's attributes can no longer be set
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                               "its worker process died (killed or crashed); retried")
             if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:
             continue  # another worker got there first
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                           "its worker process died (killed or crashed); retried")
         if callback is not None:
             callback(study, study._storage.get_trial(trial._trial_id))
         recovered.append(trial.number)

@@ -1,0 +1,186 @@
+"""`lrfind study` on the tiny model: trials, artifacts, resume, failures, dead-worker recovery."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lrfind.study.config import StudyConfig, parse_duration
+
+
+@pytest.fixture(scope="module")
+def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
+    """One probe for every study in this module (each study copies it instead of probing again)."""
+    from lrfind.probe.config import ProbeConfig
+    from lrfind.probe.probe import run_probe
+
+    out = tmp_path_factory.mktemp("probe")
+    run_probe(ProbeConfig(dataset=example_dataset, resolution=64, steps=40, batch_size=2, out=out, progress=False),
+              components=tiny, store=feature_store)
+    return out / "probe.json"
+
+
+def study_config(example_dataset, tmp_path, probe_report, name="s", **overrides) -> StudyConfig:
+    out = tmp_path / "studies" / name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(probe_report, out / "probe.json")
+    values = dict(dataset=example_dataset, name=name, space="tiny", n_trials=3, trial_budget=12, out=out,
+                  progress=False, heartbeat_interval=1, grace_period=2)
+    values.update(overrides)
+    return StudyConfig(**values)
+
+
+def trials(cfg, states=None):
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url())
+    return study, study.get_trials(states=states)
+
+
+def test_study_runs_trials_and_writes_artifacts_and_recommendation(example_dataset, tmp_path, probe_report):
+    from lrfind.study.runner import run_study
+
+    cfg = study_config(example_dataset, tmp_path, probe_report)
+    outcome = run_study(cfg)
+    study, all_trials = trials(cfg)
+    finished = [t for t in all_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3 and not [t for t in all_trials if t.state == TrialState.RUNNING]
+    complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
+    for t in complete:
+        folder = cfg.out_dir() / "trials" / str(t.number)
+        assert (folder / "lora.safetensors").is_file() and (folder / "metrics.json").is_file()
+        assert len(list((folder / "samples").glob("*.png"))) == len(t.user_attrs["samples"]) >= 1
+        assert -1 <= t.user_attrs["clip_i"] <= 1 and t.user_attrs["val_loss"] > 0
+        assert t.intermediate_values  # reported to the pruner
+    assert {"probe", "baseline_val_loss", "dataset_stats", "space", "environment"} <= set(study.user_attrs)
+    assert study.user_attrs["clip_calibrated"] is False
+    rec = json.loads((cfg.out_dir() / "recommendation.json").read_text())
+    assert rec["trial_number"] in [t.number for t in complete]
+    assert "repeats" in outcome.summary.lower() and "steps" in outcome.summary
+
+
+def test_rerun_resumes_without_losing_trials(example_dataset, tmp_path, probe_report):
+    from lrfind.study.runner import run_study
+
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")
+    run_study(cfg)
+    _, first = trials(cfg)
+    run_study(cfg.model_copy(update={"n_trials": 3}))
+    _, second = trials(cfg)
+    assert [(t.number, t.value) for t in first] == [(t.number, t.value) for t in second[: len(first)]]
+    assert len([t for t in second if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
+    run_study(cfg.model_copy(update={"n_trials": 3}))  # already done: runs nothing more
+    _, third = trials(cfg)
+    assert len(third) == len(second)
+
+
+def test_trial_of_a_dead_local_worker_is_failed_and_retried_at_once(example_dataset, tmp_path, probe_report):
+    from lrfind.study.runner import run_study
+    from lrfind.study.storage import WORKER_ATTR, process_start_time, worker_identity
+
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=1, score="loss", grace_period=3600)
+    run_study(cfg)  # creates the study
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url())
+    params = study.trials[0].params
+    study.enqueue_trial(params)
+    trial = study.ask()  # RUNNING, as a worker killed with -9 leaves it
+    worker = dict(worker_identity(), pid=dead.pid, started=process_start_time(dead.pid) or 1.0)
+    trial.set_user_attr(WORKER_ATTR, worker)
+    outcome = run_study(cfg.model_copy(update={"n_trials": 2}))
+    _, after = trials(cfg)
+    stale = after[trial.number]
+    assert stale.state == TrialState.FAIL and "died" in stale.user_attrs["fail_reason"]
+    assert not [t for t in after if t.state == TrialState.RUNNING]
+    retried = [t for t in after if t.number > trial.number and t.params == params]
+    assert retried and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert outcome.recommendation is not None
+
+
+def test_nan_and_oom_trials_fail_with_reasons_and_the_study_goes_on(example_dataset, tmp_path, probe_report, monkeypatch):
+    from lrfind.errors import TrainingStopped
+    from lrfind.study import objective
+    from lrfind.study.runner import run_study
+
+    real_train = objective.TrialObjective._train
+    calls = {"n": 0}
+
+    def flaky_train(self, trial, plan, trial_dir):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TrainingStopped("loss became nan (not finite)")
+        if calls["n"] == 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_train(self, trial, plan, trial_dir)
+
+    monkeypatch.setattr(objective.TrialObjective, "_train", flaky_train)
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")
+    run_study(cfg)
+    _, all_trials = trials(cfg)
+    failed = [t for t in all_trials if t.state == TrialState.FAIL]
+    assert [t.user_attrs["fail_reason"][:10] for t in failed] == ["loss becam", "out of mem"]
+    assert len([t for t in all_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 2
+
+
+def test_a_bug_in_a_trial_is_not_swallowed(example_dataset, tmp_path, probe_report, monkeypatch):
+    from lrfind.study import objective
+    from lrfind.study.runner import run_study
+
+    monkeypatch.setattr(objective.TrialObjective, "_train", lambda *a: (_ for _ in ()).throw(ValueError("bug")))
+    with pytest.raises(ValueError, match="bug"):
+        run_study(study_config(example_dataset, tmp_path, probe_report, score="loss"))
+
+
+def test_ctrl_c_marks_the_trial_and_the_study_resumes(example_dataset, tmp_path, probe_report, monkeypatch, capsys):
+    from lrfind.study import objective
+    from lrfind.study.runner import run_study
+
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=1, score="loss")
+    real_train = objective.TrialObjective._train
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(objective.TrialObjective, "_train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg)
+    assert "Resume with the same command" in capsys.readouterr().err
+    _, after = trials(cfg)
+    assert [t.state for t in after] == [TrialState.FAIL]
+    monkeypatch.setattr(objective.TrialObjective, "_train", real_train)
+    run_study(cfg)
+    _, resumed = trials(cfg)
+    assert [t.state for t in resumed][0] == TrialState.FAIL and len(resumed) == 2
+
+
+def test_changed_space_is_refused_on_resume(example_dataset, tmp_path, probe_report):
+    from lrfind.errors import LrfindError
+    from lrfind.study.runner import run_study
+
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=1, score="loss")
+    run_study(cfg)
+    with pytest.raises(LrfindError, match="same --space"):
+        run_study(cfg.model_copy(update={"space": "character"}))
+
+
+def test_durations_and_password_masking():
+    from lrfind.study.storage import masked_url
+
+    assert parse_duration("8h") == 28800 and parse_duration("1h30m") == 5400 and parse_duration("90") == 90
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+    assert "s3cret" not in masked_url("postgresql://me:s3cret@db.local:5432/studies")
+    assert "db.local" in masked_url("postgresql://me:s3cret@db.local:5432/studies")
+
+
+def test_real_model_without_clip_asks_for_clip_or_loss(tmp_path, example_dataset, probe_report, capsys):
+    from lrfind.cli import main
+
+    rc = main(["study", str(example_dataset), "--name", "x", "--model", str(tmp_path / "nomodel.safetensors"),
+               "--out", str(tmp_path / "x")])
+    assert rc == 2 and "nomodel.safetensors" in capsys.readouterr().err
