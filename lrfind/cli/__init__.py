@@ -21,6 +21,8 @@ COMMANDS = {
     "train": "lrfind.cli.train_cmd",
     "probe": "lrfind.cli.probe_cmd",
     "study": "lrfind.cli.study_cmd",
+    "report": "lrfind.cli.report_cmd",
+    "export-kohya": "lrfind.cli.export_cmd",
 }
 
 

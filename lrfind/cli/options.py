@@ -71,7 +71,8 @@ def add_model_options(
         elif typing.get_origin(kind) is dict:
             parser.add_argument(*flags, nargs="*", type=_key_value, metavar="KEY=VALUE", **common)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(*flags, nargs="+", type=int, **common)
+            element = typing.get_args(kind)[0] if typing.get_args(kind) else int
+            parser.add_argument(*flags, nargs="+", type=element, **common)
         else:
             parser.add_argument(*flags, type=kind if kind in (int, float) else str, **common)
 
@@ -81,7 +82,8 @@ def collect_options(args: argparse.Namespace, model: type[BaseModel]) -> dict[st
     for name in model.model_fields:
         if hasattr(args, name):
             value = getattr(args, name)
-            values[name] = dict(value) if isinstance(value, list) and name.endswith("_args") else value
+            is_dict = typing.get_origin(_scalar_type(model.model_fields[name].annotation)) is dict
+            values[name] = dict(value) if isinstance(value, list) and is_dict else value
     return values
 
 

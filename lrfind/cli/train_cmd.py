@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = {
     "train_data_dir": "dataset folder in kohya layout (DATASET/10_name/*.png + captions)",
@@ -15,6 +16,14 @@ HELP = {
     "output_dir": "folder for NAME.safetensors and per-epoch files",
     "logging_dir": "write TensorBoard logs (kohya's tag names) under this folder",
     "validation_split": "fraction of images held out for the validation loss (0: use the training images)",
+    "concept_repeats": "repeats per concept folder, overriding its N_ prefix, e.g. 10_mychar=12",
+    "sample_every_n_epochs": "draw samples from the sample prompts every N epochs (and at the last)",
+    "sample_prompts": "text file, one prompt a line (kohya's '--d SEED' kept); default: trigger word + scenes",
+    "sample_steps": "DDIM steps per sample image",
+    "xy_grid": "after a run with samples: an X/Y grid of saved epochs x LoRA weights, and a suggested epoch",
+    "xy_grid_weights": "LoRA weights of the X/Y grid's columns",
+    "clip": "local CLIP folder (transformers format): CLIP-I per sampled epoch breaks ties of the suggested epoch",
+    "save_state": "write a resumable state at each epoch end (only the newest is kept)",
 }
 
 
@@ -30,9 +39,17 @@ def register(subparsers) -> None:
     parser.add_argument("dataset", nargs="?", help="dataset folder (or train_data_dir in the config)")
     parser.add_argument("--config", "--config-file", "--config_file", dest="config_file", metavar="FILE.toml",
                         help="TOML file with the same keys (flat or in kohya's sections)")
+    parser.add_argument("--from-study", "--from_study", dest="from_study", metavar="NAME",
+                        help="the full run a study recommends (studies/NAME/recommendation.json); --config "
+                             "and options given here override its values")
+    parser.add_argument("--study-dir", "--study_dir", dest="study_dir", type=Path, metavar="DIR",
+                        help="where the study wrote its files (default studies/NAME)")
+    parser.add_argument("--resume", nargs="?", const="last", default=argparse.SUPPRESS, metavar="STATE_DIR",
+                        help="continue an interrupted run from its newest saved state (or from STATE_DIR); "
+                             "give the same options as the interrupted run")
     add_model_options(parser, TrainConfig, aliases={"pretrained_model_name_or_path": ["--model"],
                                                      "train_batch_size": ["--batch-size"]},
-                      help_texts=HELP)
+                      exclude=("resume",), help_texts=HELP)
     parser.set_defaults(func=run)
 
 
@@ -42,7 +59,10 @@ def build_train_config(args: argparse.Namespace):
     from lrfind.errors import ConfigError
     from lrfind.training.config import TrainConfig
 
-    values = read_toml_config(args.config_file, TrainConfig) if args.config_file else {}
+    from lrfind.final.from_study import from_study_values
+
+    values = from_study_values(args.from_study, args.study_dir) if args.from_study else {}
+    values.update(read_toml_config(args.config_file, TrainConfig) if args.config_file else {})
     values.update(collect_options(args, TrainConfig))
     if args.dataset:
         values["train_data_dir"] = args.dataset
@@ -59,8 +79,15 @@ def run(args: argparse.Namespace) -> int:
     state = result.state
     val = f"; final validation loss {state.val_loss:.5f}" if state.val_loss is not None else ""
     print(f"trained {state.step} steps ({state.epoch} epochs) in {result.seconds:.1f} s{val}")
+    if result.extra.get("resumed_from"):
+        print(f"resumed from {result.extra['resumed_from']}")
     for path in result.saved:
         print(f"saved {path}")
+    final = result.extra.get("final") or {}
+    if final.get("xy_grid"):
+        print(f"X/Y grid (epochs x LoRA weights): {config.output_dir / final['xy_grid']}")
+    if final.get("suggested_epoch") is not None and len(final.get("epochs", [])) > 1:
+        print(f"suggested epoch: {final['suggested_file']} — {final['reason']}")
     if result.logdir:
         print(f"TensorBoard logs: {result.logdir}")
     return 0

@@ -75,12 +75,39 @@ class TrainConfig(StrictModel):
     save_precision: Literal["fp16", "bf16", "float"] = "fp16"
     logging_dir: Optional[Path] = None
     progress: bool = True
+    # --- repeats set by lrfind (a study's recommendation), not by the folder's N_ prefix ---
+    concept_repeats: dict[str, int] = Field(default_factory=dict)  # "10_mychar" -> repeats
+    # --- samples, X/Y grid and the suggested epoch (kohya's sample_* names where kohya has them) ---
+    sample_every_n_epochs: Optional[int] = Field(None, ge=1)
+    sample_prompts: Optional[Path] = None  # one prompt a line, "--d SEED" optional; default: trigger + scenes
+    sample_steps: int = Field(20, ge=1, le=200)
+    xy_grid: bool = True  # after the run: saved epochs x LoRA weights, when there are samples
+    xy_grid_weights: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0)
+    clip: Optional[Path] = None  # local CLIP folder: CLIP-I per sampled epoch (tiny model: tiny CLIP)
+    # --- resuming (kohya: --save_state / --resume) ---
+    save_state: bool = True  # a state folder at each epoch end; only the newest is kept
+    resume: Optional[str] = None  # a state folder, or "last": this run's newest
 
     @field_validator("output_name")
     @classmethod
     def _plain_name(cls, v: str) -> str:
         if not v or "/" in v or "\\" in v or v.startswith("."):
             raise ValueError(f"output name {v!r} must be a plain file name without folders, e.g. mychar")
+        return v
+
+    @field_validator("concept_repeats")
+    @classmethod
+    def _repeats(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = [f"{k}={n}" for k, n in v.items() if not isinstance(n, int) or n < 1]
+        if bad:
+            raise ValueError(f"concept repeats must be whole numbers >= 1: {', '.join(bad)}")
+        return v
+
+    @field_validator("xy_grid_weights")
+    @classmethod
+    def _weights(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not 0 <= w <= 4 for w in v):
+            raise ValueError("X/Y grid weights must be a non-empty list of numbers in 0..4, e.g. 0.4 0.6 0.8 1")
         return v
 
     @field_validator("validation_timesteps")

@@ -65,47 +65,108 @@ def save_network(path: Path, parts, config: TrainConfig, dataset, components, st
     return path
 
 
+def with_concept_repeats(dataset, config: TrainConfig):
+    """The dataset with config.concept_repeats applied (a study's recommended repeats)."""
+    from lrfind.data.types import with_repeats
+
+    if not config.concept_repeats:
+        return dataset
+    folders = {c.folder.name for c in dataset.concepts}
+    unknown = sorted(set(config.concept_repeats) - folders)
+    if unknown:
+        raise ConfigError(f"{Path(config.train_data_dir) / unknown[0]}: no such concept folder for "
+                          f"concept_repeats; the dataset has {', '.join(sorted(folders))}")
+    return with_repeats(dataset, dict(config.concept_repeats))
+
+
+def _scorer_and_reference(config: TrainConfig, components, dataset):
+    """CLIP for CLIP-I per sampled epoch: --clip, else the tiny CLIP for the tiny model, else none."""
+    from lrfind.study.clip import load_clip_scorer, tiny_clip_scorer
+    from lrfind.study.samples import load_training_images
+
+    if not config.sample_every_n_epochs:
+        return None, None
+    if config.clip is not None:
+        scorer = load_clip_scorer(config.clip, allow_pickle=config.allow_pickle)
+    elif components.name == "tiny":
+        scorer = tiny_clip_scorer(seed=0)
+    else:
+        return None, None
+    return scorer, scorer.image_embeddings(load_training_images(dataset))
+
+
 def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None,
                callbacks: Sequence[Any] = ()) -> TrainResult:
     from lrfind.cache import TensorStore, default_cache_dir
     from lrfind.data.kohya import scan_dataset
+    from lrfind.final.after_run import finish_final_run
+    from lrfind.final.epochs import EpochWatch, read_records, sample_prompts_for
     from lrfind.models.loading import load_components
-    from lrfind.training.callbacks import EpochCheckpoint, ProgressBar, TensorBoardLogger
     from lrfind.training.loop import run_loop
     from lrfind.training.setup import lora_run
+    from lrfind.training.state import find_resume_folder, load_state
 
     preflight(config)
-    dataset = dataset or scan_dataset(config.dataset_config())
+    resume_folder = find_resume_folder(config)
+    dataset = with_concept_repeats(dataset or scan_dataset(config.dataset_config()), config)
+    prompts = sample_prompts_for(config, dataset) if config.sample_every_n_epochs else []
     components = components or load_components(config.base_model_config())
     store = store or TensorStore(config.cache_dir or default_cache_dir())
+    scorer, reference = _scorer_and_reference(config, components, dataset)
     started = time.time()
-    saved: list[Path] = []
-    logdir = None
     with lora_run(config, components, dataset, store) as parts:
+        state = load_state(resume_folder, config, parts) if resume_folder else None
         epochs = -(-parts.total_steps // parts.steps_per_epoch)
-        all_callbacks = [ProgressBar(f"train {config.output_name}", enabled=config.progress), *callbacks]
-        if config.logging_dir is not None:
-            logdir = Path(config.logging_dir) / datetime.now().strftime("%Y%m%d%H%M%S") / "network_train"
-            all_callbacks.append(TensorBoardLogger(logdir))
-        state_holder: dict = {}
-
-        def save_epoch(epoch: int) -> None:
-            path = lora_file_path(config, epoch)
-            saved.append(save_network(path, parts, config, dataset, components, state_holder["state"], started))
-
-        if config.save_every_n_epochs:
-            all_callbacks.append(EpochCheckpoint(config.save_every_n_epochs, save_epoch, last_epoch=epochs))
-        all_callbacks.insert(0, _StateHolder(state_holder))
-        state = run_loop(parts, all_callbacks)
-        final = save_network(lora_file_path(config), parts, config, dataset, components, state, started)
-    return TrainResult(final, saved + [final], state, logdir, time.time() - started)
+        watch = EpochWatch(config, components, prompts, scorer, reference, last_epoch=epochs,
+                           records=read_records(config, state.epoch) if state else None)
+        files = _RunFiles(config, parts, dataset, components, started)
+        # Order matters at an epoch end: LoRA file, then records, then the state that says "done".
+        all_callbacks = [files, *_run_callbacks(config, files, epochs), watch, *callbacks, _StateSaver(files)]
+        state = run_loop(parts, all_callbacks, state)
+        final = files.save(lora_file_path(config), state)
+    summary = finish_final_run(config, components, watch.records, prompts, state.epoch,
+                               scorer.calibrated if scorer else None)
+    return TrainResult(final, files.saved + [final], state, files.logdir, time.time() - started,
+                       extra={"final": summary, "resumed_from": resume_folder})
 
 
-class _StateHolder:
-    """Lets the epoch-save closure see the live loop state."""
+def _run_callbacks(config: TrainConfig, files: "_RunFiles", epochs: int) -> list:
+    from lrfind.training.callbacks import EpochCheckpoint, ProgressBar, TensorBoardLogger
 
-    def __init__(self, holder: dict):
-        self.holder = holder
+    result = [ProgressBar(f"train {config.output_name}", enabled=config.progress)]
+    if config.logging_dir is not None:
+        files.logdir = Path(config.logging_dir) / datetime.now().strftime("%Y%m%d%H%M%S") / "network_train"
+        result.append(TensorBoardLogger(files.logdir))
+    if config.save_every_n_epochs:
+        result.append(EpochCheckpoint(config.save_every_n_epochs, files.save_epoch, last_epoch=epochs))
+    return result
+
+
+class _RunFiles:
+    """The run's LoRA files and saved states; sees the live loop state (it is the first callback)."""
+
+    def __init__(self, config: TrainConfig, parts, dataset, components, started: float):
+        self.config, self.parts, self.dataset, self.components = config, parts, dataset, components
+        self.started, self.state, self.saved, self.logdir = started, None, [], None
 
     def on_train_start(self, state) -> None:
-        self.holder["state"] = state
+        self.state = state
+
+    def save_epoch(self, epoch: int) -> None:
+        self.saved.append(self.save(lora_file_path(self.config, epoch), self.state))
+
+    def save(self, path: Path, state) -> Path:
+        return save_network(path, self.parts, self.config, self.dataset, self.components, state, self.started)
+
+
+class _StateSaver:
+    """The last callback: the resumable state of each finished epoch (kohya's --save_state)."""
+
+    def __init__(self, files: _RunFiles):
+        self.files = files
+
+    def on_epoch_end(self, state) -> None:
+        from lrfind.training.state import save_state
+
+        if self.files.config.save_state:
+            save_state(self.files.config, self.files.parts, state)

@@ -1,0 +1,61 @@
+"""After a final run: the X/Y grid of saved epochs x LoRA weights, the suggested epoch, NAME_final.json.
+
+`NAME_final.json` (beside the LoRA files) is what `lrfind report` shows for a final run:
+  {"output_name", "epochs": [{epoch, step, val_loss, clip_i, file, samples}], "suggested_epoch",
+   "suggested_file", "reason", "xy_grid" (file name or null), "xy_weights", "prompts": [[prompt, seed]],
+   "clip_calibrated" (null without CLIP)}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from lrfind.atomic import write_json
+from lrfind.final.xy_grid import save_xy_grid, suggest_epoch, xy_grid
+
+GRID_PROMPTS = 2  # sections of the grid: the first sample prompts (each section is epochs x weights)
+
+
+def final_json_path(config) -> Path:
+    return Path(config.output_dir) / f"{config.output_name}_final.json"
+
+
+def xy_grid_path(config) -> Path:
+    return Path(config.output_dir) / f"{config.output_name}_xy_grid.png"
+
+
+def epoch_files(config, final_epoch: int) -> list[tuple[int, Path]]:
+    """(epoch, LoRA file) of every saved epoch still on disk, and the final file at its epoch."""
+    from lrfind.training.run import lora_file_path
+
+    files = [(e, lora_file_path(config, e)) for e in range(1, final_epoch)]
+    files = [(e, p) for e, p in files if p.is_file()]
+    return files + [(final_epoch, lora_file_path(config))]
+
+
+def finish_final_run(config, components, records: dict[int, dict], prompts, final_epoch: int,
+                     clip_calibrated: Optional[bool]) -> dict:
+    """Grid (when samples were asked for), suggested epoch, and NAME_final.json. Returns the summary."""
+    files = epoch_files(config, final_epoch)
+    rows = []
+    for epoch, path in files:
+        record = records.get(epoch, {})
+        rows.append({"epoch": epoch, "step": record.get("step"), "val_loss": record.get("val_loss"),
+                     "clip_i": record.get("clip_i"), "file": path.name, "samples": record.get("samples", [])})
+    try:
+        suggested, reason = suggest_epoch(rows)
+    except ValueError as err:  # no validation loss at any saved epoch
+        suggested, reason = final_epoch, f"the last epoch: {err}"
+    grid = None
+    if config.xy_grid and config.sample_every_n_epochs and prompts:
+        image = xy_grid(components, files, config.xy_grid_weights, prompts_seeds=prompts[:GRID_PROMPTS],
+                        size=config.resolution, steps=config.sample_steps, clip_skip=config.clip_skip,
+                        max_token_length=config.max_token_length)
+        grid = save_xy_grid(image, xy_grid_path(config)).name
+    summary = {"output_name": config.output_name, "epochs": rows, "suggested_epoch": suggested,
+               "suggested_file": dict((e, p.name) for e, p in files)[suggested], "reason": reason,
+               "xy_grid": grid, "xy_weights": list(config.xy_grid_weights),
+               "prompts": [list(p) for p in prompts], "clip_calibrated": clip_calibrated}
+    write_json(final_json_path(config), summary)
+    return summary

@@ -1,0 +1,125 @@
+"""What a final run records per epoch: validation loss, samples from fixed prompts, CLIP-I.
+
+`EpochWatch` is a training-loop callback. At each epoch end it records the deterministic
+validation loss; every `sample_every_n_epochs` (and at the last epoch) it also draws one image per
+sample prompt with the LoRA as trained so far (it is live in the model: nothing is merged) and,
+with a CLIP scorer, their CLIP-I against the training images. The records are rewritten to
+`OUTPUT_DIR/NAME_epochs.json` after each epoch, so a resumed run still knows the epochs before it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from pathlib import Path
+from typing import Optional
+
+from lrfind.atomic import write_json
+from lrfind.errors import ConfigError
+
+_SEED_OPTION = re.compile(r"\s--d\s+(-?\d+)")
+FIRST_SAMPLE_SEED = 1234  # the same first seed as a study's validation prompts
+
+
+def read_sample_prompts(path: Path) -> list[tuple[str, int]]:
+    """kohya-style prompt file: one prompt a line, `# comments`, an optional `--d SEED` per line.
+
+    Other kohya per-line options (--n negative, --s steps, --l scale, --w/--h size) are dropped
+    from the prompt text; lrfind samples at the run's resolution with sample_steps.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the sample prompts ({err}); give a UTF-8 text file, "
+                          "one prompt a line") from None
+    prompts = []
+    for line in (raw.strip() for raw in lines):
+        if not line or line.startswith("#"):
+            continue
+        seed_match = _SEED_OPTION.search(" " + line)
+        seed = int(seed_match.group(1)) if seed_match else FIRST_SAMPLE_SEED + len(prompts)
+        text = re.split(r"\s--[a-z]\s", " " + line, maxsplit=1)[0].strip()
+        if text:
+            prompts.append((text, seed))
+    if not prompts:
+        raise ConfigError(f"{path}: no prompt in the file; write one prompt a line")
+    return prompts
+
+
+def sample_prompts_for(config, dataset) -> list[tuple[str, int]]:
+    from lrfind.study.prompts import validation_prompts
+
+    if config.sample_prompts is not None:
+        return read_sample_prompts(config.sample_prompts)
+    return validation_prompts(dataset)
+
+
+def records_path(config) -> Path:
+    return Path(config.output_dir) / f"{config.output_name}_epochs.json"
+
+
+def read_records(config, up_to_epoch: int) -> dict[int, dict]:
+    """Records an interrupted run wrote, for the epochs the resumed state has done."""
+    try:
+        rows = json.loads(records_path(config).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return {int(r["epoch"]): r for r in rows if isinstance(r, dict) and int(r.get("epoch", 0)) <= up_to_epoch}
+
+
+class EpochWatch:
+    """Loop callback: per-epoch validation loss, and samples (+ CLIP-I) every n epochs."""
+
+    def __init__(self, config, components, prompts, scorer=None, reference=None,
+                 last_epoch: int = 0, records: Optional[dict] = None):
+        self.config, self.components, self.prompts = config, components, prompts
+        self.scorer, self.reference = scorer, reference  # reference: training-image embeddings
+        self.every, self.last_epoch = config.sample_every_n_epochs, last_epoch
+        self.records: dict[int, dict] = dict(records or {})
+
+    def sampled(self, epoch: int) -> bool:
+        return bool(self.every) and (epoch % self.every == 0 or epoch == self.last_epoch)
+
+    def on_epoch_end(self, state) -> None:
+        row = {"epoch": state.epoch, "step": state.step, "val_loss": _finite(state.val_loss),
+               "clip_i": None, "samples": []}
+        if self.sampled(state.epoch):
+            row.update(self._samples(state.epoch))
+        self.records[state.epoch] = row
+        write_json(records_path(self.config), [self.records[e] for e in sorted(self.records)])
+
+    def _samples(self, epoch: int) -> dict:
+        import torch
+
+        from lrfind.network import generate_images
+        from lrfind.study.samples import save_png
+
+        unet, text_encoder = self.components.unet, self.components.text_encoder
+        modes = unet.training, text_encoder.training
+        unet.eval(), text_encoder.eval()
+        try:
+            images = generate_images(self.components, [p for p, _ in self.prompts], [s for _, s in self.prompts],
+                                     width=self.config.resolution, height=self.config.resolution,
+                                     steps=self.config.sample_steps, clip_skip=self.config.clip_skip,
+                                     max_token_length=self.config.max_token_length)
+        finally:
+            unet.train(modes[0]), text_encoder.train(modes[1])
+        folder = Path(self.config.output_dir) / "sample"
+        paths = [save_png(image, folder / f"{self.config.output_name}_e{epoch:06d}_{i:02d}.png",
+                          {"prompt": prompt, "seed": str(seed)})
+                 for i, (image, (prompt, seed)) in enumerate(zip(images, self.prompts))]
+        clip_i = None
+        if self.scorer is not None:
+            with torch.no_grad():
+                clip_i = float((self.scorer.image_embeddings(images) @ self.reference.T).mean())
+        return {"clip_i": clip_i, "samples": [p.name for p in paths]}
+
+
+def _finite(value) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def describe_prompts(prompts) -> str:
+    return "; ".join(f"{shlex.quote(p)} (seed {s})" for p, s in prompts)

@@ -1,0 +1,67 @@
+"""`lrfind train DATASET --from-study NAME`: the TrainConfig values of a study's recommended full run.
+
+They are the lowest layer of the run's options: a --config TOML overrides them and command-line
+options override both. Defaults a final run wants beside the recommendation: files under
+studies/NAME/final/ named after the study, a LoRA file, samples and a state every few epochs (about
+ten saved epochs at most, so the X/Y grid stays readable), TensorBoard logs, and the base model the
+study's probe used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+from lrfind.errors import ConfigError
+
+MAX_SAVED_EPOCHS = 10
+
+
+def study_folder(name: str, study_dir: Optional[Path]) -> Path:
+    return Path(study_dir) if study_dir is not None else Path("studies") / name
+
+
+def _read(path: Path, fix: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; {fix}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid JSON ({err}); rerun `lrfind study` to rewrite it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object; rerun `lrfind study` to rewrite it")
+    return data
+
+
+def every_n_epochs(epochs: int) -> int:
+    """Save (and sample) every n epochs so that a run keeps at most MAX_SAVED_EPOCHS of them."""
+    return max(1, math.ceil(epochs / MAX_SAVED_EPOCHS))
+
+
+def from_study_values(name: str, study_dir: Optional[Path] = None) -> dict:
+    """TrainConfig field values for the final run of study NAME (see the module doc)."""
+    folder = study_folder(name, study_dir)
+    rec = _read(folder / "recommendation.json",
+                f"no recommendation yet: run `lrfind study DATASET --name {name}` first "
+                "(or pass --study-dir where it wrote its files)")
+    values = rec.get("train_values")
+    if not isinstance(values, dict) or "max_train_epochs" not in values:
+        raise ConfigError(f"{folder / 'recommendation.json'}: has no train_values of a full run; rerun "
+                          "`lrfind study` with this lrfind version to rewrite it")
+    values = {k: v for k, v in values.items() if v is not None}
+    epochs = int(values["max_train_epochs"])
+    every = every_n_epochs(epochs)
+    out = folder / "final"
+    values.update(output_dir=out, output_name=name, save_every_n_epochs=every, sample_every_n_epochs=every,
+                  logging_dir=out / "logs")
+    repeats = {c["folder"]: int(c["repeats"]) for c in rec.get("concept_repeats", [])
+               if isinstance(c, dict) and "folder" in c and "repeats" in c}
+    if repeats:
+        values["concept_repeats"] = repeats
+    probe_path = folder / "probe.json"
+    source = _read(probe_path, "").get("source", {}) if probe_path.is_file() else {}
+    if isinstance(source, dict) and source.get("model"):
+        values["pretrained_model_name_or_path"] = str(source["model"])
+    return values

@@ -1,0 +1,137 @@
+"""Saved training state, for `lrfind train --resume`: LoRA weights, optimizer, scheduler, progress.
+
+A state is a folder `OUTPUT_DIR/NAME-000003-state/` (kohya's naming) written at an epoch end:
+  lora.safetensors  the LoRA in fp32 (kohya format: exact, whatever --save-precision says)
+  optimizer.pt      the optimizer's state_dict (Adam moments, D-Adaptation's/Prodigy's d, ...)
+  scheduler.pt      the lr scheduler's state_dict
+  state.json        step, epoch, validation history, and the settings that must not change
+The loop draws its randomness from generators seeded per (seed, epoch), so a run resumed at an
+epoch boundary continues exactly as the uninterrupted run would have. The folder is written
+under a temporary name and renamed when complete; only the newest state is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from lrfind.errors import ConfigError
+from lrfind.training.config import TrainConfig
+
+STATE_SUFFIX = "-state"
+# Options a resumed run may change: they do not alter what is trained, only how it is watched.
+RESUMABLE_CHANGES = {"resume", "progress", "logging_dir", "sample_every_n_epochs", "sample_prompts",
+                     "sample_steps", "xy_grid", "xy_grid_weights", "clip", "save_every_n_epochs",
+                     "save_state", "save_precision", "cache_dir", "output_dir"}
+
+
+def state_folder(config: TrainConfig, epoch: int) -> Path:
+    return Path(config.output_dir) / f"{config.output_name}-{epoch:06d}{STATE_SUFFIX}"
+
+
+def _fingerprint(config: TrainConfig) -> dict:
+    values = config.model_dump(mode="json")
+    return {k: v for k, v in values.items() if k not in RESUMABLE_CHANGES}
+
+
+def saved_states(config: TrainConfig) -> list[tuple[int, Path]]:
+    """(epoch, folder) of the complete saved states of this run, oldest first."""
+    pattern = re.compile(re.escape(config.output_name) + r"-(\d{6})" + re.escape(STATE_SUFFIX) + "$")
+    found = []
+    folder = Path(config.output_dir)
+    for path in folder.glob(f"{config.output_name}-*{STATE_SUFFIX}") if folder.is_dir() else ():
+        match = pattern.match(path.name)
+        if match and (path / "state.json").is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def save_state(config: TrainConfig, parts, loop_state) -> Path:
+    """Write the state of this epoch end; then remove older states of the same run."""
+    import torch
+
+    from lrfind.network import save_lora
+
+    target = state_folder(config, loop_state.epoch)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        save_lora(tmp / "lora.safetensors", parts.network.kohya_state_dict("fp32"), {}, "fp32")
+        torch.save(parts.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(parts.lr_scheduler.state_dict(), tmp / "scheduler.pt")
+        progress = {"step": loop_state.step, "epoch": loop_state.epoch, "val_loss": loop_state.val_loss,
+                    "val_history": [list(v) for v in loop_state.val_history],
+                    "total_steps": loop_state.total_steps, "settings": _fingerprint(config)}
+        (tmp / "state.json").write_text(json.dumps(progress, indent=1) + "\n", encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    for _, old in saved_states(config):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def find_resume_folder(config: TrainConfig) -> Optional[Path]:
+    """The folder --resume names; "last" (a bare --resume): this run's newest saved state."""
+    if config.resume is None:
+        return None
+    if config.resume != "last":
+        folder = Path(config.resume)
+        if not (folder / "state.json").is_file():
+            raise ConfigError(f"{folder}: not a saved training state (no state.json); pass a "
+                              f"{config.output_name}-NNNNNN{STATE_SUFFIX} folder, or --resume alone for the newest")
+        return folder
+    states = saved_states(config)
+    if not states:
+        raise ConfigError(f"{config.output_dir}: no saved state of {config.output_name!r} to resume "
+                          "(the run stopped before its first epoch ended?); run again without --resume")
+    return states[-1][1]
+
+
+def read_progress(folder: Path, config: TrainConfig) -> dict:
+    """state.json, after checking that the run's settings are the ones it was saved with."""
+    try:
+        progress = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{folder / 'state.json'}: unreadable ({err}); resume from another state "
+                          "or start again without --resume") from None
+    saved, now = progress.get("settings", {}), _fingerprint(config)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        raise ConfigError(f"{folder}: saved with other settings ({', '.join(changed)} differ); resume with the "
+                          "options of the interrupted run, or start again without --resume")
+    return progress
+
+
+def load_state(folder: Path, config: TrainConfig, parts):
+    """Load the saved weights, optimizer and scheduler into `parts`; return the LoopState to go on from."""
+    import torch
+
+    from lrfind.network import load_lora
+    from lrfind.training.loop import LoopState
+
+    progress = read_progress(folder, config)
+    if progress["total_steps"] != parts.total_steps:
+        raise ConfigError(f"{folder}: saved for a run of {progress['total_steps']} steps, this one has "
+                          f"{parts.total_steps} (the dataset changed?); start again without --resume")
+    state_dict, _ = load_lora(folder / "lora.safetensors")
+    parts.network.load_kohya_state_dict(state_dict, source=str(folder / "lora.safetensors"))
+    try:
+        parts.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        parts.lr_scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    except (OSError, RuntimeError, ValueError, KeyError) as err:
+        raise ConfigError(f"{folder}: optimizer or scheduler state unreadable ({str(err)[:120]}); resume from "
+                          "another state or start again without --resume") from None
+    state = LoopState(parts.total_steps, parts.steps_per_epoch, step=progress["step"], epoch=progress["epoch"],
+                      val_loss=progress.get("val_loss"),
+                      val_history=[(int(s), float(v)) for s, v in progress.get("val_history", [])])
+    return state
