@@ -23,6 +23,7 @@ COMMANDS = {
     "study": "lrfind.cli.study_cmd",
     "report": "lrfind.cli.report_cmd",
     "export-kohya": "lrfind.cli.export_cmd",
+    "demo": "lrfind.cli.demo_cmd",
 }
 
 

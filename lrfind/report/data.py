@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 from lrfind.errors import ConfigError
 
-XY_GRID_GLOB = "xy_grid*.png"  # final runs: the X/Y grid of epochs x LoRA weight (lrfind.final)
-FINAL_JSON = "final.json"  # optional beside the grid: {"suggested_epoch": N, "reason": "..."}
+XY_GRID_GLOB = "*xy_grid*.png"  # final runs: NAME_xy_grid.png, epochs x LoRA weight (lrfind.final)
+FINAL_GLOB = "*final.json"  # beside the grid, NAME_final.json: {"suggested_epoch": N, "reason": "..."}
 
 
 @dataclass
@@ -75,12 +75,13 @@ def open_study(name: str, storage_url: str):
     """optuna.load_study with one-line errors: missing storage, unknown study (names listed)."""
     import optuna
 
-    from lrfind.study.storage import masked_text, masked_url
+    from lrfind.study.storage import engine_url, masked_text, masked_url
 
     _check_sqlite_exists(storage_url, name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    opened = engine_url(storage_url)
     try:
-        storage = optuna.storages.RDBStorage(storage_url)
+        storage = optuna.storages.RDBStorage(opened)
     except Exception as err:  # noqa: BLE001 - any driver/connection error: one line, password masked
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"cannot open study storage {masked_url(storage_url)}: {masked_text(reason, storage_url)}; "
@@ -115,7 +116,8 @@ def load_study_data(name: str, storage_url: Optional[str] = None,
     probe = _read_json(study_dir / "probe.json") or user_attrs.get("probe")
     final_dirs = [study_dir] + sorted(p for p in study_dir.glob("*") if p.is_dir() and p.name != "trials")
     grids = [grid for folder in final_dirs for grid in sorted(folder.glob(XY_GRID_GLOB))]
-    final = next((d for d in (_read_json(f / FINAL_JSON) for f in final_dirs) if d), None)
+    finals = (_read_json(path) for folder in final_dirs for path in sorted(folder.glob(FINAL_GLOB)))
+    final = next((d for d in finals if d), None)
     return StudyData(
         name=name, storage_url=masked_url(url), study_dir=study_dir, study=study, trials=trials,
         directions=[d.name.lower() for d in study.directions], user_attrs=user_attrs, probe=probe,

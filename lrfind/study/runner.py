@@ -22,23 +22,43 @@ class StudyInterrupted(LrfindError):
     """Ctrl-C: the running trial was marked failed; the study resumes with the same command."""
 
 
-def make_pruner(kind: str):
+def make_pruner(kind: str, budget=None):
+    """The pruner; its resource is optimizer steps, reported every budget.eval_every_steps.
+
+    Hyperband's smallest rung is the first report (min_resource 1 with reports every N steps put
+    rungs 1, 3, 9, ... < N all on that first report: a trial had to be in the top 1/27 or so at
+    its first validation to live), and its largest the space's longest trial, known before any
+    trial ran: "auto" guessed it from whichever trial completed first, so workers and resumed
+    runs could split trials into different brackets.
+    """
     import optuna
 
-    return {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3),
+    first, longest = (budget.eval_every_steps, budget.trial_budget_steps) if budget is not None else (1, "auto")
+    return {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=first, max_resource=longest,
+                                                                reduction_factor=3),
             "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
             "none": lambda: optuna.pruners.NopPruner()}[kind]()
 
 
-def open_study(cfg: StudyConfig, directions: list[str]):
+def sampler_seed(seed: int) -> int:
+    """--seed mixed with this process's id: workers sharing one study (any storage) must not draw the
+    same parameters, which equal sampler seeds would make them do. Trials' training seeds stay
+    --seed + trial number, so a trial is reproducible from its parameters whatever worker ran it."""
+    import os
+
+    return (seed * 1_000_003 + os.getpid()) % 2**32
+
+
+def open_study(cfg: StudyConfig, directions: list[str], budget=None):
     import optuna
 
     storage = open_storage(cfg.storage_url(), cfg.heartbeat_interval, cfg.grace_period)
-    sampler = (optuna.samplers.NSGAIISampler(seed=cfg.seed) if cfg.pareto
-               else optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=5))
+    seed = sampler_seed(cfg.seed)
+    sampler = (optuna.samplers.NSGAIISampler(seed=seed) if cfg.pareto
+               else optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
     study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
                                 directions=directions, sampler=sampler,
-                                pruner=None if cfg.pareto else make_pruner(cfg.pruner))
+                                pruner=None if cfg.pareto else make_pruner(cfg.pruner, budget))
     if len(study.directions) != len(directions):
         raise LrfindError(f"study {cfg.name} in {masked_url(cfg.storage_url())} was created "
                           f"{'with' if len(study.directions) > 1 else 'without'} --pareto; rerun it the same way "
@@ -225,7 +245,7 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = _load_space(cfg)
     weights = objective_weights(cfg, space)
-    study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"])
+    study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
     check_same_space(cfg, study, space)
     recovered = recover_dead_local_trials(study)
     if recovered:
