@@ -4,11 +4,13 @@ Checks: no JavaScript errors, no request leaves the file, every plot rendered (o
 `.js-plotly-plot` with a drawn `.main-svg` per figure the page says it has), the trials table
 sorts, the escaped `<script>` stays text. Saves a full-page screenshot under the test's tmp dir and
 reports/test-artifacts/. Skips when Debian's chromium or the playwright package is missing
-(`apt-get install -y chromium`, `pip install playwright`; never `playwright install`).
+(`apt-get install -y chromium`, `pip install playwright`; never `playwright install`), except under
+CI (CI set), where it fails: `.ci/run` installs both (scripts/install_test_services.sh).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -22,12 +24,28 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-unsafe-swiftshader"]  # software WebGL for the parallel-coordinates plot
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="chromium is not installed "
-                                "(apt-get install -y chromium)")
+
+def _missing(reason: str):
+    """Skip locally; under CI a missing browser is a failure, never a silent skip."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{reason} (CI is set: run `bash scripts/install_test_services.sh`)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
-def report_file(tmp_path_factory):
+def sync_api():
+    if not Path(CHROMIUM).is_file():
+        _missing("chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _missing("playwright is not installed (pip install -c <(echo torch==2.13.0) playwright; "
+                 "never `playwright install`)")
+    return sync_api
+
+
+@pytest.fixture(scope="module")
+def report_file(sync_api, tmp_path_factory):
     from lrfind.report.data import load_study_data
     from lrfind.report.html import render_page, write_report
     from lrfind.report.info import gather_info
@@ -39,8 +57,7 @@ def report_file(tmp_path_factory):
     return write_report(root / "report.html", info), figures
 
 
-def test_report_renders_offline_without_errors(report_file, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (with the torch pin)")
+def test_report_renders_offline_without_errors(sync_api, report_file, tmp_path):
     path, figures = report_file
     errors, requests = [], []
     with sync_api.sync_playwright() as p:

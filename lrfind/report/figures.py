@@ -10,7 +10,7 @@ import html
 from typing import Optional
 
 TEMPLATE = "plotly_white"
-STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#888888"}
+PRUNED_COLOUR = "#888888"
 
 
 def plot_text(text) -> str:
@@ -133,14 +133,18 @@ def intermediate_figure(info: dict):
     if not info["series"]:
         return None
     import plotly.graph_objects as go
+    from plotly.colors import qualitative
 
     figure = go.Figure()
-    for series in info["series"]:
+    palette = qualitative.Plotly  # no grey in it: grey stays the pruned trials' colour
+    for i, series in enumerate(info["series"]):
         pruned = series["state"] == "PRUNED"
+        # one colour per finished trial, or the legend names trials it can't tell apart
+        colour = PRUNED_COLOUR if pruned else palette[i % len(palette)]
         figure.add_trace(go.Scatter(
             x=series["steps"], y=series["values"], mode="lines+markers", name=f"trial {series['trial']}",
-            legendgroup=series["state"], marker={"size": 7 if pruned else 4},
-            line={"color": STATE_COLOURS.get(series["state"]), "dash": "dot" if pruned else "solid"},
+            legendgroup=series["state"], marker={"size": 7, "color": colour},
+            line={"color": colour, "dash": "dot" if pruned else "solid"},
             hovertext=f"trial {series['trial']} ({series['state'].lower()})"))
     figure.update_xaxes(title_text="step")
     figure.update_yaxes(title_text="val_loss / baseline (what the pruner saw)")

@@ -173,7 +173,8 @@ def _xy_grid(info: dict) -> str:
 def _trials_table(frame) -> str:
     table = frame.to_html(index=False, escape=True, na_rep="", classes="trials sortable", border=0,
                           float_format=lambda v: f"{v:.4g}", table_id="trials-table")
-    return _section("trials", "Trials", "Click a column header to sort.", extra=f'<div class="scroll">{table}</div>')
+    return _section("trials", "Trials", "Click a column header to sort; scroll sideways for every column.",
+                    extra=f'<div class="scroll">{table}</div>')
 
 
 def _environment(info: dict) -> str:

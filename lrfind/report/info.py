@@ -20,7 +20,10 @@ from lrfind.report.info_plots import (_get_dim_alpha_info, _get_history_info, _g
 
 MAX_FAILED_LISTED = 20
 # Big or nested trial attributes that make the trials table unreadable (metrics.json keeps them).
-TABLE_DROPPED_ATTRS = ("val_history", "train_values", "samples", "lrfind_worker")
+# Dropped from the trials table: big, or the same in every row and shown elsewhere (the prompts
+# head the samples section, CLIP calibration is in the warnings and the environment).
+TABLE_DROPPED_ATTRS = ("val_history", "train_values", "samples", "lrfind_worker", "sample_prompts", "sample_seeds",
+                       "clip_calibrated")
 KOHYA_FOLDER = "kohya"  # where the card's export-kohya command writes the two TOMLs
 
 
@@ -216,6 +219,10 @@ def _get_trials_table_info(data: StudyData):
     if frame.empty:
         return pd.DataFrame(columns=["number", "state"])
     frame = frame.drop(columns=[c for c in frame.columns if c.removeprefix("user_attrs_") in TABLE_DROPPED_ATTRS])
+    if "user_attrs_full_run" in frame:  # {"steps", "text"}: the text is the recommendation's step math
+        frame["user_attrs_full_run"] = frame["user_attrs_full_run"].map(
+            lambda v: v.get("steps") if isinstance(v, dict) else v)
+        frame = frame.rename(columns={"user_attrs_full_run": "full-run steps"})
     if "duration" in frame:
         frame["duration"] = frame["duration"].dt.total_seconds().round(1)
         frame = frame.rename(columns={"duration": "seconds (wall)"})
