@@ -15,7 +15,8 @@ def test_demo_runs_every_step_and_says_where_outputs_are(tmp_path, capsys):
     assert rc == 0, out
     match = re.search(r"lrfind demo finished in (\d+) s \(probe \d+ s, study \d+ s, report \d+ s, final run", out)
     assert match, out
-    print(f"demo time: {match.group(1)} s")  # shown with pytest -s; CI's log has it via -rA if wanted
+    with capsys.disabled():  # the demo's time in CI's log, even under pytest -q
+        print(f"\n[lrfind demo took {match.group(1)} s]", flush=True)
     study = tmp_path / "studies" / "demo"
     for path in (study / "probe.json", study / "probe.html", study / "recommendation.json",
                  tmp_path / "studies" / "demo.db", study / "final" / "demo.safetensors",

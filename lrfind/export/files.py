@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from pydantic import Field, field_validator
 from lrfind.atomic import write_text
 from lrfind.config import StrictModel
 from lrfind.errors import ConfigError, DatasetError
+from lrfind.jsonfiles import read_json_object
 from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
                                         kohya_training_toml)
 
@@ -53,23 +53,11 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _read_json(path: Path, missing_fix: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: not found; {missing_fix}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid JSON ({err}); rerun `lrfind study` to rewrite it") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object; rerun `lrfind study` to rewrite it")
-    return data
-
-
 def _probe_source(study: Path) -> dict:
     path = study / "probe.json"
     if not path.is_file():
         return {}
-    source = _read_json(path, "").get("source")
+    source = read_json_object(path, "").get("source")
     return source if isinstance(source, dict) else {}
 
 
@@ -101,7 +89,7 @@ def _model_path(cfg: ExportConfig, source: dict, warnings: list[str]) -> str:
 def export_kohya(cfg: ExportConfig) -> ExportResult:
     """Write OUT/kohya_config.toml and OUT/kohya_dataset.toml; return their paths and the command."""
     study = cfg.study_folder()
-    rec = _read_json(study / "recommendation.json",
+    rec = read_json_object(study / "recommendation.json",
                      f"no recommendation yet: run `lrfind study DATASET --name {cfg.name}` first "
                      "(or pass --study-dir where it wrote its files)")
     source = _probe_source(study)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -119,7 +118,3 @@ class EpochWatch:
 
 def _finite(value) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def describe_prompts(prompts) -> str:
-    return "; ".join(f"{shlex.quote(p)} (seed {s})" for p, s in prompts)

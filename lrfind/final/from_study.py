@@ -9,30 +9,18 @@ study's probe used.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Optional
 
 from lrfind.errors import ConfigError
+from lrfind.jsonfiles import read_json_object
 
 MAX_SAVED_EPOCHS = 10
 
 
 def study_folder(name: str, study_dir: Optional[Path]) -> Path:
     return Path(study_dir) if study_dir is not None else Path("studies") / name
-
-
-def _read(path: Path, fix: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: not found; {fix}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid JSON ({err}); rerun `lrfind study` to rewrite it") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object; rerun `lrfind study` to rewrite it")
-    return data
 
 
 def every_n_epochs(epochs: int) -> int:
@@ -43,7 +31,7 @@ def every_n_epochs(epochs: int) -> int:
 def from_study_values(name: str, study_dir: Optional[Path] = None) -> dict:
     """TrainConfig field values for the final run of study NAME (see the module doc)."""
     folder = study_folder(name, study_dir)
-    rec = _read(folder / "recommendation.json",
+    rec = read_json_object(folder / "recommendation.json",
                 f"no recommendation yet: run `lrfind study DATASET --name {name}` first "
                 "(or pass --study-dir where it wrote its files)")
     values = rec.get("train_values")
@@ -61,7 +49,7 @@ def from_study_values(name: str, study_dir: Optional[Path] = None) -> dict:
     if repeats:
         values["concept_repeats"] = repeats
     probe_path = folder / "probe.json"
-    source = _read(probe_path, "").get("source", {}) if probe_path.is_file() else {}
+    source = read_json_object(probe_path, "").get("source", {}) if probe_path.is_file() else {}
     if isinstance(source, dict) and source.get("model"):
         values["pretrained_model_name_or_path"] = str(source["model"])
     return values

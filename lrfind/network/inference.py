@@ -110,7 +110,16 @@ def build_pipeline(components):
     DDIM (eta 0) so a seed fully determines an image; no safety checker (it needs weights
     from the hub, and samples are for judging training, not for publishing).
     """
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from transformers.utils import logging as transformers_logging
+
+    # Importing the pipeline makes transformers warn that torchvision is missing (it falls back to
+    # its PIL image processors, which is all lrfind uses): not a message for lrfind's users.
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+    finally:
+        transformers_logging.set_verbosity(level)
 
     scheduler = DDIMScheduler.from_config(components.noise_scheduler.config,
                                           set_alpha_to_one=False)

@@ -1,0 +1,21 @@
+"""Reading the JSON files lrfind writes (recommendation.json, probe.json): one clear error each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lrfind.errors import ConfigError
+
+
+def read_json_object(path: Path, missing_fix: str) -> dict:
+    """The JSON object in `path`, or a ConfigError naming the file and the fix."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; {missing_fix}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid JSON ({err}); rerun `lrfind study` to rewrite it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object; rerun `lrfind study` to rewrite it")
+    return data
