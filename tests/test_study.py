@@ -184,3 +184,32 @@ def test_real_model_without_clip_asks_for_clip_or_loss(tmp_path, example_dataset
     rc = main(["study", str(example_dataset), "--name", "x", "--model", str(tmp_path / "nomodel.safetensors"),
                "--out", str(tmp_path / "x")])
     assert rc == 2 and "nomodel.safetensors" in capsys.readouterr().err
+
+
+def test_study_database_opens_in_optuna_dashboard(example_dataset, tmp_path, probe_report):
+    """optuna-dashboard's own WSGI app serves the study: its list, its trials, our attributes."""
+    import io
+    import json as json_module
+
+    from optuna_dashboard import wsgi
+
+    from lrfind.study.runner import run_study
+
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")
+    run_study(cfg)
+    app = wsgi(cfg.storage_url())
+
+    def get(path: str):
+        status = {}
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+                   "SERVER_PORT": "8080", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http",
+                   "wsgi.errors": io.StringIO(), "SERVER_PROTOCOL": "HTTP/1.1"}
+        body = b"".join(app(environ, lambda s, headers, exc=None: status.setdefault("code", s)))
+        assert status["code"].startswith("200"), (path, status, body[:300])
+        return json_module.loads(body)
+
+    studies = get("/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in studies] == [cfg.name]
+    detail = get(f"/api/studies/{studies[0]['study_id']}")
+    assert len(detail["trials"]) >= 2 and detail["trials"][0]["params"]
+    assert {a["key"] for a in detail["user_attrs"]} >= {"probe", "baseline_val_loss", "space"}
