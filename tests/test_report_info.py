@@ -177,6 +177,8 @@ def test_xy_grid_of_a_final_run(finished):
     info = _get_xy_grid_info(finished)
     assert info["available"] and len(info["grids"]) == 1 and info["suggested_epoch"] == 2
     assert info["grids"][0]["width"] == 256 and info["grids"][0]["height"] == 128
+    assert [(r["epoch"], r["suggested"]) for r in info["epochs"]] == [(1, False), (2, True), (3, False)]
+    assert info["epochs"][0]["clip_i"] is None and info["epochs"][1]["val_loss"] == 0.88
 
 
 def test_warnings_name_failed_trials_and_uncalibrated_clip(finished):

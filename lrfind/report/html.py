@@ -34,7 +34,7 @@ table.left td,table.left th{text-align:left} table.trials th{background:#f0f0f0;
 .scroll{max-height:32em;overflow:auto} .wide{overflow-x:auto} table.samples td,table.samples th{padding:.2em;vertical-align:top;
  font-size:.85em} table.samples th{max-width:16em;font-weight:normal;text-align:left}
 table.samples img{display:block;height:auto;image-rendering:pixelated}
-.xy img{max-width:100%;height:auto;image-rendering:pixelated} .figure{margin:1em 0}
+.xy img{max-width:100%;height:auto;image-rendering:pixelated} tr.suggested td{font-weight:bold} .figure{margin:1em 0}
 """
 
 # Sortable table: a click on a header sorts by that column (numbers numerically), again reverses.
@@ -167,7 +167,23 @@ def _xy_grid(info: dict) -> str:
                      f'<img src="{g["uri"]}" {_display_size(g, XY_DISPLAY_PX)} alt="X/Y grid"></figure>'
                      for g in info["grids"])
     return _section("xy-grid", "Final run: X/Y grid", "rows: saved epochs; columns: LoRA weight",
-                    extra=suggested + images)
+                    extra=suggested + _epochs_table(info.get("epochs", [])) + images)
+
+
+def _epochs_table(rows: list) -> str:
+    """Saved epochs of the final run: validation loss, CLIP-I and file; the suggested one in bold."""
+    if not rows:
+        return ""
+
+    def number(value) -> str:
+        return "" if value is None else f"{value:.5g}"
+
+    cells = "".join(
+        f'<tr{" class=suggested" if r["suggested"] else ""}><td>{esc(r["epoch"])}</td>'
+        f'<td>{esc(number(r["val_loss"]))}</td><td>{esc(number(r["clip_i"]))}</td><td>{esc(r["file"])}</td></tr>'
+        for r in rows)
+    return (f'<table class="kv epochs"><tr><th>epoch</th><th>validation loss</th><th>CLIP-I</th>'
+            f'<th>LoRA file</th></tr>{cells}</table>')
 
 
 def _trials_table(frame) -> str:

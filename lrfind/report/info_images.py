@@ -93,5 +93,8 @@ def _get_xy_grid_info(data: StudyData) -> dict:
         grids.append({"title": f"{label}: {path.name}", "uri": uri, "width": width, "height": height,
                       "file": str(path)})
     final = data.final or {}
+    epochs = [{"epoch": r.get("epoch"), "val_loss": r.get("val_loss"), "clip_i": r.get("clip_i"),
+               "file": r.get("file"), "suggested": r.get("epoch") == final.get("suggested_epoch")}
+              for r in final.get("epochs", []) if isinstance(r, dict)]
     return {"available": bool(grids), "grids": grids, "suggested_epoch": final.get("suggested_epoch"),
-            "reason": final.get("reason") or final.get("suggested_epoch_reason")}
+            "reason": final.get("reason") or final.get("suggested_epoch_reason"), "epochs": epochs}
