@@ -18,7 +18,8 @@ def test_train_writes_kohya_lora_epochs_metadata_and_tensorboard(example_dataset
                "--output-dir", str(out), "--output-name", "mychar", "--logging-dir", str(tmp_path / "logs"),
                "--optimizer-type", "DAdaptAdam", "--learning-rate", "1.0", "--save-precision", "bf16"])
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["mychar-000001.safetensors", "mychar.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["mychar-000001.safetensors", "mychar-000002-state",
+                                                     "mychar.safetensors", "mychar_epochs.json", "mychar_final.json"]
     from safetensors import safe_open
 
     with safe_open(str(out / "mychar.safetensors"), "pt") as f:
