@@ -213,3 +213,24 @@ def test_study_database_opens_in_optuna_dashboard(example_dataset, tmp_path, pro
     detail = get(f"/api/studies/{studies[0]['study_id']}")
     assert len(detail["trials"]) >= 2 and detail["trials"][0]["params"]
     assert {a["key"] for a in detail["user_attrs"]} >= {"probe", "baseline_val_loss", "space"}
+
+
+def test_hyperband_rungs_come_from_the_space_budget():
+    from lrfind.study.runner import make_pruner
+    from lrfind.study.space import load_space
+
+    budget = load_space("tiny").budget
+    pruner = make_pruner("hyperband", budget)
+    assert pruner._min_resource == budget.eval_every_steps  # the first report, not step 1
+    assert pruner._max_resource == budget.trial_budget_steps  # known before any trial: same brackets everywhere
+
+
+def test_trial_seeds_and_sampler_seeds():
+    from lrfind.study.objective import trial_seed
+    from lrfind.study.runner import sampler_seed
+
+    same = StudyConfig(dataset=".", name="s", seed=7)
+    assert [trial_seed(same, n) for n in (0, 1, 5)] == [7, 7, 7]  # paired comparison by default
+    per_trial = same.model_copy(update={"trial_seed": "per-trial"})
+    assert [trial_seed(per_trial, n) for n in (0, 1, 5)] == [7, 8, 12]
+    assert sampler_seed(7) == sampler_seed(7) and sampler_seed(7) != sampler_seed(8)

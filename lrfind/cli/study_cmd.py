@@ -15,6 +15,9 @@ HELP = {
     "score": "full: validation loss and CLIP; loss: validation loss only",
     "pruner": "stop hopeless trials early: hyperband (default), median, none",
     "pareto": "multi-objective study (validation loss vs CLIP), no pruning",
+    "trial_seed": "same: every trial trains with --seed (paired comparison); per-trial: --seed + trial number",
+    "sampler_seed": "seed of Optuna's sampler (default: --seed mixed with the process id, so workers differ); "
+                    "set it for a reproducible single-worker study",
 }
 
 

@@ -39,6 +39,10 @@ class StudyConfig(StrictModel):
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
     pareto: bool = False
     seed: int = 42
+    # "same": every trial trains with --seed (same LoRA init, noise and timesteps), so trials differ
+    # only by their parameters (paired comparison, less noise); "per-trial": --seed + trial number.
+    trial_seed: Literal["same", "per-trial"] = "same"
+    sampler_seed: Optional[int] = None  # None: --seed mixed with the process id (workers must differ)
     caption_extension: str = ".txt"
     cache_dir: Optional[Path] = None
     out: Optional[Path] = None  # default studies/NAME

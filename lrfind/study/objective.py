@@ -80,7 +80,7 @@ class TrialObjective:
 
         ctx = self.ctx
         config = TrainConfig(train_data_dir=ctx.cfg.dataset, pretrained_model_name_or_path=ctx.cfg.model,
-                             caption_extension=ctx.cfg.caption_extension, seed=ctx.cfg.seed + trial.number,
+                             caption_extension=ctx.cfg.caption_extension, seed=trial_seed(ctx.cfg, trial.number),
                              output_dir=trial_dir, output_name="lora", progress=False,
                              cache_dir=ctx.cfg.cache_dir, **plan.train_values)
         dataset = with_repeats(ctx.dataset, {folder: n for folder, _, n in plan.concept_repeats})
@@ -126,6 +126,11 @@ class TrialObjective:
         trial.set_user_attr("fail_reason", reason)
         _free_memory()
         raise TrialFailed(reason)
+
+
+def trial_seed(cfg, number: int) -> int:
+    """The training seed of trial `number` (StudyConfig.trial_seed says which rule)."""
+    return cfg.seed if cfg.trial_seed == "same" else cfg.seed + number
 
 
 def _is_out_of_memory(err: BaseException) -> bool:

@@ -53,7 +53,7 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
     import optuna
 
     storage = open_storage(cfg.storage_url(), cfg.heartbeat_interval, cfg.grace_period)
-    seed = sampler_seed(cfg.seed)
+    seed = cfg.sampler_seed if cfg.sampler_seed is not None else sampler_seed(cfg.seed)
     sampler = (optuna.samplers.NSGAIISampler(seed=seed) if cfg.pareto
                else optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
     study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
