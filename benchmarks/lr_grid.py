@@ -136,6 +136,23 @@ def run_probe_on(bench: Bench, optimizer: str, seed: int, dim: int = 8, alpha: f
     return report
 
 
+def load_saved(path: Path) -> tuple[dict, list[dict]]:
+    """(args as they were, raw results) from a benchmark's --json file, to re-summarise them with
+    the current code (e.g. after a factor in lrfind.probe.derive changed) without retraining."""
+    import ast
+    import json
+
+    saved = json.loads(Path(path).read_text())
+
+    def value(text: str):
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text  # a path or a plain word
+
+    return {k: value(v) for k, v in saved["args"].items()}, saved["results"]
+
+
 def fmt(x) -> str:
     if x is None:
         return "-"

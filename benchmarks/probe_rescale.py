@@ -11,6 +11,10 @@ what each rule of derive.RESCALE_RULES predicts, and fits log lr = c + p log dim
 (kohya's alpha/dim scaling, rule "alpha_over_dim", is p = q = 1) and, on the ratio alone,
 lr ~ (dim/alpha)^k. The same fits are made for the probes' plateaus: does the probe follow the rule
 by itself (then probing at the final dim/alpha needs no rescale)?
+End to end, as a study uses it: the probe's AdamW lr at the first setting (derive_settings, with
+its PROBE_FACTORS) rescaled to each setting by the space's default rule, against that setting's grid
+best (`e2e`, target within x2); and the probe run at the setting itself, no rescale (`own`).
+`--from-json FILE` re-summarises saved runs with the current lrfind.probe.derive, without training.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lr_grid import adamw_val_loss, fmt, grid_best, log_grid, make_bench, run_probe_on  # noqa: E402
+from lr_grid import adamw_val_loss, fmt, grid_best, load_saved, log_grid, make_bench, run_probe_on  # noqa: E402
 
 
 def run_task(args_dict: dict, task: tuple) -> dict:
@@ -77,7 +81,9 @@ def geo_mean(values) -> float | None:
 
 
 def summarise(args, results: list[dict]) -> dict:
-    from lrfind.probe.derive import RESCALE_RULES, rescale_lr
+    from lrfind.probe.derive import DEFAULT_RESCALE_RULE, RESCALE_RULES, derive_settings, rescale_lr
+
+    args.rule = args.rule or DEFAULT_RESCALE_RULE
 
     rows = []
     for dim, alpha in args.settings:
@@ -96,6 +102,14 @@ def summarise(args, results: list[dict]) -> dict:
                             for rule in RESCALE_RULES}
         row["plateau_ratio"] = {o: (row["plateaus"][o] / base["plateaus"][o]
                                     if row["plateaus"][o] and base["plateaus"][o] else None) for o in args.probes}
+        row["e2e"], row["own"] = {}, {}
+        for o in args.probes:  # the study's chain: probe at the first setting -> rescaled -> vs this grid
+            if base["plateaus"][o]:
+                lr = derive_settings(base["plateaus"][o], o).adamw_lr
+                row["e2e"][o] = rescale_lr(lr, base["dim"], base["alpha"], row["dim"], row["alpha"],
+                                           args.rule) / row["fitted_lr"]
+            own = row["plateaus"][o]
+            row["own"][o] = derive_settings(own, o).adamw_lr / row["fitted_lr"] if own else None
     dims, alphas = [r["dim"] for r in rows], [r["alpha"] for r in rows]
     fits = {"adamw grid": fit_power_laws(dims, alphas, [r["fitted_lr"] for r in rows])}
     for o in args.probes:
@@ -105,7 +119,9 @@ def summarise(args, results: list[dict]) -> dict:
                                                   [r["plateaus"][o] for r in usable])
     errors = {rule: max(abs(math.log2(r["measured_ratio"] / r["predicted"][rule])) for r in rows)
               for rule in rows[0]["predicted"]}
-    return {"rows": rows, "fits": fits, "worst_log2_error": errors}
+    e2e = {o: max((abs(math.log2(r["e2e"][o])) for r in rows if r["e2e"].get(o)), default=None)
+           for o in args.probes}
+    return {"rows": rows, "fits": fits, "worst_log2_error": errors, "worst_log2_e2e": e2e}
 
 
 def print_report(args, summary: dict, device: str) -> None:
@@ -132,6 +148,16 @@ def print_report(args, summary: dict, device: str) -> None:
     for rule, err in summary["worst_log2_error"].items():
         verdict = "holds within x2" if err <= 1 else "is off"
         print(f"rule {rule:<16} worst miss x{2 ** err:.2f}: {verdict}")
+    ref = rows[0]
+    print(f"\nend to end (rule {args.rule}): probe AdamW lr at dim {ref['dim']} / alpha {ref['alpha']:g}, rescaled, "
+          "/ the setting's grid best (e2e); probe run at the setting itself, no rescale (own)")
+    print(f"{'dim':>4} {'alpha':>6} " + "".join(f"{o + ' e2e':>18}{o + ' own':>18}" for o in args.probes))
+    for r in rows:
+        print(f"{r['dim']:>4} {r['alpha']:>6g} "
+              + "".join(f"{fmt(r['e2e'].get(o)):>18}{fmt(r['own'].get(o)):>18}" for o in args.probes))
+    for o, err in summary["worst_log2_e2e"].items():
+        if err is not None:
+            print(f"end to end with {o}: worst miss x{2 ** err:.2f}: {'within x2' if err <= 1 else 'OFF'}")
 
 
 def parse_settings(text: str) -> list[tuple[int, float]]:
@@ -152,12 +178,21 @@ def parse_args(argv=None):
     p.add_argument("--probes", type=lambda s: [x for x in s.split(",") if x], default=["dadaptation", "prodigy"])
     p.add_argument("--workers", type=int, default=1, help="processes, one (dim, alpha, seed) each")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    p.add_argument("--rule", default=None, help="the rescale rule the end-to-end check uses "
+                                                "(default: lrfind.probe.derive.DEFAULT_RESCALE_RULE)")
     p.add_argument("--json", type=Path, help="also write the raw results and the summary here")
+    p.add_argument("--from-json", type=Path, help="re-summarise a --json file's raw results with the current "
+                                                  "lrfind.probe.derive (no training; the other options are ignored)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        saved_args, results = load_saved(args.from_json)
+        saved = argparse.Namespace(**{**saved_args, "rule": args.rule})
+        print_report(saved, summarise(saved, results), results[0]["device"])
+        return 0
     results = run_all(args)
     if args.json:  # the raw results first: hours of compute survive a failing summary
         from lrfind.atomic import write_json

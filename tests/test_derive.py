@@ -8,7 +8,10 @@ import pytest
 
 from lrfind.errors import ConfigError
 from lrfind.probe.derive import (
+    DADAPTATION_PLATEAU_OVER_ADAMW,
+    DEFAULT_RESCALE_RULE,
     PROBE_FACTORS,
+    PRODIGY_PLATEAU_OVER_ADAMW,
     DerivedSettings,
     derive_settings,
     prodigy_settings,
@@ -17,7 +20,9 @@ from lrfind.probe.derive import (
 
 
 def test_folk_recipe_from_a_dadaptation_plateau():
-    settings = derive_settings(3e-4)
+    # the plateau is divided by the measured DAdaptAdam factor (benchmarks/probe_accuracy.py)
+    settings = derive_settings(3e-4 * DADAPTATION_PLATEAU_OVER_ADAMW)
+    assert settings.plateau_value == pytest.approx(3e-4 * DADAPTATION_PLATEAU_OVER_ADAMW)
     assert settings.unet_lr == pytest.approx(3e-4)
     assert settings.adamw_lr == pytest.approx(3e-4)
     assert settings.lion_lr == pytest.approx(1e-4)
@@ -26,6 +31,14 @@ def test_folk_recipe_from_a_dadaptation_plateau():
     assert low == pytest.approx(3e-5) and high == pytest.approx(1.5e-4)
     assert low <= settings.text_encoder_lr <= high
     assert settings.text_encoder_lr == pytest.approx(7.5e-5)
+
+
+def test_probe_factors_are_the_measured_corrections():
+    # benchmarks/RESULTS.md "Probe accuracy": plateau / AdamW grid best, geometric mean of seeds 0-5
+    assert PROBE_FACTORS["dadaptation"] == PROBE_FACTORS["dadaptadam"] == pytest.approx(1 / 6.85)
+    assert PROBE_FACTORS["prodigy"] == pytest.approx(1 / 2.46)
+    assert DADAPTATION_PLATEAU_OVER_ADAMW > PRODIGY_PLATEAU_OVER_ADAMW > 1  # Prodigy's plateau is lower
+    assert derive_settings(1e-2).unet_lr == pytest.approx(1e-2 / 6.85)
 
 
 def test_prodigy_probe_plateau_is_taken_per_its_factor():
@@ -56,7 +69,9 @@ def test_settings_are_frozen_and_serialisable():
     with pytest.raises(AttributeError):
         settings.unet_lr = 1.0  # type: ignore[misc]
     data = settings.to_dict()
-    assert data["plateau_value"] == 1e-4 and data["text_encoder_lr_range"] == (1e-5, 5e-5)
+    unet_lr = 1e-4 * PROBE_FACTORS["dadaptation"]
+    assert data["plateau_value"] == 1e-4 and data["unet_lr"] == pytest.approx(unet_lr)
+    assert data["text_encoder_lr_range"] == pytest.approx((unet_lr / 10, unet_lr / 2))
 
 
 @pytest.mark.parametrize("bad", [0.0, -1e-4, math.nan, math.inf, None])
@@ -85,17 +100,36 @@ RESCALE_TABLE = [
 
 @pytest.mark.parametrize("lr, source, target, expected", RESCALE_TABLE)
 def test_alpha_over_dim_rescaling(lr, source, target, expected):
+    assert rescale_lr(lr, *source, *target, rule="alpha_over_dim") == pytest.approx(expected)
+
+
+# the default rule (benchmarks/probe_rescale.py): lr ~ alpha^-1/2, whatever the dim
+SQRT_ALPHA_TABLE = [
+    (1e-4, (8, 8), (8, 8), 1e-4),
+    (1e-4, (8, 8), (32, 8), 1e-4),  # dim alone does not move the lr
+    (1e-4, (8, 8), (8, 2), 2e-4),  # 4x lower alpha: 2x the lr
+    (1e-4, (8, 8), (32, 32), 5e-5),  # alpha = dim, 4x both: half the lr (alpha_over_dim says 1x)
+    (1e-4, (8, 8), (4, 1), 1e-4 * math.sqrt(8)),
+    (1e-4, (16, 4), (64, 16), 5e-5),
+]
+
+
+@pytest.mark.parametrize("lr, source, target, expected", SQRT_ALPHA_TABLE)
+def test_sqrt_alpha_rescaling_is_the_default(lr, source, target, expected):
+    assert DEFAULT_RESCALE_RULE == "sqrt_alpha"
     assert rescale_lr(lr, *source, *target) == pytest.approx(expected)
+    assert rescale_lr(lr, *source, *target, rule="sqrt_alpha") == pytest.approx(expected)
 
 
-def test_rescaling_there_and_back_is_the_identity():
-    there = rescale_lr(3e-4, 8, 4, 32, 16)
-    assert rescale_lr(there, 32, 16, 8, 4) == pytest.approx(3e-4)
+@pytest.mark.parametrize("rule", ["sqrt_alpha", "alpha_over_dim", "none"])
+def test_rescaling_there_and_back_is_the_identity(rule):
+    there = rescale_lr(3e-4, 8, 4, 32, 16, rule=rule)
+    assert rescale_lr(there, 32, 16, 8, 4, rule=rule) == pytest.approx(3e-4)
 
 
 def test_rescale_rule_none_keeps_the_lr_and_unknown_rules_fail():
     assert rescale_lr(1e-4, 8, 8, 8, 1, rule="none") == 1e-4
-    with pytest.raises(ConfigError, match="alpha_over_dim"):
+    with pytest.raises(ConfigError, match="sqrt_alpha, alpha_over_dim, none"):
         rescale_lr(1e-4, 8, 8, 8, 1, rule="sqrt")
 
 

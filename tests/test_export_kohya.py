@@ -237,7 +237,7 @@ def test_every_training_key_is_a_kohya_option_of_the_type_kohya_expects(tmp_path
 def test_training_values_are_the_recommendation(tmp_path):
     rec = make_recommendation(tmp_path, "AdamW", "cosine")
     flat = kohya_flatten(write_training(rec, tmp_path, mixed_precision="bf16", save_every_n_epochs=2, seed=7))
-    expected_lr = PROBE["unet_lr"] * 1.5 * (1.0 / 8) / (8.0 / 16)  # x multiplier, alpha/dim rescale
+    expected_lr = PROBE["unet_lr"] * 1.5 * (1.0 / 8) ** 0.5  # x multiplier, sqrt_alpha rescale (probe alpha 1)
     assert flat["unet_lr"] == pytest.approx(expected_lr) == pytest.approx(flat["learning_rate"])
     assert flat["text_encoder_lr"] == pytest.approx(rec["text_encoder_lr"])
     assert (flat["network_dim"], flat["network_alpha"]) == (16, 8.0)

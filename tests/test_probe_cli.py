@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lrfind.cli import main
 
 
@@ -54,7 +56,10 @@ def test_from_tensorboard_reads_a_kohya_log(tmp_path, capsys):
     assert main(["probe", "--from-tensorboard", str(logdir), "--out", str(out)]) == 0
     report = json.loads((out / "probe.json").read_text())
     assert report["status"] == "converged"
-    assert abs(report["unet_lr"] / (1e-6 * 1.35**45) - 1) < 0.05
+    from lrfind.probe.derive import PROBE_FACTORS
+
+    assert abs(report["plateau_value"] / (1e-6 * 1.35**45) - 1) < 0.05
+    assert report["unet_lr"] == pytest.approx(report["plateau_value"] * PROBE_FACTORS["dadaptation"])
     assert report["source"]["tag"] == "lr/d*lr/unet"
     assert "unet_lr" in capsys.readouterr().out
 
@@ -65,3 +70,21 @@ def test_bad_input_exit_2(tmp_path, capsys):
     assert main(["probe", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 3
+
+
+def test_a_diverged_probe_derives_from_the_plateau_before_divergence_or_not_at_all():
+    from lrfind.probe.derive import PROBE_FACTORS
+    from lrfind.probe.plateau import analyse_curve
+    from lrfind.probe.probe import _derive
+
+    nan = float("nan")
+    steps = list(range(1, 121))
+    held = [min(1e-6 * 1.4**s, 0.05) for s in steps[:90]]  # rises, then holds 0.05 for ~60 steps
+    values = held + [0.05 * 1.5**k for k in range(1, 26)] + [nan] * 5  # then runs away and diverges
+    plateau = analyse_curve(steps, values, [1.0] * 115 + [nan] * 5)
+    assert plateau.status == "diverged"
+    assert plateau.earlier_plateau[2] == pytest.approx(0.05, rel=0.1)  # not the runaway's 1.3e3
+    derived = _derive(plateau, "dadaptation")
+    assert derived.unet_lr == pytest.approx(plateau.earlier_plateau[2] * PROBE_FACTORS["dadaptation"])
+    rising_then_nan = analyse_curve(steps[:30], [1e-6 * 1.5**s for s in steps[:25]] + [nan] * 5, [1.0] * 30)
+    assert rising_then_nan.status == "diverged" and _derive(rising_then_nan, "dadaptation") is None

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser("probe", help="find the learning rate with a DAdaptation/Prodigy probe",
                                    description="Train briefly with DAdaptation (lr=1.0, constant) and read where "
-                                               "d*lr levels off: that is unet_lr. Derives AdamW/Lion/text-encoder "
+                                               "d*lr levels off; unet_lr is that plateau x a measured factor (docs/probe.md). Derives AdamW/Lion/text-encoder "
                                                "settings; --method range adds an LR range test as a cross-check.")
     parser.add_argument("dataset_arg", nargs="?", metavar="DATASET", help="kohya-layout dataset folder")
     add_model_options(parser, ProbeConfig, exclude=("dataset",), help_texts=HELP)

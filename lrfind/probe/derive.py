@@ -3,8 +3,10 @@
 The folk recipe (DEVELOPERS.md, issue #4), with every factor a named, documented constant so that
 `benchmarks/probe_accuracy.py` can correct one in a single place if measurement says so:
 
-- unet_lr        = plateau d*lr x the probe optimizer's factor (PROBE_FACTORS).
-- adamw_lr       = unet_lr x ADAMW_FACTOR (1.0: the recipe uses the plateau as AdamW's lr as is).
+- unet_lr        = plateau d*lr x the probe optimizer's factor (PROBE_FACTORS: measured, see below;
+                   the folk recipe's factor is 1).
+- adamw_lr       = unet_lr x ADAMW_FACTOR (1.0: unet_lr already is the AdamW lr; the measured
+                   correction is per probe optimizer, so it lives in PROBE_FACTORS).
 - lion_lr        = unet_lr / LION_LR_DIVISOR (3: Lion's sign update has a larger norm than Adam's;
                    its authors advise a 3-10x smaller lr, the recipe takes the low end).
 - lion_weight_decay_factor = 3.0: Lion's authors advise 3-10x the AdamW weight decay so that
@@ -16,11 +18,21 @@ The folk recipe (DEVELOPERS.md, issue #4), with every factor a named, documented
   (prodigyopt README): lr=1.0, d_coef=1.0 (lower, e.g. 0.5, to go slower), use_bias_correction=True,
   safeguard_warmup=True, weight_decay=0.01, betas=(0.9, 0.99), decouple=True.
 
-The probe optimizer: FACTS.md measured a Prodigy probe's d*lr plateau ~5x lower than DAdaptAdam's
-on the same data. We take each optimizer's plateau as it is (factor 1.0 for both): DAdaptAdam's is
-the folk recipe's number, and Prodigy's d is by design an estimate of Adam's lr (its paper). Which
-one lands nearer the AdamW grid optimum is what `benchmarks/probe_accuracy.py` measures; a
-correction goes into PROBE_FACTORS, not into callers.
+The probe optimizer's factor (PROBE_FACTORS), measured by `benchmarks/probe_accuracy.py` (issue #4,
+benchmarks/RESULTS.md "Probe accuracy"): tiny model, shipped example dataset, 64 px, batch 2,
+LoRA dim 8 / alpha 8, the probe's 200 steps against the lr with the best validation loss of a
+12-point AdamW grid (1e-4..0.3) of 200 steps each. The raw plateau over the grid best (a parabola
+in log-lr) for seeds 0..5, and the geometric mean:
+    DAdaptAdam  13.4, 6.74, 8.03, 4.12, (67.3), 5.03 -> 6.85  (the folk recipe "plateau = AdamW lr"
+                is ~7x too high; seed 4, in brackets, is a staircase the probe flagged with
+                confidence 0.51 and is left out: with it the mean is 10.0)
+    Prodigy     2.92, 2.71, 2.63, 2.00, 1.95, 2.74       -> 2.46
+so unet_lr = plateau / 6.85 (DAdaptAdam) or / 2.46 (Prodigy). Held-out seeds 6, 7, 8 then gave
+probe lr / grid best 1.38, 1.36, 4.24 (DAdaptAdam) and 1.02, 0.88, 0.90 (Prodigy). Over all nine
+seeds DAdaptAdam's plateau scatters x7 (4.1..29, runs all "converged"), Prodigy's x1.5: no single
+factor puts every DAdaptAdam probe within x2 (7 of 9 are), every Prodigy probe is (9 of 9).
+Both are measured on the tiny, random-init model only: remeasure them on a real SD model before
+trusting them there. A correction goes here, not into callers.
 """
 
 from __future__ import annotations
@@ -38,10 +50,14 @@ TEXT_ENCODER_FRACTION = 0.25
 TEXT_ENCODER_RANGE = (0.1, 0.5)
 
 # plateau d*lr -> unet_lr, per probe optimizer (lower-case, kohya's names and lrfind's aliases).
+# 1 / (plateau / AdamW grid best), geometric mean over seeds 0-5 of benchmarks/probe_accuracy.py on
+# the tiny model (module docstring; benchmarks/RESULTS.md, "Probe accuracy").
+DADAPTATION_PLATEAU_OVER_ADAMW = 6.85
+PRODIGY_PLATEAU_OVER_ADAMW = 2.46
 PROBE_FACTORS: dict[str, float] = {
-    "dadaptation": 1.0,
-    "dadaptadam": 1.0,
-    "prodigy": 1.0,
+    "dadaptation": 1 / DADAPTATION_PLATEAU_OVER_ADAMW,
+    "dadaptadam": 1 / DADAPTATION_PLATEAU_OVER_ADAMW,
+    "prodigy": 1 / PRODIGY_PLATEAU_OVER_ADAMW,
 }
 
 
@@ -108,16 +124,31 @@ def derive_settings(plateau_value: float, probe_optimizer: str = "dadaptation") 
 
 # --- dim / alpha ---------------------------------------------------------------------------------
 #
-# kohya scales a LoRA's output by alpha / dim: delta_W = (alpha / dim) * up @ down. With an
-# Adam-type optimizer each weight moves by about lr per step whatever its gradient's scale (the
-# update is normalised by the gradient's running RMS), so the change of the layer's output per
-# step is about lr * (alpha / dim). To keep that change when dim or alpha change:
-#     lr_new = lr * (from_alpha / from_dim) / (to_alpha / to_dim)
-# This is a first-order rule: delta_W also sums `dim` rank-1 terms, so how the change grows with
-# dim beyond the alpha/dim factor depends on how aligned the updates are. The lead measures the
-# rule on the tiny model (issue #4, item 4); "none" keeps the lr unchanged for comparison.
+# kohya scales a LoRA's output by alpha / dim: delta_W = (alpha / dim) * up @ down. The rule that
+# follows from that scale alone ("alpha_over_dim": keep lr * alpha / dim) does NOT hold on the tiny
+# model. benchmarks/probe_rescale.py (benchmarks/RESULTS.md, "Probe dim/alpha rescaling") measured
+# the AdamW grid optimum at 10 dim/alpha settings (dim 4..64, alpha 1..32) against dim 8 / alpha 8:
+#     fit lr ~ dim^0.18 / alpha^0.56 (5 settings, seeds 0+1), dim^-0.05 / alpha^0.45 (6 more, seed 0)
+#     worst miss  sqrt_alpha x1.59 and x1.33;  alpha_over_dim x3.09 and x6.96;  none x3.34 and x2.18
+# so the optimum hardly moves with dim at a fixed alpha and moves about as alpha^-1/2.
+# A plausible reading, not a proof: Adam moves every weight by ~lr per step whatever its gradient's
+# scale; `up` starts at zero and its updates line up with `down`, so the `dim` rank-1 terms of
+# up @ down add coherently and the 1/dim of the scale cancels (delta_W ~ alpha * lr); once `down`
+# has moved far from its init too, delta_W grows like alpha * lr^2, i.e. the optimum as alpha^-1/2.
+#     "sqrt_alpha" (the default):  lr_new = lr * (from_alpha / to_alpha) ** ALPHA_EXPONENT, dim ignored
+#     "alpha_over_dim":            lr_new = lr * (from_alpha / from_dim) / (to_alpha / to_dim)
+#     "none":                      lr unchanged
+# The other way round: probe at the final run's own dim/alpha, no rescale (Prodigy's probe followed
+# the optimum within x1.6 at every setting measured; DAdaptAdam's diverged in 3 of its 16 runs).
 
 RescaleRule = Callable[[float, float, float, float, float], float]
+
+ALPHA_EXPONENT = 0.5  # lr ~ alpha^-0.5, dim-independent: measured 0.45..0.56, see above
+DEFAULT_RESCALE_RULE = "sqrt_alpha"
+
+
+def _sqrt_alpha(lr: float, from_dim: float, from_alpha: float, to_dim: float, to_alpha: float):
+    return lr * (from_alpha / to_alpha) ** ALPHA_EXPONENT
 
 
 def _alpha_over_dim(lr: float, from_dim: float, from_alpha: float, to_dim: float, to_alpha: float):
@@ -129,6 +160,7 @@ def _unchanged(lr: float, from_dim: float, from_alpha: float, to_dim: float, to_
 
 
 RESCALE_RULES: dict[str, RescaleRule] = {
+    "sqrt_alpha": _sqrt_alpha,
     "alpha_over_dim": _alpha_over_dim,
     "none": _unchanged,
 }
@@ -140,7 +172,7 @@ def rescale_lr(
     from_alpha: float,
     to_dim: float,
     to_alpha: float,
-    rule: str = "alpha_over_dim",
+    rule: str = DEFAULT_RESCALE_RULE,
 ) -> float:
     """The lr for a LoRA of (to_dim, to_alpha) equivalent to `lr` at (from_dim, from_alpha)."""
     if rule not in RESCALE_RULES:

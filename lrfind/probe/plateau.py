@@ -149,6 +149,20 @@ def _divergence_index(values: np.ndarray, losses: np.ndarray | None) -> int | No
     return int(good[-1]) + 1 if good.size else 0
 
 
+def _plateau_before(steps, values, finite_before: list, d0: float):
+    """(first step, last step, d*lr) of a plateau the run held before it ran away, else None.
+
+    d*lr usually climbs steeply just before the NaN, so the finite prefix is analysed with its
+    tail cut back a tenth at a time (down to half of it) until what is left ends flat."""
+    n = len(finite_before)
+    for end in range(n, max(MIN_POINTS, n // 2) - 1, -max(1, n // 10)):
+        kept = finite_before[:end]
+        prefix = analyse_curve(steps[kept], values[kept], d0=d0)
+        if prefix.status == "converged":
+            return prefix.window_steps[0], prefix.window_steps[1], prefix.value
+    return None
+
+
 def _diverged(steps, values, order, diverged_at: int, d0: float) -> PlateauResult:
     finite_before = [i for i in order[:diverged_at] if np.isfinite(values[i]) and values[i] > 0]
     bad_step = _num(steps[order[diverged_at]])
@@ -162,15 +176,12 @@ def _diverged(steps, values, order, diverged_at: int, d0: float) -> PlateauResul
     value = float(values[last])
     advice = (
         f"Training diverged at step {bad_step} (NaN/inf); the last finite d*lr was {value:.3g}: "
-        "treat it as too high (try half of it as unet_lr) or lower d_coef, use fp32, and check "
+        "treat it as too high (no lr is derived from it) or lower d_coef, use fp32, and check "
         "the data and captions."
     )
-    earlier = None
-    if len(finite_before) >= MIN_POINTS:
-        prefix = analyse_curve(steps[finite_before], values[finite_before], d0=d0)
-        if prefix.status == "converged":
-            earlier = (prefix.window_steps[0], prefix.window_steps[1], prefix.value)
-            advice += f" Before that d*lr had flattened at {prefix.value:.3g}."
+    earlier = _plateau_before(steps, values, finite_before, d0)
+    if earlier is not None:
+        advice += f" Before that d*lr had flattened at {earlier[2]:.3g} (steps {earlier[0]:g}-{earlier[1]:g})."
     return PlateauResult(
         "diverged", value, None, 0.0, advice, earlier_plateau=earlier,
     )
@@ -333,7 +344,7 @@ def _confidence(points: int, n: int, residual_rise: float, noise: float, stairca
 def _converged_advice(value, first_step, last_step, fraction, confidence, earlier) -> str:
     text = (
         f"d*lr flattened at {value:.3g} from step {first_step} to {last_step} "
-        f"({fraction:.0%} of the run): use it as unet_lr."
+        f"({fraction:.0%} of the run): unet_lr is derived from it."
     )
     if earlier is not None:
         text += (

@@ -61,6 +61,10 @@ def _load(cfg: ProbeConfig, dataset, components, store):
 def _derive(plateau, optimizer: str):
     from lrfind.probe.derive import derive_settings
 
+    if plateau.status == "diverged":
+        # The last finite d*lr of a diverged run measured 24-78x the AdamW optimum (docs/probe.md):
+        # derive only from a plateau the run held before it diverged, if it had one.
+        return derive_settings(plateau.earlier_plateau[2], optimizer) if plateau.earlier_plateau else None
     if plateau.value is None or not plateau.value > 0 or plateau.status == "stuck_at_d0":
         return None
     return derive_settings(plateau.value, optimizer)
@@ -78,12 +82,16 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict)
         p = outcome.plateau
         report.update(status=p.status, plateau_value=_finite(p.value), plateau_step=_finite(p.plateau_step),
                       confidence=round(p.confidence, 3), advice=p.advice, steps=len(outcome.curve))
+    if outcome.derived is not None and p.status == "diverged":
+        first, last, value = p.earlier_plateau
+        report["advice"] = (f"{report['advice']} The settings below come from the plateau the run held before "
+                            f"it diverged (d*lr {value:.3g}, steps {first:g}-{last:g}).")
     if outcome.derived is not None:
         d = outcome.derived.to_dict()
         report.update({k: d[k] for k in ("unet_lr", "adamw_lr", "lion_lr", "lion_weight_decay_factor",
                                           "text_encoder_lr", "text_encoder_lr_range", "prodigy")})
-        report["rescale_rule"] = ("lr(dim, alpha) = unet_lr * (probe_alpha / probe_dim) / (alpha / dim): "
-                                  "kohya scales LoRA output by alpha/dim")
+        report["rescale_rule"] = ("lr(dim, alpha) = unet_lr * (probe_alpha / alpha) ** 0.5, dim ignored "
+                                  "(measured on the tiny model: docs/probe.md)")
     if outcome.range_result is not None:
         r = outcome.range_result
         report["range_test"] = {"status": r.status, "suggested_lr": r.suggested_lr, "min_loss_lr": r.min_loss_lr,

@@ -150,7 +150,7 @@ class FixedSettings(StrictModel):
     min_snr_gamma: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
     noise_offset: float = Field(0.0, ge=0, allow_inf_nan=False)
     lr_warmup_fraction: float = Field(0.0, ge=0, lt=1)  # of the run's steps; none with "constant"
-    lr_rescale_rule: str = "alpha_over_dim"  # lrfind.probe.derive.RESCALE_RULES
+    lr_rescale_rule: str = "sqrt_alpha"  # lrfind.probe.derive.RESCALE_RULES (DEFAULT_RESCALE_RULE: measured)
 
     @field_validator("resolution")
     @classmethod
