@@ -23,7 +23,7 @@ STUDY_NAME = "demo"
 class DemoConfig(StrictModel):
     out: Path = Path(".")
     trials: int = Field(6, ge=1)
-    probe_steps: int = Field(120, ge=8)
+    probe_steps: int = Field(200, ge=8)
     progress: bool = False
 
 
@@ -60,7 +60,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         copy_example_dataset(dataset)
     result.outputs.append(("example dataset (kohya layout, real photos)", dataset))
     store = TensorStore(default_cache_dir())
-    report = steps.run("probe (DAdaptation, d*lr plateau)", _probe, cfg, dataset, study_dir, store)
+    report = steps.run("probe (Prodigy, d*lr plateau)", _probe, cfg, dataset, study_dir, store)
     result.outputs.append(("probe report", study_dir / "probe.json"))
     result.outputs.append(("probe page (d*lr curve)", study_dir / "probe.html"))
     print(f"[demo] probe: unet_lr {report.get('unet_lr')} ({report.get('status')}, "

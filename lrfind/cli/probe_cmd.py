@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 HELP = {
-    "optimizer": "probe optimizer: dadaptation (DAdaptAdam, the folk recipe) or prodigy",
+    "optimizer": "probe optimizer: prodigy (default: measured nearer the AdamW optimum) or dadaptation "
+                 "(DAdaptAdam, the folk recipe; the default with --from-tensorboard)",
     "method": "dadaptation: d*lr plateau; range: LR range test on the validation loss; both: side by side",
     "steps": "probe length in optimizer steps",
     "from_tensorboard": "analyse an existing kohya sd-scripts TensorBoard log instead of training",
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
     from lrfind.probe.config import ProbeConfig
 
     parser = subparsers.add_parser("probe", help="find the learning rate with a DAdaptation/Prodigy probe",
-                                   description="Train briefly with DAdaptation (lr=1.0, constant) and read where "
+                                   description="Train briefly with Prodigy or DAdaptation (lr=1.0, constant) and read where "
                                                "d*lr levels off; unet_lr is that plateau x a measured factor (docs/probe.md). Derives AdamW/Lion/text-encoder "
                                                "settings; --method range adds an LR range test as a cross-check.")
     parser.add_argument("dataset_arg", nargs="?", metavar="DATASET", help="kohya-layout dataset folder")

@@ -14,7 +14,10 @@ class ProbeConfig(StrictModel):
     dataset: Optional[Path] = None  # not needed with from_tensorboard
     model: str = "tiny"
     allow_pickle: bool = False
-    optimizer: Literal["dadaptation", "prodigy"] = "dadaptation"
+    # None: Prodigy for a probe run (its plateau lands within x2 of the AdamW optimum in every
+    # measured seed, DAdaptAdam's in 7 of 9: docs/probe.md); DAdaptation for --from-tensorboard,
+    # since the kohya logs people have come from the folk recipe's DAdaptation runs.
+    optimizer: Optional[Literal["dadaptation", "prodigy"]] = None
     method: Literal["dadaptation", "range", "both"] = "dadaptation"
     steps: int = Field(200, ge=8)
     network_dim: int = Field(8, ge=1)
@@ -31,6 +34,12 @@ class ProbeConfig(StrictModel):
     range_max_lr: float = Field(1e-1, gt=0)
     range_eval_every: int = Field(5, ge=1)
     progress: bool = True
+
+    @property
+    def probe_optimizer(self) -> str:
+        if self.optimizer is not None:
+            return self.optimizer
+        return "dadaptation" if self.from_tensorboard is not None else "prodigy"
 
     def out_dir(self) -> Path:
         if self.out is not None:

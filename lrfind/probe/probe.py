@@ -32,7 +32,7 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
     if outcome.curve:
         steps, values, losses = zip(*outcome.curve)
         outcome.plateau = analyse_curve(list(steps), list(values), list(losses))
-        outcome.derived = _derive(outcome.plateau, cfg.optimizer)
+        outcome.derived = _derive(outcome.plateau, cfg.probe_optimizer)
     report = build_report(cfg, outcome, dataset, source)
     out = cfg.out_dir()
     write_json(out / "probe.json", report)
@@ -75,7 +75,7 @@ def _finite(x):
 
 
 def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict) -> dict:
-    report: dict = {"source": source, "optimizer": cfg.optimizer, "method": cfg.method,
+    report: dict = {"source": source, "optimizer": cfg.probe_optimizer, "method": cfg.method,
                     "network_dim": cfg.network_dim, "network_alpha": cfg.network_alpha,
                     "resolution": cfg.resolution, "batch_size": cfg.batch_size, "seed": cfg.seed}
     if outcome.plateau is not None:

@@ -36,8 +36,8 @@ def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
         train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model, allow_pickle=cfg.allow_pickle,
         caption_extension=cfg.caption_extension, resolution=cfg.resolution, train_batch_size=cfg.batch_size,
         network_dim=cfg.network_dim, network_alpha=cfg.network_alpha, network_train_unet_only=True,
-        optimizer_type="Prodigy" if cfg.optimizer == "prodigy" else "DAdaptAdam",
-        optimizer_args=PRODIGY_PROBE_ARGS if cfg.optimizer == "prodigy" else {"decouple": True},
+        optimizer_type="Prodigy" if cfg.probe_optimizer == "prodigy" else "DAdaptAdam",
+        optimizer_args=PRODIGY_PROBE_ARGS if cfg.probe_optimizer == "prodigy" else {"decouple": True},
         learning_rate=1.0, lr_scheduler="constant", max_train_steps=cfg.steps, seed=cfg.seed,
         validate_every_n_steps=cfg.steps, cache_dir=cfg.cache_dir, progress=cfg.progress,
         output_dir=cfg.out_dir(), output_name="probe",
@@ -52,10 +52,10 @@ def run_dadaptation_probe(cfg: ProbeConfig, components, dataset, store) -> tuple
     from lrfind.training.setup import lora_run
 
     config = probe_train_config(cfg)
-    logdir = cfg.out_dir() / "logs" / f"probe_{cfg.optimizer}"
+    logdir = cfg.out_dir() / "logs" / f"probe_{cfg.probe_optimizer}"
     recorder = CurveRecorder("unet")
     with lora_run(config, components, dataset, store) as parts:
-        callbacks = [recorder, TensorBoardLogger(logdir), ProgressBar(f"probe ({cfg.optimizer})", cfg.progress)]
+        callbacks = [recorder, TensorBoardLogger(logdir), ProgressBar(f"probe ({cfg.probe_optimizer})", cfg.progress)]
         try:
             run_loop(parts, callbacks)
         except TrainingStopped:
