@@ -64,8 +64,8 @@ def test_full_run_values_and_step_math(space):
     rec = recommend([trial(7, 0.2, dim=32, fraction=0.25, epochs=6, repeats=5, multiplier=2.0, optimizer="Lion")],
                     space, PROBE, STATS)
     assert rec.network_alpha == 8.0
-    # probe alpha/dim 1.0, trial 0.25: lr x4; x2 multiplier; Lion / 3
-    assert rec.unet_lr == pytest.approx(1e-3 * 4 * 2 / 3)
+    # probe alpha 8, trial alpha 8: sqrt_alpha rescale x1 (dim ignored); x2 multiplier; Lion / 3
+    assert rec.unet_lr == pytest.approx(1e-3 * (8 / 8) ** 0.5 * 2 / 3)
     assert rec.text_encoder_lr == pytest.approx(rec.unet_lr * 0.25)
     assert rec.optimizer_args == {"weight_decay": pytest.approx(0.03)}
     # repeats 5 for the most-repeated folder (10_me), 10_me : 5_hat keeps 2 : 1 -> 5 and 3 (2.5 rounds up)

@@ -217,7 +217,7 @@ def params(optimizer="AdamW", dim=16, fraction=1.0, multiplier=2.0, epochs=2, sc
     return TrialParams(dim, fraction, epochs, repeats, multiplier, optimizer, scheduler)
 
 
-# probe: lr 1e-3 at dim 8 alpha 4 (alpha/dim 0.5); trial dim 16 alpha 16 (1.0): rescaled lr 0.5e-3
+# probe: lr 1e-3 at dim 8 alpha 4; trial dim 16 alpha 16: sqrt_alpha rescale (4/16)^0.5 -> lr 0.5e-3
 @pytest.mark.parametrize("optimizer, extra, unet_lr, te_lr, args", [
     ("AdamW", "", 0.5e-3 * 2, 0.25e-3, {"weight_decay": 0.02}),
     ("Lion", "", 0.5e-3 * 2 / LION_LR_DIVISOR, 0.25e-3 / LION_LR_DIVISOR,
