@@ -160,3 +160,17 @@ def test_unknown_concept_folder_in_repeats_is_refused(example_dataset, tmp_path,
                "--concept-repeats", "3_nothere=2", "--output-dir", str(tmp_path)])
     assert rc == 2 and "3_nothere" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_during_train_says_how_to_resume(example_dataset, tmp_path, capsys, monkeypatch):
+    from lrfind.cli import main
+    from lrfind.training import run
+
+    def interrupted(config, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "train_lora", interrupted)
+    rc = main(["train", str(example_dataset), "--resolution", "64", "--max-train-epochs", "1",
+               "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 130 and "--resume" in err and str(tmp_path) in err

@@ -75,7 +75,15 @@ def run(args: argparse.Namespace) -> int:
     from lrfind.training.run import train_lora
 
     config = build_train_config(args)
-    result = train_lora(config)
+    try:
+        result = train_lora(config)
+    except KeyboardInterrupt:
+        if config.save_state:
+            import sys
+
+            print(f"lrfind: training interrupted; rerun the same command with --resume to continue from the "
+                  f"last finished epoch (states in {config.output_dir})", file=sys.stderr)
+        raise
     state = result.state
     val = f"; final validation loss {state.val_loss:.5f}" if state.val_loss is not None else ""
     print(f"trained {state.step} steps ({state.epoch} epochs) in {result.seconds:.1f} s{val}")
