@@ -87,15 +87,14 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
 
 def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
-    import json
-
+    from lrfind.jsonfiles import read_json_object
     from lrfind.probe.config import ProbeConfig
     from lrfind.probe.probe import run_probe
 
     existing = study_dir / "probe.json"
     if existing.is_file():
         print(f"[demo] reusing {existing}")
-        return json.loads(existing.read_text(encoding="utf-8"))
+        return read_json_object(existing, "")
     return run_probe(ProbeConfig(dataset=dataset, model="tiny", steps=cfg.probe_steps, resolution=64,
                                  batch_size=1, out=study_dir, progress=cfg.progress), store=store)
 

@@ -19,3 +19,12 @@ def read_json_object(path: Path, missing_fix: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object; rerun `lrfind study` to rewrite it")
     return data
+
+
+def probe_source(study_dir: Path) -> dict:
+    """probe.json's "source" ({dataset, model} or {tensorboard, tag}); {} without a probe.json."""
+    path = Path(study_dir) / "probe.json"
+    if not path.is_file():
+        return {}
+    source = read_json_object(path, "").get("source")
+    return source if isinstance(source, dict) else {}

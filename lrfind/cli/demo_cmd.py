@@ -7,7 +7,7 @@ import argparse
 HELP = {
     "out": "folder for studies/demo/, studies/demo_dataset/ and reports/demo.html",
     "trials": "trials of the demo study",
-    "probe_steps": "steps of the demo's DAdaptation probe",
+    "probe_steps": "steps of the demo's (Prodigy) probe",
     "progress": "show progress bars",
 }
 

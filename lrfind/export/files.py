@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from lrfind.atomic import write_text
 from lrfind.config import StrictModel
 from lrfind.errors import ConfigError, DatasetError
-from lrfind.jsonfiles import read_json_object
+from lrfind.jsonfiles import probe_source, read_json_object
 from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
                                         kohya_training_toml)
 
@@ -53,14 +53,6 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _probe_source(study: Path) -> dict:
-    path = study / "probe.json"
-    if not path.is_file():
-        return {}
-    source = read_json_object(path, "").get("source")
-    return source if isinstance(source, dict) else {}
-
-
 def _dataset_dir(cfg: ExportConfig, source: dict, rec: dict) -> Path:
     given = cfg.dataset if cfg.dataset is not None else source.get("dataset")
     if given is None:
@@ -92,7 +84,7 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
     rec = read_json_object(study / "recommendation.json",
                      f"no recommendation yet: run `lrfind study DATASET --name {cfg.name}` first "
                      "(or pass --study-dir where it wrote its files)")
-    source = _probe_source(study)
+    source = probe_source(study)
     warnings: list[str] = []
     dataset = _dataset_dir(cfg, source, rec)
     model = _model_path(cfg, source, warnings)

@@ -17,9 +17,9 @@ from typing import Optional
 
 from lrfind.atomic import write_json
 from lrfind.errors import ConfigError
+from lrfind.study.prompts import FIRST_SEED, validation_prompts  # the same seeds as a study's prompts
 
 _SEED_OPTION = re.compile(r"\s--d\s+(-?\d+)")
-FIRST_SAMPLE_SEED = 1234  # the same first seed as a study's validation prompts
 
 
 def read_sample_prompts(path: Path) -> list[tuple[str, int]]:
@@ -38,7 +38,7 @@ def read_sample_prompts(path: Path) -> list[tuple[str, int]]:
         if not line or line.startswith("#"):
             continue
         seed_match = _SEED_OPTION.search(" " + line)
-        seed = int(seed_match.group(1)) if seed_match else FIRST_SAMPLE_SEED + len(prompts)
+        seed = int(seed_match.group(1)) if seed_match else FIRST_SEED + len(prompts)
         text = re.split(r"\s--[a-z]\s", " " + line, maxsplit=1)[0].strip()
         if text:
             prompts.append((text, seed))
@@ -48,8 +48,6 @@ def read_sample_prompts(path: Path) -> list[tuple[str, int]]:
 
 
 def sample_prompts_for(config, dataset) -> list[tuple[str, int]]:
-    from lrfind.study.prompts import validation_prompts
-
     if config.sample_prompts is not None:
         return read_sample_prompts(config.sample_prompts)
     return validation_prompts(dataset)
@@ -93,7 +91,7 @@ class EpochWatch:
         import torch
 
         from lrfind.network import generate_images
-        from lrfind.study.samples import save_png
+        from lrfind.study.samples import clip_i_matrix, save_png
 
         unet, text_encoder = self.components.unet, self.components.text_encoder
         modes = unet.training, text_encoder.training
@@ -112,7 +110,7 @@ class EpochWatch:
         clip_i = None
         if self.scorer is not None:
             with torch.no_grad():
-                clip_i = float((self.scorer.image_embeddings(images) @ self.reference.T).mean())
+                clip_i = float(clip_i_matrix(self.scorer.image_embeddings(images), self.reference).mean())
         return {"clip_i": clip_i, "samples": [p.name for p in paths]}
 
 

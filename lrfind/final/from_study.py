@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.errors import ConfigError
-from lrfind.jsonfiles import read_json_object
+from lrfind.jsonfiles import probe_source, read_json_object
 
 MAX_SAVED_EPOCHS = 10
 
@@ -48,8 +48,7 @@ def from_study_values(name: str, study_dir: Optional[Path] = None) -> dict:
                if isinstance(c, dict) and "folder" in c and "repeats" in c}
     if repeats:
         values["concept_repeats"] = repeats
-    probe_path = folder / "probe.json"
-    source = read_json_object(probe_path, "").get("source", {}) if probe_path.is_file() else {}
-    if isinstance(source, dict) and source.get("model"):
-        values["pretrained_model_name_or_path"] = str(source["model"])
+    model = probe_source(folder).get("model")
+    if model:
+        values["pretrained_model_name_or_path"] = str(model)
     return values

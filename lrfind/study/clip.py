@@ -212,3 +212,11 @@ def load_clip_scorer(path, *, allow_pickle: bool = False, device: str = "cpu") -
     model.to(device).eval().requires_grad_(False)
     return ClipScorer(model=model, tokenizer=tokenizer, image_processor=processor,
                       name=folder.resolve().name, calibrated=True, device=device)
+
+
+def scorer_for(components, clip_path: Path | None, *, allow_pickle: bool = False) -> ClipScorer | None:
+    """The CLIP a run scores with: the local model at clip_path, else the tiny random CLIP for the
+    tiny model, else None (a real model without a real CLIP: the caller decides what that means)."""
+    if clip_path is not None:
+        return load_clip_scorer(clip_path, allow_pickle=allow_pickle)
+    return tiny_clip_scorer(seed=0) if components.name == "tiny" else None

@@ -42,8 +42,8 @@ def make_pruner(kind: str, budget=None):
 
 def sampler_seed(seed: int) -> int:
     """--seed mixed with this process's id: workers sharing one study (any storage) must not draw the
-    same parameters, which equal sampler seeds would make them do. Trials' training seeds stay
-    --seed + trial number, so a trial is reproducible from its parameters whatever worker ran it."""
+    same parameters, which equal sampler seeds would make them do. Trials' training seeds depend on
+    --seed only (objective.trial_seed), so a trial is reproducible whatever worker ran it."""
     import os
 
     return (seed * 1_000_003 + os.getpid()) % 2**32
@@ -125,14 +125,13 @@ def objective_weights(cfg: StudyConfig, space):
 
 def _scorer(cfg: StudyConfig, weights, components):
     """A CLIP scorer, or None for loss-only scoring: tiny random CLIP for the tiny model."""
-    from lrfind.study.clip import load_clip_scorer, tiny_clip_scorer
+    from lrfind.study.clip import scorer_for
 
     if not weights.uses_clip:
         return None
-    if cfg.clip is not None:
-        return load_clip_scorer(cfg.clip, allow_pickle=cfg.allow_pickle)
-    if components.name == "tiny":
-        return tiny_clip_scorer(seed=0)
+    scorer = scorer_for(components, cfg.clip, allow_pickle=cfg.allow_pickle)
+    if scorer is not None:
+        return scorer
     raise LrfindError("CLIP scoring needs a CLIP model: pass --clip PATH (a local transformers CLIP folder, e.g. "
                       "openai/clip-vit-large-patch14 downloaded beforehand), or --score loss for validation loss only")
 

@@ -39,6 +39,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from lrfind.config import StrictModel, format_validation_error
 from lrfind.errors import ConfigError
+from lrfind.probe.derive import DEFAULT_RESCALE_RULE
 from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
 from lrfind.training.schedulers import scheduler_names
 
@@ -150,7 +151,7 @@ class FixedSettings(StrictModel):
     min_snr_gamma: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
     noise_offset: float = Field(0.0, ge=0, allow_inf_nan=False)
     lr_warmup_fraction: float = Field(0.0, ge=0, lt=1)  # of the run's steps; none with "constant"
-    lr_rescale_rule: str = "sqrt_alpha"  # lrfind.probe.derive.RESCALE_RULES (DEFAULT_RESCALE_RULE: measured)
+    lr_rescale_rule: str = DEFAULT_RESCALE_RULE  # one of lrfind.probe.derive.RESCALE_RULES
 
     @field_validator("resolution")
     @classmethod

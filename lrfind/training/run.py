@@ -81,16 +81,13 @@ def with_concept_repeats(dataset, config: TrainConfig):
 
 def _scorer_and_reference(config: TrainConfig, components, dataset):
     """CLIP for CLIP-I per sampled epoch: --clip, else the tiny CLIP for the tiny model, else none."""
-    from lrfind.study.clip import load_clip_scorer, tiny_clip_scorer
+    from lrfind.study.clip import scorer_for
     from lrfind.study.samples import load_training_images
 
     if not config.sample_every_n_epochs:
         return None, None
-    if config.clip is not None:
-        scorer = load_clip_scorer(config.clip, allow_pickle=config.allow_pickle)
-    elif components.name == "tiny":
-        scorer = tiny_clip_scorer(seed=0)
-    else:
+    scorer = scorer_for(components, config.clip, allow_pickle=config.allow_pickle)
+    if scorer is None:
         return None, None
     return scorer, scorer.image_embeddings(load_training_images(dataset))
 
