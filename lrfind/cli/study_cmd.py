@@ -16,6 +16,8 @@ HELP = {
     "pruner": "stop hopeless trials early: hyperband (default), median, none",
     "pareto": "multi-objective study (validation loss vs CLIP), no pruning",
     "trial_seed": "same: every trial trains with --seed (paired comparison); per-trial: --seed + trial number",
+    "epoch_mode": "sweep (default): constant-lr trials train the most epochs and keep their best epoch "
+                  "(exact for a constant lr); sample: one trial per sampled epoch count",
     "sampler_seed": "seed of Optuna's sampler (default: --seed mixed with the process id, so workers differ); "
                     "set it for a reproducible single-worker study",
 }

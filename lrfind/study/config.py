@@ -42,6 +42,9 @@ class StudyConfig(StrictModel):
     # "same": every trial trains with --seed (same LoRA init, noise and timesteps), so trials differ
     # only by their parameters (paired comparison, less noise); "per-trial": --seed + trial number.
     trial_seed: Literal["same", "per-trial"] = "same"
+    # "sweep": constant-lr trials train the space's most epochs and take their best epoch boundary
+    # (lrfind.study.epoch_sweep); "sample": epochs is sampled like any parameter, one run per count.
+    epoch_mode: Literal["sweep", "sample"] = "sweep"
     sampler_seed: Optional[int] = None  # None: --seed mixed with the process id (workers must differ)
     caption_extension: str = ".txt"
     cache_dir: Optional[Path] = None

@@ -49,27 +49,29 @@ class TrialObjective:
 
         ctx = self.ctx
         trial.set_user_attr(WORKER_ATTR, worker_identity())
-        plan = plan_trial(suggest(trial, ctx.space), ctx.probe, ctx.space, ctx.stats)
+        mode = ctx.cfg.epoch_mode
+        plan = plan_trial(suggest(trial, ctx.space, mode), ctx.probe, ctx.space, ctx.stats, mode)
         trial_dir = ctx.cfg.out_dir() / "trials" / str(trial.number)
         started = time.time()
+        twin = _completed_twin(trial, ctx.cfg)
+        if twin is not None:
+            return self._copy_twin(trial, twin, trial_dir, started)
         trial.set_user_attr("train_values", plan.train_values)
         trial.set_user_attr("steps_planned", plan.trial_steps)
-        trial.set_user_attr("full_run", {"steps": plan.full_run.total_steps, "text": plan.full_run.text})
         try:
-            state, lora_state = self._train(trial, plan, trial_dir)
+            state, lora_state, metrics = self._train(trial, plan, trial_dir)
         except TrainingStopped as stop:
             self._fail(trial, stop.reason)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is a trial failure; the rest is a bug
             if not _is_out_of_memory(err):
                 raise
             self._fail(trial, f"out of memory ({type(err).__name__}); lower dim, resolution or batch size")
-        metrics = {"val_loss": state.val_loss, "val_history": state.val_history, "steps_done": state.step,
-                   "steps_planned": plan.trial_steps, "clip_i": None, "clip_t": None}
         if ctx.scorer is not None:
             metrics.update(self._score(lora_state, trial_dir))
         return self._finish(trial, trial_dir, metrics, started)
 
     def _train(self, trial, plan, trial_dir: Path):
+        """Train the plan; returns (loop state, the LoRA to keep, metrics so far)."""
         from lrfind.data.types import with_repeats
         from lrfind.network import save_lora
         from lrfind.study.pruning import OptunaReporter
@@ -85,16 +87,53 @@ class TrialObjective:
                              cache_dir=ctx.cfg.cache_dir, **plan.train_values)
         dataset = with_repeats(ctx.dataset, {folder: n for folder, _, n in plan.concept_repeats})
         started = time.time()
-        reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto)
+        swept = bool(plan.epoch_boundaries)
+        reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto, best_so_far=swept)
         with lora_run(config, ctx.components, dataset, ctx.store) as parts:
+            snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries)
             try:
-                state = run_loop(parts, [reporter])
+                state = run_loop(parts, [snapshots, reporter])
             finally:
                 trial.set_user_attr("steps_done", reporter.last_step)
-            lora_state = {k: v.detach().clone() for k, v in parts.network.kohya_state_dict().items()}
+            if swept and snapshots.best is not None:
+                kept_state, lora_state = snapshots.kept_state(state), snapshots.lora_state
+            else:
+                kept_state = state
+                lora_state = {k: v.detach().clone() for k, v in parts.network.kohya_state_dict().items()}
             save_lora(trial_dir / "lora.safetensors", lora_state,
-                      training_metadata(config, dataset, ctx.components, state, started), "fp16")
-        return state, lora_state
+                      training_metadata(config, dataset, ctx.components, kept_state, started), "fp16")
+        metrics = {"val_loss": kept_state.val_loss, "val_history": state.val_history, "steps_done": state.step,
+                   "steps_planned": plan.trial_steps, "clip_i": None, "clip_t": None}
+        metrics.update(self._epochs_metrics(plan, state, snapshots))
+        return state, lora_state, metrics
+
+    def _epochs_metrics(self, plan, state, snapshots) -> dict:
+        """The full run the trial stands for; a swept trial's epoch losses and best epoch."""
+        from dataclasses import replace
+
+        from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, epoch_losses
+        from lrfind.study.trial_values import plan_trial
+
+        if not plan.epoch_boundaries or snapshots.best is None:
+            return {"full_run": {"steps": plan.full_run.total_steps, "text": plan.full_run.text}}
+        epochs = snapshots.best[0]
+        full = plan_trial(replace(plan.params, epochs=epochs), self.ctx.probe, self.ctx.space, self.ctx.stats).full_run
+        return {SWEPT_EPOCH_ATTR: epochs, EPOCH_LOSSES_ATTR: epoch_losses(state.val_history, plan.epoch_boundaries),
+                "full_run": {"steps": full.total_steps, "text": full.text}}
+
+    def _copy_twin(self, trial, twin, trial_dir: Path, started: float):
+        """A completed trial with the same parameters and training seed: its result, untrained.
+
+        Training is deterministic given parameters and seed (trial_seed "same"), so rerunning a
+        point only spends compute; TPE on a small categorical space proposes repeats often.
+        """
+        kept = {k: v for k, v in twin.user_attrs.items() if k not in (WORKER_ATTR, "seconds", "steps_done")}
+        metrics = {**kept, "duplicate_of": twin.number, "steps_done": 0}
+        metrics["seconds"] = round(time.time() - started, 2)
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        write_json(trial_dir / "metrics.json", {"number": trial.number, "params": trial.params, **metrics})
+        return tuple(twin.values) if self.ctx.cfg.pareto else twin.values[0]
 
     def _score(self, lora_state: dict, trial_dir: Path) -> dict:
         from lrfind.study.samples import save_samples, score_samples
@@ -109,6 +148,7 @@ class TrialObjective:
                 "sample_seeds": scores.seeds}
 
     def _finish(self, trial, trial_dir: Path, metrics: dict, started: float):
+        """Record the metrics on the trial and in metrics.json; return the objective value(s)."""
         from lrfind.study.scoring import loss_ratio, objective_value, pareto_values
 
         ctx = self.ctx
@@ -126,6 +166,50 @@ class TrialObjective:
         trial.set_user_attr("fail_reason", reason)
         _free_memory()
         raise TrialFailed(reason)
+
+
+class BestEpochSnapshot:
+    """Loop callback of a swept trial: at each epoch boundary, keep the LoRA if its loss is the best.
+
+    Registered before the pruning reporter, so a trial pruned at a boundary still saw it.
+    """
+
+    def __init__(self, network, boundaries: dict):
+        self.network = network
+        self.epoch_at_step = {step: epochs for epochs, step in boundaries.items()}
+        self.best: Optional[tuple[int, float]] = None  # (epochs, validation loss)
+        self.best_step = 0
+        self.lora_state: Optional[dict] = None
+
+    def on_validation(self, state) -> None:
+        import math
+
+        epochs = self.epoch_at_step.get(state.step)
+        if epochs is None or not math.isfinite(state.val_loss):
+            return
+        if self.best is None or state.val_loss < self.best[1]:
+            self.best, self.best_step = (epochs, state.val_loss), state.step
+            self.lora_state = {k: v.detach().clone() for k, v in self.network.kohya_state_dict().items()}
+
+    def kept_state(self, state):
+        """The loop state as of the kept epoch (for the LoRA file's ss_steps/ss_epoch metadata)."""
+        from dataclasses import replace
+
+        return replace(state, step=self.best_step, val_loss=self.best[1],
+                       epoch=-(-self.best_step // max(1, state.steps_per_epoch)))
+
+
+def _completed_twin(trial, cfg):
+    """A COMPLETE trial of this study with the same params, when trials share one training seed."""
+    from optuna.trial import TrialState
+
+    study = getattr(trial, "study", None)  # optuna.trial.FixedTrial has none
+    if cfg.trial_seed != "same" or study is None:
+        return None
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if other.number != trial.number and other.params == trial.params:
+            return other
+    return None
 
 
 def trial_seed(cfg, number: int) -> int:

@@ -10,8 +10,12 @@ class OptunaReporter:
     LoRA, so the shared model is clean for the next trial.
     """
 
-    def __init__(self, trial, baseline_val_loss: float, prune: bool = True):
+    def __init__(self, trial, baseline_val_loss: float, prune: bool = True, best_so_far: bool = False):
         self.trial, self.baseline, self.prune = trial, baseline_val_loss, prune
+        # A swept trial (lrfind.study.epoch_sweep) keeps its best epoch, so what it has achieved by
+        # a step is its lowest loss so far: a trial that peaks early is not pruned for what follows.
+        self.best_so_far = best_so_far
+        self.lowest = float("inf")
         self.last_step = 0
 
     def on_validation(self, state) -> None:
@@ -22,7 +26,10 @@ class OptunaReporter:
         self.last_step = state.step
         if not self.prune:  # multi-objective studies can't report intermediate values
             return
-        self.trial.report(intermediate_value(state.val_loss, self.baseline), state.step)
+        value = intermediate_value(state.val_loss, self.baseline)
+        if self.best_so_far:
+            self.lowest = value = min(self.lowest, value)
+        self.trial.report(value, state.step)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {state.step} of {state.total_steps}")
 

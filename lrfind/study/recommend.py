@@ -23,6 +23,7 @@ from typing import Optional
 
 from lrfind.data.types import Dataset
 from lrfind.errors import LrfindError
+from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, with_swept_epoch
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
 from lrfind.study.stats import DatasetStats
 from lrfind.study.trial_values import plan_trial
@@ -55,7 +56,8 @@ class TrialRecord:
     def from_frozen_trial(cls, trial) -> "TrialRecord":
         values = trial.values or []  # FrozenTrial.value raises for multi-objective studies
         value = float(values[0]) if len(values) == 1 else None
-        return cls(trial.number, trial.state.name, value, dict(trial.params), dict(trial.user_attrs))
+        return cls(trial.number, trial.state.name, value, with_swept_epoch(trial.params, trial.user_attrs),
+                   dict(trial.user_attrs))
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Recommendation:
     agreement: tuple[ParameterAgreement, ...]
     confidence: str  # "high" | "medium" | "low"
     metrics: dict  # the best trial's numeric user attributes (val_loss, clip_i, ...)
+    epoch_losses: dict = field(default_factory=dict)  # a swept trial's {"epochs": val loss}; else {}
 
     def to_dict(self) -> dict:
         """JSON-ready (recommendation.json)."""
@@ -116,7 +119,7 @@ class Recommendation:
         return data
 
     def summary_text(self) -> str:
-        return " ".join(part for part in (_settings_sentence(self), _steps_sentence(self),
+        return " ".join(part for part in (_settings_sentence(self), _epochs_sentence(self), _steps_sentence(self),
                                           _sureness_sentence(self)) if part)
 
 
@@ -222,6 +225,7 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: dict,
         closeness=closeness, agreement=agreement,
         confidence=_confidence(closeness, agreement),
         metrics={k: v for k, v in best.user_attrs.items() if _finite(v)},
+        epoch_losses=dict(best.user_attrs.get(EPOCH_LOSSES_ATTR) or {}),
     )
 
 
@@ -245,6 +249,14 @@ def _settings_sentence(r: Recommendation) -> str:
     return (f"Recommended (from trial {r.trial_number}, value {r.value:.4g}): network_dim {r.network_dim}, "
             f"network_alpha {r.network_alpha:g}, {r.epochs} epochs, {_optimizer_text(r)}, {te}, "
             f"lr_scheduler {r.lr_scheduler}{repeats}.")
+
+
+def _epochs_sentence(r: Recommendation) -> str:
+    if len(r.epoch_losses) < 2:
+        return ""
+    losses = ", ".join(f"{e}: {v:.4g}" for e, v in r.epoch_losses.items())
+    return (f"Epochs: {r.epochs} is the best epoch count on trial {r.trial_number}'s curve (validation loss "
+            f"after each count, {losses}).")
 
 
 def _steps_sentence(r: Recommendation) -> str:

@@ -41,6 +41,7 @@ from lrfind.config import StrictModel, format_validation_error
 from lrfind.errors import ConfigError
 from lrfind.probe.derive import DEFAULT_RESCALE_RULE
 from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
+from lrfind.study.epoch_sweep import epoch_counts, sweeps
 from lrfind.training.schedulers import scheduler_names
 
 STUDY_OPTIMIZERS = ("AdamW", "Lion", "Prodigy")  # those a trial's lr math knows (trial_values)
@@ -348,14 +349,25 @@ class TrialParams:
         )
 
 
-def suggest(trial, space: SearchSpace) -> TrialParams:
-    """Ask an optuna.Trial for one point of `space` (same order and names every trial)."""
+def suggest(trial, space: SearchSpace, epoch_mode: str = "sample") -> TrialParams:
+    """Ask an optuna.Trial for one point of `space` (same order and names every trial).
+
+    epoch_mode "sweep": a trial whose scheduler allows it (lrfind.study.epoch_sweep) does not
+    sample `epochs`; it trains the space's most epochs and reads the others off its curve.
+    """
+    lr_scheduler = space.lr_scheduler.suggest(trial, "lr_scheduler")
+    swept = sweeps(epoch_mode, lr_scheduler, space_epoch_counts(space))
     return TrialParams(
         network_dim=space.network_dim.suggest(trial, "network_dim"),
         network_alpha_fraction=space.network_alpha_fraction.suggest(trial, "network_alpha_fraction"),
-        epochs=space.epochs.suggest(trial, "epochs"),
+        epochs=space.epochs.highest if swept else space.epochs.suggest(trial, "epochs"),
         repeats=space.repeats.suggest(trial, "repeats") if space.repeats is not None else None,
         lr_multiplier=space.lr_multiplier.suggest(trial, "lr_multiplier"),
         optimizer=space.optimizer.suggest(trial, "optimizer"),
-        lr_scheduler=space.lr_scheduler.suggest(trial, "lr_scheduler"),
+        lr_scheduler=lr_scheduler,
     )
+
+
+def space_epoch_counts(space: SearchSpace) -> list[int]:
+    """Every epoch count the space's `epochs` allows."""
+    return epoch_counts(space.epochs.choices, space.epochs.range, space.epochs.step)

@@ -15,19 +15,24 @@ lrfind.data.steps) x scale, where scale = trial_budget_steps / the longest full 
 allows (its highest epochs and repeats), capped at 1. The space's longest run gets exactly the
 budget, every trial keeps its length relative to the others (so epochs and repeats still matter),
 and nothing is scaled when every run fits the budget.
+
+Epoch sweep (epoch_mode "sweep", lrfind.study.epoch_sweep): a constant-lr trial trains the most
+epochs and also validates at the step each fewer-epoch trial would have ended on (its
+epoch_boundaries), whose losses are exactly those trials' results.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from lrfind.data.types import Dataset
 from lrfind.errors import ConfigError
 from lrfind.probe.derive import (ADAMW_FACTOR, LION_LR_DIVISOR, LION_WEIGHT_DECAY_FACTOR,
                                  prodigy_settings, rescale_lr)
-from lrfind.study.space import SearchSpace, TrialParams
+from lrfind.study.epoch_sweep import boundary_steps, sweeps
+from lrfind.study.space import SearchSpace, TrialParams, space_epoch_counts
 from lrfind.study.stats import DatasetStats, StepMath
 
 
@@ -75,6 +80,7 @@ class TrialPlan:
     full_run: StepMath  # unscaled: images x repeats x epochs / batch
     trial_steps: int
     budget_scale: float  # trial_steps ~= full_run.total_steps x budget_scale; 1.0 = not scaled
+    epoch_boundaries: dict = field(default_factory=dict)  # swept trials: epochs -> step; else {}
 
     def to_dict(self) -> dict:
         return {
@@ -83,6 +89,7 @@ class TrialPlan:
             "concept_repeats": [list(c) for c in self.concept_repeats],
             "full_run_steps": self.full_run.total_steps, "steps_math": self.full_run.text,
             "trial_steps": self.trial_steps, "budget_scale": self.budget_scale,
+            "epoch_boundaries": {str(e): s for e, s in self.epoch_boundaries.items()},
         }
 
 
@@ -146,25 +153,35 @@ def _train_values(params: TrialParams, opt: OptimizerValues, space: SearchSpace,
 
 
 def plan_trial(params: TrialParams, probe: dict, space: SearchSpace,
-               dataset_stats: DatasetStats | Dataset | dict) -> TrialPlan:
+               dataset_stats: DatasetStats | Dataset | dict, epoch_mode: str = "sample") -> TrialPlan:
     """Everything a trial trains with; see the module doc for the rules."""
     stats = as_stats(dataset_stats)
     repeats = stats.concept_repeats(params.repeats)
-    full = stats.step_math(repeats, params.epochs, space.fixed.train_batch_size)
+    batch = space.fixed.train_batch_size
+    full = stats.step_math(repeats, params.epochs, batch)
     longest = longest_full_run(space, stats).total_steps
     budget = space.budget
     scale = min(1.0, budget.trial_budget_steps / longest) if longest else 1.0
-    trial_steps = max(1, round(full.total_steps * scale))
+
+    def trial_steps_for(epochs: int) -> int:
+        return max(1, round(stats.step_math(repeats, epochs, batch).total_steps * scale))
+
+    trial_steps = trial_steps_for(params.epochs)
+    boundaries = {}
+    if sweeps(epoch_mode, params.lr_scheduler, space_epoch_counts(space)):
+        counts = [e for e in space_epoch_counts(space) if e <= params.epochs]
+        boundaries = boundary_steps(counts, trial_steps_for)
     opt = _optimizer_values(params, probe, space)
     trial = _train_values(params, opt, space, trial_steps)
     trial.update(max_train_steps=trial_steps, max_train_epochs=None,
-                 validate_every_n_steps=min(budget.eval_every_steps, trial_steps))
+                 validate_every_n_steps=min(budget.eval_every_steps, trial_steps),
+                 validate_at_steps=sorted(set(boundaries.values())) or None)
     final = _train_values(params, opt, space, full.total_steps)
     final.update(max_train_steps=None, max_train_epochs=params.epochs)
     return TrialPlan(
         params=params, train_values=trial, full_run_values=final,
         concept_repeats=tuple((c.folder, c.name, r) for c, r in zip(stats.concepts, repeats)),
-        full_run=full, trial_steps=trial_steps, budget_scale=scale,
+        full_run=full, trial_steps=trial_steps, budget_scale=scale, epoch_boundaries=boundaries,
     )
 
 

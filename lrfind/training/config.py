@@ -68,6 +68,8 @@ class TrainConfig(StrictModel):
     validation_timesteps: tuple[int, ...] = VALIDATION_TIMESTEPS
     validation_seed: int = 0
     validate_every_n_steps: Optional[int] = Field(None, ge=1)
+    # also validate at these steps (a study's epoch sweep: where shorter runs would have ended)
+    validate_at_steps: Optional[list[int]] = None
     # --- output ---
     output_dir: Path = Path("output")
     output_name: str = "last"

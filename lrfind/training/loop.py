@@ -42,6 +42,7 @@ class LoopParts:
     flip_aug: bool = False
     validation: Any = None  # ValidationSet or None
     validate_every_n_steps: Optional[int] = None  # None: after each epoch
+    validate_at_steps: frozenset = frozenset()  # and at these steps too
     device: Any = "cpu"
     dtype: Any = None  # weight dtype of the frozen UNet (None: float32)
 
@@ -82,7 +83,7 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
                     continue
                 _optimizer_step(parts, state)
                 _emit(callbacks, "on_step_end", state)
-                if parts.validate_every_n_steps and state.step % parts.validate_every_n_steps == 0:
+                if _validates_at(parts, state.step):
                     _validate(parts, state, callbacks)
                 if state.step >= state.total_steps:
                     break
@@ -137,6 +138,11 @@ def _optimizer_step(parts: LoopParts, state: LoopState) -> None:
     parts.lr_scheduler.step()
     state.step += 1
     state.last_loss = state.epoch_losses[-1]
+
+
+def _validates_at(parts: LoopParts, step: int) -> bool:
+    every = parts.validate_every_n_steps
+    return bool(every and step % every == 0) or step in parts.validate_at_steps
 
 
 def _validate(parts: LoopParts, state: LoopState, callbacks) -> None:

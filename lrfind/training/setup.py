@@ -133,7 +133,8 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
             prediction_type=prediction_type, noise_offset=config.noise_offset,
             min_snr_gamma=config.min_snr_gamma, shuffle_caption=config.shuffle_caption,
             keep_tokens=config.keep_tokens, flip_aug=config.flip_aug, validation=validation,
-            validate_every_n_steps=config.validate_every_n_steps, device=device,
+            validate_every_n_steps=config.validate_every_n_steps,
+            validate_at_steps=frozenset(config.validate_at_steps or ()), device=device,
             dtype=None if dtype == torch.float32 else dtype,
         )
     finally:

@@ -1,0 +1,180 @@
+"""Epochs read off one constant-lr trial (lrfind.study.epoch_sweep), the probe's point as the first
+trial, and completed twins reused: pure functions on tables, then studies on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lrfind.study.epoch_sweep import (best_epoch, boundary_steps, epoch_counts, epoch_losses, sweeps,
+                                      with_swept_epoch)
+from test_study import probe_report, study_config, trials  # noqa: F401  (the module-scoped probe fixture)
+
+NAN, INF = math.nan, math.inf
+
+
+@pytest.mark.parametrize("mode, scheduler, counts, expected", [
+    ("sweep", "constant", [1, 2, 3], True),
+    ("sweep", "cosine", [1, 2, 3], False),  # the lr at a step depends on the run's length
+    ("sweep", "constant_with_warmup", [1, 2], False),  # warmup is a share of the run's steps
+    ("sample", "constant", [1, 2, 3], False),
+    ("sweep", "constant", [3], False),  # nothing to sweep
+])
+def test_which_trials_sweep(mode, scheduler, counts, expected):
+    assert sweeps(mode, scheduler, counts) is expected
+
+
+def test_epoch_counts_of_choices_and_ranges():
+    assert epoch_counts([3, 1, 2, 3], None) == [1, 2, 3]
+    assert epoch_counts(None, (6, 12)) == [6, 7, 8, 9, 10, 11, 12]
+    assert epoch_counts(None, (2, 10), step=4) == [2, 6, 10]
+
+
+def test_boundary_steps_scale_and_collisions_keep_fewer_epochs():
+    assert boundary_steps([1, 2, 3], lambda e: round(e * 40 / 3)) == {1: 13, 2: 27, 3: 40}
+    # a budget so small that 1 and 2 epochs land on the same step: 1 epoch stands for it
+    assert boundary_steps([3, 2, 1], lambda e: {1: 1, 2: 1, 3: 2}[e]) == {1: 1, 3: 2}
+    assert boundary_steps([1], lambda e: 0) == {1: 1}  # never step 0
+
+
+@pytest.mark.parametrize("history, expected", [
+    ([(10, 0.9), (13, 0.8), (20, 0.7), (27, 0.75), (30, 0.6), (40, 0.85)], (2, 0.75)),  # mid-epoch 0.6 is no result
+    ([(13, 0.8), (27, 0.7), (40, 0.6)], (3, 0.6)),  # still improving: the most epochs
+    ([(13, 0.5), (27, 0.7), (40, 0.9)], (1, 0.5)),  # overtrained after the first epoch
+    ([(13, 0.7), (27, 0.7), (40, 0.7)], (1, 0.7)),  # a tie keeps the fewer epochs
+    ([(13, NAN), (27, 0.9), (40, INF)], (2, 0.9)),  # non-finite losses never win
+    ([(13, NAN), (40, INF)], None),
+    ([(10, 0.5), (20, 0.4)], None),  # no boundary reached
+    ([], None),
+    ([(13, 0.8), (40, 0.75)], (3, 0.75)),  # pruned or cut between: the boundaries it has
+])
+def test_best_epoch_table(history, expected):
+    assert best_epoch(history, {1: 13, 2: 27, 3: 40}) == expected
+
+
+def test_epoch_losses_and_params_with_the_swept_epoch():
+    history = [(10, 0.9), (13, 0.8), (27, 0.7)]
+    assert epoch_losses(history, {1: 13, 2: 27, 3: 40}) == {"1": 0.8, "2": 0.7}
+    assert with_swept_epoch({"network_dim": 4}, {"best_epoch": 2}) == {"network_dim": 4, "epochs": 2}
+    assert with_swept_epoch({"epochs": 3}, {"best_epoch": 2}) == {"epochs": 3}  # a sampled trial's own
+    assert with_swept_epoch({"network_dim": 4}, {}) == {"network_dim": 4}
+
+
+def test_plan_of_a_swept_trial_validates_where_shorter_trials_end():
+    from lrfind.study.space import TrialParams, load_space
+    from lrfind.study.stats import ConceptStats, DatasetStats
+    from lrfind.study.trial_values import plan_trial
+
+    space = load_space("tiny")  # epochs 1..3, 40-step longest trial
+    stats = DatasetStats("d", (ConceptStats("10_a a", "a a", 10, (((64, 64), 30),)),), ())
+    probe = {"unet_lr": 1e-4, "network_dim": 8, "network_alpha": 8}
+    params = TrialParams(4, 1.0, 3, 2, 1.0, "AdamW", "constant")
+    swept = plan_trial(params, probe, space, stats, epoch_mode="sweep")
+    shorter = [plan_trial(TrialParams(4, 1.0, e, 2, 1.0, "AdamW", "constant"), probe, space, stats).trial_steps
+               for e in (1, 2, 3)]
+    assert swept.epoch_boundaries == {1: 13, 2: 27, 3: 40} and shorter == [13, 27, 40]
+    assert swept.train_values["validate_at_steps"] == shorter
+    assert plan_trial(params, probe, space, stats).epoch_boundaries == {}  # epoch_mode sample
+    cosine = plan_trial(TrialParams(4, 1.0, 3, 2, 1.0, "AdamW", "cosine"), probe, space, stats, "sweep")
+    assert cosine.epoch_boundaries == {} and cosine.train_values["validate_at_steps"] is None
+
+
+def test_suggest_skips_epochs_only_for_swept_schedulers():
+    from lrfind.study.space import load_space, suggest
+
+    space = load_space("tiny")
+    base = {"network_dim": 4, "network_alpha_fraction": 1.0, "repeats": 1, "lr_multiplier": 1.0, "optimizer": "AdamW"}
+    swept = suggest(optuna.trial.FixedTrial({**base, "lr_scheduler": "constant"}), space, "sweep")
+    assert swept.epochs == 3  # the space's most; no `epochs` parameter asked for
+    with pytest.raises(ValueError):  # FixedTrial: a cosine trial must sample epochs
+        suggest(optuna.trial.FixedTrial({**base, "lr_scheduler": "cosine"}), space, "sweep")
+    assert suggest(optuna.trial.FixedTrial({**base, "lr_scheduler": "constant", "epochs": 2}), space).epochs == 2
+
+
+def test_probe_point_takes_what_the_space_allows():
+    from lrfind.study.probe_point import probe_point
+    from lrfind.study.space import load_space
+
+    tiny = load_space("tiny")  # dims 4/8, alpha fraction 0.5/1, lr multiplier range 0.5..2
+    point = probe_point(tiny, {"network_dim": 8, "network_alpha": 4.0})
+    assert point == {"lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant",
+                     "network_dim": 8, "network_alpha_fraction": 0.5}
+    # dim 16 and alpha 2/16 are not choices here: the sampler picks those
+    assert probe_point(tiny, {"network_dim": 16, "network_alpha": 2}) == {
+        "lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant"}
+    assert probe_point(tiny, {"network_dim": None, "network_alpha": None})["lr_multiplier"] == 1.0
+
+
+SWEEP_SPACE = """\
+description = "epoch sweep test: one point, 1..3 epochs"
+network_dim = [4]
+network_alpha_fraction = [1.0]
+lr_multiplier = [1.0]
+epochs = [1, 2, 3]
+optimizer = ["AdamW"]
+lr_scheduler = ["constant"]
+
+[fixed]
+resolution = 64
+train_batch_size = 1
+network_train_unet_only = true
+
+[budget]
+trial_budget_steps = 12
+eval_every_steps = 5
+"""
+
+
+def test_a_swept_trial_gives_each_shorter_trials_result_exactly(example_dataset, tmp_path, probe_report):
+    from lrfind.study.runner import open_study, run_study
+
+    space = tmp_path / "sweep.toml"
+    space.write_text(SWEEP_SPACE, encoding="utf-8")
+    common = dict(space=str(space), score="loss", trial_budget=None)
+    swept_cfg = study_config(example_dataset, tmp_path, probe_report, name="swept", n_trials=2, **common)
+    outcome = run_study(swept_cfg)
+    _, (swept, twin) = trials(swept_cfg)
+    assert "epochs" not in swept.params and swept.user_attrs["steps_done"] == 12
+    losses = swept.user_attrs["epoch_val_losses"]
+    assert list(losses) == ["1", "2", "3"]
+    best = min(losses, key=losses.get)
+    assert swept.user_attrs["best_epoch"] == int(best) and swept.user_attrs["val_loss"] == losses[best]
+    assert swept.value == pytest.approx(swept.user_attrs["val_loss_ratio"])  # loss-only objective
+    assert [s for s, _ in swept.user_attrs["val_history"]] == [4, 5, 8, 10, 12]  # boundaries 4, 8, 12
+    assert outcome.recommendation.epochs == int(best) and "Epochs:" in outcome.summary
+    # the one-point space's second trial is the first one's twin: its result, no training
+    assert twin.user_attrs["duplicate_of"] == swept.number and twin.user_attrs["steps_done"] == 0
+    assert twin.value == swept.value
+
+    sampled_cfg = study_config(example_dataset, tmp_path, probe_report, name="sampled", n_trials=2,
+                               epoch_mode="sample", **common)
+    study = open_study(sampled_cfg, ["minimize"])
+    for epochs in (1, 2):
+        study.enqueue_trial({"epochs": epochs})
+    run_study(sampled_cfg)
+    _, sampled = trials(sampled_cfg, states=(TrialState.COMPLETE,))
+    for trial in sampled:  # the 1- and 2-epoch trials end where the swept trial passed through
+        assert trial.user_attrs["val_loss"] == pytest.approx(losses[str(trial.params["epochs"])], rel=1e-6)
+        assert trial.user_attrs["steps_done"] < 12 and "epoch_val_losses" not in trial.user_attrs
+
+
+def test_a_new_study_starts_at_the_probe_point(example_dataset, tmp_path, probe_report):
+    from lrfind.study.probe_point import probe_point
+    from lrfind.study.runner import run_study
+    from lrfind.study.space import load_space
+
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")
+    run_study(cfg)
+    study, all_trials = trials(cfg)
+    first = all_trials[0]
+    point = probe_point(load_space("tiny"), json.loads(probe_report.read_text()))
+    assert point and {k: first.params[k] for k in point} == point
+    assert study.user_attrs["probe_point_enqueued"] is True
+    run_study(cfg.model_copy(update={"n_trials": 3}))  # resuming enqueues nothing more
+    _, again = trials(cfg)
+    assert sum(all(t.params.get(k) == v for k, v in point.items()) for t in again) >= 1
+    assert not [t for t in again if t.state == TrialState.WAITING]
