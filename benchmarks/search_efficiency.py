@@ -1,4 +1,4 @@
-"""Benchmark (issue #5): `lrfind study` (TPE + Hyperband pruning) against an exhaustive grid.
+"""Benchmark (issue #5): `lrfind study` (its defaults, Hyperband pruning) against an exhaustive grid.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/search_efficiency.py [--seeds 0,1,2,3,4]
         [--budget 0.25] [--trial-budget 40] [--noise-seeds 3] [--replay-seeds 100]
@@ -9,14 +9,15 @@ On the tiny model (one model load, in-process) and the shipped real-image exampl
 (network_dim x alpha fraction x lr multiplier x epochs: 36 points, AdamW, constant lr, 40-step
 trials of the longest run, validation every 10 steps):
 
-  grid   every point of the space as one full trial: the study's own objective
-         (lrfind.study.objective.TrialObjective, built by lrfind.study.runner.build_context) under
-         Optuna's GridSampler with no pruner;
-  study  `run_study` (TPE sampler, the default Hyperband pruner) on the same space, once per
-         --seeds value (the study's --seed: the trials' training seeds, and the sampler's as
-         mixed with the process id by runner.sampler_seed), stopped
-         as soon as one more trial of the longest run could take it past --budget x the grid's
-         steps (so a study never spends more than the budget, counted in optimizer steps).
+  grid   every point of the space as one full trial, each epoch count its own run
+         (--epoch-mode sample): the study's own objective (lrfind.study.objective.TrialObjective,
+         built by lrfind.study.runner.build_context) under Optuna's GridSampler, no pruner;
+  study  `run_study` with lrfind's defaults on the same space, once per --seeds value (its
+         --sampler-seed; every trial trains with the grid's training seed): epochs read off each
+         constant-lr trial's curve (--epoch-mode sweep), joint TPE, the probe's point first,
+         completed twins reused, Hyperband. Stopped as soon as one more trial of the longest run
+         could take it past --budget x the grid's steps (so a study never spends more than the
+         budget, counted in optimizer steps).
 
 Printed per study: its best (completed) trial's validation loss and the gap to the grid's best,
 the grid's own loss at the study's chosen point (the regret of the choice, free of training-seed
@@ -29,10 +30,10 @@ validation loss at <= 25 % of the grid's compute.
 Why a study lands where it does, two diagnostics from the grid's trials, which report their
 validation loss every 10 steps to a pruner that never prunes: the rank correlation (Spearman)
 between the value a trial reports at each step and its final value (what a pruner can know when
-it prunes there), and a replay: --replay-seeds studies per variant (TPE or random sampler, with
-lrfind's Hyperband, the Hyperband lrfind used before 2026-12-01, or no pruning) whose suggested
-points report the grid's recorded curves instead of training, at each of --replay-budgets. The
-replay has no training-seed noise; it shows what the sampler and pruner themselves achieve.
+it prunes there), and a replay (_search_replay.py): --replay-seeds studies per variant (lrfind's
+defaults, without pruning or without the epoch sweep, lrfind's earlier designs, random search)
+whose suggested points report the grid's recorded curves instead of training, at each of
+--replay-budgets. The replay has no training-seed noise; it shows what sampler and pruner achieve.
 
 The probe (run once, before the grid) and the baseline validation loss are shared by every
 study here, as they are by every trial of a real study, and are counted in neither side.
@@ -54,6 +55,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402  (sets the offline environment before any Hugging Face import)
+import _search_replay  # noqa: E402
 
 SPACE_TOML = """\
 # benchmarks/search_efficiency.py: a 36-point grid (2 x 2 x 3 x 3). The lr multipliers span 16x and the
@@ -111,13 +113,17 @@ class Phase:
 def rows_of(study) -> list[TrialRow]:
     from optuna.trial import TrialState
 
+    from lrfind.study.epoch_sweep import with_swept_epoch
+
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
             continue
         seconds = (t.datetime_complete - t.datetime_start).total_seconds()
         val = t.user_attrs.get("val_loss") if t.state == TrialState.COMPLETE else None
-        rows.append(TrialRow(t.number, dict(t.params), t.state.name, val, int(t.user_attrs.get("steps_done", 0)),
+        params = with_swept_epoch(t.params, t.user_attrs)  # a swept trial's best epoch as its `epochs`
+        params.setdefault("epochs", "swept")  # a swept trial pruned before its first epoch boundary
+        rows.append(TrialRow(t.number, params, t.state.name, val, int(t.user_attrs.get("steps_done", 0)),
                              len(t.intermediate_values), seconds, tuple(sorted(t.intermediate_values.items()))))
     return rows
 
@@ -170,7 +176,7 @@ def run_grid(setup: Setup):
     from lrfind.study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = setup.config("grid", pruner="none")
+    cfg = setup.config("grid", pruner="none", epoch_mode="sample")  # every point its own run
     space = runner._load_space(cfg)
     weights = runner.objective_weights(cfg, space)
     search_space = grid_space(space)
@@ -236,7 +242,7 @@ def noise_check(setup: Setup, ctx, grid: Phase, top: int, seeds: int) -> dict:
 
     if seeds <= 0:
         return {}
-    cfg = setup.config("noise", pruner="none", seed=1000, trial_seed="per-trial")
+    cfg = setup.config("noise", pruner="none", seed=1000, trial_seed="per-trial", epoch_mode="sample")
     ranked = sorted((r for r in grid.rows if r.val_loss is not None), key=lambda r: r.val_loss)[:top]
     study = optuna.create_study(study_name=cfg.name, storage=cfg.storage_url(), pruner=optuna.pruners.NopPruner())
     for row in ranked:
@@ -274,54 +280,6 @@ def early_vs_final(grid: Phase) -> list[tuple[int, int, float]]:
         if len(pairs) >= 4:
             early, final = zip(*pairs)
             out.append((step, len(pairs), statistics.correlation(_ranks(list(early)), _ranks(list(final)))))
-    return out
-
-
-def replay(setup: Setup, ctx, grid: Phase, budget_steps: int, longest: int, seeds: int) -> dict:
-    """Sampler and pruner on the grid's recorded curves instead of training: each suggested point
-    reports the grid trial's values (val loss / baseline) step by step and stops where pruned, under
-    the same step budget and stop rule as the real studies. Noise-free (a point always gives the
-    grid's curve), and seconds for hundreds of studies. Sampler and pruner are the ones
-    runner.open_study builds for --pruner hyperband / none, or Optuna's RandomSampler.
-    Returns variant -> [(gap of the best completed point, trials, steps), ...] over `seeds`."""
-    import optuna
-
-    from lrfind.study import runner
-    from lrfind.study.space import suggest
-
-    curves = {r.key: r.curve for r in grid.rows if r.val_loss is not None}
-    grid_best = min(c[-1][1] for c in curves.values())
-
-    def objective(trial):
-        p = suggest(trial, ctx.space)
-        curve = curves[(p.network_dim, p.network_alpha_fraction, p.lr_multiplier, p.epochs)]
-        for step, value in curve:
-            trial.set_user_attr("steps_done", step)
-            trial.report(value, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return curve[-1][1]
-
-    out = {}
-    for seed in range(seeds):
-        def opened(label: str, pruner: str):  # a fresh sampler and pruner, as `lrfind study` builds them
-            study = runner.open_study(setup.config(f"replay-{label}-{seed}", sampler_seed=seed, pruner=pruner), ["minimize"],
-                                      ctx.space.budget)
-            return study.sampler, study.pruner
-
-        variants = {"TPE + Hyperband (lrfind's default)": opened("hb", "hyperband"),
-                    "TPE + Hyperband(min_resource=1, max_resource='auto'): lrfind's before 2026-12-01":
-                        (opened("old", "none")[0], optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)),
-                    "TPE, no pruning": opened("none", "none"),
-                    "random + Hyperband": (optuna.samplers.RandomSampler(seed=seed), opened("rhb", "hyperband")[1]),
-                    "random, no pruning": (optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner())}
-        for name, (sampler, pruner) in variants.items():
-            study = optuna.create_study(study_name=f"study-s{seed}", sampler=sampler, pruner=pruner)
-            stopper = budget_stopper(budget_steps, longest)(10_000)
-            study.optimize(objective, n_trials=10_000, callbacks=[stopper])
-            done = [t.value for t in study.trials if t.value is not None]
-            used = sum(t.user_attrs.get("steps_done", 0) for t in study.trials)
-            out.setdefault(name, []).append((min(done) / grid_best - 1 if done else math.inf, len(study.trials), used))
     return out
 
 
@@ -441,7 +399,8 @@ def main(argv=None) -> int:
         print_summary(lines, grid, args.budget, noise)
         print_diagnostics(grid)
         for share in (float(b) for b in args.replay_budgets.split(",") if b.strip() and args.replay_seeds):
-            replayed = replay(setup, ctx, grid, int(share * grid.total("steps")), longest, args.replay_seeds)
+            replayed = _search_replay.replay(setup, ctx, grid.rows, int(share * grid.total("steps")), longest,
+                                             args.replay_seeds, budget_stopper)
             print_replay(replayed, share, grid.total("steps"))
     print(f"\n{_common.machine_line()}\npeak RSS {_common.peak_rss_gib():.2f} GiB")
     return 0

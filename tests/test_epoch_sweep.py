@@ -77,7 +77,8 @@ def test_plan_of_a_swept_trial_validates_where_shorter_trials_end():
     shorter = [plan_trial(TrialParams(4, 1.0, e, 2, 1.0, "AdamW", "constant"), probe, space, stats).trial_steps
                for e in (1, 2, 3)]
     assert swept.epoch_boundaries == {1: 13, 2: 27, 3: 40} and shorter == [13, 27, 40]
-    assert swept.train_values["validate_at_steps"] == shorter
+    assert swept.train_values["validate_at_steps"] == [10, 13, 27, 40]  # every 10 steps before the first
+    assert swept.train_values["validate_every_n_steps"] is None
     assert plan_trial(params, probe, space, stats).epoch_boundaries == {}  # epoch_mode sample
     cosine = plan_trial(TrialParams(4, 1.0, 3, 2, 1.0, "AdamW", "cosine"), probe, space, stats, "sweep")
     assert cosine.epoch_boundaries == {} and cosine.train_values["validate_at_steps"] is None
@@ -144,7 +145,7 @@ def test_a_swept_trial_gives_each_shorter_trials_result_exactly(example_dataset,
     best = min(losses, key=losses.get)
     assert swept.user_attrs["best_epoch"] == int(best) and swept.user_attrs["val_loss"] == losses[best]
     assert swept.value == pytest.approx(swept.user_attrs["val_loss_ratio"])  # loss-only objective
-    assert [s for s, _ in swept.user_attrs["val_history"]] == [4, 5, 8, 10, 12]  # boundaries 4, 8, 12
+    assert [s for s, _ in swept.user_attrs["val_history"]] == [4, 8, 12]  # the boundaries (first before step 5)
     assert outcome.recommendation.epochs == int(best) and "Epochs:" in outcome.summary
     # the one-point space's second trial is the first one's twin: its result, no training
     assert twin.user_attrs["duplicate_of"] == swept.number and twin.user_attrs["steps_done"] == 0
@@ -178,3 +179,29 @@ def test_a_new_study_starts_at_the_probe_point(example_dataset, tmp_path, probe_
     _, again = trials(cfg)
     assert sum(all(t.params.get(k) == v for k, v in point.items()) for t in again) >= 1
     assert not [t for t in again if t.state == TrialState.WAITING]
+
+
+class _AlwaysPrune:
+    def __init__(self):
+        self.reports = []
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        return True
+
+
+@pytest.mark.parametrize("best_so_far, reported", [(False, [0.5, 0.25, 0.75]), (True, [0.5, 0.25, 0.25])])
+def test_reporter_reports_lowest_so_far_for_swept_trials_and_keeps_a_finished_trial(best_so_far, reported):
+    from types import SimpleNamespace
+
+    from lrfind.study.pruning import OptunaReporter
+
+    trial = _AlwaysPrune()
+    reporter = OptunaReporter(trial, baseline_val_loss=2.0, best_so_far=best_so_far)
+    for step, loss in ((4, 1.0), (8, 0.5)):
+        with pytest.raises(optuna.TrialPruned):  # mid-run: pruned when the pruner says so
+            reporter.on_validation(SimpleNamespace(step=step, total_steps=12, val_loss=loss))
+    reporter.on_validation(SimpleNamespace(step=12, total_steps=12, val_loss=1.5))  # finished: kept
+    assert [v for _, v in trial.reports] == reported

@@ -114,6 +114,22 @@ def test_parallel_coordinates_axes(finished):
     assert by_name["network_dim"]["labels"] is None and by_name["network_dim"]["values"][:2] == [4.0, 8.0]
 
 
+def test_parallel_coordinates_give_swept_trials_their_best_epoch(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{(tmp_path / 'mixed.db').as_posix()}"
+    study = optuna.create_study(study_name="mixed", storage=url)
+    dims = {"network_dim": optuna.distributions.CategoricalDistribution([4, 8])}
+    epochs = {"epochs": optuna.distributions.IntDistribution(1, 3)}
+    study.add_trial(optuna.trial.create_trial(params={"network_dim": 4}, distributions=dims, value=1.0,
+                                              user_attrs={"best_epoch": 2}))  # swept: no `epochs` param
+    study.add_trial(optuna.trial.create_trial(params={"network_dim": 8, "epochs": 3},
+                                              distributions={**dims, **epochs}, value=2.0))
+    (tmp_path / "mixed").mkdir()
+    info = _get_parallel_info(load_study_data("mixed", url, tmp_path / "mixed"))
+    assert {d["name"]: d["values"] for d in info["dimensions"]}["epochs"] == [2.0, 3.0]
+
+
 def test_dim_alpha_grid_keeps_the_best_value_per_cell(finished):
     info = _get_dim_alpha_info(finished)
     assert info["kind"] == "contour"

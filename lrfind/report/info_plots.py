@@ -90,10 +90,13 @@ def _get_parallel_info(data: StudyData) -> dict:
     trials = _complete(data)
     if not trials:
         return {"available": False, "reason": "no completed trial yet", "dimensions": []}
-    names = sorted({name for t in trials for name in t.params})
+    from lrfind.study.epoch_sweep import with_swept_epoch
+
+    params = [with_swept_epoch(t.params, t.user_attrs) for t in trials]  # swept trials: their best epoch
+    names = sorted({name for p in params for name in p})
     # A parameter that not every trial has (e.g. a later space) would misalign the axes: skip it.
-    names = [n for n in names if all(n in t.params for t in trials)]
-    dimensions = [_dimension(n, [t.params[n] for t in trials]) for n in names]
+    names = [n for n in names if all(n in p for p in params)]
+    dimensions = [_dimension(n, [p[n] for p in params]) for n in names]
     objective = objective_names(data)[0]
     dimensions.append({"name": objective, "values": [_first_value(t) for t in trials], "labels": None})
     return {"available": True, "numbers": [t.number for t in trials], "dimensions": dimensions,

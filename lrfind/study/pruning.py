@@ -30,7 +30,9 @@ class OptunaReporter:
         if self.best_so_far:
             self.lowest = value = min(self.lowest, value)
         self.trial.report(value, state.step)
-        if self.trial.should_prune():
+        # should_prune also records the rung's value for Hyperband, so it runs at the last step too;
+        # but a trial that has finished training is kept: pruning it then saves nothing, loses its result.
+        if self.trial.should_prune() and state.step < state.total_steps:
             raise optuna.TrialPruned(f"pruned at step {state.step} of {state.total_steps}")
 
     def on_step_end(self, state) -> None:

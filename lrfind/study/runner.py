@@ -243,16 +243,20 @@ class StudyOutcome:
 
 class _StopWhenDone:
     """Stop once n_trials trials finished (complete or pruned), counting every worker's trials;
-    and stop after too many failures in a row, rather than failing forever."""
+    after too many failures in a row, rather than failing forever; and once the sampler proposes
+    only points already trained (twins, see objective._completed_twin): the space is exhausted."""
 
-    def __init__(self, n_trials: int, max_consecutive_failures: int = 5):
+    def __init__(self, n_trials: int, max_consecutive_failures: int = 5, max_consecutive_twins: int = 10):
         self.n_trials, self.max_failures, self.failures = n_trials, max_consecutive_failures, 0
+        self.max_twins, self.twins = max_consecutive_twins, 0
 
     def __call__(self, study, trial) -> None:
         from optuna.trial import TrialState
 
         self.failures = self.failures + 1 if trial.state == TrialState.FAIL else 0
-        if finished_trials(study) >= self.n_trials or self.failures >= self.max_failures:
+        self.twins = self.twins + 1 if "duplicate_of" in trial.user_attrs else 0
+        if (finished_trials(study) >= self.n_trials or self.failures >= self.max_failures
+                or self.twins >= self.max_twins):
             study.stop()
 
 
@@ -295,6 +299,9 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
             raise
         if stopper.failures >= stopper.max_failures:
             print(f"stopped after {stopper.failures} failed trials in a row; see fail_reason in the report")
+        if stopper.twins >= stopper.max_twins:
+            print(f"stopped: the last {stopper.twins} trials proposed points already trained; the space is "
+                  "explored at this budget (widen it in the space TOML for more)")
     return finish_study(cfg, study, ctx)
 
 

@@ -152,6 +152,18 @@ def _train_values(params: TrialParams, opt: OptimizerValues, space: SearchSpace,
     }
 
 
+def _validation_steps(trial_steps: int, budget, boundaries: dict) -> dict:
+    """Every eval_every_steps; a swept trial at its epoch boundaries instead, and every
+    eval_every_steps only before the first one (so the pruner still sees it early): validation
+    passes cost about as much as a few training steps each, and the boundaries are the results."""
+    every = min(budget.eval_every_steps, trial_steps)
+    if not boundaries:
+        return {"validate_every_n_steps": every, "validate_at_steps": None}
+    first = min(boundaries.values())
+    early = range(every, first, every)
+    return {"validate_every_n_steps": None, "validate_at_steps": sorted(set(early) | set(boundaries.values()))}
+
+
 def plan_trial(params: TrialParams, probe: dict, space: SearchSpace,
                dataset_stats: DatasetStats | Dataset | dict, epoch_mode: str = "sample") -> TrialPlan:
     """Everything a trial trains with; see the module doc for the rules."""
@@ -173,9 +185,7 @@ def plan_trial(params: TrialParams, probe: dict, space: SearchSpace,
         boundaries = boundary_steps(counts, trial_steps_for)
     opt = _optimizer_values(params, probe, space)
     trial = _train_values(params, opt, space, trial_steps)
-    trial.update(max_train_steps=trial_steps, max_train_epochs=None,
-                 validate_every_n_steps=min(budget.eval_every_steps, trial_steps),
-                 validate_at_steps=sorted(set(boundaries.values())) or None)
+    trial.update(max_train_steps=trial_steps, max_train_epochs=None, **_validation_steps(trial_steps, budget, boundaries))
     final = _train_values(params, opt, space, full.total_steps)
     final.update(max_train_steps=None, max_train_epochs=params.epochs)
     return TrialPlan(

@@ -41,8 +41,8 @@ class LoopParts:
     keep_tokens: int = 0
     flip_aug: bool = False
     validation: Any = None  # ValidationSet or None
-    validate_every_n_steps: Optional[int] = None  # None: after each epoch
-    validate_at_steps: frozenset = frozenset()  # and at these steps too
+    validate_every_n_steps: Optional[int] = None  # neither this nor validate_at_steps: after each epoch
+    validate_at_steps: frozenset = frozenset()  # and at these steps
     device: Any = "cpu"
     dtype: Any = None  # weight dtype of the frozen UNet (None: float32)
 
@@ -88,7 +88,7 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
                 if state.step >= state.total_steps:
                     break
             state.epoch += 1
-            if parts.validation is not None and not parts.validate_every_n_steps:
+            if parts.validation is not None and not (parts.validate_every_n_steps or parts.validate_at_steps):
                 _validate(parts, state, callbacks)
             _emit(callbacks, "on_epoch_end", state)
         if parts.validation is not None and (not state.val_history or state.val_history[-1][0] != state.step):
