@@ -70,32 +70,36 @@ def replay(setup, ctx, rows, budget_steps: int, longest: int, seeds: int, stoppe
     counts = space_epoch_counts(ctx.space)
     first_point = probe_point(ctx.space, ctx.probe)
 
-    def lrfind_parts(label: str, pruner: str, seed: int):  # a fresh sampler and pruner, as `lrfind study` builds them
-        study = runner.open_study(setup.config(f"replay-{label}-{seed}", sampler_seed=seed, pruner=pruner),
-                                  ["minimize"], ctx.space.budget)
+    def lrfind_parts(label: str, pruner: str, seed: int, sampler: str = "auto"):  # as `lrfind study` builds them
+        cfg = setup.config(f"replay-{label}-{seed}", sampler_seed=seed, pruner=pruner, sampler=sampler)
+        study = runner.open_study(cfg, ["minimize"], ctx.space.budget)
         return study.sampler, study.pruner
 
     out = {}
     for seed in range(seeds):
         old_hb = optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
-        variants = {  # name -> (sampler, pruner, epoch mode, probe point first and twins reused)
-            "lrfind's default: sweep, joint TPE, probe point, twins, Hyperband": (*lrfind_parts("hb", "hyperband", seed), "sweep", True),
-            "the same, no pruning": (*lrfind_parts("none", "none", seed), "sweep", True),
-            "the same, epochs sampled": (*lrfind_parts("hbs", "hyperband", seed), "sample", True),
+        variants = {  # name -> (sampler, pruner, epoch mode, probe point first, twins reused)
+            "lrfind's default: sweep, GP, probe point, twins, Hyperband":
+                (*lrfind_parts("hb", "hyperband", seed), "sweep", True, True),
+            "the same with multivariate TPE (--sampler tpe)":
+                (*lrfind_parts("tpe", "hyperband", seed, "tpe"), "sweep", True, True),
+            "the same, no pruning": (*lrfind_parts("none", "none", seed), "sweep", True, True),
+            "the same, without the probe point": (*lrfind_parts("np", "hyperband", seed), "sweep", False, True),
+            "the same, epochs sampled": (*lrfind_parts("hbs", "hyperband", seed), "sample", True, True),
             "lrfind before 2026-12-01 14:00 (TPE, Hyperband, epochs sampled)":
                 (optuna.samplers.TPESampler(seed=seed, n_startup_trials=5), lrfind_parts("hbo", "hyperband", seed)[1],
-                 "sample", False),
+                 "sample", False, False),
             "Hyperband(min_resource=1, max_resource='auto'), before 2026-12-01 13:00":
-                (optuna.samplers.TPESampler(seed=seed, n_startup_trials=5), old_hb, "sample", False),
+                (optuna.samplers.TPESampler(seed=seed, n_startup_trials=5), old_hb, "sample", False, False),
             "random, epochs sampled, no pruning": (optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner(),
-                                                   "sample", False),
+                                                   "sample", False, False),
         }
-        for name, (sampler, pruner, mode, lrfind_extras) in variants.items():
+        for name, (sampler, pruner, mode, probe_first, twins) in variants.items():
             study = optuna.create_study(study_name=f"study-s{seed}", sampler=sampler, pruner=pruner)
-            if lrfind_extras and first_point:
+            if probe_first and first_point:
                 study.enqueue_trial(first_point)
             stopper = stopper_class(budget_steps, longest)(10_000)
-            study.optimize(make_objective(curves, ctx.space, counts, mode, lrfind_extras), n_trials=10_000,
+            study.optimize(make_objective(curves, ctx.space, counts, mode, twins), n_trials=10_000,
                            callbacks=[stopper])
             done = [t.value for t in study.trials if t.value is not None]
             used = sum(t.user_attrs.get("steps_done", 0) for t in study.trials)

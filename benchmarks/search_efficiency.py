@@ -14,7 +14,7 @@ trials of the longest run, validation every 10 steps):
          built by lrfind.study.runner.build_context) under Optuna's GridSampler, no pruner;
   study  `run_study` with lrfind's defaults on the same space, once per --seeds value (its
          --sampler-seed; every trial trains with the grid's training seed): epochs read off each
-         constant-lr trial's curve (--epoch-mode sweep), joint TPE, the probe's point first,
+         constant-lr trial's curve (--epoch-mode sweep), GP sampler (--sampler auto), the probe's point first,
          completed twins reused, Hyperband. Stopped as soon as one more trial of the longest run
          could take it past --budget x the grid's steps (so a study never spends more than the
          budget, counted in optimizer steps).

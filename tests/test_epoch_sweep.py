@@ -205,3 +205,27 @@ def test_reporter_reports_lowest_so_far_for_swept_trials_and_keeps_a_finished_tr
             reporter.on_validation(SimpleNamespace(step=step, total_steps=12, val_loss=loss))
     reporter.on_validation(SimpleNamespace(step=12, total_steps=12, val_loss=1.5))  # finished: kept
     assert [v for _, v in trial.reports] == reported
+
+
+def test_auto_sampler_is_gp_then_tpe_one_choice_per_trial():
+    from lrfind.study.samplers import SAMPLERS, GpThenTpe, make_sampler
+
+    assert set(SAMPLERS) == {"auto", "gp", "tpe"}
+    assert isinstance(make_sampler("gp", 0, True), optuna.samplers.GPSampler)
+    assert isinstance(make_sampler("tpe", 0, True), optuna.samplers.TPESampler)
+
+    used = []
+
+    class Spy(optuna.samplers.RandomSampler):
+        def __init__(self, name):
+            super().__init__(seed=0)
+            self.name = name
+
+        def sample_independent(self, study, trial, name, distribution):
+            used.append((trial.number, self.name))
+            return super().sample_independent(study, trial, name, distribution)
+
+    study = optuna.create_study(sampler=GpThenTpe(Spy("gp"), Spy("tpe"), switch_at=2))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("y", 0, 3), n_trials=4)
+    assert used == [(0, "gp"), (0, "gp"), (1, "gp"), (1, "gp"), (2, "tpe"), (2, "tpe"), (3, "tpe"), (3, "tpe")]
+    assert isinstance(make_sampler("auto", 0, False), GpThenTpe)

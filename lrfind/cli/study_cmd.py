@@ -14,6 +14,8 @@ HELP = {
     "clip": "local folder of a CLIP model (transformers format) for CLIP-I/CLIP-T scores",
     "score": "full: validation loss and CLIP; loss: validation loss only",
     "pruner": "stop hopeless trials early: hyperband (default), median, none",
+    "sampler": "auto (default): Gaussian-process Bayesian optimisation for the first 1000 trials, then TPE; "
+               "gp; tpe (multivariate)",
     "pareto": "multi-objective study (validation loss vs CLIP), no pruning",
     "trial_seed": "same: every trial trains with --seed (paired comparison); per-trial: --seed + trial number",
     "epoch_mode": "sweep (default): constant-lr trials train the most epochs and keep their best epoch "

@@ -37,6 +37,7 @@ class StudyConfig(StrictModel):
     clip: Optional[Path] = None
     score: Literal["full", "loss"] = "full"
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    sampler: Literal["auto", "gp", "tpe"] = "auto"  # lrfind.study.samplers
     pareto: bool = False
     seed: int = 42
     # "same": every trial trains with --seed (same LoRA init, noise and timesteps), so trials differ

@@ -49,23 +49,6 @@ def sampler_seed(seed: int) -> int:
     return (seed * 1_000_003 + os.getpid()) % 2**32
 
 
-def tpe_sampler(seed: int):
-    """TPE modelling the parameters jointly (multivariate; group: the swept trials lack `epochs`).
-
-    Independent TPE treats dim, alpha and lr separately, while their effects interact (alpha/dim
-    scales the effective lr); in the search-efficiency benchmark's replay the joint model found
-    the grid's best more often at every budget (benchmarks/RESULTS.md). Optuna marks both options
-    experimental; their warnings are silenced here, once, rather than shown on every run.
-    """
-    import warnings
-
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, group=True)
-
-
 def enqueue_probe_point(study, space, probe: dict) -> None:
     """A new study's first trial is the probe's own advice (lrfind.study.probe_point), once."""
     from lrfind.study.probe_point import PROBE_POINT_ATTR, probe_point
@@ -81,9 +64,12 @@ def enqueue_probe_point(study, space, probe: dict) -> None:
 def open_study(cfg: StudyConfig, directions: list[str], budget=None):
     import optuna
 
+    from lrfind.study.samplers import make_sampler
+
     storage = open_storage(cfg.storage_url(), cfg.heartbeat_interval, cfg.grace_period)
     seed = cfg.sampler_seed if cfg.sampler_seed is not None else sampler_seed(cfg.seed)
-    sampler = optuna.samplers.NSGAIISampler(seed=seed) if cfg.pareto else tpe_sampler(seed)
+    sampler = (optuna.samplers.NSGAIISampler(seed=seed) if cfg.pareto
+               else make_sampler(cfg.sampler, seed, deterministic=cfg.trial_seed == "same"))
     study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
                                 directions=directions, sampler=sampler,
                                 pruner=None if cfg.pareto else make_pruner(cfg.pruner, budget))
