@@ -22,10 +22,13 @@ def curves_by_key(rows) -> dict:
 
 
 def swept_curve(curves: dict, point: tuple, counts: list[int]) -> tuple[list, dict]:
-    """A swept trial at `point` (dim, alpha, lr): (reported curve, {boundary step: value})."""
+    """A swept trial at `point` (dim, alpha, lr): (reported curve, {boundary step: value}). Like
+    trial_values._validation_steps: the longest run's validations before the first boundary, then
+    the boundaries."""
     longest = curves[point + (max(counts),)]
     boundaries = {curves[point + (e,)][-1][0]: curves[point + (e,)][-1][1] for e in counts}
-    return sorted(set(longest) | set(boundaries.items())), boundaries
+    early = [(step, value) for step, value in longest if step < min(boundaries)]
+    return sorted(set(early) | set(boundaries.items())), boundaries
 
 
 def make_objective(curves: dict, space, counts: list[int], epoch_mode: str, reuse_twins: bool):
@@ -49,7 +52,7 @@ def make_objective(curves: dict, space, counts: list[int], epoch_mode: str, reus
             lowest = min(lowest, value)
             trial.set_user_attr("steps_done", step)
             trial.report(lowest if swept else value, step)
-            if trial.should_prune():
+            if trial.should_prune() and step < curve[-1][0]:  # as OptunaReporter: a finished trial is kept
                 raise optuna.TrialPruned()
         return min(boundaries.values()) if swept else curve[-1][1]
 
