@@ -113,7 +113,10 @@ def run(args, scratch: Path) -> MemoryLog:
     loading.load_components = lambda cfg, dtype=None: components  # keep a handle on the shared model
     cfg = StudyConfig(dataset=dataset, name="memory", space="tiny", n_trials=args.trials, trial_budget=args.trial_budget,
                       score=args.score, pruner=args.pruner, out=scratch / "studies" / "memory",
-                      cache_dir=scratch / "cache", progress=False, probe_steps=40)
+                      cache_dir=scratch / "cache", progress=False, probe_steps=40,
+                      # per-trial seeds: every trial trains (with one seed for all, the tiny space's
+                      # repeated points would reuse their twins and train nothing)
+                      trial_seed="per-trial")
     log = MemoryLog(components, args.tracemalloc)
     plain = runner._StopWhenDone
     runner._StopWhenDone = logging_stopper(log)

@@ -125,7 +125,7 @@ class TrialObjective:
         """A completed trial with the same parameters and training seed: its result, untrained.
 
         Training is deterministic given parameters and seed (trial_seed "same"), so rerunning a
-        point only spends compute; TPE on a small categorical space proposes repeats often.
+        point only spends compute; samplers on a small categorical space propose repeats often.
         """
         kept = {k: v for k, v in twin.user_attrs.items() if k not in (WORKER_ATTR, "seconds", "steps_done")}
         metrics = {**kept, "duplicate_of": twin.number, "steps_done": 0}
