@@ -1,7 +1,7 @@
 """Benchmark (issue #5): does a long `lrfind study` keep its memory flat, trial after trial?
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/study_memory.py [--trials 50] [--trial-budget 4]
-        [--score loss] [--pruner hyperband] [--tracemalloc]
+        [--score loss] [--pruner hyperband] [--sampler auto] [--tracemalloc]
 
 One process runs `run_study` on the tiny model and the shipped example dataset (64 px) with the
 tiny preset's space (dims 4/8, AdamW and Lion, constant and cosine, 1-3 epochs, repeats 1-2) and
@@ -112,7 +112,7 @@ def run(args, scratch: Path) -> MemoryLog:
     components = loading.load_components(ModelConfig(model="tiny"))
     loading.load_components = lambda cfg, dtype=None: components  # keep a handle on the shared model
     cfg = StudyConfig(dataset=dataset, name="memory", space="tiny", n_trials=args.trials, trial_budget=args.trial_budget,
-                      score=args.score, pruner=args.pruner, out=scratch / "studies" / "memory",
+                      score=args.score, pruner=args.pruner, sampler=args.sampler, out=scratch / "studies" / "memory",
                       cache_dir=scratch / "cache", progress=False, probe_steps=40,
                       # per-trial seeds: every trial trains (with one seed for all, the tiny space's
                       # repeated points would reuse their twins and train nothing)
@@ -164,6 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--trial-budget", type=int, default=4, help="steps of the space's longest trial")
     parser.add_argument("--score", default="loss", choices=("loss", "full"), help="loss only, or loss + CLIP samples")
+    parser.add_argument("--sampler", default="auto", choices=("auto", "gp", "tpe"), help="lrfind study --sampler")
     parser.add_argument("--pruner", default="hyperband", choices=("hyperband", "median", "none"))
     parser.add_argument("--tracemalloc", action="store_true", help="also diff Python allocations (slower)")
     args = parser.parse_args(argv)

@@ -246,6 +246,22 @@ class _StopWhenDone:
             study.stop()
 
 
+def return_free_heap(study=None, trial=None) -> None:
+    """Optuna callback: hand freed heap back to the OS (glibc's malloc_trim; elsewhere nothing).
+
+    glibc keeps memory that a trial's tensors and the GP sampler's growing matrices freed; over a
+    study RSS then creeps up though nothing is live (benchmarks/RESULTS.md, study memory).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl): nothing to do
+        pass
+
+
 def finished_trials(study) -> int:
     from optuna.trial import TrialState
 
@@ -274,8 +290,9 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
         print(f"study {cfg.name} in {masked_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
               f"trials finished; running")
         try:
-            study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds, callbacks=[stopper],
-                           catch=(TrialFailed,), gc_after_trial=True, show_progress_bar=False)
+            study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds,
+                           callbacks=[return_free_heap, stopper], catch=(TrialFailed,), gc_after_trial=True,
+                           show_progress_bar=False)
         except KeyboardInterrupt:
             import sys
 
