@@ -126,8 +126,10 @@ def test_parallel_coordinates_give_swept_trials_their_best_epoch(tmp_path):
     study.add_trial(optuna.trial.create_trial(params={"network_dim": 8, "epochs": 3},
                                               distributions={**dims, **epochs}, value=2.0))
     (tmp_path / "mixed").mkdir()
-    info = _get_parallel_info(load_study_data("mixed", url, tmp_path / "mixed"))
+    data = load_study_data("mixed", url, tmp_path / "mixed")
+    info = _get_parallel_info(data)
     assert {d["name"]: d["values"] for d in info["dimensions"]}["epochs"] == [2.0, 3.0]
+    assert list(_get_trials_table_info(data)["epochs"]) == [2, 3]  # the table fills it in too
 
 
 def test_dim_alpha_grid_keeps_the_best_value_per_cell(finished):

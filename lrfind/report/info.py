@@ -232,6 +232,8 @@ def _get_trials_table_info(data: StudyData):
     renames = {f"values_{key}": name for i, name in enumerate(names)
                for key in (i, name.removeprefix("value "))}
     frame = frame.rename(columns=lambda c: renames.get(c, c.removeprefix("params_").removeprefix("user_attrs_")))
+    if "best_epoch" in frame:  # a swept trial's epochs (lrfind.study.epoch_sweep) is its best epoch
+        frame["epochs"] = frame["epochs"].fillna(frame["best_epoch"]) if "epochs" in frame else frame["best_epoch"]
     for column in frame.columns:  # lists/dicts left in user attrs: readable text, not repr soup
         if frame[column].map(lambda v: isinstance(v, (list, dict))).any():
             frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
