@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     state = result.state
     val = f"; final validation loss {state.val_loss:.5f}" if state.val_loss is not None else ""
-    print(f"trained {state.step} steps ({state.epoch} epochs) in {result.seconds:.1f} s{val}")
+    epochs = state.step / state.steps_per_epoch if state.steps_per_epoch else state.epoch  # a cut run: a fraction
+    print(f"trained {state.step} steps ({epochs:.3g} epoch{'' if epochs == 1 else 's'}) in {result.seconds:.1f} s{val}")
     if result.extra.get("resumed_from"):
         print(f"resumed from {result.extra['resumed_from']}")
     for path in result.saved:
