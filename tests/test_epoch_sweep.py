@@ -229,3 +229,39 @@ def test_auto_sampler_is_gp_then_tpe_one_choice_per_trial():
     study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("y", 0, 3), n_trials=4)
     assert used == [(0, "gp"), (0, "gp"), (1, "gp"), (1, "gp"), (2, "tpe"), (2, "tpe"), (3, "tpe"), (3, "tpe")]
     assert isinstance(make_sampler("auto", 0, False), GpThenTpe)
+
+
+def test_a_swept_trial_that_diverges_keeps_the_epochs_it_reached(example_dataset, tmp_path, probe_report,
+                                                                 monkeypatch):
+    from lrfind.errors import TrainingStopped
+    from lrfind.study.runner import run_study
+    from lrfind.training import loop
+
+    real_step, calls = loop._micro_step, {"n": 0}
+
+    def diverging_step(*args):
+        calls["n"] += 1
+        if calls["n"] == 10:  # step 10 of 12: after the boundaries at steps 4 and 8
+            raise TrainingStopped("loss became nan (not finite)")
+        return real_step(*args)
+
+    monkeypatch.setattr(loop, "_micro_step", diverging_step)
+    space = tmp_path / "sweep.toml"
+    space.write_text(SWEEP_SPACE, encoding="utf-8")
+    cfg = study_config(example_dataset, tmp_path, probe_report, name="nan", n_trials=1, space=str(space),
+                       score="loss", trial_budget=None)
+    run_study(cfg)
+    _, (trial,) = trials(cfg)
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["stopped_early"].startswith("at step 9: loss")
+    assert list(trial.user_attrs["epoch_val_losses"]) == ["1", "2"] and trial.user_attrs["best_epoch"] in (1, 2)
+
+    calls["n"] = 0  # epochs sampled: the same divergence fails the trial, as before
+    sampled = study_config(example_dataset, tmp_path, probe_report, name="nan-sampled", n_trials=1,
+                           space=str(space), score="loss", trial_budget=None, epoch_mode="sample")
+    from lrfind.study.runner import open_study
+
+    open_study(sampled, ["minimize"]).enqueue_trial({"epochs": 3})  # 12 steps: it reaches step 10
+    run_study(sampled)  # the failed trial does not count: a second one runs (and no longer diverges)
+    _, (failed, retried) = trials(sampled)
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith("loss became nan")
+    assert retried.state == TrialState.COMPLETE

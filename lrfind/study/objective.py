@@ -76,7 +76,7 @@ class TrialObjective:
         from lrfind.network import save_lora
         from lrfind.study.pruning import OptunaReporter
         from lrfind.training.config import TrainConfig
-        from lrfind.training.loop import run_loop
+        from lrfind.training.loop import LoopState, run_loop
         from lrfind.training.metadata import training_metadata
         from lrfind.training.setup import lora_run
 
@@ -89,10 +89,18 @@ class TrialObjective:
         started = time.time()
         swept = bool(plan.epoch_boundaries)
         reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto, best_so_far=swept)
+        stopped = None
         with lora_run(config, ctx.components, dataset, ctx.store) as parts:
             snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries)
+            state = LoopState(parts.total_steps, parts.steps_per_epoch)
             try:
-                state = run_loop(parts, [snapshots, reporter])
+                run_loop(parts, [snapshots, reporter], state)
+            except TrainingStopped as stop:
+                # A swept trial that diverges after a good epoch still has that epoch's result:
+                # the shorter trial it stands for would have ended before the divergence.
+                if not (swept and snapshots.best is not None):
+                    raise
+                stopped = stop.reason
             finally:
                 trial.set_user_attr("steps_done", reporter.last_step)
             if swept and snapshots.best is not None:
@@ -105,6 +113,8 @@ class TrialObjective:
         metrics = {"val_loss": kept_state.val_loss, "val_history": state.val_history, "steps_done": state.step,
                    "steps_planned": plan.trial_steps, "clip_i": None, "clip_t": None}
         metrics.update(self._epochs_metrics(plan, state, snapshots))
+        if stopped is not None:
+            metrics["stopped_early"] = f"at step {state.step}: {stopped}"
         return state, lora_state, metrics
 
     def _epochs_metrics(self, plan, state, snapshots) -> dict:
