@@ -185,20 +185,19 @@ class BestEpochSnapshot:
     """
 
     def __init__(self, network, boundaries: dict):
-        self.network = network
-        self.epoch_at_step = {step: epochs for epochs, step in boundaries.items()}
+        self.network, self.boundaries = network, boundaries
         self.best: Optional[tuple[int, float]] = None  # (epochs, validation loss)
         self.best_step = 0
         self.lora_state: Optional[dict] = None
 
     def on_validation(self, state) -> None:
-        import math
+        from lrfind.study.epoch_sweep import best_epoch
 
-        epochs = self.epoch_at_step.get(state.step)
-        if epochs is None or not math.isfinite(state.val_loss):
+        if state.step not in self.boundaries.values():
             return
-        if self.best is None or state.val_loss < self.best[1]:
-            self.best, self.best_step = (epochs, state.val_loss), state.step
+        best = best_epoch(state.val_history, self.boundaries)  # epoch_sweep's rule (ties: fewer epochs)
+        if best is not None and best != self.best:  # this boundary is the new best
+            self.best, self.best_step = best, self.boundaries[best[0]]
             self.lora_state = {k: v.detach().clone() for k, v in self.network.kohya_state_dict().items()}
 
     def kept_state(self, state):
