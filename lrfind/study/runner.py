@@ -7,6 +7,7 @@ in the study's user attributes, so workers on other machines use the same ones.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -252,14 +253,21 @@ def return_free_heap(study=None, trial=None) -> None:
     glibc keeps memory that a trial's tensors and the GP sampler's growing matrices freed; over a
     study RSS then creeps up though nothing is live (benchmarks/RESULTS.md, study memory).
     """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's malloc_trim, looked up once (find_library runs ldconfig), or None elsewhere."""
     import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        ctypes.CDLL(name).malloc_trim(0)
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
     except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl): nothing to do
-        pass
+        return None
 
 
 def finished_trials(study) -> int:
@@ -309,12 +317,13 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
 
 
 def finish_study(cfg: StudyConfig, study, ctx) -> StudyOutcome:
+    from dataclasses import replace
+
     from lrfind.atomic import write_json
-    from lrfind.study.epoch_sweep import with_swept_epoch
     from lrfind.study.recommend import TrialRecord, recommend
 
-    records = [TrialRecord(number=t.number, state=t.state.name, value=_scalar_value(t, ctx),
-                           params=with_swept_epoch(t.params, t.user_attrs), user_attrs=dict(t.user_attrs))
+    # value: a --pareto trial's scalar is recomputed from its metrics (_scalar_value)
+    records = [replace(TrialRecord.from_frozen_trial(t), value=_scalar_value(t, ctx))
                for t in study.get_trials(deepcopy=False)]
     rec = recommend(records, ctx.space, ctx.probe, ctx.stats)
     write_json(cfg.out_dir() / "recommendation.json", rec.to_dict())
