@@ -1,9 +1,12 @@
-"""Reading the JSON files lrfind writes (recommendation.json, probe.json): one clear error each."""
+"""Reading the JSON files lrfind writes (recommendation.json, probe.json): one clear error each;
+and `finite`, a number as JSON can hold it."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any, Optional
 
 from lrfind.errors import ConfigError
 
@@ -28,3 +31,10 @@ def probe_source(study_dir: Path) -> dict:
         return {}
     source = read_json_object(path, "").get("source")
     return source if isinstance(source, dict) else {}
+
+
+def finite(value: Any) -> Optional[float]:
+    """The value as a float if it is a finite number, else None (JSON and plotly take None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None

@@ -10,13 +10,13 @@ with a CLIP scorer, their CLIP-I against the training images. The records are re
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Optional
 
 from lrfind.atomic import write_json
 from lrfind.errors import ConfigError
+from lrfind.jsonfiles import finite
 from lrfind.study.prompts import FIRST_SEED, validation_prompts  # the same seeds as a study's prompts
 
 _SEED_OPTION = re.compile(r"\s--d\s+(-?\d+)")
@@ -80,7 +80,7 @@ class EpochWatch:
         return bool(self.every) and (epoch % self.every == 0 or epoch == self.last_epoch)
 
     def on_epoch_end(self, state) -> None:
-        row = {"epoch": state.epoch, "step": state.step, "val_loss": _finite(state.val_loss),
+        row = {"epoch": state.epoch, "step": state.step, "val_loss": finite(state.val_loss),
                "clip_i": None, "samples": []}
         if self.sampled(state.epoch):
             row.update(self._samples(state.epoch))
@@ -113,6 +113,3 @@ class EpochWatch:
                 clip_i = float(clip_i_matrix(self.scorer.image_embeddings(images), self.reference).mean())
         return {"clip_i": clip_i, "samples": [p.name for p in paths]}
 
-
-def _finite(value) -> Optional[float]:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None

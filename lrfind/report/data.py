@@ -8,7 +8,6 @@ Nothing here writes: a report must never change the study it describes.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,13 +123,6 @@ def load_study_data(name: str, storage_url: Optional[str] = None,
         recommendation=_read_json(study_dir / "recommendation.json"), xy_grids=grids, final=final,
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-
-
-def finite(value: Any) -> Optional[float]:
-    """The value as a float if it is a finite number, else None (JSON and plotly take None)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def trial_values(trial) -> Optional[list[float]]:

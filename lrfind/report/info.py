@@ -12,7 +12,8 @@ import platform
 import shlex
 from typing import Any, Optional
 
-from lrfind.report.data import StudyData, finite
+from lrfind.jsonfiles import finite
+from lrfind.report.data import StudyData
 from lrfind.report.info_images import _get_sample_grid_info, _get_xy_grid_info
 from lrfind.report.info_plots import (_get_dim_alpha_info, _get_history_info, _get_importance_info,
                                       _get_intermediate_info, _get_parallel_info, _get_pareto_info,

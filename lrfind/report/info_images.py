@@ -9,7 +9,8 @@ import io
 from pathlib import Path
 from typing import Optional
 
-from lrfind.report.data import StudyData, finite
+from lrfind.jsonfiles import finite
+from lrfind.report.data import StudyData
 
 MAX_SAMPLE_TRIALS = 12  # best first; more rows make the page heavy and add little
 SAMPLE_THUMBNAIL_PX = 256  # longest side in the page; the PNGs on disk stay as they are

@@ -9,7 +9,8 @@ from __future__ import annotations
 import warnings
 from typing import Any, Optional
 
-from lrfind.report.data import StudyData, finite, trial_values
+from lrfind.jsonfiles import finite
+from lrfind.report.data import StudyData, trial_values
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
 
