@@ -78,14 +78,14 @@ class GpThenTpe(BaseSampler):
         self.gp, self.tpe, self.switch_at = gp, tpe, switch_at
         self._chosen: dict[int, object] = {}
 
+    def _pick(self, study):
+        return self.gp if _finished(study) < self.switch_at else self.tpe
+
     def _for(self, study, trial):
-        chosen = self._chosen.get(trial._trial_id)
-        if chosen is None:
-            chosen = self.gp if _finished(study) < self.switch_at else self.tpe
-        return chosen
+        return self._chosen.get(trial._trial_id) or self._pick(study)
 
     def before_trial(self, study, trial) -> None:
-        self._chosen[trial._trial_id] = self.gp if _finished(study) < self.switch_at else self.tpe
+        self._chosen[trial._trial_id] = self._pick(study)
         self._chosen[trial._trial_id].before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial):

@@ -180,9 +180,9 @@ def plan_trial(params: TrialParams, probe: dict, space: SearchSpace,
 
     trial_steps = trial_steps_for(params.epochs)
     boundaries = {}
-    if sweeps(epoch_mode, params.lr_scheduler, space_epoch_counts(space)):
-        counts = [e for e in space_epoch_counts(space) if e <= params.epochs]
-        boundaries = boundary_steps(counts, trial_steps_for)
+    counts = space_epoch_counts(space)
+    if sweeps(epoch_mode, params.lr_scheduler, counts):
+        boundaries = boundary_steps([e for e in counts if e <= params.epochs], trial_steps_for)
     opt = _optimizer_values(params, probe, space)
     trial = _train_values(params, opt, space, trial_steps)
     trial.update(max_train_steps=trial_steps, max_train_epochs=None, **_validation_steps(trial_steps, budget, boundaries))
