@@ -127,6 +127,30 @@ def test_nan_and_oom_trials_fail_with_reasons_and_the_study_goes_on(example_data
     assert len([t for t in all_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 2
 
 
+def test_a_diverged_trial_fails_with_its_step_and_lr_and_the_study_goes_on(example_dataset, tmp_path, probe_report,
+                                                                              monkeypatch):
+    from lrfind.study import objective
+    from lrfind.study.runner import run_study
+
+    real_train = objective.TrialObjective._train
+    calls = {"n": 0}
+
+    def first_trial_at_a_huge_lr(self, trial, plan, trial_dir):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the real loop diverges (step 1 still has a finite loss)
+            plan.train_values.update(learning_rate=1e30, unet_lr=1e30)
+        return real_train(self, trial, plan, trial_dir)
+
+    monkeypatch.setattr(objective.TrialObjective, "_train", first_trial_at_a_huge_lr)
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")
+    run_study(cfg)
+    _, all_trials = trials(cfg)
+    [failed] = [t for t in all_trials if t.state == TrialState.FAIL]
+    assert failed.number == 0 and "diverged at step 2" in failed.user_attrs["fail_reason"]
+    assert "lr 1e+30" in failed.user_attrs["fail_reason"]
+    assert len([t for t in all_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 2
+
+
 def test_a_bug_in_a_trial_is_not_swallowed(example_dataset, tmp_path, probe_report, monkeypatch):
     from lrfind.study import objective
     from lrfind.study.runner import run_study

@@ -70,6 +70,9 @@ optimizer_args = ["safeguard_warmup=True", "d_coef=0.5"]
     (["--resolution", "100"], "multiple of 64"),
     (["--network-dim", "0"], "network_dim"),
     (["--learning-rate", "-1"], "learning_rate"),
+    (["--learning-rate", "inf"], "learning_rate: Input should be a finite number"),
+    (["--learning-rate", "nan"], "learning_rate"),
+    (["--unet-lr", "inf"], "unet_lr"),
     (["--model", "/nonexistent/model.safetensors"], "model.safetensors"),
     (["--optimizer-args", "bogus=1"], "bogus"),
     (["--optimizer-type", "DAdaptAdam", "--learning-rate", "1", "--no-network-train-unet-only",
@@ -107,3 +110,11 @@ def test_continue_from_network_weights(example_dataset, tmp_path):
     a, b = load_file(str(first / "a.safetensors")), load_file(str(tmp_path / "b" / "b.safetensors"))
     assert set(a) == set(b)
     assert all(float((a[k] - b[k]).abs().max()) < 1e-6 for k in a)  # continued from a (a tiny lr barely moves it)
+
+
+def test_a_diverged_run_exits_2_with_the_step_the_lr_and_what_to_lower(example_dataset, tmp_path, capsys):
+    rc = main(["train", str(example_dataset), *BASE, "--max-train-steps", "3", "--learning-rate", "1e30",
+               "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err and "internal error" not in err
+    assert "diverged at step 2" in err and "lr 1e+30" in err and "lower --learning-rate (e.g. 1e+29)" in err

@@ -1,7 +1,7 @@
 """Command line: parse, build one validated config, call the library, map errors to exit codes.
 
-Exit codes: 0 ok, 2 bad input (one line, no traceback), 1 internal error. Subcommand modules
-import torch and friends lazily inside their `run`, so `lrfind --help` stays fast.
+Exit codes: 0 ok, 2 bad input or a diverged run (one line, no traceback), 1 internal error.
+Subcommand modules import torch and friends lazily inside their `run`, so `lrfind --help` stays fast.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from lrfind import __version__
-from lrfind.errors import LrfindError
+from lrfind.errors import LrfindError, TrainingStopped
 
 # command name -> module under lrfind.cli that defines register(subparsers) and run(args) -> int
 COMMANDS = {
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if args.command is None else 0
     try:
         return int(args.func(args) or 0)
-    except LrfindError as err:
+    except (LrfindError, TrainingStopped) as err:  # a diverged run is the user's lr, not our bug
         print(f"lrfind: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

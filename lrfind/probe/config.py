@@ -21,7 +21,7 @@ class ProbeConfig(StrictModel):
     method: Literal["dadaptation", "range", "both"] = "dadaptation"
     steps: int = Field(200, ge=8)
     network_dim: int = Field(8, ge=1)
-    network_alpha: float = Field(8.0, gt=0)
+    network_alpha: float = Field(8.0, gt=0, allow_inf_nan=False)
     resolution: int = 512
     batch_size: int = Field(1, ge=1)
     caption_extension: str = ".txt"
@@ -30,8 +30,8 @@ class ProbeConfig(StrictModel):
     cache_dir: Optional[Path] = None
     from_tensorboard: Optional[Path] = None
     range_steps: int = Field(100, ge=8)
-    range_min_lr: float = Field(1e-6, gt=0)
-    range_max_lr: float = Field(1e-1, gt=0)
+    range_min_lr: float = Field(1e-6, gt=0, allow_inf_nan=False)
+    range_max_lr: float = Field(1e-1, gt=0, allow_inf_nan=False)
     range_eval_every: int = Field(5, ge=1)
     progress: bool = True
 
