@@ -13,6 +13,7 @@ import traceback
 
 from lrfind import __version__
 from lrfind.errors import LrfindError, TrainingStopped
+from lrfind.secrets import mask_text
 
 # command name -> module under lrfind.cli that defines register(subparsers) and run(args) -> int
 COMMANDS = {
@@ -50,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (LrfindError, TrainingStopped) as err:  # a diverged run is the user's lr, not our bug
-        print(f"lrfind: error: {err}", file=sys.stderr)
+        print(f"lrfind: error: {mask_text(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lrfind: interrupted; files written so far are complete (atomic writes)", file=sys.stderr)
         return 130
     except Exception:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
-        traceback.print_exc()
+        print(mask_text(traceback.format_exc()), end="", file=sys.stderr)  # no storage password in it
         print("lrfind: internal error (a bug in lrfind); please report it with the traceback above",
               file=sys.stderr)
         return 1

@@ -13,8 +13,9 @@ import logging
 from dataclasses import dataclass
 
 from lrfind.errors import LrfindError
+from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
-from lrfind.study.storage import masked_url, open_storage, recover_dead_local_trials
+from lrfind.study.storage import open_storage, recover_dead_local_trials
 
 log = logging.getLogger("lrfind.study")
 
@@ -75,7 +76,7 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
                                 directions=directions, sampler=sampler,
                                 pruner=None if cfg.pareto else make_pruner(cfg.pruner, budget))
     if len(study.directions) != len(directions):
-        raise LrfindError(f"study {cfg.name} in {masked_url(cfg.storage_url())} was created "
+        raise LrfindError(f"study {cfg.name} in {mask_url(cfg.storage_url())} was created "
                           f"{'with' if len(study.directions) > 1 else 'without'} --pareto; rerun it the same way "
                           "or pick a new --name")
     return study
@@ -295,7 +296,7 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
     if finished_trials(study) < cfg.n_trials:
-        print(f"study {cfg.name} in {masked_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
+        print(f"study {cfg.name} in {mask_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
               f"trials finished; running")
         try:
             study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds,
@@ -305,7 +306,7 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
             import sys
 
             print(f"lrfind: study interrupted; the running trial was marked failed and the database is "
-                  f"consistent. Resume with the same command (storage {masked_url(cfg.storage_url())}).",
+                  f"consistent. Resume with the same command (storage {mask_url(cfg.storage_url())}).",
                   file=sys.stderr)
             raise
         if stopper.failures >= stopper.max_failures:
