@@ -50,3 +50,10 @@ class TrainingDiverged(TrainingStopped):
             step,
         )
         self.loss, self.lrs = loss, dict(lrs)
+
+
+class LrfindWarning(UserWarning):
+    """Something the user should know but that does not stop the run (a very long run, alpha > dim).
+
+    The CLI prints each as one line `lrfind: warning: ...` on stderr.
+    """

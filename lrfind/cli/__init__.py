@@ -10,9 +10,10 @@ import argparse
 import importlib
 import sys
 import traceback
+import warnings
 
 from lrfind import __version__
-from lrfind.errors import LrfindError, TrainingStopped
+from lrfind.errors import LrfindError, LrfindWarning, TrainingStopped
 from lrfind.secrets import mask_text
 
 # command name -> module under lrfind.cli that defines register(subparsers) and run(args) -> int
@@ -42,12 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """lrfind's own warnings as one line each; any other warning as Python shows it."""
+    if issubclass(category, LrfindWarning):
+        print(f"lrfind: warning: {mask_text(str(message))}", file=sys.stderr)
+    else:
+        warnings._showwarning_orig(message, category, filename, lineno, file, line)  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2 if args.command is None else 0
+    previous_show = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return _run(args)
+    finally:
+        warnings.showwarning = previous_show  # main() also runs in-process (tests, the demo)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except (LrfindError, TrainingStopped) as err:  # a diverged run is the user's lr, not our bug

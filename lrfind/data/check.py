@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from lrfind.data.limits import long_run_warning, repeat_problems, steps_problem
 from lrfind.data.steps import epoch_repeats, samples_per_bucket, steps_formula, steps_in_buckets
 from lrfind.data.types import Concept, Dataset
 
@@ -161,8 +162,21 @@ def build_check_report(
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * epochs,
         steps_formula=steps_formula(groups, epochs, batch_size, steps_per_epoch * epochs, reg_samples),
-        warnings=tuple(dataset.warnings) + tuple(_token_warnings(rows)),
+        warnings=tuple(dataset.warnings) + tuple(_token_warnings(rows))
+        + tuple(_limit_warnings(dataset, steps_per_epoch * epochs, batch_size)),
     )
+
+
+def _limit_warnings(dataset: Dataset, total_steps: int, batch_size: int) -> list[str]:
+    """What `lrfind train`/`study` would refuse (lrfind.data.limits), or find suspiciously long."""
+    found = [f"{problem}: train, probe and study refuse it" for problem in repeat_problems(dataset)]
+    too_many = steps_problem(total_steps)
+    if too_many:
+        found.append(too_many)
+    long_run = long_run_warning(total_steps, batch_size, len(dataset.train_images))
+    if long_run and not found:
+        found.append(long_run)
+    return found
 
 
 def _table(header: list[str], rows: list[list], right_align_from: int = 1) -> list[str]:

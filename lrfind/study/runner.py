@@ -192,6 +192,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
     from lrfind.cache import TensorStore, default_cache_dir
     from lrfind.config import DatasetConfig, ModelConfig
     from lrfind.data.kohya import scan_dataset
+    from lrfind.data.limits import check_repeats
     from lrfind.models.loading import load_components
     from lrfind.study.objective import StudyContext
     from lrfind.study.prompts import validation_prompts
@@ -202,6 +203,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
     dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=space.fixed.resolution,
                                          caption_extension=cfg.caption_extension,
                                          batch_size=space.fixed.train_batch_size))
+    check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
     components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = TensorStore(cfg.cache_dir or default_cache_dir())
     scorer = _scorer(cfg, weights, components)
