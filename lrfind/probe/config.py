@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lrfind.config import StrictModel
 
@@ -34,6 +34,14 @@ class ProbeConfig(StrictModel):
     range_max_lr: float = Field(1e-1, gt=0, allow_inf_nan=False)
     range_eval_every: int = Field(5, ge=1)
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _range_goes_up(self) -> "ProbeConfig":
+        if self.range_min_lr >= self.range_max_lr:
+            raise ValueError(f"range_min_lr {self.range_min_lr:g} must be below range_max_lr {self.range_max_lr:g}: "
+                             "the range test raises the lr from min to max (e.g. --range-min-lr 1e-6 "
+                             "--range-max-lr 0.1)")
+        return self
 
     @property
     def probe_optimizer(self) -> str:
