@@ -57,3 +57,7 @@ class LrfindWarning(UserWarning):
 
     The CLI prints each as one line `lrfind: warning: ...` on stderr.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, carrying what the user should know (how to resume). The CLI prints it as one line."""

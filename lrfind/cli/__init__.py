@@ -13,7 +13,7 @@ import traceback
 import warnings
 
 from lrfind import __version__
-from lrfind.errors import LrfindError, LrfindWarning, TrainingStopped
+from lrfind.errors import Interrupted, LrfindError, LrfindWarning, TrainingStopped
 from lrfind.secrets import mask_text
 
 # command name -> module under lrfind.cli that defines register(subparsers) and run(args) -> int
@@ -71,8 +71,9 @@ def _run(args: argparse.Namespace) -> int:
     except (LrfindError, TrainingStopped) as err:  # a diverged run is the user's lr, not our bug
         print(f"lrfind: error: {mask_text(str(err))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lrfind: interrupted; files written so far are complete (atomic writes)", file=sys.stderr)
+    except KeyboardInterrupt as err:  # one line: the command's own (how to resume), else the generic one
+        said = str(err) if isinstance(err, Interrupted) else ""
+        print(f"lrfind: {said or 'interrupted; files written so far are complete (atomic writes)'}", file=sys.stderr)
         return 130
     except Exception:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
         print(mask_text(traceback.format_exc()), end="", file=sys.stderr)  # no storage password in it

@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from lrfind.errors import LrfindError
+from lrfind.errors import Interrupted, LrfindError
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.storage import open_storage, recover_dead_local_trials
@@ -282,7 +282,7 @@ def finished_trials(study) -> int:
 def run_study(cfg: StudyConfig) -> StudyOutcome:
     import optuna
 
-    from lrfind.study.objective import TrialFailed, TrialObjective
+    from lrfind.study.objective import QuietTrialLog, TrialFailed, TrialObjective
 
     from lrfind.study.scoring import pareto_directions
 
@@ -300,17 +300,17 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
     if finished_trials(study) < cfg.n_trials:
         print(f"study {cfg.name} in {mask_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
               f"trials finished; running")
+        quiet = QuietTrialLog()
+        logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
         try:
             study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds,
                            callbacks=[return_free_heap, stopper], catch=(TrialFailed,), gc_after_trial=True,
                            show_progress_bar=False)
         except KeyboardInterrupt:
-            import sys
-
-            print(f"lrfind: study interrupted; the running trial was marked failed and the database is "
-                  f"consistent. Resume with the same command (storage {mask_url(cfg.storage_url())}).",
-                  file=sys.stderr)
-            raise
+            raise Interrupted(f"study interrupted; the running trial was marked failed and the database is "
+                              f"consistent. Resume with the same command (storage {mask_url(cfg.storage_url())}).") from None
+        finally:
+            logging.getLogger(QuietTrialLog.LOGGER).removeFilter(quiet)
         if stopper.failures >= stopper.max_failures:
             print(f"stopped after {stopper.failures} failed trials in a row; see fail_reason in the report")
         if stopper.twins >= stopper.max_twins:
