@@ -118,3 +118,36 @@ def test_a_diverged_run_exits_2_with_the_step_the_lr_and_what_to_lower(example_d
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err and "internal error" not in err
     assert "diverged at step 2" in err and "lr 1e+30" in err and "lower --learning-rate (e.g. 1e+29)" in err
+
+
+class _RunsCode:
+    """Unpickling this would run code: a resume state must never load it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize("content", ["malicious", "garbage", "wrong_structure"])
+def test_a_bad_optimizer_state_on_resume_is_one_line(content, example_dataset, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "out"
+    argv = ["train", str(example_dataset), *BASE, "--max-train-epochs", "2", "--output-dir", str(out),
+            "--output-name", "r"]
+    assert main(argv) == 0
+    [state] = list(out.glob("r-*-state"))
+    target = state / "optimizer.pt"
+    if content == "malicious":
+        torch.save({"state": _RunsCode()}, target)
+    elif content == "garbage":
+        target.write_bytes(b"\x00not a torch file")
+    else:
+        torch.save({"state": {}, "param_groups": "not a list"}, target)
+    capsys.readouterr()
+    rc = main(argv + ["--resume", str(state)])
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "optimizer.pt" in err and "without --resume" in err and "pwned" not in captured.out
