@@ -8,13 +8,27 @@ scaled learning rates) are computed by functions from these objects, never writt
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrfind.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+# Seeds reach numpy (Optuna's samplers; kohya's set_seed), whose range is 0..2**32-1; torch would
+# take up to 2**64-1, but one range for every seed is simpler to state.
+SEED_MAX = 2**32 - 1
+
+
+def _seed_in_range(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"seed {value} is out of range: use a whole number from 0 to {SEED_MAX} (2**32 - 1)")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
 
 
 class StrictModel(BaseModel):
@@ -78,7 +92,7 @@ class ModelConfig(StrictModel):
 
     model: str = "tiny"
     allow_pickle: bool = False
-    seed: int = 0  # only used by the tiny model's random init
+    seed: Seed = 0  # only used by the tiny model's random init
 
 
 def format_validation_error(err: ValidationError, source: str = "") -> str:

@@ -151,3 +151,28 @@ def test_a_bad_optimizer_state_on_resume_is_one_line(content, example_dataset, t
     err = captured.err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "optimizer.pt" in err and "without --resume" in err and "pwned" not in captured.out
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "DATASET", "--seed", str(2**70)],
+    ["train", "DATASET", "--seed=-1"],
+    ["train", "DATASET", "--validation-seed", str(2**32)],
+    ["probe", "DATASET", "--seed", str(2**70)],
+    ["study", "DATASET", "--name", "s", "--seed", str(2**70)],
+    ["study", "DATASET", "--name", "s", "--sampler-seed=-1"],
+    ["export-kohya", "s", "--seed", str(2**40)],
+    ["model", "save", "tiny", "OUT", "--seed", str(2**70)],
+])
+def test_seeds_outside_numpys_range_exit_2_naming_the_range(argv, example_dataset, tmp_path, capsys):
+    argv = [str(example_dataset) if a == "DATASET" else str(tmp_path / "o") if a == "OUT" else a for a in argv]
+    rc = main(argv + (["--out", str(tmp_path / "o")] if argv[0] in ("probe", "study") else [])
+              + (["--max-train-steps", "1", "--output-dir", str(tmp_path / "o")] if argv[0] == "train" else []))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "from 0 to 4294967295" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_largest_seed_trains(example_dataset, tmp_path):
+    assert main(["train", str(example_dataset), *BASE, "--seed", str(2**32 - 1), "--max-train-steps", "1",
+                 "--output-dir", str(tmp_path / "o")]) == 0

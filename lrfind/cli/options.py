@@ -23,6 +23,8 @@ from lrfind.errors import ConfigError
 def _scalar_type(annotation: Any) -> Any:
     """Unwrap Optional[...] and return the scalar annotation."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # e.g. lrfind.config.Seed: an int with a range check
+        return _scalar_type(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return _scalar_type(args[0]) if len(args) == 1 else str

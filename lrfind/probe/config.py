@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from lrfind.config import StrictModel
+from lrfind.config import Seed, StrictModel
 
 
 class ProbeConfig(StrictModel):
@@ -25,7 +25,7 @@ class ProbeConfig(StrictModel):
     resolution: int = 512
     batch_size: int = Field(1, ge=1)
     caption_extension: str = ".txt"
-    seed: int = 42
+    seed: Seed = 42
     out: Optional[Path] = None  # default studies/<dataset name>/
     cache_dir: Optional[Path] = None
     from_tensorboard: Optional[Path] = None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lrfind.atomic import write_json
+from lrfind.config import SEED_MAX
 from lrfind.errors import TrainingStopped
 from lrfind.study.storage import WORKER_ATTR, worker_identity
 
@@ -249,7 +250,7 @@ def _completed_twin(trial, cfg):
 
 def trial_seed(cfg, number: int) -> int:
     """The training seed of trial `number` (StudyConfig.trial_seed says which rule)."""
-    return cfg.seed if cfg.trial_seed == "same" else cfg.seed + number
+    return cfg.seed if cfg.trial_seed == "same" else (cfg.seed + number) % (SEED_MAX + 1)  # stays a valid seed
 
 
 def _is_out_of_memory(err: BaseException) -> bool:

@@ -12,7 +12,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lrfind.config import DatasetConfig, ModelConfig, StrictModel
+from lrfind.config import DatasetConfig, ModelConfig, Seed, StrictModel
 
 VALIDATION_TIMESTEPS = (200, 400, 600, 800)
 
@@ -60,13 +60,13 @@ class TrainConfig(StrictModel):
     gradient_accumulation_steps: int = Field(1, ge=1)
     gradient_checkpointing: bool = False
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    seed: int = 42
+    seed: Seed = 42
     noise_offset: float = Field(0.0, ge=0, allow_inf_nan=False)
     min_snr_gamma: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
     # --- validation ---
     validation_split: float = Field(0.0, ge=0, lt=1)
     validation_timesteps: tuple[int, ...] = VALIDATION_TIMESTEPS
-    validation_seed: int = 0
+    validation_seed: Seed = 0
     validate_every_n_steps: Optional[int] = Field(None, ge=1)
     # also validate at these steps (a study's epoch sweep: where shorter runs would have ended)
     validate_at_steps: Optional[list[int]] = None
