@@ -105,3 +105,10 @@ def test_example_command_copies_the_dataset(capsys, tmp_path):
     assert code == 0 and "lrfind dataset check" in out
     assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == ["10_lrfcat cat", "5_lrfcup cup"]
     _assert_one_line_error(*_run(capsys, "example", tmp_path / "ex"), "already exists")
+
+
+def test_a_nul_byte_in_a_caption_exits_2_naming_the_file(capsys, tmp_path):
+    root = tmp_path / "ds"
+    caption = write_caption(write_photo(root / "2_lrfcat cat" / "a.png", "chelsea"), "lrfcat\x00 cat")
+    code, out, err = _run(capsys, "check", root)
+    _assert_one_line_error(code, out, err, str(caption), "U+0000", "UTF-8")
