@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrfind.errors import ConfigError
 
@@ -31,6 +31,36 @@ def _seed_in_range(value: int) -> int:
 Seed = Annotated[int, AfterValidator(_seed_in_range)]
 
 
+def parse_resolution(value):
+    """kohya's resolution forms: 512, "512", "512,512" (kohya's "width,height"), "512x512", [512, 512].
+
+    lrfind trains square base resolutions (aspect-ratio buckets handle non-square images), so a
+    pair must have equal sides; 512,768 is refused with what to pass instead.
+    """
+    if isinstance(value, bool):
+        return value  # pydantic rejects it with its own message
+    if isinstance(value, (list, tuple)):
+        parts = list(value)
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.lower().replace("x", ",").split(",")]
+    else:
+        return value
+    try:
+        sides = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        raise ValueError(f"resolution {value!r} is not like 512, 512,512 or 512x512") from None
+    if len(sides) == 1 or (len(sides) == 2 and sides[0] == sides[1]):
+        return sides[0]
+    if len(sides) == 2:
+        raise ValueError(f"resolution {sides[0]},{sides[1]}: lrfind trains a square base resolution with "
+                         f"aspect-ratio buckets (non-square images keep their shape); give one side, e.g. "
+                         f"{max(sides)} (or {sides[0]},{sides[0]})")
+    raise ValueError(f"resolution {value!r} is not like 512, 512,512 or 512x512")
+
+
+Resolution = Annotated[int, BeforeValidator(parse_resolution)]
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,7 +71,7 @@ class DatasetConfig(StrictModel):
     train_dir: Path
     reg_dir: Optional[Path] = None
     caption_extension: str = ".txt"
-    resolution: int = 512
+    resolution: Resolution = 512
     batch_size: int = Field(1, ge=1)
     enable_bucket: bool = True
     min_bucket_reso: Optional[int] = None

@@ -112,3 +112,10 @@ def test_a_nul_byte_in_a_caption_exits_2_naming_the_file(capsys, tmp_path):
     caption = write_caption(write_photo(root / "2_lrfcat cat" / "a.png", "chelsea"), "lrfcat\x00 cat")
     code, out, err = _run(capsys, "check", root)
     _assert_one_line_error(code, out, err, str(caption), "U+0000", "UTF-8")
+
+
+def test_resolution_in_kohyas_width_height_form(capsys):
+    code, out, err = _run(capsys, "check", example_dataset_path(), "--resolution", "512,512")
+    assert code == 0 and "resolution 512" in out
+    code, out, err = _run(capsys, "check", example_dataset_path(), "--resolution", "512,768")
+    _assert_one_line_error(code, out, err, "resolution 512,768", "give one side")

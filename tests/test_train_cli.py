@@ -176,3 +176,33 @@ def test_seeds_outside_numpys_range_exit_2_naming_the_range(argv, example_datase
 def test_the_largest_seed_trains(example_dataset, tmp_path):
     assert main(["train", str(example_dataset), *BASE, "--seed", str(2**32 - 1), "--max-train-steps", "1",
                  "--output-dir", str(tmp_path / "o")]) == 0
+
+
+RES_ARGS = ["--model", "tiny", "--network-dim", "4", "--train-batch-size", "4", "--no-progress",
+            "--network-train-unet-only", "--max-train-steps", "1"]
+
+
+@pytest.mark.parametrize("resolution", ["64,64", "64x64", "64"])
+def test_resolution_in_kohyas_width_height_form_on_the_command_line(resolution, example_dataset, tmp_path):
+    out = tmp_path / "out"
+    assert main(["train", str(example_dataset), *RES_ARGS, "--resolution", resolution, "--output-dir", str(out),
+                 "--output-name", "r", "--save-precision", "float"]) == 0
+    from safetensors import safe_open
+
+    with safe_open(str(out / "r.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["ss_resolution"].replace("(", "[").replace(")", "]")) == [64, 64]
+
+
+@pytest.mark.parametrize("value", ['"64,64"', "[64, 64]", '"64x64"'])
+def test_resolution_pairs_in_a_toml_like_kohya_writes_them(value, example_dataset, tmp_path):
+    config = tmp_path / "cfg.toml"
+    config.write_text(f"resolution = {value}\nmax_train_steps = 1\nnetwork_train_unet_only = true\nprogress = false\n")
+    assert main(["train", str(example_dataset), "--config", str(config), "--output-dir", str(tmp_path / "o")]) == 0
+
+
+@pytest.mark.parametrize("resolution,needle", [("512,768", "give one side, e.g. 768"), ("64,x", "not like 512"),
+                                               ("64,64,64", "not like 512")])
+def test_a_non_square_or_malformed_resolution_exits_2(resolution, needle, example_dataset, tmp_path, capsys):
+    rc = main(["train", str(example_dataset), *RES_ARGS, "--resolution", resolution, "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err

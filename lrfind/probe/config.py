@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from lrfind.config import Seed, StrictModel
+from lrfind.config import Resolution, Seed, StrictModel
 
 
 class ProbeConfig(StrictModel):
@@ -22,7 +22,7 @@ class ProbeConfig(StrictModel):
     steps: int = Field(200, ge=8)
     network_dim: int = Field(8, ge=1)
     network_alpha: float = Field(8.0, gt=0, allow_inf_nan=False)
-    resolution: int = 512
+    resolution: Resolution = 512
     batch_size: int = Field(1, ge=1)
     caption_extension: str = ".txt"
     seed: Seed = 42

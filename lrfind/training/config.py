@@ -12,7 +12,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lrfind.config import DatasetConfig, ModelConfig, Seed, StrictModel
+from lrfind.config import DatasetConfig, ModelConfig, Resolution, Seed, StrictModel
 
 VALIDATION_TIMESTEPS = (200, 400, 600, 800)
 
@@ -23,7 +23,7 @@ class TrainConfig(StrictModel):
     reg_data_dir: Optional[Path] = None
     prior_loss_weight: float = Field(1.0, ge=0, allow_inf_nan=False)
     caption_extension: str = ".txt"
-    resolution: int = 512
+    resolution: Resolution = 512
     enable_bucket: bool = True
     min_bucket_reso: Optional[int] = None
     max_bucket_reso: Optional[int] = None
