@@ -206,3 +206,11 @@ def test_a_non_square_or_malformed_resolution_exits_2(resolution, needle, exampl
     rc = main(["train", str(example_dataset), *RES_ARGS, "--resolution", resolution, "--output-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+def test_alpha_above_dim_warns_once_on_one_line(example_dataset, tmp_path, capsys):
+    rc = main(["train", str(example_dataset), *RES_ARGS, "--resolution", "64", "--network-alpha", "8",
+               "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0 and len(err) == 1
+    assert err[0].startswith("lrfind: warning: network_alpha 8 is above network_dim 4") and "alpha/dim = 2" in err[0]

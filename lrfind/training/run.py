@@ -47,6 +47,15 @@ def preflight(config: TrainConfig) -> None:
         )
     if config.network_weights is not None and not Path(config.network_weights).is_file():
         raise ConfigError(f"{config.network_weights}: --network-weights file not found; check the path")
+    if config.network_alpha > config.network_dim:
+        import warnings
+
+        from lrfind.errors import LrfindWarning
+
+        warnings.warn(f"network_alpha {config.network_alpha:g} is above network_dim {config.network_dim}: the LoRA "
+                      f"is scaled by alpha/dim = {config.network_alpha / config.network_dim:.3g} (kohya users keep "
+                      "alpha <= dim); allowed, but lower --network-alpha (or the lr) unless you meant it",
+                      LrfindWarning, stacklevel=2)
 
 
 def check_run_length(config: TrainConfig, dataset) -> None:
