@@ -224,6 +224,15 @@ class SearchSpace(StrictModel):
             raise ValueError(f"network_dim up to 1024, got {v.highest}")
         return v
 
+    @field_validator("repeats")
+    @classmethod
+    def _repeats(cls, v: Optional[IntDimension]) -> Optional[IntDimension]:
+        from lrfind.data.limits import MAX_REPEATS
+
+        if v is not None and v.highest > MAX_REPEATS:
+            raise ValueError(f"repeats up to {MAX_REPEATS:,} (lrfind's limit per folder), got {v.highest:,}")
+        return v
+
     @field_validator("network_alpha_fraction")
     @classmethod
     def _fraction(cls, v: FloatDimension) -> FloatDimension:
