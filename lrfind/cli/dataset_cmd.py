@@ -40,6 +40,9 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--no-bucket", "--no_bucket", dest="enable_bucket", action="store_false",
                        help="no aspect-ratio buckets: every image is cropped to resolution x resolution")
     check.add_argument("--enable_bucket", dest="enable_bucket", action="store_true", help=argparse.SUPPRESS)
+    check.add_argument("--strict-image-size", dest="strict_image_size", action="store_true",
+                       help="refuse images that need more than 2x upscaling into their bucket (kohya trains them; "
+                       "without this they only warn)")
     check.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     check.set_defaults(func=run)
 
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from lrfind.config import DatasetConfig, build
     from lrfind.data.check import build_check_report, render_check_report
     from lrfind.data.kohya import scan_dataset
-    from lrfind.errors import ConfigError
+    from lrfind.data.problems import DatasetProblems
+    from lrfind.errors import ConfigError, DatasetError
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
@@ -81,8 +85,16 @@ def run(args: argparse.Namespace) -> int:
         max_bucket_reso=args.max_bucket_reso,
         bucket_reso_steps=args.bucket_reso_steps,
         bucket_no_upscale=args.bucket_no_upscale,
+        strict_image_size=args.strict_image_size,
     )
-    dataset = scan_dataset(cfg)
+    try:
+        dataset = scan_dataset(cfg, log_warnings=False)  # the report lists the warnings itself
+    except DatasetProblems as found:
+        _print_problems(found, args.json)
+        raise DatasetError(
+            f"{len(found.fatal)} file(s) in {found.dataset} cannot be trained (listed above): fix or delete them, "
+            "then run the check again"
+        ) from None
     from lrfind.models.tokenizer import count_tokens  # imports transformers: only once the scan passed
 
     report = build_check_report(dataset, cfg.resolution, cfg.batch_size, count_tokens, epochs=args.epochs)
@@ -91,6 +103,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_check_report(report), end="")
     return 0
+
+
+def _print_problems(found, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from lrfind.data.check import render_problems
+
+    if as_json:
+        print(json.dumps({"dataset": str(found.dataset), "problems": [asdict(p) for p in found.problems]}, indent=2))
+    else:
+        print("\n".join(render_problems(found.problems, str(found.dataset))))
 
 
 def run_example(args: argparse.Namespace) -> int:
