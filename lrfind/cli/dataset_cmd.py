@@ -1,4 +1,4 @@
-"""`lrfind dataset check DATASET` and `lrfind dataset example DEST`.
+"""`lrfind dataset check DATASET`, `lrfind dataset tags DATASET` (lrfind.cli.tags_cmd) and `lrfind dataset example DEST`.
 
 Options take our spelling (`--batch-size`) and kohya sd-scripts' (`--train_batch_size`), so a
 kohya command line can be pasted in.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from lrfind.cli.tags_cmd import add_tags_parser
 
 
 def _add_check_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,10 +50,11 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    dataset = subparsers.add_parser("dataset", help="check kohya-layout datasets",
+    dataset = subparsers.add_parser("dataset", help="check kohya-layout datasets, show and edit caption tags",
                                     description="Inspect kohya-layout datasets.")
     sub = dataset.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")
     _add_check_parser(sub)
+    add_tags_parser(sub)
     example = sub.add_parser("example", help="copy the small example dataset shipped with lrfind",
                              description="Copy the example dataset (real photos, kohya layout) to DEST.")
     example.add_argument("dest", type=Path, metavar="DEST", help="folder to create (must not exist yet)")

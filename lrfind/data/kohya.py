@@ -75,7 +75,7 @@ def scan_dataset(cfg: DatasetConfig, *, log_warnings: bool = True) -> Dataset:
     return Dataset(root=cfg.train_dir, concepts=concepts, reg_concepts=reg_concepts, warnings=tuple(warnings))
 
 
-def _concept_folders(root: Path, what: str, warnings: list[Problem]) -> list[tuple[Path, int, str]]:
+def concept_folders(root: Path, what: str, warnings: list[Problem]) -> list[tuple[Path, int, str]]:
     if not root.exists():
         raise DatasetError(f"{what} {root} does not exist: check the path")
     if not root.is_dir():
@@ -109,7 +109,7 @@ def _concept_folders(root: Path, what: str, warnings: list[Problem]) -> list[tup
 def _scan_root(root: Path, cfg: DatasetConfig, bucketer: Bucketer, is_reg: bool, warnings: list[Problem],
                problems: list[Problem]) -> tuple[Concept, ...]:
     what = "regularisation folder (--reg-dir)" if is_reg else "dataset folder"
-    folders = _concept_folders(root, what, warnings)
+    folders = concept_folders(root, what, warnings)
     problems_before = len(problems)
     concepts = []
     for folder, repeats, name in folders:
