@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from lrfind import atomic
 from lrfind.config import IMAGE_EXTENSIONS
@@ -122,8 +122,12 @@ def _new_backup_folder(root: Path) -> Path:
     return folder
 
 
-def apply_changes(root: Path, changes: list[CaptionChange],
-                  write: Callable[[Path, bytes], None] = atomic.write_bytes) -> Path:
+def write_caption(path: Path, data: bytes) -> None:
+    """One caption, atomically (a module attribute, so a test can make it crash mid-edit)."""
+    atomic.write_bytes(path, data)
+
+
+def apply_changes(root: Path, changes: list[CaptionChange]) -> Path:
     """Back up the old captions (manifest last), then write the new ones; returns the backup folder."""
     backup = _new_backup_folder(root)
     entries = []
@@ -134,7 +138,7 @@ def apply_changes(root: Path, changes: list[CaptionChange],
     # The manifest marks the backup complete: until it exists no caption has been touched.
     atomic.write_json(backup / MANIFEST, {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "files": entries})
     for change in changes:
-        write(change.path, change.new)
+        write_caption(change.path, change.new)
     return backup
 
 
