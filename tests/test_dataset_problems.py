@@ -160,3 +160,12 @@ def test_a_128_px_image_trains_at_512_with_a_warning_and_at_128_with_no_upscale(
         assert cli.main([*base, "--resolution", "512", "--bucket-no-upscale", "--output-dir", str(tmp_path / "own")]) == 0
     assert not [r for r in caplog.records if "upscaled" in r.message]
     assert "trained 1 steps" in capsys.readouterr().out
+
+
+def test_a_folder_of_only_broken_images_is_not_called_empty(tmp_path):
+    (tmp_path / "ds" / "2_broken").mkdir(parents=True)
+    (tmp_path / "ds" / "2_broken" / "a.png").write_bytes(b"")
+    (tmp_path / "ds" / "3_empty").mkdir()
+    with pytest.raises(DatasetProblems) as caught:
+        scan_dataset(DatasetConfig(train_dir=tmp_path / "ds"))
+    assert [(p.path.rsplit("/", 1)[-1], p.fatal) for p in caught.value.problems] == [("a.png", True), ("3_empty", False)]

@@ -85,7 +85,10 @@ def _show(args: argparse.Namespace, concepts, edits) -> int:
 
     report = build_tag_report(str(args.dataset), [c.captions() for c in concepts], count_tokens,
                               trigger=edits.trigger, underscores_as_spaces=edits.underscores_as_spaces)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else render_tag_report(report, args.top), end="\n" if args.json else "")
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_tag_report(report, args.top), end="")
     return 0
 
 

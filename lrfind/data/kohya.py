@@ -113,10 +113,11 @@ def _scan_root(root: Path, cfg: DatasetConfig, bucketer: Bucketer, is_reg: bool,
     problems_before = len(problems)
     concepts = []
     for folder, repeats, name in folders:
+        problems_in_folder = len(problems)
         concept = _scan_concept(folder, repeats, name, is_reg, cfg, bucketer, problems)
         if concept.images:
             concepts.append(concept)
-        elif len(problems) == problems_before:
+        elif len(problems) == problems_in_folder:  # no images at all, not only broken ones
             warnings.append(Problem.warning(folder, "skipped: it has no images", f"put {', '.join(IMAGE_EXTENSIONS)} files in it"))
     if not concepts and len(problems) == problems_before:
         raise DatasetError(
@@ -233,7 +234,7 @@ def check_image_size(path: Path, assignment: BucketAssignment, bucketer: Buckete
     (width, height), (bucket_w, bucket_h) = assignment.size, assignment.bucket
     if bucket_w < 1 or bucket_h < 1:
         raise DatasetError(
-            f"image {path} is {width}x{height} px: too thin for buckets in steps of {bucketer.reso_steps} px; "
+            f"image {path} is {width}x{height} px, too thin for buckets in steps of {bucketer.reso_steps} px: "
             "crop it to a less extreme aspect ratio or delete it"
         )
     if not strict:
