@@ -69,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
         if edits.any or args.dry_run or args.concept:
             raise ConfigError("--undo restores the whole last edit: pass it with DATASET alone")
         backup, restored = undo_last_edit(args.dataset)
-        print(f"restored {len(restored)} caption(s) from {backup} (backup removed)")
+        if args.json:
+            print(json.dumps({"backup": str(backup), "restored": [str(p) for p in restored]}, indent=2))
+        else:
+            print(f"restored {len(restored)} caption(s) from {backup} (backup removed)")
         return 0
     concepts = read_concepts(args.dataset, extension, args.concept)
     if not edits.any:
