@@ -83,7 +83,8 @@ def test_dataset_check_reports_the_limit_and_exact_totals_at_10_to_the_23(exampl
     # per bucket the exact integer ceil: no float anywhere
     assert all(b["steps_per_epoch"] == -(-b["samples_per_epoch"] // 3) for b in report["buckets"])
     assert f"= {report['total_steps']} steps" in report["steps_formula"]
-    assert any(f"{repeats:,} repeats is above lrfind's limit of {MAX_REPEATS:,}" in w for w in report["warnings"])
+    assert any(f"{repeats:,} repeats is above lrfind's limit of {MAX_REPEATS:,}" in w["message"]
+               for w in report["warnings"])
     rc = main(["dataset", "check", str(root)])
     assert rc == 0 and "warnings:" in capsys.readouterr().out
 

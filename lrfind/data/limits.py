@@ -14,6 +14,7 @@ refuses with one line (exit 2); `lrfind dataset check` reports the same problems
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from lrfind.data.types import Dataset
@@ -23,20 +24,21 @@ MAX_TOTAL_STEPS = 1_000_000
 VIEWS_PER_IMAGE_WARNING = 2_000
 
 
-def repeat_problems(dataset: Dataset) -> list[str]:
-    """One line per concept folder whose repeats are above MAX_REPEATS (naming folder and fix)."""
+def repeat_problems(dataset: Dataset) -> list[tuple[Path, str, str]]:
+    """(folder, problem, fix) per concept folder whose repeats are above MAX_REPEATS."""
     return [
-        f"{concept.folder}: {concept.repeats:,} repeats is above lrfind's limit of {MAX_REPEATS:,} per folder "
-        f"(a typo?); rename the folder with fewer repeats, e.g. 10_{concept.name}"
+        (concept.folder, f"{concept.repeats:,} repeats is above lrfind's limit of {MAX_REPEATS:,} per folder (a typo?)",
+         f"rename the folder with fewer repeats, e.g. 10_{concept.name}")
         for concept in dataset.concepts + dataset.reg_concepts
         if concept.repeats > MAX_REPEATS
     ]
 
 
-def steps_problem(total_steps: int) -> Optional[str]:
+def steps_problem(total_steps: int) -> Optional[tuple[str, str]]:
+    """(problem, fix) when a run's steps are above MAX_TOTAL_STEPS."""
     if total_steps <= MAX_TOTAL_STEPS:
         return None
-    return (f"the run would train {total_steps:,} steps, above lrfind's limit of {MAX_TOTAL_STEPS:,}; "
+    return (f"the run would train {total_steps:,} steps, above lrfind's limit of {MAX_TOTAL_STEPS:,}",
             "lower max_train_epochs / max_train_steps or the folders' repeats (the N of N_name)")
 
 
@@ -58,7 +60,8 @@ def check_repeats(dataset: Dataset) -> None:
 
     problems = repeat_problems(dataset)
     if problems:
-        raise DatasetError(problems[0])
+        folder, problem, fix = problems[0]
+        raise DatasetError(f"{folder}: {problem}; {fix}")
 
 
 def check_steps(total_steps: int) -> None:
@@ -66,4 +69,4 @@ def check_steps(total_steps: int) -> None:
 
     problem = steps_problem(total_steps)
     if problem:
-        raise ConfigError(problem)
+        raise ConfigError("; ".join(problem))
