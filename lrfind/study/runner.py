@@ -11,10 +11,12 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
+from typing import Optional
 
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
+from lrfind.study.pruning import HYPERBAND_REDUCTION
 from lrfind.study.storage import open_storage, recover_dead_local_trials
 
 log = logging.getLogger("lrfind.study")
@@ -37,7 +39,7 @@ def make_pruner(kind: str, budget=None):
 
     first, longest = (budget.eval_every_steps, budget.trial_budget_steps) if budget is not None else (1, "auto")
     return {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=first, max_resource=longest,
-                                                                reduction_factor=3),
+                                                                reduction_factor=HYPERBAND_REDUCTION),
             "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
             "none": lambda: optuna.pruners.NopPruner()}[kind]()
 
@@ -114,8 +116,9 @@ def _space_fixed(cfg: StudyConfig) -> dict:
     return {"resolution": space.fixed.resolution, "batch_size": space.fixed.train_batch_size}
 
 
-def ensure_baseline(study, ctx_parts) -> float:
-    """The base model's validation loss (a LoRA with zero up-weights changes nothing): shared."""
+def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None) -> float:
+    """The base model's validation loss (a LoRA with zero up-weights changes nothing): computed
+    once per study and kept in its user attributes, which a resumed run and every worker read."""
     if "baseline_val_loss" in study.user_attrs:
         return float(study.user_attrs["baseline_val_loss"])
     from lrfind.training.config import TrainConfig
@@ -126,7 +129,7 @@ def ensure_baseline(study, ctx_parts) -> float:
                          caption_extension=cfg.caption_extension, resolution=space.fixed.resolution,
                          train_batch_size=space.fixed.train_batch_size, max_train_steps=1, progress=False,
                          network_train_unet_only=space.fixed.network_train_unet_only, cache_dir=cfg.cache_dir)
-    with lora_run(config, components, dataset, store) as parts:
+    with lora_run(config, components, dataset, store, validation_memo) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
     study.set_user_attr("baseline_val_loss", baseline)
     return baseline
@@ -208,10 +211,12 @@ def build_context(cfg: StudyConfig, study, space, weights):
     store = TensorStore(cfg.cache_dir or default_cache_dir())
     scorer = _scorer(cfg, weights, components)
     probe = ensure_probe(cfg, study, components, dataset, store)
-    baseline = ensure_baseline(study, (cfg, space, components, dataset, store))
+    validation_sets: dict = {}
+    baseline = ensure_baseline(study, (cfg, space, components, dataset, store), validation_sets)
     stats = DatasetStats.from_dataset(dataset)
     ctx = StudyContext(cfg=cfg, space=space, probe=probe, components=components, dataset=dataset, stats=stats,
-                       store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer)
+                       store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer,
+                       validation_sets=validation_sets)
     if scorer is not None:
         ctx.prompts = validation_prompts(dataset)
         ctx.train_images = scorer.image_embeddings(load_training_images(dataset))
