@@ -190,3 +190,26 @@ def test_hyperband_prunes_the_same_with_fewer_passes():
     kept = used_validation_steps(every(5, 45), {}, pruner="hyperband", prunes=True, eval_every_steps=5)
     full = run(range(5, 46, 5))
     assert [p for p in full if p] and full == run(kept["validate_at_steps"])
+
+
+def test_adamw_is_fused_unless_the_optimizer_args_choose_and_trains_the_same():
+    import torch
+
+    from lrfind.training.optimizers import build_optimizer
+
+    def train(extra) -> tuple:
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(16, 8)
+        optimizer = build_optimizer("AdamW", [{"params": list(layer.parameters()), "lr": 1e-2, "name": "unet"}],
+                                    extra=extra)
+        for step in range(20):
+            x = torch.randn(4, 16, generator=torch.Generator().manual_seed(step))
+            layer(x).pow(2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return optimizer.param_groups[0], layer.weight.detach()
+
+    fused_group, fused = train({})
+    loop_group, loop = train({"foreach": False})
+    assert fused_group["fused"] is True and not loop_group["fused"] and loop_group["foreach"] is False
+    assert torch.allclose(fused, loop, rtol=1e-5, atol=1e-7) and not torch.equal(fused, torch.zeros_like(fused))
