@@ -213,3 +213,16 @@ def test_adamw_is_fused_unless_the_optimizer_args_choose_and_trains_the_same():
     loop_group, loop = train({"foreach": False})
     assert fused_group["fused"] is True and not loop_group["fused"] and loop_group["foreach"] is False
     assert torch.allclose(fused, loop, rtol=1e-5, atol=1e-7) and not torch.equal(fused, torch.zeros_like(fused))
+
+
+def test_torch_compile_wraps_the_shared_unet_and_is_off_by_default(tiny, example_dataset, feature_store, scanned,
+                                                                   tmp_path):
+    """Wiring only: compiling even the tiny UNet takes minutes on a CPU (benchmarks/RESULTS.md)."""
+    from lrfind.training.setup import lora_run
+
+    config = make_config(example_dataset, tmp_path)
+    with lora_run(config, tiny, scanned(config), feature_store) as parts:
+        assert parts.unet is tiny.unet
+    compiled = config.model_copy(update={"torch_compile": True})
+    with lora_run(compiled, tiny, scanned(compiled), feature_store) as parts:
+        assert parts.unet is not tiny.unet and parts.unet._orig_mod is tiny.unet

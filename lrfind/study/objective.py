@@ -113,6 +113,7 @@ class TrialObjective:
         config = TrainConfig(train_data_dir=ctx.cfg.dataset, pretrained_model_name_or_path=ctx.cfg.model,
                              caption_extension=ctx.cfg.caption_extension, seed=trial_seed(ctx.cfg, trial.number),
                              output_dir=trial_dir, output_name="lora", progress=False,
+                             torch_compile=ctx.cfg.torch_compile,
                              cache_dir=ctx.cfg.cache_dir, **{**plan.train_values, **used_validation_steps(
                                  plan.train_values, plan.epoch_boundaries, pruner=ctx.cfg.pruner,
                                  prunes=not ctx.cfg.pareto, eval_every_steps=ctx.space.budget.eval_every_steps)})

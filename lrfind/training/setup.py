@@ -133,8 +133,11 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
         validation = shared_validation_set(
             validation_memo, validation_key([r.path for r in val_records], val_captions, val_latents, **settings),
             lambda: ValidationSet(val_latents, val_captions, noise_scheduler=components.noise_scheduler, **settings))
+        # A compiled wrapper shares the UNet's weights; dynamo compiles at the first step (and again
+        # for validation's eval/inference mode and each new latent shape).
+        unet = torch.compile(components.unet) if config.torch_compile else components.unet
         yield LoopParts(
-            unet=components.unet, network=network, optimizer=optimizer, lr_scheduler=scheduler,
+            unet=unet, network=network, optimizer=optimizer, lr_scheduler=scheduler,
             accelerator=accelerator, conditioner=conditioner, latents=latents,
             noise_scheduler=components.noise_scheduler, items=items, total_steps=plan.total_steps,
             steps_per_epoch=plan.steps_per_epoch, batch_size=config.train_batch_size,
