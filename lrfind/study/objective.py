@@ -64,6 +64,7 @@ class StudyContext:
     scorer: Any = None  # ClipScorer or None (loss-only scoring)
     prompts: Optional[list] = None  # [(prompt, seed)]
     train_images: Optional[list] = None  # PIL images for CLIP-I
+    prompt_embeddings: Any = None  # CLIP text embeddings of the prompts (CLIP-T), made once
     # lora_run's validation_memo: one ValidationSet (noised latents, caption embeddings) for the study
     validation_sets: dict = field(default_factory=dict)
 
@@ -182,7 +183,8 @@ class TrialObjective:
 
         ctx = self.ctx
         scores = score_samples(ctx.components, lora_state, ctx.prompts, ctx.train_images, ctx.scorer,
-                               size=ctx.space.fixed.resolution, steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE)
+                               size=ctx.space.fixed.resolution, steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE,
+                               prompt_embeddings=ctx.prompt_embeddings)
         paths = save_samples(scores.images, trial_dir / "samples", scores.prompts, scores.seeds)
         out = ctx.cfg.out_dir()
         return {"clip_i": scores.clip_i, "clip_t": scores.clip_t, "clip_calibrated": scores.calibrated,

@@ -220,6 +220,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
     if scorer is not None:
         ctx.prompts = validation_prompts(dataset)
         ctx.train_images = scorer.image_embeddings(load_training_images(dataset))
+        ctx.prompt_embeddings = scorer.text_embeddings([prompt for prompt, _ in ctx.prompts])
     for key, value in {"dataset_stats": stats.to_dict(), "space": space.model_dump(mode="json"),
                        "model": components.name, "clip_model": scorer.name if scorer else None,
                        "clip_calibrated": scorer.calibrated if scorer else None,
