@@ -30,3 +30,15 @@ class TrainingStopped(Exception):
         super().__init__(reason)
         self.reason = reason
         self.step = step
+
+
+class DiskFullError(LrfindError):
+    """The disk (or quota) filled up while writing `path`; nothing half-written was left behind."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class LrfindWarning(UserWarning):
+    """Something the user should know that does not stop the run; the CLI prints it on one line."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lrfind.atomic import atomic_path
+from lrfind.atomic import write_bytes
 
 KEY_FIELD = "lrfind_key"
 DIGEST_FIELD = "lrfind_digest"
@@ -117,15 +117,14 @@ class TensorStore:
 
     def put(self, key: str, tensors: dict, meta: dict[str, str] | None = None) -> Path:
         """Store `tensors` under `key` atomically; `meta` adds string metadata (kept in the file)."""
-        from safetensors.torch import save_file
+        import safetensors.torch
 
         path = self.path_for(key)
         tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
         metadata = {str(k): str(v) for k, v in (meta or {}).items()}
         metadata[KEY_FIELD] = key
         metadata[DIGEST_FIELD] = tensors_digest(tensors)
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
+        write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
         return path
 
     def metadata(self, key: str) -> dict[str, str] | None:

@@ -10,9 +10,10 @@ import argparse
 import importlib
 import sys
 import traceback
+import warnings
 
 from lrfind import __version__
-from lrfind.errors import LrfindError
+from lrfind.errors import LrfindError, LrfindWarning
 
 # command name -> module under lrfind.cli that defines register(subparsers) and run(args) -> int
 COMMANDS = {
@@ -48,15 +49,33 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2 if args.command is None else 0
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return int(args.func(args) or 0)
     except LrfindError as err:
         print(f"lrfind: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lrfind: interrupted; files written so far are complete (atomic writes)", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
+    except Exception as err:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
+        from lrfind.atomic import is_disk_full
+
+        if is_disk_full(err):  # a write lrfind does not make itself (a library's log file, ...)
+            print(f"lrfind: error: disk full ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                  "free space on that disk or write to another folder, then run again", file=sys.stderr)
+            return 2
         traceback.print_exc()
         print("lrfind: internal error (a bug in lrfind); please report it with the traceback above",
               file=sys.stderr)
         return 1
+
+
+def _one_line_warnings(show_other):
+    """lrfind's own warnings as one line `lrfind: warning: ...`; others as they were shown."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LrfindWarning):
+            print(f"lrfind: warning: {message}", file=sys.stderr)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+    return show

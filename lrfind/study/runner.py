@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lrfind.errors import LrfindError
 from lrfind.study.config import StudyConfig
-from lrfind.study.storage import masked_url, open_storage, recover_dead_local_trials
+from lrfind.study.storage import masked_url, open_storage, recover_dead_local_trials, sqlite_path
 
 log = logging.getLogger("lrfind.study")
 
@@ -277,6 +277,39 @@ def finished_trials(study) -> int:
 
 
 def run_study(cfg: StudyConfig) -> StudyOutcome:
+    import optuna  # noqa: F401 - sets up the "optuna" logger's handler
+
+    from lrfind.atomic import disk_full_as_error
+
+    # A full disk under Optuna's sqlite file ("database or disk is full") names that file; trial
+    # files name themselves (lrfind.atomic).
+    quiet = _NoTracebackFor(LrfindError)
+    handlers = logging.getLogger("optuna").handlers  # a filter on a logger would miss its children
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        with disk_full_as_error(sqlite_path(cfg.storage_url()) or cfg.out_dir()):
+            return _run_study(cfg)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
+class _NoTracebackFor(logging.Filter):
+    """Optuna logs a failed trial with its traceback; for an error lrfind explains in one line
+    (a full disk) the line is enough: the CLI prints the explanation."""
+
+    def __init__(self, *types: type):
+        super().__init__()
+        self.types = types
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.types):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _run_study(cfg: StudyConfig) -> StudyOutcome:
     import optuna
 
     from lrfind.study.objective import TrialFailed, TrialObjective

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Optional
 
 SCHEMA_RACE_RETRIES = 4
@@ -66,16 +67,21 @@ def worker_is_alive(worker: dict) -> bool:
     return started is not None and started == worker.get("started")
 
 
+def sqlite_path(url: str) -> Optional[Path]:
+    """The database file of a sqlite:/// URL (relative or absolute), else None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+
+
 def open_storage(url: str, heartbeat_interval: int, grace_period: int):
     import warnings
 
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if sqlite_path(url) is not None:
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     opened = engine_url(url)
     for attempt in range(SCHEMA_RACE_RETRIES + 1):
         try:

@@ -117,10 +117,11 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
         watch = EpochWatch(config, components, prompts, scorer, reference, last_epoch=epochs,
                            records=read_records(config, state.epoch) if state else None)
         files = _RunFiles(config, parts, dataset, components, started)
-        # Order matters at an epoch end: LoRA file, then records, then the state that says "done".
+        # Order matters at an epoch end: LoRA file (the final one at the last epoch), then records,
+        # then the state that says "done": a full disk stops the run with every LoRA file complete.
         all_callbacks = [files, *_run_callbacks(config, files, epochs), watch, *callbacks, _StateSaver(files)]
         state = run_loop(parts, all_callbacks, state)
-        final = files.save(lora_file_path(config), state)
+        final = files.final or files.save(lora_file_path(config), state)  # resumed from the last epoch's state
     summary = finish_final_run(config, components, watch.records, prompts, state.epoch,
                                scorer.calibrated if scorer else None)
     return TrainResult(final, files.saved + [final], state, files.logdir, time.time() - started,
@@ -145,9 +146,14 @@ class _RunFiles:
     def __init__(self, config: TrainConfig, parts, dataset, components, started: float):
         self.config, self.parts, self.dataset, self.components = config, parts, dataset, components
         self.started, self.state, self.saved, self.logdir = started, None, [], None
+        self.final: Optional[Path] = None
 
     def on_train_start(self, state) -> None:
         self.state = state
+
+    def on_epoch_end(self, state) -> None:
+        if state.step >= state.total_steps:  # the last epoch: its LoRA before its records and state
+            self.final = self.save(lora_file_path(self.config), state)
 
     def save_epoch(self, epoch: int) -> None:
         self.saved.append(self.save(lora_file_path(self.config, epoch), self.state))
@@ -157,13 +163,27 @@ class _RunFiles:
 
 
 class _StateSaver:
-    """The last callback: the resumable state of each finished epoch (kohya's --save_state)."""
+    """The last callback: the resumable state of each finished epoch (kohya's --save_state).
+
+    A full disk while writing a state does not stop the run: the epoch's LoRA file is already
+    complete, the state is skipped with a warning (the previous state is kept, so --resume still
+    works from there), and training goes on; if the disk stays full, the next LoRA file's write
+    ends the run with DiskFullError, every LoRA file written so far complete.
+    """
 
     def __init__(self, files: _RunFiles):
         self.files = files
 
     def on_epoch_end(self, state) -> None:
-        from lrfind.training.state import save_state
+        import warnings
 
-        if self.files.config.save_state:
+        from lrfind.errors import DiskFullError, LrfindWarning
+        from lrfind.training.state import save_state, state_folder
+
+        if not self.files.config.save_state:
+            return
+        try:
             save_state(self.files.config, self.files.parts, state)
+        except DiskFullError as err:
+            warnings.warn(f"resumable state {state_folder(self.files.config, state.epoch)} not written, training "
+                          f"goes on ({err}); the LoRA files are complete", LrfindWarning, stacklevel=1)
