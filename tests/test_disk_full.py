@@ -195,7 +195,7 @@ def test_study_trial_file_on_full_disk_exits_2(example_dataset, tmp_path, probe_
     fill_disk_when(monkeypatch, lambda path: path.name == "lora.safetensors")
     rc = main(study_args(example_dataset, tmp_path, probe_json))
     err = capsys.readouterr().err
-    assert rc == 2 and "lrfind: error: disk full while writing lora.safetensors (" in err
+    assert rc == 2 and "lrfind: error: disk full while writing lora.safetensors (" in err, err
     assert "Traceback" not in err and not leftovers(tmp_path / "studies")
 
 

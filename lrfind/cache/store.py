@@ -34,6 +34,16 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "lrfind"
 
 
+def check_cache_dir(cache_dir) -> Path:
+    """The cache folder a run will use (--cache-dir, else the default), checked writable."""
+    from lrfind.outputs import check_writable_dir
+
+    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    check_writable_dir(path, "--cache-dir" if cache_dir is not None else "the cache folder (--cache-dir, "
+                                                                         "LRFIND_CACHE_DIR or ~/.cache/lrfind)")
+    return path
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """blake2b of a file's bytes, memoised per process while its size and timestamps are unchanged."""
     path = Path(path).resolve()

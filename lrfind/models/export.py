@@ -49,8 +49,11 @@ def _add_slow_tokenizer_files(tokenizer_dir: Path) -> None:
 
 def check_new_folder(target: Path) -> None:
     """Refuse a target that holds anything: saving never replaces what is already there."""
+    from lrfind.outputs import check_writable_dir
+
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"{target}: already exists and is not empty; pass a new folder or remove it first")
+    check_writable_dir(target, "DIR")
 
 
 def save_model_folder(components: SDComponents, target: Path, single_file: bool = False) -> dict[str, Path]:

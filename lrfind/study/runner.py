@@ -17,6 +17,7 @@ from lrfind.study.config import StudyConfig
 from lrfind.study.storage import masked_url, open_storage, recover_dead_local_trials, sqlite_path
 
 log = logging.getLogger("lrfind.study")
+LORA_PARAMS_PER_RANK = "lora_parameters_per_rank"
 
 
 class StudyInterrupted(LrfindError):
@@ -127,8 +128,25 @@ def ensure_baseline(study, ctx_parts) -> float:
                          network_train_unet_only=space.fixed.network_train_unet_only, cache_dir=cfg.cache_dir)
     with lora_run(config, components, dataset, store) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
+        per_rank = parts.network.trainable_parameter_count() / config.network_dim
+    study.set_user_attr(LORA_PARAMS_PER_RANK, per_rank)  # for the free-space estimate of later runs
     study.set_user_attr("baseline_val_loss", baseline)
     return baseline
+
+
+def check_study_space(cfg: StudyConfig, study, ctx) -> None:
+    """Room under the study folder for the trials still to run: a LoRA at the space's largest dim
+    and the samples per trial."""
+    from lrfind.outputs import Need, check_free_space, study_output_bytes
+
+    per_rank = study.user_attrs.get(LORA_PARAMS_PER_RANK)
+    if per_rank is None:  # a study begun before lrfind recorded it
+        return
+    largest = int(per_rank * ctx.space.network_dim.highest)
+    remaining = max(cfg.n_trials - finished_trials(study), 0)
+    samples = len(ctx.prompts) if ctx.scorer is not None else 0
+    need = study_output_bytes(remaining, largest, samples, ctx.space.fixed.resolution)
+    check_free_space([Need(cfg.out_dir(), need, "--out")])
 
 
 def objective_weights(cfg: StudyConfig, space):
@@ -309,6 +327,18 @@ class _NoTracebackFor(logging.Filter):
         return True
 
 
+def check_output_places(cfg: StudyConfig) -> None:
+    """The study folder, the cache and a sqlite database file can be written (before anything runs)."""
+    from lrfind.cache import check_cache_dir
+    from lrfind.outputs import check_writable_dir, check_writable_file
+
+    check_writable_dir(cfg.out_dir(), "--out" if cfg.out is not None else "the study folder (--out)")
+    check_cache_dir(cfg.cache_dir)
+    database = sqlite_path(cfg.storage_url())
+    if database is not None:
+        check_writable_file(database, "--storage" if cfg.storage else "the study database (--storage)")
+
+
 def _run_study(cfg: StudyConfig) -> StudyOutcome:
     import optuna
 
@@ -317,6 +347,7 @@ def _run_study(cfg: StudyConfig) -> StudyOutcome:
     from lrfind.study.scoring import pareto_directions
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_output_places(cfg)
     space = _load_space(cfg)
     weights = objective_weights(cfg, space)
     study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
@@ -325,6 +356,7 @@ def _run_study(cfg: StudyConfig) -> StudyOutcome:
     if recovered:
         print(f"recovered trials {recovered} of a worker that died on this machine: marked failed, retried")
     ctx = build_context(cfg, study, space, weights)
+    check_study_space(cfg, study, ctx)
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
     if finished_trials(study) < cfg.n_trials:

@@ -47,6 +47,42 @@ def preflight(config: TrainConfig) -> None:
         )
     if config.network_weights is not None and not Path(config.network_weights).is_file():
         raise ConfigError(f"{config.network_weights}: --network-weights file not found; check the path")
+    check_output_places(config)
+
+
+def check_output_places(config: TrainConfig) -> None:
+    """Every folder the run writes to can be created and written (before any model is loaded)."""
+    from lrfind.cache import check_cache_dir
+    from lrfind.outputs import check_writable_dir
+
+    check_writable_dir(config.output_dir, "--output-dir")
+    if config.logging_dir is not None:
+        check_writable_dir(config.logging_dir, "--logging-dir")
+    check_cache_dir(config.cache_dir)
+
+
+def check_cache_space(config: TrainConfig, components, dataset, store) -> None:
+    """Room for the latent and text cache entries (all of them, as if none were cached yet)."""
+    from lrfind.outputs import Need, cache_bytes, check_free_space
+
+    images = len(dataset.train_images) + len(dataset.reg_images)
+    captions = 0 if config.trains_text_encoder else images
+    need = cache_bytes(images * (2 if config.flip_aug else 1), config.resolution, captions,
+                       config.max_token_length + 2, components.text_encoder.config.hidden_size)
+    check_free_space([Need(store.root, need, "--cache-dir")])
+
+
+def check_output_space(config: TrainConfig, lora_params: int, epochs: int, prompts: int, grid_prompts: int) -> None:
+    """Room in --output-dir for the LoRA files, states, samples and X/Y grid this run will write."""
+    from lrfind.outputs import Need, check_free_space, saved_lora_files, train_output_bytes
+
+    files = saved_lora_files(epochs, config.save_every_n_epochs)
+    every = config.sample_every_n_epochs
+    sampled_epochs = (epochs // every + (epochs % every != 0)) if every else 0
+    grid = min(prompts, grid_prompts) * files * len(config.xy_grid_weights) if config.xy_grid and every else 0
+    need = train_output_bytes(lora_params, config.save_precision, files, config.save_state, config.optimizer_type,
+                              prompts * sampled_epochs, config.resolution, grid)
+    check_free_space([Need(config.output_dir, need, "--output-dir")])
 
 
 def lora_file_path(config: TrainConfig, epoch: Optional[int] = None) -> Path:
@@ -96,7 +132,7 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
                callbacks: Sequence[Any] = ()) -> TrainResult:
     from lrfind.cache import TensorStore, default_cache_dir
     from lrfind.data.kohya import scan_dataset
-    from lrfind.final.after_run import finish_final_run
+    from lrfind.final.after_run import GRID_PROMPTS, finish_final_run
     from lrfind.final.epochs import EpochWatch, read_records, sample_prompts_for
     from lrfind.models.loading import load_components
     from lrfind.training.loop import run_loop
@@ -110,10 +146,12 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
     components = components or load_components(config.base_model_config())
     store = store or TensorStore(config.cache_dir or default_cache_dir())
     scorer, reference = _scorer_and_reference(config, components, dataset)
+    check_cache_space(config, components, dataset, store)
     started = time.time()
     with lora_run(config, components, dataset, store) as parts:
         state = load_state(resume_folder, config, parts) if resume_folder else None
         epochs = -(-parts.total_steps // parts.steps_per_epoch)
+        check_output_space(config, parts.network.trainable_parameter_count(), epochs, len(prompts), GRID_PROMPTS)
         watch = EpochWatch(config, components, prompts, scorer, reference, last_epoch=epochs,
                            records=read_records(config, state.epoch) if state else None)
         files = _RunFiles(config, parts, dataset, components, started)
