@@ -7,6 +7,7 @@ in the study's user attributes, so workers on other machines use the same ones.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from lrfind.errors import LrfindError
 from lrfind.study.config import StudyConfig
-from lrfind.study.storage import masked_url, open_storage, recover_dead_local_trials, sqlite_path
+from lrfind.study.storage import SqliteDatabase, masked_url, open_storage, recover_dead_local_trials, sqlite_path
 
 log = logging.getLogger("lrfind.study")
 LORA_PARAMS_PER_RANK = "lora_parameters_per_rank"
@@ -299,15 +300,18 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
 
     from lrfind.atomic import disk_full_as_error
 
-    # A full disk under Optuna's sqlite file ("database or disk is full") names that file; trial
-    # files name themselves (lrfind.atomic).
+    check_output_places(cfg)
+    database = sqlite_path(cfg.storage_url())
     quiet = _NoTracebackFor(LrfindError)
     handlers = logging.getLogger("optuna").handlers  # a filter on a logger would miss its children
     for handler in handlers:
         handler.addFilter(quiet)
     try:
-        with disk_full_as_error(sqlite_path(cfg.storage_url()) or cfg.out_dir()):
-            return _run_study(cfg)
+        # A full disk under Optuna's sqlite file ("database or disk is full") names that file;
+        # trial files name themselves (lrfind.atomic).
+        with disk_full_as_error(database or cfg.out_dir()), \
+                (SqliteDatabase(database) if database else contextlib.nullcontext()) as guard:
+            return _run_study(cfg, guard)
     finally:
         for handler in handlers:
             handler.removeFilter(quiet)
@@ -339,7 +343,7 @@ def check_output_places(cfg: StudyConfig) -> None:
         check_writable_file(database, "--storage" if cfg.storage else "the study database (--storage)")
 
 
-def _run_study(cfg: StudyConfig) -> StudyOutcome:
+def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutcome:
     import optuna
 
     from lrfind.study.objective import TrialFailed, TrialObjective
@@ -347,10 +351,11 @@ def _run_study(cfg: StudyConfig) -> StudyOutcome:
     from lrfind.study.scoring import pareto_directions
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    check_output_places(cfg)
     space = _load_space(cfg)
     weights = objective_weights(cfg, space)
     study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
+    if database is not None:
+        database.opened()
     check_same_space(cfg, study, space)
     recovered = recover_dead_local_trials(study)
     if recovered:
