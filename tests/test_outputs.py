@@ -196,3 +196,48 @@ def test_train_on_a_too_small_disk_stops_before_training(example_dataset, tmp_pa
     assert rc == 2 and err.startswith(f"lrfind: error: not enough free space in {tmp_path}: need ≈")
     assert err.endswith("MB, have 1 MB; free space or choose another --output-dir")
     assert not (tmp_path / "out").exists()
+
+
+def _small_disk_under(monkeypatch, root: Path, free: int) -> None:
+    real = shutil.disk_usage
+
+    def small(path):
+        usage = real(path)
+        return usage._replace(free=free) if str(path).startswith(str(root)) else usage
+
+    monkeypatch.setattr(outputs.shutil, "disk_usage", small)
+
+
+def test_study_on_a_too_small_disk_stops_before_any_trial(example_dataset, tmp_path, monkeypatch, capsys):
+    import json
+
+    from report_study import probe_report
+
+    out = tmp_path / "studies" / "small"
+    out.mkdir(parents=True)
+    (out / "probe.json").write_text(json.dumps(probe_report()))
+    _small_disk_under(monkeypatch, out, 2 * MB)  # the cache (elsewhere) keeps its space
+    rc = main(["study", str(example_dataset), "--name", "small", "--space", "tiny", "--n-trials", "50",
+               "--trial-budget", "8", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and err.startswith(f"lrfind: error: not enough free space in {out}: need ≈")
+    assert err.endswith("have 2 MB; free space or choose another --out")
+    assert not (out / "trials").exists() and not (tmp_path / "studies" / "small.db").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    if not sys.platform.startswith("linux") or done.returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here (needs root on Linux)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_train_on_a_real_2mb_disk_is_refused_before_training(example_dataset, small_disk, capsys):
+    rc = main(["train", str(example_dataset), *TRAIN, "--output-dir", str(small_disk / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith(f"lrfind: error: not enough free space in {small_disk}: need ≈")
+    assert list(small_disk.iterdir()) == []
