@@ -34,6 +34,8 @@ class DatasetConfig(StrictModel):
     max_bucket_reso: Optional[int] = None
     bucket_reso_steps: int = 64
     bucket_no_upscale: bool = False
+    # Refuse images upscaled more than 2x into their bucket (kohya trains them; we only warn).
+    strict_image_size: bool = False
 
     @field_validator("caption_extension")
     @classmethod

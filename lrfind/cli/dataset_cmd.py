@@ -1,4 +1,4 @@
-"""`lrfind dataset check DATASET` and `lrfind dataset example DEST`.
+"""`lrfind dataset check DATASET`, `lrfind dataset tags DATASET` (lrfind.cli.tags_cmd) and `lrfind dataset example DEST`.
 
 Options take our spelling (`--batch-size`) and kohya sd-scripts' (`--train_batch_size`), so a
 kohya command line can be pasted in.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from lrfind.cli.tags_cmd import add_tags_parser
 
 
 def _add_check_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,15 +42,19 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--no-bucket", "--no_bucket", dest="enable_bucket", action="store_false",
                        help="no aspect-ratio buckets: every image is cropped to resolution x resolution")
     check.add_argument("--enable_bucket", dest="enable_bucket", action="store_true", help=argparse.SUPPRESS)
+    check.add_argument("--strict-image-size", dest="strict_image_size", action="store_true",
+                       help="refuse images that need more than 2x upscaling into their bucket (kohya trains them; "
+                       "without this they only warn)")
     check.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     check.set_defaults(func=run)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    dataset = subparsers.add_parser("dataset", help="check kohya-layout datasets",
+    dataset = subparsers.add_parser("dataset", help="check kohya-layout datasets, show and edit caption tags",
                                     description="Inspect kohya-layout datasets.")
     sub = dataset.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")
     _add_check_parser(sub)
+    add_tags_parser(sub)
     example = sub.add_parser("example", help="copy the small example dataset shipped with lrfind",
                              description="Copy the example dataset (real photos, kohya layout) to DEST.")
     example.add_argument("dest", type=Path, metavar="DEST", help="folder to create (must not exist yet)")
@@ -65,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from lrfind.config import DatasetConfig, build
     from lrfind.data.check import build_check_report, render_check_report
     from lrfind.data.kohya import scan_dataset
-    from lrfind.errors import ConfigError
+    from lrfind.data.problems import DatasetProblems
+    from lrfind.errors import ConfigError, DatasetError
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
@@ -81,8 +88,16 @@ def run(args: argparse.Namespace) -> int:
         max_bucket_reso=args.max_bucket_reso,
         bucket_reso_steps=args.bucket_reso_steps,
         bucket_no_upscale=args.bucket_no_upscale,
+        strict_image_size=args.strict_image_size,
     )
-    dataset = scan_dataset(cfg)
+    try:
+        dataset = scan_dataset(cfg, log_warnings=False)  # the report lists the warnings itself
+    except DatasetProblems as found:
+        _print_problems(found, args.json)
+        raise DatasetError(
+            f"{len(found.fatal)} file(s) in {found.dataset} cannot be trained (listed above): fix or delete them, "
+            "then run the check again"
+        ) from None
     from lrfind.models.tokenizer import count_tokens  # imports transformers: only once the scan passed
 
     report = build_check_report(dataset, cfg.resolution, cfg.batch_size, count_tokens, epochs=args.epochs)
@@ -91,6 +106,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_check_report(report), end="")
     return 0
+
+
+def _print_problems(found, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from lrfind.data.check import render_problems
+
+    if as_json:
+        print(json.dumps({"dataset": str(found.dataset), "problems": [asdict(p) for p in found.problems]}, indent=2))
+    else:
+        print("\n".join(render_problems(found.problems, str(found.dataset))))
 
 
 def run_example(args: argparse.Namespace) -> int:

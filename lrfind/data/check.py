@@ -9,8 +9,10 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
+from lrfind.data.problems import Problem
 from lrfind.data.steps import epoch_repeats, samples_per_bucket, steps_formula, steps_in_buckets
 from lrfind.data.types import Concept, Dataset
 
@@ -28,6 +30,7 @@ class ConceptRow:
     repeats: int  # the folder's N
     images: int
     missing_captions: int
+    upscaled: int  # images enlarged to cover their bucket (kohya does it; > 2x also warns)
     tokens_min: int
     tokens_median: float
     tokens_max: int
@@ -62,7 +65,7 @@ class CheckReport:
     steps_per_epoch: int  # the whole dataset, as kohya counts it
     total_steps: int
     steps_formula: str
-    warnings: tuple[str, ...]
+    warnings: tuple[Problem, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +81,7 @@ def _concept_row(concept: Concept, used: dict, token_counts: list[int], batch_si
         repeats=concept.repeats,
         images=len(concept.images),
         missing_captions=concept.missing_captions,
+        upscaled=sum(1 for r in concept.images if r.upscale > 1),
         tokens_min=min(token_counts),
         tokens_median=float(statistics.median(token_counts)),
         tokens_max=max(token_counts),
@@ -106,24 +110,23 @@ def _bucket_rows(dataset: Dataset, used_list: list, batch_size: int) -> tuple[Bu
     )
 
 
-def _token_warnings(rows: list[ConceptRow]) -> list[str]:
+def _token_warnings(rows: list[ConceptRow], dataset: Dataset) -> list[Problem]:
+    folders = {c.folder.name: c.folder for c in dataset.concepts + dataset.reg_concepts}
     warnings = []
     for row in rows:
+        folder = folders.get(row.folder, row.folder)
         if row.over_225_tokens:
-            warnings.append(
-                f"{row.folder}: {row.over_225_tokens} caption(s) longer than {TOKEN_LIMIT_EXTENDED} tokens are cut "
-                "even with --max_token_length 225: shorten them"
-            )
+            warnings.append(Problem.warning(
+                folder, f"{row.over_225_tokens} caption(s) longer than {TOKEN_LIMIT_EXTENDED} tokens are cut "
+                "even with --max_token_length 225", "shorten them (`lrfind dataset tags` shows the long ones)"))
         elif row.over_75_tokens:
-            warnings.append(
-                f"{row.folder}: {row.over_75_tokens} caption(s) longer than {TOKEN_LIMIT} tokens are cut at {TOKEN_LIMIT} "
-                "unless you train with --max_token_length 150 or 225"
-            )
+            warnings.append(Problem.warning(
+                folder, f"{row.over_75_tokens} caption(s) longer than {TOKEN_LIMIT} tokens are cut at {TOKEN_LIMIT}",
+                "train with --max_token_length 150 or 225, or shorten them"))
         if row.missing_captions:
-            warnings.append(
-                f"{row.folder}: {row.missing_captions} image(s) have no caption file and are captioned "
-                f"with the folder's class tokens {row.concept!r}"
-            )
+            warnings.append(Problem.warning(
+                folder, f"{row.missing_captions} image(s) have no caption file and are captioned "
+                f"with the folder's class tokens {row.concept!r}, as kohya does", "add caption files if that is not meant"))
     return warnings
 
 
@@ -161,7 +164,7 @@ def build_check_report(
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * epochs,
         steps_formula=steps_formula(groups, epochs, batch_size, steps_per_epoch * epochs, reg_samples),
-        warnings=tuple(dataset.warnings) + tuple(_token_warnings(rows)),
+        warnings=tuple(dataset.warnings) + tuple(_token_warnings(rows, dataset)),
     )
 
 
@@ -186,12 +189,12 @@ def render_check_report(report: CheckReport) -> str:
     """The report as the plain-text tables `lrfind dataset check` prints."""
     lines = [f"dataset {report.dataset}  (resolution {report.resolution}, batch size {report.batch_size})", ""]
     concept_rows = [
-        [r.folder, r.kind, r.repeats, r.images, r.missing_captions,
+        [r.folder, r.kind, r.repeats, r.images, r.missing_captions, r.upscaled,
          f"{r.tokens_min}/{_median_text(r.tokens_median)}/{r.tokens_max}",
          r.over_75_tokens, r.over_225_tokens, r.samples_per_epoch, r.steps_per_epoch]
         for r in report.concepts
     ]
-    header = ["folder", "kind", "repeats", "images", "no caption", "tokens min/med/max", ">75", ">225",
+    header = ["folder", "kind", "repeats", "images", "no caption", "upscaled", "tokens min/med/max", ">75", ">225",
               "samples/epoch", "steps/epoch"]
     lines += _table(header, concept_rows, right_align_from=2)
     lines += ["", "buckets"]
@@ -200,5 +203,24 @@ def render_check_report(report: CheckReport) -> str:
     lines += ["", f"steps per epoch: {report.steps_per_epoch} (batches never mix buckets)",
               f"total: {report.steps_formula}"]
     if report.warnings:
-        lines += ["", "warnings:"] + [f"  - {w}" for w in report.warnings]
+        lines += [""] + render_problems(report.warnings, report.dataset)
     return "\n".join(lines) + "\n"
+
+
+def _short_path(path: str, root: str) -> str:
+    # Relative to the dataset folder when inside it: the table stays narrow enough to read.
+    try:
+        relative = Path(path).relative_to(root)
+    except ValueError:
+        return path
+    return str(relative) if str(relative) != "." else path
+
+
+def render_problems(problems: tuple[Problem, ...], root: str) -> list[str]:
+    """The table `file  severity  problem  fix`, errors first, as lines."""
+    errors = sum(1 for p in problems if p.fatal)
+    warnings = len(problems) - errors
+    title = f"problems: {errors} error(s) (cannot train), {warnings} warning(s)" if errors else f"warnings: {warnings}"
+    ordered = sorted(problems, key=lambda p: not p.fatal)
+    rows = [[_short_path(p.path, root), "error" if p.fatal else "warning", p.problem, p.fix] for p in ordered]
+    return [title] + _table(["file", "severity", "problem", "fix"], rows, right_align_from=4)

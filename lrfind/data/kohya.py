@@ -6,10 +6,14 @@ those folders (not recursively); a caption is the first line of `<image stem><ex
 image without one is captioned with the folder's class tokens. Unlike kohya we check every image
 up front (decode fully, so truncated files are caught here and not mid-training) and apply the EXIF
 orientation (kohya ignores it): sizes and buckets are those of the image as it is displayed.
+Every file is checked before anything is refused, so one error names all the bad files (see
+lrfind.data.problems). An image smaller than its bucket is upscaled into it, as kohya does; one
+warning names the ones upscaled more than MAX_UPSCALE (refused only with `strict_image_size`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from contextlib import contextmanager
@@ -20,12 +24,17 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from lrfind.config import IMAGE_EXTENSIONS, DatasetConfig
 from lrfind.data.buckets import BucketAssignment, Bucketer
+from lrfind.data.problems import DatasetProblems, Problem
 from lrfind.data.types import Concept, Dataset, ImageRecord
 from lrfind.errors import DatasetError
 
+log = logging.getLogger(__name__)
+
 FOLDER_PATTERN = re.compile(r"^(\d+)_(.*)$")
 # An image that must be enlarged more than this (linearly) to cover its bucket is "far smaller
-# than the resolution": it would train on blurry, upscaled pixels. 2x = a quarter of the pixels.
+# than the resolution": it trains on blurry, upscaled pixels (2x = a quarter of the pixels). kohya
+# upscales it silently; we warn, and refuse it only with strict_image_size. Smaller upscales are
+# the norm (the shipped example's photos are upscaled 1.4-1.9x at 512) and pass without a word.
 MAX_UPSCALE = 2.0
 EXIF_ORIENTATION = 0x0112
 ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
@@ -44,26 +53,37 @@ def bucketer_for(cfg: DatasetConfig) -> Bucketer:
     )
 
 
-def scan_dataset(cfg: DatasetConfig) -> Dataset:
+def scan_dataset(cfg: DatasetConfig, *, log_warnings: bool = True) -> Dataset:
     """Read the dataset folder (and the reg folder), check every image and caption, assign buckets.
 
-    Raises DatasetError (one line naming the file and the fix) on anything that cannot be trained.
+    Raises DatasetError (one line naming the file and the fix) on anything that cannot be trained;
+    when files are broken, a DatasetProblems listing every one of them. Warnings are returned in
+    `Dataset.warnings` and, with `log_warnings`, logged (a training run shows them on stderr).
     """
-    warnings: list[str] = []
+    warnings: list[Problem] = []
+    problems: list[Problem] = []
     bucketer = bucketer_for(cfg)
-    concepts = _scan_root(cfg.train_dir, cfg, bucketer, False, warnings)
-    reg_concepts = _scan_root(cfg.reg_dir, cfg, bucketer, True, warnings) if cfg.reg_dir else ()
+    concepts = _scan_root(cfg.train_dir, cfg, bucketer, False, warnings, problems)
+    reg_concepts = _scan_root(cfg.reg_dir, cfg, bucketer, True, warnings, problems) if cfg.reg_dir else ()
+    upscaled = _upscale_warning(cfg.train_dir, concepts + reg_concepts)
+    warnings += [upscaled] if upscaled else []
+    if problems:
+        raise DatasetProblems(problems + warnings, cfg.train_dir)
+    if log_warnings:
+        for warning in warnings:
+            log.warning("%s", warning)
     return Dataset(root=cfg.train_dir, concepts=concepts, reg_concepts=reg_concepts, warnings=tuple(warnings))
 
 
-def _scan_root(root: Path, cfg: DatasetConfig, bucketer: Bucketer, is_reg: bool, warnings: list[str]) -> tuple[Concept, ...]:
-    what = "regularisation folder (--reg-dir)" if is_reg else "dataset folder"
+def concept_folders(root: Path, what: str, warnings: list[Problem]) -> list[tuple[Path, int, str]]:
     if not root.exists():
         raise DatasetError(f"{what} {root} does not exist: check the path")
     if not root.is_dir():
         raise DatasetError(f"{what} {root} is not a folder: pass the folder that holds the `N_name` subfolders")
     folders, skipped = [], []
     for child in sorted(root.iterdir()):
+        # Dot folders (ours: .lrfind-caption-backup; others: .git, .ipynb_checkpoints) are skipped
+        # without a word; kohya skips them too, as folders without an `N_` prefix.
         if not child.is_dir() or child.name.startswith("."):
             continue
         match = FOLDER_PATTERN.match(child.name)
@@ -71,24 +91,35 @@ def _scan_root(root: Path, cfg: DatasetConfig, bucketer: Bucketer, is_reg: bool,
             folders.append((child, int(match.group(1)), match.group(2)))
         else:
             skipped.append(child)
-            warnings.append(f"skipped folder {child}: its name does not start with `N_` (N = repeats >= 1), as kohya requires")
+            warnings.append(Problem.warning(child, "skipped: its name does not start with `N_` (N = repeats >= 1), as kohya requires",
+                                            f"rename it to 10_{child.name} to train it"))
     loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     if loose:
-        warnings.append(f"{len(loose)} image(s) directly in {root} are ignored: move them into a subfolder such as {root / '10_name'}")
+        warnings.append(Problem.warning(root, f"{len(loose)} image(s) directly in it are ignored",
+                                        f"move them into a subfolder such as {root / '10_name'}"))
     if not folders:
         example = root / "10_mychar"
         raise DatasetError(
             f"{what} {root} has no `N_name` subfolder: put the images in a folder such as {example} (10 = repeats)"
             + (f" (e.g. rename {skipped[0].name} to 10_{skipped[0].name})" if skipped else "")
         )
+    return folders
+
+
+def _scan_root(root: Path, cfg: DatasetConfig, bucketer: Bucketer, is_reg: bool, warnings: list[Problem],
+               problems: list[Problem]) -> tuple[Concept, ...]:
+    what = "regularisation folder (--reg-dir)" if is_reg else "dataset folder"
+    folders = concept_folders(root, what, warnings)
+    problems_before = len(problems)
     concepts = []
     for folder, repeats, name in folders:
-        concept = _scan_concept(folder, repeats, name, is_reg, cfg, bucketer)
+        problems_in_folder = len(problems)
+        concept = _scan_concept(folder, repeats, name, is_reg, cfg, bucketer, problems)
         if concept.images:
             concepts.append(concept)
-        else:
-            warnings.append(f"skipped folder {folder}: it has no images ({', '.join(IMAGE_EXTENSIONS)})")
-    if not concepts:
+        elif len(problems) == problems_in_folder:  # no images at all, not only broken ones
+            warnings.append(Problem.warning(folder, "skipped: it has no images", f"put {', '.join(IMAGE_EXTENSIONS)} files in it"))
+    if not concepts and len(problems) == problems_before:
         raise DatasetError(
             f"{what} {root} holds no images: put .png/.jpg/.jpeg/.webp/.bmp files into its `N_name` subfolders"
         )
@@ -96,15 +127,20 @@ def _scan_root(root: Path, cfg: DatasetConfig, bucketer: Bucketer, is_reg: bool,
     return tuple(concepts)
 
 
-def _scan_concept(folder: Path, repeats: int, name: str, is_reg: bool, cfg: DatasetConfig, bucketer: Bucketer) -> Concept:
+def _scan_concept(folder: Path, repeats: int, name: str, is_reg: bool, cfg: DatasetConfig, bucketer: Bucketer,
+                  problems: list[Problem]) -> Concept:
     image_paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     records = []
     for path in image_paths:
-        size = read_image_size(path)
-        assignment = bucketer.assign(size)
-        check_image_size(path, assignment, bucketer)
+        assignment = _checked_assignment(path, cfg, bucketer, problems)
         caption_path = caption_path_for(path, cfg.caption_extension)
-        caption = read_caption(caption_path) if caption_path.is_file() else None
+        try:
+            caption = read_caption(caption_path) if caption_path.is_file() else None
+        except DatasetError as err:
+            problems.append(Problem.from_error(caption_path, err))
+            continue
+        if assignment is None:
+            continue
         records.append(
             ImageRecord(
                 path=path,
@@ -119,6 +155,36 @@ def _scan_concept(folder: Path, repeats: int, name: str, is_reg: bool, cfg: Data
             )
         )
     return Concept(folder=folder, name=name, repeats=repeats, is_reg=is_reg, images=tuple(records))
+
+
+def _checked_assignment(path: Path, cfg: DatasetConfig, bucketer: Bucketer, problems: list[Problem]) -> BucketAssignment | None:
+    """The image's bucket, or None with the reason added to `problems`."""
+    try:
+        assignment = bucketer.assign(read_image_size(path))
+        check_image_size(path, assignment, bucketer, strict=cfg.strict_image_size)
+    except DatasetError as err:
+        problems.append(Problem.from_error(path, err))
+        return None
+    return assignment
+
+
+def _upscale_warning(root: Path, concepts: tuple[Concept, ...], shown: int = 10) -> Problem | None:
+    """One warning naming the images upscaled more than MAX_UPSCALE into their buckets."""
+    upscaled = sorted(((r.upscale, r) for c in concepts for r in c.images if r.upscale > MAX_UPSCALE),
+                      key=lambda pair: -pair[0])
+    if not upscaled:
+        return None
+    names = [
+        f"{r.path.parent.name}/{r.path.name} {factor:.1f}x ({r.size[0]}x{r.size[1]} into {r.bucket[0]}x{r.bucket[1]})"
+        for factor, r in upscaled[:shown]
+    ]
+    more = f" and {len(upscaled) - shown} more" if len(upscaled) > shown else ""
+    return Problem.warning(
+        root,
+        f"{len(upscaled)} image(s) are upscaled more than {MAX_UPSCALE:g}x into their bucket, as kohya does, and train "
+        f"on blurry pixels: {', '.join(names)}{more}",
+        "use larger images, or train with --bucket-no-upscale to keep each in a smaller bucket of its own size",
+    )
 
 
 def caption_path_for(image: Path, extension: str) -> Path:
@@ -162,14 +228,17 @@ def read_image_size(path: Path) -> tuple[int, int]:
     return (height, width) if orientation in ROTATED_ORIENTATIONS else (width, height)
 
 
-def check_image_size(path: Path, assignment: BucketAssignment, bucketer: Bucketer) -> None:
-    """Reject an image far smaller than the resolution (see MAX_UPSCALE) or too thin for a bucket."""
+def check_image_size(path: Path, assignment: BucketAssignment, bucketer: Bucketer, strict: bool = False) -> None:
+    """Reject an image too thin for a bucket (kohya fails on it too: a 0-px bucket side) and, when
+    `strict`, an image far smaller than the resolution (see MAX_UPSCALE), which kohya would train."""
     (width, height), (bucket_w, bucket_h) = assignment.size, assignment.bucket
     if bucket_w < 1 or bucket_h < 1:
         raise DatasetError(
-            f"image {path} is {width}x{height} px: too thin for buckets in steps of {bucketer.reso_steps} px; "
+            f"image {path} is {width}x{height} px, too thin for buckets in steps of {bucketer.reso_steps} px: "
             "crop it to a less extreme aspect ratio or delete it"
         )
+    if not strict:
+        return
     if bucketer.enable_bucket and bucketer.no_upscale:
         # Never upscaled here; "far smaller" means less than a quarter of the training area.
         needed = bucketer.resolution / math.sqrt(width * height)
@@ -184,8 +253,8 @@ def check_image_size(path: Path, assignment: BucketAssignment, bucketer: Buckete
     if needed > MAX_UPSCALE:
         raise DatasetError(
             f"image {path} is {width}x{height} px, far smaller than the resolution: it would need {needed:.1f}x "
-            f"upscaling to cover {target} (limit {MAX_UPSCALE:g}x); use a larger image (at least {minimum}), "
-            "delete it, or lower --resolution"
+            f"upscaling to cover {target} (--strict-image-size allows {MAX_UPSCALE:g}x); use a larger image "
+            f"(at least {minimum}), delete it, lower --resolution, or drop --strict-image-size to upscale it as kohya does"
         )
 
 
@@ -208,15 +277,14 @@ def read_caption(path: Path) -> str:
     return caption
 
 
-def _warn_caption_extension(concepts: list[Concept], extension: str, warnings: list[str]) -> None:
+def _warn_caption_extension(concepts: list[Concept], extension: str, warnings: list[Problem]) -> None:
     """A common mistake: captions saved as .caption while the trainer looks for .txt (or back)."""
-    if any(c.missing_captions < len(c.images) for c in concepts):
+    if not concepts or any(c.missing_captions < len(c.images) for c in concepts):
         return
     for other in OTHER_CAPTION_EXTENSIONS:
         if other == extension:
             continue
         found = sum(1 for c in concepts for r in c.images if caption_path_for(r.path, other).is_file())
         if found:
-            warnings.append(
-                f"no `{extension}` captions found but {found} `{other}` file(s) exist: pass --caption-extension {other}"
-            )
+            warnings.append(Problem.warning(concepts[0].folder.parent, f"no `{extension}` captions found but {found} `{other}` file(s) exist",
+                                            f"pass --caption-extension {other}"))

@@ -24,6 +24,11 @@ class ImageRecord:
     bucket: tuple[int, int]  # (width, height), multiples of 64
     resized: tuple[int, int]  # (width, height) before the centre crop
 
+    @property
+    def upscale(self) -> float:
+        """How much the image is enlarged (linearly) to cover its bucket; <= 1: not enlarged."""
+        return max(self.resized[0] / self.size[0], self.resized[1] / self.size[1])
+
 
 @dataclass(frozen=True)
 class Concept:
