@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -191,12 +192,28 @@ def study_args(example_dataset, tmp_path, probe_json, name="full") -> list[str]:
             "--trial-budget", "8", "--out", str(out), "--no-progress", "--score", "loss"]
 
 
-def test_study_trial_file_on_full_disk_exits_2(example_dataset, tmp_path, probe_json, monkeypatch, capsys):
-    fill_disk_when(monkeypatch, lambda path: path.name == "lora.safetensors")
-    rc = main(study_args(example_dataset, tmp_path, probe_json))
-    err = capsys.readouterr().err
-    assert rc == 2 and "lrfind: error: disk full while writing lora.safetensors (" in err, err
-    assert "Traceback" not in err and not leftovers(tmp_path / "studies")
+FULL_DISK_STUDY = """
+import errno, sys
+from lrfind import atomic
+from lrfind.cli import main
+real = atomic.write_to_disk
+def write(path, data):
+    if path.name.startswith(".lora.safetensors."):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    real(path, data)
+atomic.write_to_disk = write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_study_trial_file_on_full_disk_exits_2(example_dataset, tmp_path, probe_json):
+    # In its own process: what a user sees on stderr, Optuna's log of the failed trial included.
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-c", FULL_DISK_STUDY, *study_args(example_dataset, tmp_path, probe_json)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("lrfind: error: disk full while writing lora.safetensors (")
+    assert "Traceback" not in done.stderr and not leftovers(tmp_path / "studies")
 
 
 def test_study_database_on_full_disk_exits_2_naming_the_database(example_dataset, tmp_path, probe_json, monkeypatch,

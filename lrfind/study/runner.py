@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from lrfind.errors import LrfindError
 from lrfind.study.config import StudyConfig
+from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
 from lrfind.study.storage import SqliteDatabase, masked_url, open_storage, recover_dead_local_trials, sqlite_path
 
 log = logging.getLogger("lrfind.study")
-LORA_PARAMS_PER_RANK = "lora_parameters_per_rank"
 
 
 class StudyInterrupted(LrfindError):
@@ -135,19 +135,6 @@ def ensure_baseline(study, ctx_parts) -> float:
     return baseline
 
 
-def check_study_space(cfg: StudyConfig, study, ctx) -> None:
-    """Room under the study folder for the trials still to run: a LoRA at the space's largest dim
-    and the samples per trial."""
-    from lrfind.outputs import Need, check_free_space, study_output_bytes
-
-    per_rank = study.user_attrs.get(LORA_PARAMS_PER_RANK)
-    if per_rank is None:  # a study begun before lrfind recorded it
-        return
-    largest = int(per_rank * ctx.space.network_dim.highest)
-    remaining = max(cfg.n_trials - finished_trials(study), 0)
-    samples = len(ctx.prompts) if ctx.scorer is not None else 0
-    need = study_output_bytes(remaining, largest, samples, ctx.space.fixed.resolution)
-    check_free_space([Need(cfg.out_dir(), need, "--out")])
 
 
 def objective_weights(cfg: StudyConfig, space):
@@ -331,16 +318,6 @@ class _NoTracebackFor(logging.Filter):
         return True
 
 
-def check_output_places(cfg: StudyConfig) -> None:
-    """The study folder, the cache and a sqlite database file can be written (before anything runs)."""
-    from lrfind.cache import check_cache_dir
-    from lrfind.outputs import check_writable_dir, check_writable_file
-
-    check_writable_dir(cfg.out_dir(), "--out" if cfg.out is not None else "the study folder (--out)")
-    check_cache_dir(cfg.cache_dir)
-    database = sqlite_path(cfg.storage_url())
-    if database is not None:
-        check_writable_file(database, "--storage" if cfg.storage else "the study database (--storage)")
 
 
 def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutcome:
@@ -361,7 +338,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
     if recovered:
         print(f"recovered trials {recovered} of a worker that died on this machine: marked failed, retried")
     ctx = build_context(cfg, study, space, weights)
-    check_study_space(cfg, study, ctx)
+    check_study_space(cfg, study, ctx, finished_trials(study))
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
     if finished_trials(study) < cfg.n_trials:
