@@ -1,7 +1,7 @@
 """Command line: parse, build one validated config, call the library, map errors to exit codes.
 
-Exit codes: 0 ok, 2 bad input (one line, no traceback), 1 internal error. Subcommand modules
-import torch and friends lazily inside their `run`, so `lrfind --help` stays fast.
+Exit codes: 0 ok, 2 bad input or a diverged run (one line, no traceback), 1 internal error.
+Subcommand modules import torch and friends lazily inside their `run`, so `lrfind --help` stays fast.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import traceback
 import warnings
 
 from lrfind import __version__
-from lrfind.errors import LrfindError, LrfindWarning
+from lrfind.errors import Interrupted, LrfindError, LrfindWarning, TrainingStopped
+from lrfind.secrets import mask_text
 
 # command name -> module under lrfind.cli that defines register(subparsers) and run(args) -> int
 COMMANDS = {
@@ -42,40 +43,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """lrfind's own warnings as one line each; any other warning as Python shows it."""
+    if issubclass(category, LrfindWarning):
+        print(f"lrfind: warning: {mask_text(str(message))}", file=sys.stderr)
+    else:
+        warnings._showwarning_orig(message, category, filename, lineno, file, line)  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2 if args.command is None else 0
+    previous_show = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warnings(warnings.showwarning)
-            return int(args.func(args) or 0)
-    except LrfindError as err:
-        print(f"lrfind: error: {err}", file=sys.stderr)
+        return _run(args)
+    finally:
+        warnings.showwarning = previous_show  # main() also runs in-process (tests, the demo)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return int(args.func(args) or 0)
+    except (LrfindError, TrainingStopped) as err:  # a diverged run is the user's lr, not our bug
+        print(f"lrfind: error: {mask_text(str(err))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lrfind: interrupted; files written so far are complete (atomic writes)", file=sys.stderr)
+    except KeyboardInterrupt as err:  # one line: the command's own (how to resume), else the generic one
+        said = str(err) if isinstance(err, Interrupted) else ""
+        print(f"lrfind: {said or 'interrupted; files written so far are complete (atomic writes)'}", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
         from lrfind.atomic import is_disk_full
 
         if is_disk_full(err):  # a write lrfind does not make itself (a library's log file, ...)
-            print(f"lrfind: error: disk full ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
-                  "free space on that disk or write to another folder, then run again", file=sys.stderr)
+            reason = mask_text(str(err).splitlines()[0]) if str(err) else type(err).__name__
+            print(f"lrfind: error: disk full ({reason}); free space on that disk or write to another folder, "
+                  "then run again", file=sys.stderr)
             return 2
-        traceback.print_exc()
+        print(mask_text(traceback.format_exc()), end="", file=sys.stderr)  # no storage password in it
         print("lrfind: internal error (a bug in lrfind); please report it with the traceback above",
               file=sys.stderr)
         return 1
-
-
-def _one_line_warnings(show_other):
-    """lrfind's own warnings as one line `lrfind: warning: ...`; others as they were shown."""
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, LrfindWarning):
-            print(f"lrfind: warning: {message}", file=sys.stderr)
-        else:
-            show_other(message, category, filename, lineno, file, line)
-    return show

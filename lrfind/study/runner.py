@@ -13,10 +13,11 @@ import json
 import logging
 from dataclasses import dataclass
 
-from lrfind.errors import LrfindError
+from lrfind.errors import Interrupted, LrfindError
+from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
-from lrfind.study.storage import SqliteDatabase, masked_url, open_storage, recover_dead_local_trials, sqlite_path
+from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
 
 log = logging.getLogger("lrfind.study")
 
@@ -77,7 +78,7 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
                                 directions=directions, sampler=sampler,
                                 pruner=None if cfg.pareto else make_pruner(cfg.pruner, budget))
     if len(study.directions) != len(directions):
-        raise LrfindError(f"study {cfg.name} in {masked_url(cfg.storage_url())} was created "
+        raise LrfindError(f"study {cfg.name} in {mask_url(cfg.storage_url())} was created "
                           f"{'with' if len(study.directions) > 1 else 'without'} --pareto; rerun it the same way "
                           "or pick a new --name")
     return study
@@ -197,6 +198,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
     from lrfind.cache import TensorStore, default_cache_dir
     from lrfind.config import DatasetConfig, ModelConfig
     from lrfind.data.kohya import scan_dataset
+    from lrfind.data.limits import check_repeats
     from lrfind.models.loading import load_components
     from lrfind.study.objective import StudyContext
     from lrfind.study.prompts import validation_prompts
@@ -207,6 +209,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
     dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=space.fixed.resolution,
                                          caption_extension=cfg.caption_extension,
                                          batch_size=space.fixed.train_batch_size))
+    check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
     components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = TensorStore(cfg.cache_dir or default_cache_dir())
     scorer = _scorer(cfg, weights, components)
@@ -283,47 +286,21 @@ def finished_trials(study) -> int:
 
 
 def run_study(cfg: StudyConfig) -> StudyOutcome:
-    import optuna  # noqa: F401 - sets up the "optuna" logger's handler
-
     from lrfind.atomic import disk_full_as_error
 
     check_output_places(cfg)
     database = sqlite_path(cfg.storage_url())
-    quiet = _NoTracebackFor(LrfindError)
-    handlers = logging.getLogger("optuna").handlers  # a filter on a logger would miss its children
-    for handler in handlers:
-        handler.addFilter(quiet)
-    try:
-        # A full disk under Optuna's sqlite file ("database or disk is full") names that file;
-        # trial files name themselves (lrfind.atomic).
-        with disk_full_as_error(database or cfg.out_dir()), \
-                (SqliteDatabase(database) if database else contextlib.nullcontext()) as guard:
-            return _run_study(cfg, guard)
-    finally:
-        for handler in handlers:
-            handler.removeFilter(quiet)
-
-
-class _NoTracebackFor(logging.Filter):
-    """Optuna logs a failed trial with its traceback; for an error lrfind explains in one line
-    (a full disk) the line is enough: the CLI prints the explanation."""
-
-    def __init__(self, *types: type):
-        super().__init__()
-        self.types = types
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], self.types):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
+    # A full disk under Optuna's sqlite file ("database or disk is full") names that file; trial
+    # files name themselves (lrfind.atomic).
+    with disk_full_as_error(database or cfg.out_dir()), \
+            (SqliteDatabase(database) if database else contextlib.nullcontext()) as guard:
+        return _run_study(cfg, guard)
 
 
 def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutcome:
     import optuna
 
-    from lrfind.study.objective import TrialFailed, TrialObjective
+    from lrfind.study.objective import QuietTrialLog, TrialFailed, TrialObjective
 
     from lrfind.study.scoring import pareto_directions
 
@@ -342,19 +319,19 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
     if finished_trials(study) < cfg.n_trials:
-        print(f"study {cfg.name} in {masked_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
+        print(f"study {cfg.name} in {mask_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
               f"trials finished; running")
+        quiet = QuietTrialLog()
+        logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
         try:
             study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds,
                            callbacks=[return_free_heap, stopper], catch=(TrialFailed,), gc_after_trial=True,
                            show_progress_bar=False)
         except KeyboardInterrupt:
-            import sys
-
-            print(f"lrfind: study interrupted; the running trial was marked failed and the database is "
-                  f"consistent. Resume with the same command (storage {masked_url(cfg.storage_url())}).",
-                  file=sys.stderr)
-            raise
+            raise Interrupted(f"study interrupted; the running trial was marked failed and the database is "
+                              f"consistent. Resume with the same command (storage {mask_url(cfg.storage_url())}).") from None
+        finally:
+            logging.getLogger(QuietTrialLog.LOGGER).removeFilter(quiet)
         if stopper.failures >= stopper.max_failures:
             print(f"stopped after {stopper.failures} failed trials in a row; see fail_reason in the report")
         if stopper.twins >= stopper.max_twins:

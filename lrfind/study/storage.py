@@ -13,18 +13,10 @@ import socket
 from pathlib import Path
 from typing import Optional
 
+from lrfind.secrets import mask_text, mask_url, remember
+
 SCHEMA_RACE_RETRIES = 4
 WORKER_ATTR = "lrfind_worker"  # {"host": ..., "pid": ..., "started": process start time}
-
-
-def masked_url(url: str) -> str:
-    """The storage URL with any password replaced by ***: safe to print and log."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL sqlalchemy knows: print nothing secret
-        return url.split("@")[-1] if "@" in url else url
 
 
 def engine_url(url: str) -> str:
@@ -35,15 +27,19 @@ def engine_url(url: str) -> str:
     """
     import importlib.util
 
+    from lrfind.errors import ConfigError
+    from lrfind.secrets import password_needs_encoding
+
+    problem = password_needs_encoding(url)
+    if problem:
+        raise ConfigError(f"--storage: {problem}")
     if not url.startswith(("postgresql://", "postgres://")):
         return url
     rest = url.split("://", 1)[1]
     for module, dialect in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
         if importlib.util.find_spec(module) is not None:
             return f"{dialect}://{rest}"
-    from lrfind.errors import ConfigError
-
-    raise ConfigError(f"--storage {masked_url(url)} needs a PostgreSQL driver: pip install 'lrfind[postgres]' "
+    raise ConfigError(f"--storage {mask_url(url)} needs a PostgreSQL driver: pip install 'lrfind[postgres]' "
                       "(psycopg2-binary) or psycopg[binary]")
 
 
@@ -139,6 +135,7 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    remember(url)  # its password is masked in every message and log record from now on
     if sqlite_path(url) is not None:
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     opened = engine_url(url)
@@ -160,7 +157,7 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int):
             from lrfind.errors import ConfigError
 
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ConfigError(f"cannot open study storage {masked_url(url)}: {masked_text(reason, url)}; "
+            raise ConfigError(f"cannot open study storage {mask_url(url)}: {mask_text(reason, url)}; "
                               "check --storage (and that the database server runs)") from None
 
 
@@ -169,17 +166,6 @@ def _schema_race(err: Exception) -> bool:
     # exists" / a unique constraint on Optuna's alembic_version row.
     text = str(err).lower()
     return any(s in text for s in ("duplicate key", "already exists", "unique constraint failed: alembic_version"))
-
-
-def masked_text(text: str, url: str) -> str:
-    """Remove the URL's password from an error message that might quote it."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(url).password
-    except Exception:  # noqa: BLE001
-        password = None
-    return text.replace(str(password), "***") if password else text
 
 
 def recover_dead_local_trials(study) -> list[int]:

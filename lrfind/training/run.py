@@ -47,7 +47,37 @@ def preflight(config: TrainConfig) -> None:
         )
     if config.network_weights is not None and not Path(config.network_weights).is_file():
         raise ConfigError(f"{config.network_weights}: --network-weights file not found; check the path")
+    if config.network_alpha > config.network_dim:
+        import warnings
+
+        from lrfind.errors import LrfindWarning
+
+        warnings.warn(f"network_alpha {config.network_alpha:g} is above network_dim {config.network_dim}: the LoRA "
+                      f"is scaled by alpha/dim = {config.network_alpha / config.network_dim:.3g} (kohya users keep "
+                      "alpha <= dim); allowed, but lower --network-alpha (or the lr) unless you meant it",
+                      LrfindWarning, stacklevel=2)
     check_output_places(config)
+
+
+def check_run_length(config: TrainConfig, dataset) -> None:
+    """Repeats and steps within lrfind.data.limits (exit 2 above), a warning for a very long run.
+
+    Before the model loads; counted from the dataset (lora_run checks again after the validation split).
+    """
+    import warnings
+
+    from lrfind.data.limits import check_repeats, check_steps, long_run_warning
+    from lrfind.data.steps import dataset_steps_per_epoch
+    from lrfind.errors import LrfindWarning
+    from lrfind.training.setup import plan_steps
+
+    check_repeats(dataset)
+    plan = plan_steps(config, dataset_steps_per_epoch(dataset, config.train_batch_size))
+    check_steps(plan.total_steps)
+    long_run = long_run_warning(plan.total_steps * config.gradient_accumulation_steps, config.train_batch_size,
+                                len(dataset.train_images))
+    if long_run:
+        warnings.warn(long_run, LrfindWarning, stacklevel=2)
 
 
 def check_output_places(config: TrainConfig) -> None:
@@ -142,6 +172,7 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
     preflight(config)
     resume_folder = find_resume_folder(config)
     dataset = with_concept_repeats(dataset or scan_dataset(config.dataset_config()), config)
+    check_run_length(config, dataset)
     prompts = sample_prompts_for(config, dataset) if config.sample_every_n_epochs else []
     components = components or load_components(config.base_model_config())
     store = store or TensorStore(config.cache_dir or default_cache_dir())

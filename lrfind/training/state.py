@@ -131,13 +131,36 @@ def load_state(folder: Path, config: TrainConfig, parts):
                           f"{parts.total_steps} (the dataset changed?); start again without --resume")
     state_dict, _ = load_lora(folder / "lora.safetensors")
     parts.network.load_kohya_state_dict(state_dict, source=str(folder / "lora.safetensors"))
-    try:
-        parts.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        parts.lr_scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
-        raise ConfigError(f"{folder}: optimizer or scheduler state unreadable ({str(err)[:120]}); resume from "
-                          "another state or start again without --resume") from None
+    _load_into(parts.optimizer, folder / "optimizer.pt")
+    _load_into(parts.lr_scheduler, folder / "scheduler.pt")
     state = LoopState(parts.total_steps, parts.steps_per_epoch, step=progress["step"], epoch=progress["epoch"],
                       val_loss=progress.get("val_loss"),
                       val_history=[(int(s), float(v)) for s, v in progress.get("val_history", [])])
     return state
+
+
+def _load_into(target, path: Path) -> None:
+    """target.load_state_dict from a torch file, tensors and plain data only; one ConfigError if not.
+
+    weights_only=True never runs code from the file: a pickle that would (a tampered state) is
+    refused like a truncated or foreign file, by name and without torch's multi-line advice.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        data = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        what = ("holds objects other than tensors and plain data (it could run code): refused"
+                if "weights only" in str(err).lower() else "is not a torch file")
+        raise ConfigError(f"{path}: {what}; resume from another state or start again without --resume") from None
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: torch raises many kinds
+        raise ConfigError(f"{path}: unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
+                          "resume from another state or start again without --resume") from None
+    try:
+        target.load_state_dict(data)
+    except Exception as err:  # noqa: BLE001 - a state of another run's optimizer/scheduler: any shape error
+        raise ConfigError(f"{path}: does not fit this run ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:120] if str(err) else ''}); resume from another state "
+                          "or start again without --resume") from None
