@@ -32,6 +32,14 @@ class TrainingStopped(Exception):
         self.step = step
 
 
+class DiskFullError(LrfindError):
+    """The disk (or quota) filled up while writing `path`; nothing half-written was left behind."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
+
+
 class TrainingDiverged(TrainingStopped):
     """The loss became NaN or infinite: the run cannot go on. Says at which step, at which lr.
 

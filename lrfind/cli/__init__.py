@@ -75,7 +75,14 @@ def _run(args: argparse.Namespace) -> int:
         said = str(err) if isinstance(err, Interrupted) else ""
         print(f"lrfind: {said or 'interrupted; files written so far are complete (atomic writes)'}", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
+    except Exception as err:  # noqa: BLE001 - anything else is our bug: say so, keep the traceback
+        from lrfind.atomic import is_disk_full
+
+        if is_disk_full(err):  # a write lrfind does not make itself (a library's log file, ...)
+            reason = mask_text(str(err).splitlines()[0]) if str(err) else type(err).__name__
+            print(f"lrfind: error: disk full ({reason}); free space on that disk or write to another folder, "
+                  "then run again", file=sys.stderr)
+            return 2
         print(mask_text(traceback.format_exc()), end="", file=sys.stderr)  # no storage password in it
         print("lrfind: internal error (a bug in lrfind); please report it with the traceback above",
               file=sys.stderr)

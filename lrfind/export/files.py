@@ -80,6 +80,9 @@ def _model_path(cfg: ExportConfig, source: dict, warnings: list[str]) -> str:
 
 def export_kohya(cfg: ExportConfig) -> ExportResult:
     """Write OUT/kohya_config.toml and OUT/kohya_dataset.toml; return their paths and the command."""
+    from lrfind.outputs import check_writable_dir
+
+    check_writable_dir(cfg.out_folder(), "--out")
     study = cfg.study_folder()
     rec = read_json_object(study / "recommendation.json",
                      f"no recommendation yet: run `lrfind study DATASET --name {cfg.name}` first "

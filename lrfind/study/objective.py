@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from lrfind.atomic import write_json
 from lrfind.config import SEED_MAX
-from lrfind.errors import TrainingStopped
+from lrfind.errors import LrfindError, TrainingStopped
 from lrfind.study.storage import WORKER_ATTR, worker_identity
 
 
@@ -43,7 +43,7 @@ class QuietTrialLog(logging.Filter):
             return False
         if self.interrupted and "failed with value" in record.getMessage():
             return False  # the second line Optuna writes about the interrupted trial
-        if isinstance(error, TrialFailed):
+        if isinstance(error, (TrialFailed, LrfindError)):  # LrfindError: a full disk, explained by the CLI
             record.exc_info, record.exc_text = None, None
         return True
 

@@ -7,6 +7,7 @@ in the study's user attributes, so workers on other machines use the same ones.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -16,8 +17,9 @@ from typing import Optional
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
+from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
 from lrfind.study.pruning import HYPERBAND_REDUCTION
-from lrfind.study.storage import open_storage, recover_dead_local_trials
+from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
 
 log = logging.getLogger("lrfind.study")
 
@@ -131,8 +133,12 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None) ->
                          network_train_unet_only=space.fixed.network_train_unet_only, cache_dir=cfg.cache_dir)
     with lora_run(config, components, dataset, store, validation_memo) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
+        per_rank = parts.network.trainable_parameter_count() / config.network_dim
+    study.set_user_attr(LORA_PARAMS_PER_RANK, per_rank)  # for the free-space estimate of later runs
     study.set_user_attr("baseline_val_loss", baseline)
     return baseline
+
+
 
 
 def objective_weights(cfg: StudyConfig, space):
@@ -286,6 +292,18 @@ def finished_trials(study) -> int:
 
 
 def run_study(cfg: StudyConfig) -> StudyOutcome:
+    from lrfind.atomic import disk_full_as_error
+
+    check_output_places(cfg)
+    database = sqlite_path(cfg.storage_url())
+    # A full disk under Optuna's sqlite file ("database or disk is full") names that file; trial
+    # files name themselves (lrfind.atomic).
+    with disk_full_as_error(database or cfg.out_dir()), \
+            (SqliteDatabase(database) if database else contextlib.nullcontext()) as guard:
+        return _run_study(cfg, guard)
+
+
+def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutcome:
     import optuna
 
     from lrfind.study.objective import QuietTrialLog, TrialFailed, TrialObjective
@@ -296,11 +314,14 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
     space = _load_space(cfg)
     weights = objective_weights(cfg, space)
     study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
+    if database is not None:
+        database.opened()
     check_same_space(cfg, study, space)
     recovered = recover_dead_local_trials(study)
     if recovered:
         print(f"recovered trials {recovered} of a worker that died on this machine: marked failed, retried")
     ctx = build_context(cfg, study, space, weights)
+    check_study_space(cfg, study, ctx, finished_trials(study))
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
     if finished_trials(study) < cfg.n_trials:
