@@ -71,8 +71,13 @@ def _error_chain(err: BaseException):
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    """The database's own error (the driver's, under Optuna's and SQLAlchemy's wrappers), one line."""
+    import sqlalchemy.exc as sa
+
+    chain = list(_error_chain(err))
+    root = next((e.orig for e in chain if isinstance(e, sa.DBAPIError) and e.orig is not None), chain[-1])
+    text = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {text[0]}" if text else type(root).__name__
 
 
 def classify(err: BaseException, method: str) -> Optional[str]:
@@ -97,7 +102,10 @@ def classify(err: BaseException, method: str) -> Optional[str]:
 
 def _retried(name: str, inner=None):
     """RDBStorage.<name> (or inner), retried through transient errors (only the outermost call)."""
-    inner = inner or getattr(RDBStorage, name)
+    def looked_up(self, *args, **kwargs):  # at call time, so RDBStorage's own method is the one run
+        return getattr(RDBStorage, name)(self, *args, **kwargs)
+
+    inner = inner or looked_up
 
     def call(self, *args, **kwargs):
         if self._gave_up is not None:
@@ -111,7 +119,7 @@ def _retried(name: str, inner=None):
             self._nesting.depth = 0
 
     call.__name__ = call.__qualname__ = name
-    call.__doc__ = inner.__doc__
+    call.__doc__ = getattr(RDBStorage, name, inner).__doc__
     return call
 
 
@@ -121,11 +129,17 @@ class WorkerStorage(RDBStorage):
     retry_seconds = RETRY_SECONDS
 
     def __init__(self, url: str, **kwargs):
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+
         kwargs["heartbeat_stale_trial_callback"] = RetryDeadWorkerTrial()
         self._shown_url, self._nesting, self._gave_up = _shown_url(url), threading.local(), None
         self.storage_seconds = 0.0  # time spent inside storage calls (benchmarks/study_workers.py)
         self.storage_calls = 0
-        super().__init__(url, **kwargs)  # it already reads the database: the retry state comes first
+        with warnings.catch_warnings():  # heartbeats are "experimental": not worth a warning on every run
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            super().__init__(url, **kwargs)  # it already reads the database: the retry state comes first
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -158,7 +172,7 @@ class WorkerStorage(RDBStorage):
                         self._gave_up = self._unavailable(name, err, waited, kind)
                         raise self._gave_up from None
                     attempt += 1
-                    log.warning("storage call %s failed (%s); retry %d in %.1f s", name,
+                    log.info("storage call %s failed (%s); retry %d in %.1f s", name,
                                 masked_text(_first_line(err), self.url), attempt, backoff)
                     time.sleep(backoff * random.uniform(0.8, 1.2))  # jitter: workers must not retry in step
                     backoff = min(MAX_BACKOFF, backoff * 2)
@@ -171,7 +185,7 @@ class WorkerStorage(RDBStorage):
         return stored.state == state and (values is None or list(stored.values or []) == list(values))
 
     def _unavailable(self, name: str, err: BaseException, waited: float, kind: str) -> StorageUnavailable:
-        how = "failed" if kind == "permanent" else f"kept failing for {waited:.0f} s"
+        how = "failed" if kind == "permanent" else f"kept failing for {waited:.1f} s"
         return StorageUnavailable(
             f"study storage {self._shown_url} {how} ({masked_text(_first_line(err), self.url)}) in {name}; "
             "this worker stopped, the study is intact: its running trial is failed with a reason and retried "
@@ -182,7 +196,7 @@ class WorkerStorage(RDBStorage):
         try:
             _record_heartbeat(self, trial_id)
         except StorageUnavailable as err:  # the worker's own next storage call stops it with this line
-            log.warning("heartbeat not recorded: %s", err)
+            log.info("heartbeat not recorded: %s", err)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """RUNNING trials whose worker is dead, each given its fail_reason before Optuna fails it."""
@@ -262,7 +276,13 @@ class RetryDeadWorkerTrial(RetryHeartbeatStaleTrialCallback):
     DROPPED = (FAIL_REASON_ATTR, WORKER_ATTR, "steps_done", "train_values", "steps_planned")
 
     def __init__(self):
-        super().__init__(max_retry=MAX_RETRY)
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            super().__init__(max_retry=MAX_RETRY)
 
     def __call__(self, study, trial) -> None:
         import copy
