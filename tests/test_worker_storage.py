@@ -288,3 +288,41 @@ def test_the_overrun_note_counts_trials_finished_after_the_last_needed():
     assert "(trial 1)" in note  # the third to finish, by completion time, not by number
     assert overrun_note(trials, 4, []) == ""
     assert "Trial(s) 7 still running" in overrun_note(trials, 4, [7])
+
+
+def test_a_database_lost_mid_study_ends_the_worker_with_exit_2_and_one_line(example_dataset, tmp_path, monkeypatch,
+                                                                           capsys):
+    """The database goes away mid-trial: one line, exit 2, no traceback; a rerun fails that trial
+    with a reason once its worker is gone, and finishes the study."""
+    import json
+
+    from optuna.storages import RDBStorage
+
+    from lrfind.cli import main
+    from report_study import probe_report
+
+    out = tmp_path / "lost"
+    out.mkdir()
+    (out / "probe.json").write_text(json.dumps(probe_report()))
+    args = ["study", str(example_dataset), "--name", "lost", "--out", str(out), "--space", "tiny", "--trial-budget",
+            "8", "--n-trials", "2", "--score", "loss", "--pruner", "median", "--no-progress"]
+    lost = sqlalchemy.exc.OperationalError("UPDATE", {}, Exception("server closed the connection unexpectedly"))
+    monkeypatch.setattr(WorkerStorage, "retry_seconds", 0.3)
+    with monkeypatch.context() as patch:
+        patch.setattr(RDBStorage, "set_trial_intermediate_value", lambda *a, **k: (_ for _ in ()).throw(lost))
+        rc = main(args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "kept failing" in lines[0] and "server closed the connection" in lines[0]
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    study = optuna.load_study(study_name="lost", storage=url)
+    [orphan] = study.get_trials(states=(TrialState.RUNNING,))  # consistent: one trial, left as a killed worker leaves it
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # this test process stands for the lost worker: make its record name a gone process
+    study._storage.set_trial_user_attr(orphan._trial_id, WORKER_ATTR, dict(worker_identity(), pid=dead.pid))
+    assert main(args) == 0
+    trials = optuna.load_study(study_name="lost", storage=url).trials
+    assert f"pid {dead.pid} died" in trials[orphan.number].user_attrs[FAIL_REASON_ATTR]
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -249,6 +249,24 @@ class _StopWhenDone:
             study.stop()
 
 
+class _NoTracebackForTrialFailed(logging.Filter):
+    """Optuna logs a caught TrialFailed with its traceback: the reason is on the trial (fail_reason)
+    and in its warning line; the traceback is only our own raise, and would read as a crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from lrfind.study.objective import TrialFailed
+
+        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+            record.exc_info = None
+        return True
+
+
+def _quiet_caught_failures() -> None:
+    optimize_log = logging.getLogger("optuna.study._optimize")  # where Optuna logs a failed trial
+    if not any(isinstance(f, _NoTracebackForTrialFailed) for f in optimize_log.filters):
+        optimize_log.addFilter(_NoTracebackForTrialFailed())
+
+
 def return_free_heap(study=None, trial=None) -> None:
     """Optuna callback: hand freed heap back to the OS (glibc's malloc_trim; elsewhere nothing).
 
@@ -281,6 +299,7 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
     from lrfind.study.scoring import pareto_directions
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_caught_failures()
     space = _load_space(cfg)
     weights = objective_weights(cfg, space)
     study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
