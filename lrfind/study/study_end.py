@@ -76,8 +76,12 @@ def optimize_surviving(study, objective: EndAwareObjective, n_trials: int, timeo
             gave_up = _storage_gave_up(study, err)
             if gave_up is not None:
                 raise gave_up from None
+            # Optuna's words when it reports a trial that another worker had already failed
+            told_finished = isinstance(err, ValueError) and str(err).startswith("Cannot tell a ")
+            if not (told_finished or isinstance(err, UpdateFinishedTrialError)):
+                raise
             number = _taken_over_trial(study, objective.trial_id)
-            if not isinstance(err, (UpdateFinishedTrialError, ValueError)) or number is None:
+            if number is None:
                 raise
             taken_over.append(number)
             objective.trial_id = None

@@ -81,7 +81,8 @@ def _first_line(err: BaseException) -> str:
 
 
 def classify(err: BaseException, method: str) -> Optional[str]:
-    """"transient", "permanent" (a database error no retry fixes) or None (not a storage error)."""
+    """"transient", "permanent" (the database is unreachable for good: no retry helps) or None
+    (not a database outage: raised as it is)."""
     import sqlalchemy.exc as sa
 
     chain = list(_error_chain(err))
@@ -95,9 +96,7 @@ def classify(err: BaseException, method: str) -> Optional[str]:
     if any(isinstance(e, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, sa.DisconnectionError))
            or getattr(e, "connection_invalidated", False) for e in chain):
         return "transient"
-    if any(isinstance(e, sa.SQLAlchemyError) for e in chain):
-        return "permanent"
-    return None
+    return None  # a bad statement or value (DataError, ProgrammingError) is a bug: raised as it is
 
 
 def _retried(name: str, inner=None):
@@ -135,8 +134,8 @@ class WorkerStorage(RDBStorage):
 
         kwargs["heartbeat_stale_trial_callback"] = RetryDeadWorkerTrial()
         self._shown_url, self._nesting, self._gave_up = _shown_url(url), threading.local(), None
-        self.storage_seconds = 0.0  # time spent inside storage calls (benchmarks/study_workers.py)
-        self.storage_calls = 0
+        # the worker's own wait on the database, retries included (benchmarks/study_workers.py)
+        self.storage_seconds, self.storage_calls = 0.0, 0
         with warnings.catch_warnings():  # heartbeats are "experimental": not worth a warning on every run
             warnings.simplefilter("ignore", ExperimentalWarning)
             super().__init__(url, **kwargs)  # it already reads the database: the retry state comes first
@@ -177,8 +176,9 @@ class WorkerStorage(RDBStorage):
                     time.sleep(backoff * random.uniform(0.8, 1.2))  # jitter: workers must not retry in step
                     backoff = min(MAX_BACKOFF, backoff * 2)
         finally:
-            self.storage_seconds += time.monotonic() - started
-            self.storage_calls += 1
+            if threading.current_thread() is threading.main_thread():  # not the heartbeat thread's beats
+                self.storage_seconds += time.monotonic() - started
+                self.storage_calls += 1
 
     def _already_told(self, trial_id, state, values=None) -> bool:
         stored = RDBStorage.get_trial(self, trial_id)
