@@ -19,6 +19,8 @@ from lrfind.study.storage import WORKER_ATTR, open_storage, process_start_time, 
 from lrfind.study.worker_storage import (FAIL_REASON_ATTR, StorageUnavailable, WorkerStorage, classify,
                                          fail_dead_trials)
 
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+
 
 def _storage(path, **kwargs) -> WorkerStorage:
     # a 50 ms busy timeout: SQLite's own wait (5 s by default) would hide the lock from the retries
