@@ -172,7 +172,7 @@ class WorkerStorage(RDBStorage):
                         raise self._gave_up from None
                     attempt += 1
                     log.info("storage call %s failed (%s); retry %d in %.1f s", name,
-                                masked_text(_first_line(err), self.url), attempt, backoff)
+                             masked_text(_first_line(err), self.url), attempt, backoff)
                     time.sleep(backoff * random.uniform(0.8, 1.2))  # jitter: workers must not retry in step
                     backoff = min(MAX_BACKOFF, backoff * 2)
         finally:
