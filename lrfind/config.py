@@ -8,13 +8,57 @@ scaled learning rates) are computed by functions from these objects, never writt
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrfind.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+# Seeds reach numpy (Optuna's samplers; kohya's set_seed), whose range is 0..2**32-1; torch would
+# take up to 2**64-1, but one range for every seed is simpler to state.
+SEED_MAX = 2**32 - 1
+
+
+def _seed_in_range(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"seed {value} is out of range: use a whole number from 0 to {SEED_MAX} (2**32 - 1)")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
+
+
+def parse_resolution(value):
+    """kohya's resolution forms: 512, "512", "512,512" (kohya's "width,height"), "512x512", [512, 512].
+
+    lrfind trains square base resolutions (aspect-ratio buckets handle non-square images), so a
+    pair must have equal sides; 512,768 is refused with what to pass instead.
+    """
+    if isinstance(value, bool):
+        return value  # pydantic rejects it with its own message
+    if isinstance(value, (list, tuple)):
+        parts = list(value)
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.lower().replace("x", ",").split(",")]
+    else:
+        return value
+    try:
+        sides = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        raise ValueError(f"resolution {value!r} is not like 512, 512,512 or 512x512") from None
+    if len(sides) == 1 or (len(sides) == 2 and sides[0] == sides[1]):
+        return sides[0]
+    if len(sides) == 2:
+        raise ValueError(f"resolution {sides[0]},{sides[1]}: lrfind trains a square base resolution with "
+                         f"aspect-ratio buckets (non-square images keep their shape); give one side, e.g. "
+                         f"{max(sides)} (or {sides[0]},{sides[0]})")
+    raise ValueError(f"resolution {value!r} is not like 512, 512,512 or 512x512")
+
+
+Resolution = Annotated[int, BeforeValidator(parse_resolution)]
 
 
 class StrictModel(BaseModel):
@@ -27,7 +71,7 @@ class DatasetConfig(StrictModel):
     train_dir: Path
     reg_dir: Optional[Path] = None
     caption_extension: str = ".txt"
-    resolution: int = 512
+    resolution: Resolution = 512
     batch_size: int = Field(1, ge=1)
     enable_bucket: bool = True
     min_bucket_reso: Optional[int] = None
@@ -80,7 +124,7 @@ class ModelConfig(StrictModel):
 
     model: str = "tiny"
     allow_pickle: bool = False
-    seed: int = 0  # only used by the tiny model's random init
+    seed: Seed = 0  # only used by the tiny model's random init
 
 
 def format_validation_error(err: ValidationError, source: str = "") -> str:

@@ -49,9 +49,12 @@ class _Steps:
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
-    from lrfind.cache import TensorStore, default_cache_dir
+    from lrfind.cache import TensorStore, check_cache_dir
     from lrfind.data.example import copy_example_dataset
+    from lrfind.outputs import check_writable_dir
 
+    check_writable_dir(cfg.out, "--out")
+    cache_dir = check_cache_dir(None)
     result = DemoResult()
     steps = _Steps(result)
     study_dir = cfg.out / "studies" / STUDY_NAME
@@ -59,7 +62,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     if not dataset.is_dir():
         copy_example_dataset(dataset)
     result.outputs.append(("example dataset (kohya layout, real photos)", dataset))
-    store = TensorStore(default_cache_dir())
+    store = TensorStore(cache_dir)
     report = steps.run("probe (Prodigy, d*lr plateau)", _probe, cfg, dataset, study_dir, store)
     result.outputs.append(("probe report", study_dir / "probe.json"))
     result.outputs.append(("probe page (d*lr curve)", study_dir / "probe.html"))

@@ -77,29 +77,32 @@ def test_store_rejects_an_entry_written_for_another_key(tmp_path):
 
 
 def test_store_put_that_fails_leaves_no_file(tmp_path, monkeypatch):
-    import safetensors.torch
+    import errno
+
+    from lrfind import atomic
+    from lrfind.errors import DiskFullError
 
     store = TensorStore(tmp_path)
     key = make_key("unit", "fails")
 
-    def half_write_then_fail(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"\x08\x00\x00\x00partial")
-        raise OSError("disk full")
+    def half_write_then_fail(path, data):
+        Path(path).write_bytes(data[:20])
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", half_write_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(atomic, "write_to_disk", half_write_then_fail)
+    with pytest.raises(DiskFullError, match="disk full while writing"):
         store.put(key, _tensors())
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert store.get(key) is None and store.corrupt == 0
 
 
 def test_store_put_failure_keeps_the_previous_entry(tmp_path, monkeypatch):
-    import safetensors.torch
+    from lrfind import atomic
 
     store = TensorStore(tmp_path)
     key = make_key("unit", "keep")
     store.put(key, _tensors())
-    monkeypatch.setattr(safetensors.torch, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(atomic, "write_to_disk", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError):
         store.put(key, {"a": torch.zeros(3)})
     assert torch.equal(store.get(key)["a"], _tensors()["a"])

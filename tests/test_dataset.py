@@ -254,6 +254,16 @@ def _empty_caption(root):
     return root, write_caption(write_photo(root / "1_x" / "a.png"), "\n")
 
 
+def _nul_caption(root):
+    return root, write_caption(write_photo(root / "1_x" / "a.png"), "lrfcat\x00, cat")
+
+
+def _utf16_caption(root):
+    caption = write_photo(root / "1_x" / "a.png").with_suffix(".txt")
+    caption.write_bytes("lrfcat, cat".encode("utf-16-le"))  # valid UTF-8, full of NULs
+    return root, caption
+
+
 # case -> (builder returning (folder to scan, file the message must name), reason in the message)
 BAD_INPUTS = {
     "missing folder": (_missing_folder, "does not exist"),
@@ -266,6 +276,8 @@ BAD_INPUTS = {
     "truncated png": (_truncated(".png"), "truncated"),
     "non-UTF-8 caption": (_latin1_caption, "not UTF-8"),
     "empty caption": (_empty_caption, "is empty"),
+    "NUL in caption": (_nul_caption, "control character (U+0000) at position 6"),
+    "UTF-16 caption": (_utf16_caption, "UTF-16"),
 }
 
 

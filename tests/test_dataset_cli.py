@@ -111,3 +111,19 @@ def test_example_command_copies_the_dataset(capsys, tmp_path):
     assert code == 0 and "lrfind dataset check" in out
     assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == ["10_lrfcat cat", "5_lrfcup cup"]
     _assert_one_line_error(*_run(capsys, "example", tmp_path / "ex"), "already exists")
+
+
+def test_a_nul_byte_in_a_caption_exits_2_naming_the_file(capsys, tmp_path):
+    root = tmp_path / "ds"
+    caption = write_caption(write_photo(root / "2_lrfcat cat" / "a.png", "chelsea"), "lrfcat\x00 cat")
+    code, out, err = _run(capsys, "check", root)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "2_lrfcat cat/a.txt  error     holds a control character (U+0000) at position 6" in out
+    assert "re-save it as plain UTF-8 text" in out
+
+
+def test_resolution_in_kohyas_width_height_form(capsys):
+    code, out, err = _run(capsys, "check", example_dataset_path(), "--resolution", "512,512")
+    assert code == 0 and "resolution 512" in out
+    code, out, err = _run(capsys, "check", example_dataset_path(), "--resolution", "512,768")
+    _assert_one_line_error(code, out, err, "resolution 512,768", "give one side")

@@ -88,3 +88,19 @@ def test_a_diverged_probe_derives_from_the_plateau_before_divergence_or_not_at_a
     assert derived.unet_lr == pytest.approx(plateau.earlier_plateau[2] * PROBE_FACTORS["dadaptation"])
     rising_then_nan = analyse_curve(steps[:30], [1e-6 * 1.5**s for s in steps[:25]] + [nan] * 5, [1.0] * 30)
     assert rising_then_nan.status == "diverged" and _derive(rising_then_nan, "dadaptation") is None
+
+
+@pytest.mark.parametrize("low,high,needle", [
+    ("1", "1e-6", "range_min_lr 1 must be below range_max_lr 1e-06"),  # inverted: was "(ok)" and an lr
+    ("0.01", "0.01", "must be below"),
+    ("0", "0.1", "range_min_lr"),
+    ("-1e-6", "0.1", "range_min_lr"),
+    ("1e-6", "inf", "range_max_lr"),
+])
+def test_a_range_test_that_does_not_go_up_exits_2(low, high, needle, example_dataset, tmp_path, capsys):
+    out = tmp_path / "probe"
+    rc = main(["probe", str(example_dataset), "--method", "range", f"--range-min-lr={low}", f"--range-max-lr={high}",
+               "--resolution", "64", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+    assert not out.exists()

@@ -309,3 +309,23 @@ def test_multi_objective_study_renders_with_named_objectives(tmp_path):
     assert not info["recommendation"]["available"]  # no recommendation.json; none provisional either
     page, figures = render_page(info)
     assert figures >= 5 and "no recommendation yet" in page
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_an_image", "empty"])
+def test_a_corrupt_sample_or_grid_png_is_a_placeholder_and_a_warning(damage, tmp_path):
+    from lrfind.report.html import render_page
+
+    url, study_dir = build_study(tmp_path)
+    data = load_study_data("cats", url, study_dir)
+    sample = Path(_get_sample_grid_info(data)["rows"][0]["cells"][0]["file"])
+    grid = data.xy_grids[0]
+    for path in (sample, grid):
+        raw = path.read_bytes()
+        path.write_bytes({"truncated": raw[: len(raw) // 2], "not_an_image": b"<html>oops</html>",
+                          "empty": b""}[damage])
+    info = gather_info(data)
+    page, _ = render_page(info)
+    assert page.count('class="unreadable"') == 2 and "unreadable image<br>" + sample.name in page
+    texts = [w["text"] for w in info["warnings"] if w["kind"] == "image"]
+    assert len(texts) == 2 and str(sample) in texts[0] and str(grid) in texts[1]
+    assert info["samples"]["rows"][0]["cells"][1]["uri"].startswith("data:image/png")  # the others still shown

@@ -84,6 +84,8 @@ def test_defaults_of_minimal_space(tmp_path):
     (MINIMAL + "optimizer = ['AdamW', 'SGD']\n", "unknown optimizer 'SGD'"),
     (MINIMAL + "lr_scheduler = 'warmup_cosine'\n", "unknown lr_scheduler"),
     (MINIMAL + "[fixed]\nresolution = 500\n", "multiple of 64"),
+    (MINIMAL + "[fixed]\nresolution = '512,768'\n", "give one side"),
+    (MINIMAL + "repeats = [1, 10000000]\n", "repeats up to 10,000"),
     (MINIMAL + "[fixed]\nweight_decay = inf\n", "fixed.weight_decay"),
     (MINIMAL + "[fixed]\nlr_rescale_rule = 'sqrt'\n", "unknown rescale rule"),
     (MINIMAL + "[objective]\nloss = 0\nclip_i = 0\nclip_t = 0\n", "at least one of loss"),

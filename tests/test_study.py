@@ -128,6 +128,31 @@ def test_nan_and_oom_trials_fail_with_reasons_and_the_study_goes_on(example_data
     assert len([t for t in all_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 2
 
 
+def test_a_diverged_trial_fails_with_its_step_and_lr_and_the_study_goes_on(example_dataset, tmp_path, probe_report,
+                                                                              monkeypatch, caplog):
+    from lrfind.study import objective
+    from lrfind.study.runner import run_study
+
+    real_train = objective.TrialObjective._train
+    calls = {"n": 0}
+
+    def first_trial_at_a_huge_lr(self, trial, plan, trial_dir):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the real loop diverges (step 1 still has a finite loss)
+            plan.train_values.update(learning_rate=1e30, unet_lr=1e30)
+        return real_train(self, trial, plan, trial_dir)
+
+    monkeypatch.setattr(objective.TrialObjective, "_train", first_trial_at_a_huge_lr)
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")
+    run_study(cfg)
+    _, all_trials = trials(cfg)
+    [failed] = [t for t in all_trials if t.state == TrialState.FAIL]
+    assert failed.number == 0 and "diverged at step 2" in failed.user_attrs["fail_reason"]
+    assert "lr 1e+30" in failed.user_attrs["fail_reason"]
+    assert "Traceback" not in caplog.text and "training diverged at step 2" in caplog.text
+    assert len([t for t in all_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 2
+
+
 def test_a_bug_in_a_trial_is_not_swallowed(example_dataset, tmp_path, probe_report, monkeypatch):
     from lrfind.study import objective
     from lrfind.study.runner import run_study
@@ -148,15 +173,32 @@ def test_ctrl_c_marks_the_trial_and_the_study_resumes(example_dataset, tmp_path,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(objective.TrialObjective, "_train", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="Resume with the same command"):
         run_study(cfg)
-    assert "Resume with the same command" in capsys.readouterr().err
     _, after = trials(cfg)
     assert [t.state for t in after] == [TrialState.FAIL]
     monkeypatch.setattr(objective.TrialObjective, "_train", real_train)
     run_study(cfg)
     _, resumed = trials(cfg)
     assert [t.state for t in resumed][0] == TrialState.FAIL and len(resumed) == 2
+
+
+def test_ctrl_c_in_a_trial_prints_one_line_and_no_traceback(example_dataset, tmp_path, probe_report, monkeypatch,
+                                                            capsys, caplog):
+    import logging
+
+    from lrfind.cli import main
+    from lrfind.study import objective
+
+    cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=1, score="loss")
+    monkeypatch.setattr(objective.TrialObjective, "_train", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with caplog.at_level(logging.INFO):
+        rc = main(["study", str(example_dataset), "--name", cfg.name, "--space", "tiny", "--out", str(cfg.out_dir()),
+                   "--trial-budget", "12", "--score", "loss", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and len(err) == 1 and "Resume with the same command" in err[0]
+    assert "Traceback" not in caplog.text and "KeyboardInterrupt" not in caplog.text
+    assert [t.state for t in trials(cfg)[1]] == [TrialState.FAIL]  # still marked, as before
 
 
 def test_changed_space_is_refused_on_resume(example_dataset, tmp_path, probe_report):
@@ -169,14 +211,10 @@ def test_changed_space_is_refused_on_resume(example_dataset, tmp_path, probe_rep
         run_study(cfg.model_copy(update={"space": "character"}))
 
 
-def test_durations_and_password_masking():
-    from lrfind.study.storage import masked_url
-
+def test_durations():  # password masking: tests/test_secrets.py
     assert parse_duration("8h") == 28800 and parse_duration("1h30m") == 5400 and parse_duration("90") == 90
     with pytest.raises(ValueError):
         parse_duration("soon")
-    assert "s3cret" not in masked_url("postgresql://me:s3cret@db.local:5432/studies")
-    assert "db.local" in masked_url("postgresql://me:s3cret@db.local:5432/studies")
 
 
 def test_real_model_without_clip_asks_for_clip_or_loss(tmp_path, example_dataset, probe_report, capsys):

@@ -219,3 +219,39 @@ def test_unreachable_or_wrong_postgres_is_one_masked_line(postgres_url, example_
         assert len(lines) == 1 and "cannot open study storage" in lines[0] and "***" in lines[0], captured.err
         assert secret not in captured.err + captured.out
         assert not out.exists()  # nothing written for a study that never opened
+
+
+def test_a_storage_password_shows_nowhere(postgres_url, example_dataset, tmp_path, capsys, caplog):
+    """The issue's form (`?user=u&password=PW`) with a password full of URL characters: not in the
+    output, the log, any file of the study folder, or the report."""
+    import logging
+    from urllib.parse import quote
+
+    from lrfind.cli import main
+
+    unique = secrets.token_hex(8)
+    password = f"Ab@c:d/e?f-{unique}"
+    conn = _connect(postgres_url, "postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE ROLE leaky LOGIN PASSWORD '{password}'")
+        cur.execute("CREATE DATABASE leakydb OWNER leaky")
+    conn.close()
+    url = (f"postgresql://127.0.0.1:{postgres_url['port']}/leakydb?user=leaky"
+           f"&password={quote(password, safe='')}")
+    out = tmp_path / "leak"
+    out.mkdir()
+    (out / "probe.json").write_text(json.dumps(probe_report()))
+    with caplog.at_level(logging.INFO):
+        assert main(["study", str(example_dataset), "--name", "leak", "--storage", url, "--space", "tiny",
+                     "--trial-budget", "12", "--n-trials", "1", "--score", "loss", "--out", str(out),
+                     "--no-progress"]) == 0
+        report = tmp_path / "leak.html"
+        assert main(["report", "leak", "--storage", url, "--study-dir", str(out), "--out", str(report)]) == 0
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err + caplog.text
+    assert "password=***" in captured.out and "password=***" in report.read_text(encoding="utf-8")
+    written = [p for p in out.rglob("*") if p.is_file()] + [report]
+    assert len(written) > 3
+    for text in [shown] + [p.read_bytes().decode("latin-1") for p in written]:
+        assert unique not in text and quote(password, safe="") not in text

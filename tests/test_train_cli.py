@@ -70,6 +70,9 @@ optimizer_args = ["safeguard_warmup=True", "d_coef=0.5"]
     (["--resolution", "100"], "multiple of 64"),
     (["--network-dim", "0"], "network_dim"),
     (["--learning-rate", "-1"], "learning_rate"),
+    (["--learning-rate", "inf"], "learning_rate: Input should be a finite number"),
+    (["--learning-rate", "nan"], "learning_rate"),
+    (["--unet-lr", "inf"], "unet_lr"),
     (["--model", "/nonexistent/model.safetensors"], "model.safetensors"),
     (["--optimizer-args", "bogus=1"], "bogus"),
     (["--optimizer-type", "DAdaptAdam", "--learning-rate", "1", "--no-network-train-unet-only",
@@ -107,3 +110,107 @@ def test_continue_from_network_weights(example_dataset, tmp_path):
     a, b = load_file(str(first / "a.safetensors")), load_file(str(tmp_path / "b" / "b.safetensors"))
     assert set(a) == set(b)
     assert all(float((a[k] - b[k]).abs().max()) < 1e-6 for k in a)  # continued from a (a tiny lr barely moves it)
+
+
+def test_a_diverged_run_exits_2_with_the_step_the_lr_and_what_to_lower(example_dataset, tmp_path, capsys):
+    rc = main(["train", str(example_dataset), *BASE, "--max-train-steps", "3", "--learning-rate", "1e30",
+               "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err and "internal error" not in err
+    assert "diverged at step 2" in err and "lr 1e+30" in err and "lower --learning-rate (e.g. 1e+29)" in err
+
+
+class _RunsCode:
+    """Unpickling this would run code: a resume state must never load it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize("content", ["malicious", "garbage", "wrong_structure"])
+def test_a_bad_optimizer_state_on_resume_is_one_line(content, example_dataset, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "out"
+    argv = ["train", str(example_dataset), *BASE, "--max-train-epochs", "2", "--output-dir", str(out),
+            "--output-name", "r"]
+    assert main(argv) == 0
+    [state] = list(out.glob("r-*-state"))
+    target = state / "optimizer.pt"
+    if content == "malicious":
+        torch.save({"state": _RunsCode()}, target)
+    elif content == "garbage":
+        target.write_bytes(b"\x00not a torch file")
+    else:
+        torch.save({"state": {}, "param_groups": "not a list"}, target)
+    capsys.readouterr()
+    rc = main(argv + ["--resume", str(state)])
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "optimizer.pt" in err and "without --resume" in err and "pwned" not in captured.out
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "DATASET", "--seed", str(2**70)],
+    ["train", "DATASET", "--seed=-1"],
+    ["train", "DATASET", "--validation-seed", str(2**32)],
+    ["probe", "DATASET", "--seed", str(2**70)],
+    ["study", "DATASET", "--name", "s", "--seed", str(2**70)],
+    ["study", "DATASET", "--name", "s", "--sampler-seed=-1"],
+    ["export-kohya", "s", "--seed", str(2**40)],
+    ["model", "save", "tiny", "OUT", "--seed", str(2**70)],
+])
+def test_seeds_outside_numpys_range_exit_2_naming_the_range(argv, example_dataset, tmp_path, capsys):
+    argv = [str(example_dataset) if a == "DATASET" else str(tmp_path / "o") if a == "OUT" else a for a in argv]
+    rc = main(argv + (["--out", str(tmp_path / "o")] if argv[0] in ("probe", "study") else [])
+              + (["--max-train-steps", "1", "--output-dir", str(tmp_path / "o")] if argv[0] == "train" else []))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "from 0 to 4294967295" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_largest_seed_trains(example_dataset, tmp_path):
+    assert main(["train", str(example_dataset), *BASE, "--seed", str(2**32 - 1), "--max-train-steps", "1",
+                 "--output-dir", str(tmp_path / "o")]) == 0
+
+
+RES_ARGS = ["--model", "tiny", "--network-dim", "4", "--train-batch-size", "4", "--no-progress",
+            "--network-train-unet-only", "--max-train-steps", "1"]
+
+
+@pytest.mark.parametrize("resolution", ["64,64", "64x64", "64"])
+def test_resolution_in_kohyas_width_height_form_on_the_command_line(resolution, example_dataset, tmp_path):
+    out = tmp_path / "out"
+    assert main(["train", str(example_dataset), *RES_ARGS, "--resolution", resolution, "--output-dir", str(out),
+                 "--output-name", "r", "--save-precision", "float"]) == 0
+    from safetensors import safe_open
+
+    with safe_open(str(out / "r.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["ss_resolution"].replace("(", "[").replace(")", "]")) == [64, 64]
+
+
+@pytest.mark.parametrize("value", ['"64,64"', "[64, 64]", '"64x64"'])
+def test_resolution_pairs_in_a_toml_like_kohya_writes_them(value, example_dataset, tmp_path):
+    config = tmp_path / "cfg.toml"
+    config.write_text(f"resolution = {value}\nmax_train_steps = 1\nnetwork_train_unet_only = true\nprogress = false\n")
+    assert main(["train", str(example_dataset), "--config", str(config), "--output-dir", str(tmp_path / "o")]) == 0
+
+
+@pytest.mark.parametrize("resolution,needle", [("512,768", "give one side, e.g. 768"), ("64,x", "not like 512"),
+                                               ("64,64,64", "not like 512")])
+def test_a_non_square_or_malformed_resolution_exits_2(resolution, needle, example_dataset, tmp_path, capsys):
+    rc = main(["train", str(example_dataset), *RES_ARGS, "--resolution", resolution, "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+def test_alpha_above_dim_warns_once_on_one_line(example_dataset, tmp_path, capsys):
+    rc = main(["train", str(example_dataset), *RES_ARGS, "--resolution", "64", "--network-alpha", "8",
+               "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0 and len(err) == 1
+    assert err[0].startswith("lrfind: warning: network_alpha 8 is above network_dim 4") and "alpha/dim = 2" in err[0]

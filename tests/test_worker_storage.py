@@ -94,11 +94,11 @@ def test_a_lock_that_persists_stops_the_worker_with_one_line(tmp_path):
 
 
 def test_the_password_of_a_storage_that_gives_up_is_masked(monkeypatch):
-    from sqlalchemy.engine import make_url
+    from lrfind.secrets import mask_url
 
     storage = WorkerStorage.__new__(WorkerStorage)  # its message only; no server to open
     storage.url = "postgresql+psycopg2://me:s3cret-pw@db.local/studies"
-    storage._shown_url = make_url(storage.url).render_as_string(hide_password=True)
+    storage._shown_url = mask_url(storage.url)
     err = sqlalchemy.exc.OperationalError("SELECT", {}, Exception('could not connect: password "s3cret-pw" ...'))
     message = str(storage._unavailable("get_trial", err, 61.0, "transient"))
     assert "s3cret-pw" not in message and "db.local" in message and "***" in message

@@ -4,13 +4,14 @@ Importing this package does not import torch; the caches import it when they enc
 """
 
 from lrfind.cache.latents import LatentCache
-from lrfind.cache.store import TensorStore, default_cache_dir, file_digest, make_key
+from lrfind.cache.store import TensorStore, check_cache_dir, default_cache_dir, file_digest, make_key
 from lrfind.cache.text import TextEmbeddingCache, tokenizer_identity
 
 __all__ = [
     "LatentCache",
     "TensorStore",
     "TextEmbeddingCache",
+    "check_cache_dir",
     "default_cache_dir",
     "file_digest",
     "make_key",

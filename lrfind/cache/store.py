@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lrfind.atomic import atomic_path
+from lrfind.atomic import write_bytes
 
 KEY_FIELD = "lrfind_key"
 DIGEST_FIELD = "lrfind_digest"
@@ -32,6 +32,16 @@ def default_cache_dir() -> Path:
     """$LRFIND_CACHE_DIR, else ~/.cache/lrfind (the same root the tokenizer files use)."""
     env = os.environ.get("LRFIND_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "lrfind"
+
+
+def check_cache_dir(cache_dir) -> Path:
+    """The cache folder a run will use (--cache-dir, else the default), checked writable."""
+    from lrfind.outputs import check_writable_dir
+
+    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    check_writable_dir(path, "--cache-dir" if cache_dir is not None else "the cache folder (--cache-dir, "
+                                                                         "LRFIND_CACHE_DIR or ~/.cache/lrfind)")
+    return path
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -117,15 +127,14 @@ class TensorStore:
 
     def put(self, key: str, tensors: dict, meta: dict[str, str] | None = None) -> Path:
         """Store `tensors` under `key` atomically; `meta` adds string metadata (kept in the file)."""
-        from safetensors.torch import save_file
+        import safetensors.torch
 
         path = self.path_for(key)
         tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
         metadata = {str(k): str(v) for k, v in (meta or {}).items()}
         metadata[KEY_FIELD] = key
         metadata[DIGEST_FIELD] = tensors_digest(tensors)
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
+        write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
         return path
 
     def metadata(self, key: str) -> dict[str, str] | None:

@@ -26,7 +26,8 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
                        help="caption file extension (default .txt; kohya's own default is .caption)")
     check.add_argument("--reg-dir", "--reg_dir", "--reg_data_dir", dest="reg_dir", type=Path, default=None, metavar="DIR",
                        help="regularisation images folder, same layout")
-    check.add_argument("--resolution", type=int, default=512, metavar="PX", help="training resolution, multiple of 64 (default 512)")
+    check.add_argument("--resolution", default=512, metavar="PX",
+                       help="training resolution, multiple of 64; kohya's 512,512 works too (default 512)")
     check.add_argument("--batch-size", "--batch_size", "--train_batch_size", dest="batch_size", type=int, default=1, metavar="N",
                        help="batch size for the step count (default 1)")
     check.add_argument("--epochs", "--max_train_epochs", dest="epochs", type=int, default=1, metavar="N",

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from lrfind.errors import ConfigError
 
@@ -23,6 +23,8 @@ from lrfind.errors import ConfigError
 def _scalar_type(annotation: Any) -> Any:
     """Unwrap Optional[...] and return the scalar annotation."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # e.g. lrfind.config.Seed: an int with a range check
+        return _scalar_type(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return _scalar_type(args[0]) if len(args) == 1 else str
@@ -59,7 +61,8 @@ def add_model_options(
         if name in skip:
             continue
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else []) + aliases.get(name, [])
-        kind = _scalar_type(field.annotation)
+        # a field that parses its own text (e.g. lrfind.config.Resolution: "512,512") gets the text
+        kind = str if any(isinstance(m, BeforeValidator) for m in field.metadata) else _scalar_type(field.annotation)
         default = field.get_default(call_default_factory=True)
         help_text = help_texts.get(name, "") + (f" (default: {default})" if default not in (None, {}, ()) else "")
         common = dict(dest=name, default=argparse.SUPPRESS, help=help_text.strip() or None)

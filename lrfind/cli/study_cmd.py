@@ -10,6 +10,8 @@ HELP = {
     "n_trials": "finished (complete or pruned) trials to reach; rerunning the command resumes",
     "timeout": "stop starting new trials after this long, e.g. 8h, 90m",
     "storage": "Optuna storage URL, e.g. postgresql://user:pass@host/db for many workers",
+    "out": "folder for the study's files (default studies/NAME); the default sqlite database, NAME.db, "
+           "goes beside it, where `lrfind report` looks for it",
     "trial_budget": "steps of the longest trial (overrides the space's budget)",
     "clip": "local folder of a CLIP model (transformers format) for CLIP-I/CLIP-T scores",
     "score": "full: validation loss and CLIP; loss: validation loss only",

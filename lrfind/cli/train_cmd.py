@@ -79,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
         result = train_lora(config)
     except KeyboardInterrupt:
         if config.save_state:
-            import sys
+            from lrfind.errors import Interrupted
 
-            print(f"lrfind: training interrupted; rerun the same command with --resume to continue from the "
-                  f"last finished epoch (states in {config.output_dir})", file=sys.stderr)
+            raise Interrupted(f"training interrupted; rerun the same command with --resume to continue from the "
+                              f"last finished epoch (states in {config.output_dir})") from None
         raise
     state = result.state
     val = f"; final validation loss {state.val_loss:.5f}" if state.val_loss is not None else ""

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from lrfind.data.limits import long_run_warning, repeat_problems, steps_problem
 from lrfind.data.problems import Problem
 from lrfind.data.steps import epoch_repeats, samples_per_bucket, steps_formula, steps_in_buckets
 from lrfind.data.types import Concept, Dataset
@@ -164,8 +165,23 @@ def build_check_report(
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * epochs,
         steps_formula=steps_formula(groups, epochs, batch_size, steps_per_epoch * epochs, reg_samples),
-        warnings=tuple(dataset.warnings) + tuple(_token_warnings(rows, dataset)),
+        warnings=tuple(dataset.warnings) + tuple(_token_warnings(rows, dataset))
+        + tuple(_limit_warnings(dataset, steps_per_epoch * epochs, batch_size)),
     )
+
+
+def _limit_warnings(dataset: Dataset, total_steps: int, batch_size: int) -> list[Problem]:
+    """What `lrfind train`/`probe`/`study` would refuse (lrfind.data.limits), or find suspiciously long."""
+    found = [Problem.warning(folder, problem, f"{fix}; train, probe and study refuse it")
+             for folder, problem, fix in repeat_problems(dataset)]
+    too_many = steps_problem(total_steps)
+    if too_many:
+        found.append(Problem.warning(dataset.root, *too_many))
+    long_run = long_run_warning(total_steps, batch_size, len(dataset.train_images))
+    if long_run and not found:
+        problem, _, fix = long_run.partition("; ")
+        found.append(Problem.warning(dataset.root, problem, fix))
+    return found
 
 
 def _table(header: list[str], rows: list[list], right_align_from: int = 1) -> list[str]:

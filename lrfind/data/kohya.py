@@ -267,6 +267,12 @@ def read_caption(path: Path) -> str:
         raise DatasetError(
             f"caption {path} is not UTF-8 text (bad byte at position {err.start}): re-save it as UTF-8"
         ) from None
+    control = next((i for i, ch in enumerate(text) if ch < " " and ch not in "\t\r\n"), None)
+    if control is not None:  # NUL and friends reach the tokenizer and the metadata silently otherwise
+        raise DatasetError(
+            f"caption {path} holds a control character (U+{ord(text[control]):04X}) at position {control}: "
+            "re-save it as plain UTF-8 text (a UTF-16 file reads as text with NUL bytes)"
+        )
     lines = text.splitlines()
     caption = lines[0].strip() if lines else ""
     if not caption:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Iterable, Mapping, Sequence
 
@@ -32,16 +31,16 @@ def regularisation_repeats(train_samples: int, reg_folder_repeats: Sequence[int]
     used = [0] * len(reg_folder_repeats)
     if not reg_folder_repeats or train_samples <= 0:
         return used
-    total, first_pass = 0, True
-    while total < train_samples:
-        for index, folder_repeats in enumerate(reg_folder_repeats):
-            added = folder_repeats if first_pass else 1
-            used[index] += added
-            total += added
-            if total >= train_samples:
-                break
-        first_pass = False
-    return used
+    total = 0
+    for index, folder_repeats in enumerate(reg_folder_repeats):  # the first pass: each folder's N
+        used[index] = folder_repeats
+        total += folder_repeats
+        if total >= train_samples:
+            return used
+    # then rounds of one repeat per image, in order, until the total is reached: arithmetic, so
+    # huge repeats cost no time
+    rounds, extra = divmod(train_samples - total, len(used))
+    return [n + rounds + (1 if index < extra else 0) for index, n in enumerate(used)]
 
 
 def steps_in_buckets(samples_per_bucket: Mapping[Size, int] | Iterable[int], batch_size: int) -> int:
@@ -49,7 +48,7 @@ def steps_in_buckets(samples_per_bucket: Mapping[Size, int] | Iterable[int], bat
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     counts = samples_per_bucket.values() if isinstance(samples_per_bucket, Mapping) else samples_per_bucket
-    return sum(math.ceil(n / batch_size) for n in counts if n > 0)
+    return sum(-(-n // batch_size) for n in counts if n > 0)  # integer ceil: exact for any n
 
 
 def total_steps(steps_per_epoch: int, epochs: int) -> int:
@@ -98,7 +97,7 @@ def steps_formula(
     if reg_samples:
         per_epoch = f"({per_epoch} + {reg_samples} reg)"
     line = f"{per_epoch} × {_plural(epochs, 'epoch')} / batch {batch_size} = {_plural(steps, 'step')}"
-    plain = math.ceil((samples + reg_samples) * epochs / batch_size)
+    plain = -(-(samples + reg_samples) * epochs // batch_size)
     if steps != plain:
         line += f" (not {plain}: batches are formed within each bucket)"
     return line

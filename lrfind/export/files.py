@@ -10,7 +10,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator
 
 from lrfind.atomic import write_text
-from lrfind.config import StrictModel
+from lrfind.config import Seed, StrictModel
 from lrfind.errors import ConfigError, DatasetError
 from lrfind.jsonfiles import probe_source, read_json_object
 from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
@@ -28,7 +28,7 @@ class ExportConfig(StrictModel):
     dataset: Optional[Path] = None  # default: the dataset the probe used
     mixed_precision: Literal["no", "fp16", "bf16"] = "fp16"  # kohya users train on GPUs
     save_every_n_epochs: int = Field(1, ge=1)
-    seed: int = 42
+    seed: Seed = 42
     caption_extension: str = ".txt"
 
     @field_validator("name")
@@ -80,6 +80,9 @@ def _model_path(cfg: ExportConfig, source: dict, warnings: list[str]) -> str:
 
 def export_kohya(cfg: ExportConfig) -> ExportResult:
     """Write OUT/kohya_config.toml and OUT/kohya_dataset.toml; return their paths and the command."""
+    from lrfind.outputs import check_writable_dir
+
+    check_writable_dir(cfg.out_folder(), "--out")
     study = cfg.study_folder()
     rec = read_json_object(study / "recommendation.json",
                      f"no recommendation yet: run `lrfind study DATASET --name {cfg.name}` first "

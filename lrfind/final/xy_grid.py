@@ -8,13 +8,14 @@ by that epoch and a column what the LoRA weight does.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lrfind.atomic import atomic_path
+from lrfind.atomic import write_bytes
 
 DEFAULT_WEIGHTS = (0.4, 0.6, 0.8, 1.0)
 LABEL_PAD = 4
@@ -130,8 +131,9 @@ def xy_grid(components, lora_files: Sequence[tuple[int, str | os.PathLike]], wei
 def save_xy_grid(image, path: str | os.PathLike) -> Path:
     """Write the grid as PNG atomically (a crash never leaves half an image)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())
     return path
 
 

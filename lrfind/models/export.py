@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from lrfind.atomic import disk_full_as_error, file_mode, folder_mode
 from lrfind.config import ModelConfig
 from lrfind.errors import ConfigError
 from lrfind.models.components import SDComponents
@@ -20,9 +21,7 @@ COMPONENT_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_mode
 
 def readable_mode(path: Path) -> None:
     """Give a file or folder made by mkstemp/mkdtemp (private, 0600/0700) the usual umask mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+    os.chmod(path, folder_mode() if path.is_dir() else file_mode())
 
 
 def single_file_name(components: SDComponents) -> str:
@@ -50,8 +49,11 @@ def _add_slow_tokenizer_files(tokenizer_dir: Path) -> None:
 
 def check_new_folder(target: Path) -> None:
     """Refuse a target that holds anything: saving never replaces what is already there."""
+    from lrfind.outputs import check_writable_dir
+
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"{target}: already exists and is not empty; pass a new folder or remove it first")
+    check_writable_dir(target, "DIR")
 
 
 def save_model_folder(components: SDComponents, target: Path, single_file: bool = False) -> dict[str, Path]:
@@ -60,12 +62,17 @@ def save_model_folder(components: SDComponents, target: Path, single_file: bool 
     Everything is written into a temp folder beside `target` and renamed into place at the end, so
     a crash never leaves a half-written model. An existing non-empty `target` is never replaced.
     """
+    target = Path(target)
+    check_new_folder(target)
+    with disk_full_as_error(target):  # diffusers and safetensors write the files themselves
+        return _save_model_folder(components, target, single_file)
+
+
+def _save_model_folder(components: SDComponents, target: Path, single_file: bool) -> dict[str, Path]:
     from diffusers import StableDiffusionPipeline
 
     from lrfind.models.single_file import write_single_file
 
-    target = Path(target)
-    check_new_folder(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:

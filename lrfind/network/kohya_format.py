@@ -19,7 +19,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Iterable
 
-from lrfind.atomic import atomic_path
+from lrfind.atomic import write_bytes
 from lrfind.errors import ModelError
 
 UNET_PREFIX = "lora_unet_"
@@ -118,7 +118,7 @@ def save_lora(path: str | os.PathLike, state_dict: dict, metadata: dict[str, str
     Adds kohya's `sshs_model_hash` / `sshs_legacy_hash` to the metadata. A crash never leaves a
     half-written file, and an existing file is replaced only once the new one is complete.
     """
-    from safetensors.torch import save_file
+    import safetensors.torch
 
     bad_keys = [k for k in state_dict if not KOHYA_KEY_PATTERN.match(k)]
     if bad_keys:
@@ -131,8 +131,7 @@ def save_lora(path: str | os.PathLike, state_dict: dict, metadata: dict[str, str
     metadata = dict(metadata)
     metadata["sshs_model_hash"], metadata["sshs_legacy_hash"] = safetensors_hashes(tensors, metadata)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_bytes(path, safetensors.torch.save(tensors, metadata))  # via Python I/O: a full disk is an OSError
     return path
 
 

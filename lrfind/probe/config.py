@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from lrfind.config import StrictModel
+from lrfind.config import Resolution, Seed, StrictModel
 
 
 class ProbeConfig(StrictModel):
@@ -21,19 +21,27 @@ class ProbeConfig(StrictModel):
     method: Literal["dadaptation", "range", "both"] = "dadaptation"
     steps: int = Field(200, ge=8)
     network_dim: int = Field(8, ge=1)
-    network_alpha: float = Field(8.0, gt=0)
-    resolution: int = 512
+    network_alpha: float = Field(8.0, gt=0, allow_inf_nan=False)
+    resolution: Resolution = 512
     batch_size: int = Field(1, ge=1)
     caption_extension: str = ".txt"
-    seed: int = 42
+    seed: Seed = 42
     out: Optional[Path] = None  # default studies/<dataset name>/
     cache_dir: Optional[Path] = None
     from_tensorboard: Optional[Path] = None
     range_steps: int = Field(100, ge=8)
-    range_min_lr: float = Field(1e-6, gt=0)
-    range_max_lr: float = Field(1e-1, gt=0)
+    range_min_lr: float = Field(1e-6, gt=0, allow_inf_nan=False)
+    range_max_lr: float = Field(1e-1, gt=0, allow_inf_nan=False)
     range_eval_every: int = Field(5, ge=1)
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _range_goes_up(self) -> "ProbeConfig":
+        if self.range_min_lr >= self.range_max_lr:
+            raise ValueError(f"range_min_lr {self.range_min_lr:g} must be below range_max_lr {self.range_max_lr:g}: "
+                             "the range test raises the lr from min to max (e.g. --range-min-lr 1e-6 "
+                             "--range-max-lr 0.1)")
+        return self
 
     @property
     def probe_optimizer(self) -> str:

@@ -14,6 +14,9 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
     """Runs what cfg asks for and writes DIR/probe.json and DIR/probe.html. Returns the report."""
     from lrfind.probe.plateau import analyse_curve
 
+    from lrfind.outputs import check_writable_dir
+
+    check_writable_dir(cfg.out_dir(), "--out")
     outcome = ProbeOutcome()
     if cfg.from_tensorboard is not None:
         from lrfind.probe.tb_reader import read_dlr_curve
@@ -45,16 +48,19 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
 
 
 def _load(cfg: ProbeConfig, dataset, components, store):
-    from lrfind.cache import TensorStore, default_cache_dir
+    from lrfind.cache import TensorStore, check_cache_dir
     from lrfind.config import DatasetConfig, ModelConfig
     from lrfind.data.kohya import scan_dataset
+    from lrfind.data.limits import check_repeats
     from lrfind.models.loading import load_components
 
+    cache_dir = check_cache_dir(cfg.cache_dir) if store is None else None  # before loading anything
     dataset = dataset or scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=cfg.resolution,
                                                     caption_extension=cfg.caption_extension,
                                                     batch_size=cfg.batch_size))
+    check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
     components = components or load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
-    store = store or TensorStore(cfg.cache_dir or default_cache_dir())
+    store = store or TensorStore(cache_dir)
     return dataset, components, store
 
 

@@ -74,8 +74,10 @@ def open_study(name: str, storage_url: str):
     """optuna.load_study with one-line errors: missing storage, unknown study (names listed)."""
     import optuna
 
-    from lrfind.study.storage import engine_url, masked_text, masked_url
+    from lrfind.secrets import mask_text, mask_url, remember
+    from lrfind.study.storage import engine_url
 
+    remember(storage_url)  # its password is masked in every message and log record from now on
     _check_sqlite_exists(storage_url, name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opened = engine_url(storage_url)
@@ -83,12 +85,12 @@ def open_study(name: str, storage_url: str):
         storage = optuna.storages.RDBStorage(opened)
     except Exception as err:  # noqa: BLE001 - any driver/connection error: one line, password masked
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"cannot open study storage {masked_url(storage_url)}: {masked_text(reason, storage_url)}; "
+        raise ConfigError(f"cannot open study storage {mask_url(storage_url)}: {mask_text(reason, storage_url)}; "
                           "check --storage (and that the database server runs)") from None
     names = optuna.study.get_all_study_names(storage)
     if name not in names:
         known = ", ".join(sorted(names)) or "none"
-        raise ConfigError(f"no study named {name!r} in {masked_url(storage_url)} (studies there: {known}); "
+        raise ConfigError(f"no study named {name!r} in {mask_url(storage_url)} (studies there: {known}); "
                           "check the NAME or --storage")
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -105,7 +107,7 @@ def _read_json(path: Path) -> Optional[dict]:
 def load_study_data(name: str, storage_url: Optional[str] = None,
                     out_dir: Optional[str | Path] = None) -> StudyData:
     """The study `name` from `storage_url` and its files under `out_dir` (default studies/NAME)."""
-    from lrfind.study.storage import masked_url
+    from lrfind.secrets import mask_url
 
     study_dir = Path(out_dir) if out_dir is not None else Path("studies") / name
     url = storage_url or default_storage_url(name, study_dir)
@@ -118,7 +120,7 @@ def load_study_data(name: str, storage_url: Optional[str] = None,
     finals = (_read_json(path) for folder in final_dirs for path in sorted(folder.glob(FINAL_GLOB)))
     final = next((d for d in finals if d), None)
     return StudyData(
-        name=name, storage_url=masked_url(url), study_dir=study_dir, study=study, trials=trials,
+        name=name, storage_url=mask_url(url), study_dir=study_dir, study=study, trials=trials,
         directions=[d.name.lower() for d in study.directions], user_attrs=user_attrs, probe=probe,
         recommendation=_read_json(study_dir / "recommendation.json"), xy_grids=grids, final=final,
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

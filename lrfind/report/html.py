@@ -28,6 +28,7 @@ h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margi
 .card table td{padding:.15em 1.2em .15em 0} .card td:first-child{color:#555}
 pre{background:#1e1e1e;color:#eee;padding:.6em 1em;border-radius:6px;overflow-x:auto;white-space:pre-wrap}
 table.kv td{padding:.1em 1.2em .1em 0;vertical-align:top} .note{color:#555;font-size:.92em}
+.unreadable{display:inline-block;padding:1em;border:1px dashed #a00;color:#a00;font-size:.85em} .warn-image{color:#a00}
 table.trials{border-collapse:collapse;font-size:.85em} table.trials th,table.trials td{border:1px solid #ddd;
  padding:.2em .5em;text-align:right;white-space:nowrap;max-width:28em;overflow:hidden;text-overflow:ellipsis}
 table.left td,table.left th{text-align:left} table.trials th{background:#f0f0f0;cursor:pointer;position:sticky;top:0}
@@ -146,15 +147,25 @@ def _samples(info: dict) -> str:
     for row in info["rows"]:
         value = f"{row['value']:.4g}" if row["value"] is not None else "—"
         label = f"trial {row['trial']}<br>{esc(row['state'].lower())}<br>{esc(value)}"
-        cells = "".join(
-            f'<td><img src="{cell["uri"]}" {_display_size(cell, SAMPLE_DISPLAY_PX)} '
-            f'alt="{esc(p)}" title="{esc(p)}"></td>' if cell else "<td></td>"
-            for p, cell in zip(info["prompts"], row["cells"]))
+        cells = "".join(_sample_cell(p, cell) for p, cell in zip(info["prompts"], row["cells"]))
         rows.append(f"<tr><th>{label}</th>{cells}</tr>")
     caption = (f"Rows: trials, best first ({info['shown']} of {info['trials_with_samples']} with samples); "
                "columns: validation prompts (same seeds in every trial).")
     table = f'<div class="wide"><table class="samples"><tr><th></th>{head}</tr>{"".join(rows)}</table></div>'
     return _section("samples", "Samples", caption, extra=table)
+
+
+def _unreadable(cell: dict) -> str:
+    """The placeholder of an image the report could not read (the warnings name it too)."""
+    return f'<span class="unreadable" title="{esc(cell["file"])}">unreadable image<br>{esc(Path(cell["file"]).name)}</span>'
+
+
+def _sample_cell(prompt: str, cell) -> str:
+    if not cell:
+        return "<td></td>"
+    if cell["uri"] is None:
+        return f"<td>{_unreadable(cell)}</td>"
+    return f'<td><img src="{cell["uri"]}" {_display_size(cell, SAMPLE_DISPLAY_PX)} alt="{esc(prompt)}" title="{esc(prompt)}"></td>'
 
 
 def _xy_grid(info: dict) -> str:
@@ -164,7 +175,8 @@ def _xy_grid(info: dict) -> str:
     if info["suggested_epoch"] is not None:
         suggested = f"<p><b>Suggested epoch: {esc(info['suggested_epoch'])}</b> {esc(info['reason'] or '')}</p>"
     images = "".join(f'<figure class="xy"><figcaption>{esc(g["title"])}</figcaption>'
-                     f'<img src="{g["uri"]}" {_display_size(g, XY_DISPLAY_PX)} alt="X/Y grid"></figure>'
+                     + (f'<img src="{g["uri"]}" {_display_size(g, XY_DISPLAY_PX)} alt="X/Y grid">' if g["uri"]
+                        else _unreadable(g)) + "</figure>"
                      for g in info["grids"])
     return _section("xy-grid", "Final run: X/Y grid", "rows: saved epochs; columns: LoRA weight",
                     extra=suggested + _epochs_table(info.get("epochs", [])) + images)

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from lrfind.jsonfiles import finite
 from lrfind.report.data import StudyData
-from lrfind.report.info_images import _get_sample_grid_info, _get_xy_grid_info
+from lrfind.report.info_images import _get_sample_grid_info, _get_xy_grid_info, unreadable_image_warnings
 from lrfind.report.info_plots import (_get_dim_alpha_info, _get_history_info, _get_importance_info,
                                       _get_intermediate_info, _get_parallel_info, _get_pareto_info,
                                       objective_names)
@@ -30,10 +30,11 @@ KOHYA_FOLDER = "kohya"  # where the card's export-kohya command writes the two T
 
 def gather_info(data: StudyData) -> dict[str, Any]:
     """Every section's info, in page order."""
+    samples, xy_grid = _get_sample_grid_info(data), _get_xy_grid_info(data)
     return {
         "title": f"lrfind report: {data.name}",
         "status": _get_status_info(data),
-        "warnings": _get_warnings_info(data),
+        "warnings": _get_warnings_info(data) + unreadable_image_warnings(samples, xy_grid),
         "recommendation": _get_recommendation_info(data),
         "probe": _get_probe_info(data),
         "history": _get_history_info(data),
@@ -42,8 +43,8 @@ def gather_info(data: StudyData) -> dict[str, Any]:
         "dim_alpha": _get_dim_alpha_info(data),
         "intermediate": _get_intermediate_info(data),
         "pareto": _get_pareto_info(data),
-        "samples": _get_sample_grid_info(data),
-        "xy_grid": _get_xy_grid_info(data),
+        "samples": samples,
+        "xy_grid": xy_grid,
         "trials": _get_trials_table_info(data),
         "environment": _get_environment_info(data),
     }

@@ -30,6 +30,31 @@ def image_data_uri(path: Path, max_side: int) -> tuple[str, int, int]:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), image.width, image.height
 
 
+def image_cell(path: Path, max_side: int) -> dict:
+    """{"uri", "width", "height", "file"}; a corrupt or unreadable image gets uri None and its error.
+
+    One bad PNG (a crash mid-write by another tool, a truncated copy) must not stop the report:
+    the page shows a placeholder for it and says so in the warnings.
+    """
+    from PIL import Image
+
+    try:
+        uri, width, height = image_data_uri(path, max_side)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+        return {"uri": None, "width": None, "height": None, "file": str(path),
+                "error": f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"}
+    return {"uri": uri, "width": width, "height": height, "file": str(path)}
+
+
+def unreadable_image_warnings(*sections: dict) -> list[dict]:
+    """A report warning per image the sample grid or X/Y grid could not read."""
+    cells = [cell for section in sections for row in section.get("rows", []) for cell in row["cells"] if cell]
+    cells += [grid for section in sections for grid in section.get("grids", [])]
+    return [{"kind": "image", "text": f"{cell['file']}: unreadable image ({cell['error']}), shown as a "
+                                      "placeholder; regenerate or delete it"}
+            for cell in cells if cell.get("uri") is None]
+
+
 def _prompt_of(path: Path) -> Optional[str]:
     """The prompt that lrfind.study.samples.save_samples writes into the PNG's text chunk."""
     from PIL import Image
@@ -37,7 +62,7 @@ def _prompt_of(path: Path) -> Optional[str]:
     try:
         with Image.open(path) as image:
             return getattr(image, "text", {}).get("prompt")
-    except OSError:
+    except (OSError, ValueError, SyntaxError, EOFError):
         return None
 
 
@@ -75,8 +100,7 @@ def _get_sample_grid_info(data: StudyData) -> dict:
             column = prompt if prompt is not None else f"sample {index}"
             if column not in prompts:
                 prompts.append(column)
-            uri, width, height = image_data_uri(path, SAMPLE_THUMBNAIL_PX)
-            cells[column] = {"uri": uri, "width": width, "height": height, "file": str(path)}
+            cells[column] = image_cell(path, SAMPLE_THUMBNAIL_PX)
         rows.append({"trial": trial.number, "state": trial.state.name,
                      "value": finite(trial.values[0]) if trial.values else None,
                      "clip_i": finite(trial.user_attrs.get("clip_i")), "cells": cells})
@@ -89,10 +113,8 @@ def _get_xy_grid_info(data: StudyData) -> dict:
     """Final runs' X/Y grids (rows = saved epochs, columns = LoRA weights) and the suggested epoch."""
     grids = []
     for path in data.xy_grids:
-        uri, width, height = image_data_uri(path, XY_GRID_MAX_PX)
         label = path.parent.name if path.parent != data.study_dir else "final run"
-        grids.append({"title": f"{label}: {path.name}", "uri": uri, "width": width, "height": height,
-                      "file": str(path)})
+        grids.append({"title": f"{label}: {path.name}", **image_cell(path, XY_GRID_MAX_PX)})
     final = data.final or {}
     epochs = [{"epoch": r.get("epoch"), "val_loss": r.get("val_loss"), "clip_i": r.get("clip_i"),
                "file": r.get("file"), "suggested": r.get("epoch") == final.get("suggested_epoch")}

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
-from lrfind.config import StrictModel
+from lrfind.config import Seed, StrictModel
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
 
@@ -39,14 +39,14 @@ class StudyConfig(StrictModel):
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
     sampler: Literal["auto", "gp", "tpe"] = "auto"  # lrfind.study.samplers
     pareto: bool = False
-    seed: int = 42
+    seed: Seed = 42
     # "same": every trial trains with --seed (same LoRA init, noise and timesteps), so trials differ
     # only by their parameters (paired comparison, less noise); "per-trial": --seed + trial number.
     trial_seed: Literal["same", "per-trial"] = "same"
     # "sweep": constant-lr trials train the space's most epochs and take their best epoch boundary
     # (lrfind.study.epoch_sweep); "sample": epochs is sampled like any parameter, one run per count.
     epoch_mode: Literal["sweep", "sample"] = "sweep"
-    sampler_seed: Optional[int] = None  # None: --seed mixed with the process id (workers must differ)
+    sampler_seed: Optional[Seed] = None  # None: --seed mixed with the process id (workers must differ)
     caption_extension: str = ".txt"
     cache_dir: Optional[Path] = None
     out: Optional[Path] = None  # default studies/NAME

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from lrfind.atomic import write_json
-from lrfind.errors import TrainingStopped
+from lrfind.config import SEED_MAX
+from lrfind.errors import LrfindError, TrainingStopped
 from lrfind.study.storage import WORKER_ATTR, worker_identity
 
 
@@ -19,6 +21,31 @@ SAMPLE_GUIDANCE = 7.5
 
 class TrialFailed(Exception):
     """The trial could not produce a value (NaN loss, out of memory); the study goes on."""
+
+
+class QuietTrialLog(logging.Filter):
+    """Optuna's log of a failed trial without the traceback it attaches.
+
+    A TrialFailed carries its reason in the message already (and in fail_reason); Ctrl-C is
+    reported by the CLI in one line, so Optuna's records of it are dropped altogether.
+    """
+
+    LOGGER = "optuna.study._optimize"
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, KeyboardInterrupt):
+            self.interrupted = True
+            return False
+        if self.interrupted and "failed with value" in record.getMessage():
+            return False  # the second line Optuna writes about the interrupted trial
+        if isinstance(error, (TrialFailed, LrfindError)):  # LrfindError: a full disk, explained by the CLI
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 @dataclass
@@ -223,7 +250,7 @@ def _completed_twin(trial, cfg):
 
 def trial_seed(cfg, number: int) -> int:
     """The training seed of trial `number` (StudyConfig.trial_seed says which rule)."""
-    return cfg.seed if cfg.trial_seed == "same" else cfg.seed + number
+    return cfg.seed if cfg.trial_seed == "same" else (cfg.seed + number) % (SEED_MAX + 1)  # stays a valid seed
 
 
 def _is_out_of_memory(err: BaseException) -> bool:

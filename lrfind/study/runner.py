@@ -7,14 +7,17 @@ in the study's user attributes, so workers on other machines use the same ones.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 from dataclasses import dataclass
 
-from lrfind.errors import LrfindError
+from lrfind.errors import Interrupted, LrfindError
+from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
-from lrfind.study.storage import masked_url, open_storage
+from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
+from lrfind.study.storage import SqliteDatabase, open_storage, sqlite_path
 from lrfind.study.study_end import finished_trials
 from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials
 
@@ -77,7 +80,7 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
                                 directions=directions, sampler=sampler,
                                 pruner=None if cfg.pareto else make_pruner(cfg.pruner, budget))
     if len(study.directions) != len(directions):
-        raise LrfindError(f"study {cfg.name} in {masked_url(cfg.storage_url())} was created "
+        raise LrfindError(f"study {cfg.name} in {mask_url(cfg.storage_url())} was created "
                           f"{'with' if len(study.directions) > 1 else 'without'} --pareto; rerun it the same way "
                           "or pick a new --name")
     return study
@@ -129,8 +132,12 @@ def ensure_baseline(study, ctx_parts) -> float:
                          network_train_unet_only=space.fixed.network_train_unet_only, cache_dir=cfg.cache_dir)
     with lora_run(config, components, dataset, store) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
+        per_rank = parts.network.trainable_parameter_count() / config.network_dim
+    study.set_user_attr(LORA_PARAMS_PER_RANK, per_rank)  # for the free-space estimate of later runs
     study.set_user_attr("baseline_val_loss", baseline)
     return baseline
+
+
 
 
 def objective_weights(cfg: StudyConfig, space):
@@ -193,6 +200,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
     from lrfind.cache import TensorStore, default_cache_dir
     from lrfind.config import DatasetConfig, ModelConfig
     from lrfind.data.kohya import scan_dataset
+    from lrfind.data.limits import check_repeats
     from lrfind.models.loading import load_components
     from lrfind.study.objective import StudyContext
     from lrfind.study.prompts import validation_prompts
@@ -203,6 +211,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
     dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=space.fixed.resolution,
                                          caption_extension=cfg.caption_extension,
                                          batch_size=space.fixed.train_batch_size))
+    check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
     components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = TensorStore(cfg.cache_dir or default_cache_dir())
     scorer = _scorer(cfg, weights, components)
@@ -249,24 +258,6 @@ class _StopWhenDone:
             study.stop()
 
 
-class _NoTracebackForTrialFailed(logging.Filter):
-    """Optuna logs a caught TrialFailed with its traceback: the reason is on the trial (fail_reason)
-    and in its warning line; the traceback is only our own raise, and would read as a crash."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from lrfind.study.objective import TrialFailed
-
-        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
-            record.exc_info = None
-        return True
-
-
-def _quiet_caught_failures() -> None:
-    optimize_log = logging.getLogger("optuna.study._optimize")  # where Optuna logs a failed trial
-    if not any(isinstance(f, _NoTracebackForTrialFailed) for f in optimize_log.filters):
-        optimize_log.addFilter(_NoTracebackForTrialFailed())
-
-
 def return_free_heap(study=None, trial=None) -> None:
     """Optuna callback: hand freed heap back to the OS (glibc's malloc_trim; elsewhere nothing).
 
@@ -291,40 +282,54 @@ def _malloc_trim():
 
 
 def run_study(cfg: StudyConfig) -> StudyOutcome:
+    from lrfind.atomic import disk_full_as_error
+
+    check_output_places(cfg)
+    database = sqlite_path(cfg.storage_url())
+    # A full disk under Optuna's sqlite file ("database or disk is full") names that file; trial
+    # files name themselves (lrfind.atomic).
+    with disk_full_as_error(database or cfg.out_dir()), \
+            (SqliteDatabase(database) if database else contextlib.nullcontext()) as guard:
+        return _run_study(cfg, guard)
+
+
+def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutcome:
     import optuna
 
-    from lrfind.study.objective import TrialFailed, TrialObjective
+    from lrfind.study.objective import QuietTrialLog, TrialFailed, TrialObjective
     from lrfind.study.study_end import EndAwareObjective, optimize_surviving
 
     from lrfind.study.scoring import pareto_directions
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _quiet_caught_failures()
     space = _load_space(cfg)
     weights = objective_weights(cfg, space)
     study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
+    if database is not None:
+        database.opened()
     check_same_space(cfg, study, space)
     recovered = fail_dead_trials(study)
     if recovered:
         print(f"trial(s) {recovered} of worker(s) that died: marked failed (fail_reason says which worker, when) "
               "and retried")
     ctx = build_context(cfg, study, space, weights)
+    check_study_space(cfg, study, ctx, finished_trials(study))
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
     if finished_trials(study) < cfg.n_trials:
-        print(f"study {cfg.name} in {masked_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
+        print(f"study {cfg.name} in {mask_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
               f"trials finished; running")
+        quiet = QuietTrialLog()
+        logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
         try:
             taken_over = optimize_surviving(study, EndAwareObjective(TrialObjective(ctx), cfg.n_trials), cfg.n_trials,
                                             ctx.cfg.timeout_seconds, callbacks=[return_free_heap, stopper],
                                             catch=(TrialFailed,), gc_after_trial=True, show_progress_bar=False)
         except KeyboardInterrupt:
-            import sys
-
-            print(f"lrfind: study interrupted; the running trial was marked failed and the database is "
-                  f"consistent. Resume with the same command (storage {masked_url(cfg.storage_url())}).",
-                  file=sys.stderr)
-            raise
+            raise Interrupted(f"study interrupted; the running trial was marked failed and the database is "
+                              f"consistent. Resume with the same command (storage {mask_url(cfg.storage_url())}).") from None
+        finally:
+            logging.getLogger(QuietTrialLog.LOGGER).removeFilter(quiet)
         if taken_over:
             print(f"trial(s) {taken_over} of this worker were failed by another worker, which took this one for "
                   "dead (heartbeats later than --grace-period: an overloaded machine or a slow database); "

@@ -8,6 +8,7 @@ same training images and the same prompts and seeds in every trial, so they comp
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Optional, Sequence, Union
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from lrfind.atomic import atomic_path
+from lrfind.atomic import write_bytes
 from lrfind.data.types import Dataset
 
 Size = Union[int, tuple[int, int]]
@@ -139,8 +140,9 @@ def save_png(image: Image.Image, path, text: Optional[dict[str, str]] = None) ->
     info = PngInfo()
     for key, value in (text or {}).items():
         info.add_text(key, str(value))
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    write_bytes(path, buffer.getvalue())
     return Path(path)
 
 

@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from lrfind.config import StrictModel, format_validation_error
+from lrfind.config import Resolution, StrictModel, format_validation_error
 from lrfind.errors import ConfigError
 from lrfind.probe.derive import DEFAULT_RESCALE_RULE
 from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
@@ -144,7 +144,7 @@ def _canonical(names: list[str], known: tuple[str, ...] | list[str], what: str) 
 class FixedSettings(StrictModel):
     """Settings every trial (and the recommended full run) shares."""
 
-    resolution: int = 512
+    resolution: Resolution = 512
     train_batch_size: int = Field(1, ge=1)
     network_train_unet_only: bool = False
     text_encoder_lr_fraction: float = Field(TEXT_ENCODER_FRACTION, gt=0, le=1)  # of unet_lr
@@ -222,6 +222,15 @@ class SearchSpace(StrictModel):
     def _dim(cls, v: IntDimension) -> IntDimension:
         if v.highest > 1024:
             raise ValueError(f"network_dim up to 1024, got {v.highest}")
+        return v
+
+    @field_validator("repeats")
+    @classmethod
+    def _repeats(cls, v: Optional[IntDimension]) -> Optional[IntDimension]:
+        from lrfind.data.limits import MAX_REPEATS
+
+        if v is not None and v.highest > MAX_REPEATS:
+            raise ValueError(f"repeats up to {MAX_REPEATS:,} (lrfind's limit per folder), got {v.highest:,}")
         return v
 
     @field_validator("network_alpha_fraction")

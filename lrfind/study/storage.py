@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Optional
+
+from lrfind.secrets import mask_text, mask_url, remember
 
 SCHEMA_RACE_RETRIES = 4
 WORKER_ATTR = "lrfind_worker"  # {"host": ..., "pid": ..., "started": process start time}
-
-
-def masked_url(url: str) -> str:
-    """The storage URL with any password replaced by ***: safe to print and log."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL sqlalchemy knows: print nothing secret
-        return url.split("@")[-1] if "@" in url else url
 
 
 def engine_url(url: str) -> str:
@@ -33,15 +26,19 @@ def engine_url(url: str) -> str:
     """
     import importlib.util
 
+    from lrfind.errors import ConfigError
+    from lrfind.secrets import password_needs_encoding
+
+    problem = password_needs_encoding(url)
+    if problem:
+        raise ConfigError(f"--storage: {problem}")
     if not url.startswith(("postgresql://", "postgres://")):
         return url
     rest = url.split("://", 1)[1]
     for module, dialect in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
         if importlib.util.find_spec(module) is not None:
             return f"{dialect}://{rest}"
-    from lrfind.errors import ConfigError
-
-    raise ConfigError(f"--storage {masked_url(url)} needs a PostgreSQL driver: pip install 'lrfind[postgres]' "
+    raise ConfigError(f"--storage {mask_url(url)} needs a PostgreSQL driver: pip install 'lrfind[postgres]' "
                       "(psycopg2-binary) or psycopg[binary]")
 
 
@@ -65,6 +62,72 @@ def worker_is_alive(worker: dict) -> bool:
     return started is not None and started == worker.get("started")
 
 
+def sqlite_path(url: str) -> Optional[Path]:
+    """The database file of a sqlite:/// URL (relative or absolute), else None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+class SqliteDatabase:
+    """Guards a study's sqlite file for one process: workers on one machine create it one at a time,
+    and a study that fails leaves no database it created and nothing was stored in.
+
+    Optuna creates its tables on first open; two processes doing that together on a new file race
+    ("table studies already exists", "UNIQUE constraint failed: alembic_version"). An exclusive
+    flock on the database file itself (sqlite locks with fcntl byte ranges, which flock does not
+    touch on Linux) serialises the creation; afterwards each worker holds a shared flock while it
+    runs, so a failing worker can tell whether another still uses the file before removing it.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.fd, self.created = path, None, False
+
+    def __enter__(self) -> "SqliteDatabase":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            self.created = not self.path.exists() or self.path.stat().st_size == 0
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if self.path.exists() and os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                return self
+            os.close(self.fd)  # a failing worker removed the file meanwhile: open the new one
+
+    def opened(self) -> None:
+        """Tables and study exist: let other workers open the file too."""
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_SH)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import fcntl
+
+        try:
+            if exc_type is not None and self.created:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while another worker runs
+                except BlockingIOError:
+                    return
+                if not _holds_trials(self.path):
+                    self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+
+
+def _holds_trials(path: Path) -> bool:
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(path)) as db:
+            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] > 0
+    except sqlite3.Error:  # no tables yet (an empty file), or not a database: nothing stored
+        return False
+
+
 def open_storage(url: str, heartbeat_interval: int, grace_period: int, storage_class=None):
     """The study's RDB storage; storage_class: an RDBStorage subclass (a worker's: worker_storage)."""
     import warnings
@@ -72,10 +135,9 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int, storage_c
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    remember(url)  # its password is masked in every message and log record from now on
+    if sqlite_path(url) is not None:
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     opened = engine_url(url)
     for attempt in range(SCHEMA_RACE_RETRIES + 1):
         try:
@@ -87,7 +149,7 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int, storage_c
         except Exception as err:  # noqa: BLE001 - any driver/connection error: one line, password masked
             # Workers started together on an empty database race to create Optuna's tables; the
             # loser sees a duplicate-key error, and the tables exist when it tries again.
-            if attempt < SCHEMA_RACE_RETRIES and "duplicate key" in str(err).lower():
+            if attempt < SCHEMA_RACE_RETRIES and _schema_race(err):
                 import time
 
                 time.sleep(0.5 * (attempt + 1))
@@ -95,16 +157,12 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int, storage_c
             from lrfind.errors import ConfigError
 
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ConfigError(f"cannot open study storage {masked_url(url)}: {masked_text(reason, url)}; "
+            raise ConfigError(f"cannot open study storage {mask_url(url)}: {mask_text(reason, url)}; "
                               "check --storage (and that the database server runs)") from None
 
 
-def masked_text(text: str, url: str) -> str:
-    """Remove the URL's password from an error message that might quote it."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(url).password
-    except Exception:  # noqa: BLE001
-        password = None
-    return text.replace(str(password), "***") if password else text
+def _schema_race(err: Exception) -> bool:
+    # PostgreSQL: "duplicate key"; another database's worker creating the same tables: "already
+    # exists" / a unique constraint on Optuna's alembic_version row.
+    text = str(err).lower()
+    return any(s in text for s in ("duplicate key", "already exists", "unique constraint failed: alembic_version"))

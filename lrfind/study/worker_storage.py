@@ -29,7 +29,8 @@ from typing import Optional
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from lrfind.errors import LrfindError
-from lrfind.study.storage import WORKER_ATTR, masked_text, masked_url, worker_identity, worker_is_alive
+from lrfind.secrets import mask_text, mask_url
+from lrfind.study.storage import WORKER_ATTR, worker_identity, worker_is_alive
 
 log = logging.getLogger("lrfind.study")
 
@@ -133,7 +134,7 @@ class WorkerStorage(RDBStorage):
         from optuna.exceptions import ExperimentalWarning
 
         kwargs["heartbeat_stale_trial_callback"] = RetryDeadWorkerTrial()
-        self._shown_url, self._nesting, self._gave_up = _shown_url(url), threading.local(), None
+        self._shown_url, self._nesting, self._gave_up = mask_url(url), threading.local(), None
         # the worker's own wait on the database, retries included (benchmarks/study_workers.py)
         self.storage_seconds, self.storage_calls = 0.0, 0
         with warnings.catch_warnings():  # heartbeats are "experimental": not worth a warning on every run
@@ -172,7 +173,7 @@ class WorkerStorage(RDBStorage):
                         raise self._gave_up from None
                     attempt += 1
                     log.info("storage call %s failed (%s); retry %d in %.1f s", name,
-                             masked_text(_first_line(err), self.url), attempt, backoff)
+                             mask_text(_first_line(err), self.url), attempt, backoff)
                     time.sleep(backoff * random.uniform(0.8, 1.2))  # jitter: workers must not retry in step
                     backoff = min(MAX_BACKOFF, backoff * 2)
         finally:
@@ -187,7 +188,7 @@ class WorkerStorage(RDBStorage):
     def _unavailable(self, name: str, err: BaseException, waited: float, kind: str) -> StorageUnavailable:
         how = "failed" if kind == "permanent" else f"kept failing for {waited:.1f} s"
         return StorageUnavailable(
-            f"study storage {self._shown_url} {how} ({masked_text(_first_line(err), self.url)}) in {name}; "
+            f"study storage {self._shown_url} {how} ({mask_text(_first_line(err), self.url)}) in {name}; "
             "this worker stopped, the study is intact: its running trial is failed with a reason and retried "
             "by another worker or by rerunning the same command once the database is reachable")
 
@@ -316,7 +317,3 @@ def fail_dead_trials(study) -> list[int]:
             callback(study, trial)
     return [t.number for t in failed]
 
-
-def _shown_url(url: str) -> str:
-    """The storage URL as it may be shown (password masked)."""
-    return masked_url(url)

@@ -10,10 +10,11 @@ Pure Python: no torch.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from lrfind.data.steps import regularisation_repeats
+from lrfind.data.steps import regularisation_repeats, steps_in_buckets
 from lrfind.data.types import ImageRecord
 
 
@@ -26,10 +27,14 @@ class TrainItem:
 def epoch_items(
     train: Sequence[ImageRecord], reg: Sequence[ImageRecord], prior_loss_weight: float
 ) -> list[TrainItem]:
-    """All image-repeats of one epoch, unshuffled."""
-    items = [TrainItem(r, 1.0) for r in train for _ in range(r.repeats)]
+    """All image-repeats of one epoch, unshuffled: one shared item per image, listed once per repeat.
+
+    Repeats are bounded (lrfind.data.limits.MAX_REPEATS) before this is called: the list holds
+    one reference per image-repeat.
+    """
+    items = [item for r in train for item in [TrainItem(r, 1.0)] * r.repeats]
     reg_used = regularisation_repeats(len(items), [r.repeats for r in reg])
-    items += [TrainItem(r, prior_loss_weight) for r, n in zip(reg, reg_used) for _ in range(n)]
+    items += [item for r, n in zip(reg, reg_used) for item in [TrainItem(r, prior_loss_weight)] * n]
     return items
 
 
@@ -49,7 +54,8 @@ def epoch_batches(items: Sequence[TrainItem], batch_size: int, seed: int, epoch:
 
 
 def batches_per_epoch(items: Sequence[TrainItem], batch_size: int) -> int:
-    return len(epoch_batches(items, batch_size, seed=0, epoch=0))
+    """Counted, not built: batches never mix buckets (lrfind.data.steps.steps_in_buckets)."""
+    return steps_in_buckets(Counter(item.record.bucket for item in items), batch_size)
 
 
 def process_caption(caption: str, shuffle: bool, keep_tokens: int, rng: random.Random) -> str:

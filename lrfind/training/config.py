@@ -12,7 +12,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lrfind.config import DatasetConfig, ModelConfig, StrictModel
+from lrfind.config import DatasetConfig, ModelConfig, Resolution, Seed, StrictModel
 
 VALIDATION_TIMESTEPS = (200, 400, 600, 800)
 
@@ -21,9 +21,9 @@ class TrainConfig(StrictModel):
     # --- data (kohya layout) ---
     train_data_dir: Path
     reg_data_dir: Optional[Path] = None
-    prior_loss_weight: float = Field(1.0, ge=0)
+    prior_loss_weight: float = Field(1.0, ge=0, allow_inf_nan=False)
     caption_extension: str = ".txt"
-    resolution: int = 512
+    resolution: Resolution = 512
     enable_bucket: bool = True
     min_bucket_reso: Optional[int] = None
     max_bucket_reso: Optional[int] = None
@@ -41,32 +41,32 @@ class TrainConfig(StrictModel):
     # --- network ---
     network_module: Literal["networks.lora"] = "networks.lora"
     network_dim: int = Field(8, ge=1, le=1024)
-    network_alpha: float = Field(1.0, gt=0)
+    network_alpha: float = Field(1.0, gt=0, allow_inf_nan=False)
     network_train_unet_only: bool = False  # kohya trains the text encoder too unless told not to
     network_weights: Optional[Path] = None
     # --- optimizer and schedule ---
     optimizer_type: str = "AdamW"
     optimizer_args: dict[str, object] = Field(default_factory=dict)
-    learning_rate: float = Field(1e-4, gt=0)
-    unet_lr: Optional[float] = Field(None, gt=0)
-    text_encoder_lr: Optional[float] = Field(None, gt=0)
+    learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    unet_lr: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    text_encoder_lr: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
     lr_scheduler: str = "constant"
     lr_warmup_steps: int = Field(0, ge=0)
     lr_scheduler_num_cycles: int = Field(1, ge=1)
-    lr_scheduler_power: float = Field(1.0, gt=0)
+    lr_scheduler_power: float = Field(1.0, gt=0, allow_inf_nan=False)
     max_train_steps: Optional[int] = Field(None, ge=1)
     max_train_epochs: Optional[int] = Field(None, ge=1)
     train_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     gradient_checkpointing: bool = False
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    seed: int = 42
-    noise_offset: float = Field(0.0, ge=0)
-    min_snr_gamma: Optional[float] = Field(None, gt=0)
+    seed: Seed = 42
+    noise_offset: float = Field(0.0, ge=0, allow_inf_nan=False)
+    min_snr_gamma: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
     # --- validation ---
     validation_split: float = Field(0.0, ge=0, lt=1)
     validation_timesteps: tuple[int, ...] = VALIDATION_TIMESTEPS
-    validation_seed: int = 0
+    validation_seed: Seed = 0
     validate_every_n_steps: Optional[int] = Field(None, ge=1)
     # also validate at these steps (a study's epoch sweep: where shorter runs would have ended)
     validate_at_steps: Optional[list[int]] = None

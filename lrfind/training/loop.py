@@ -3,7 +3,7 @@
 Everything a run needs is prepared beforehand into `LoopParts` (see setup.py); the loop only
 steps. What differs between probe, trial and final run lives in callbacks (d*lr recording,
 pruning, logging, checkpoints). The loop knows nothing of Optuna: a callback that wants the run
-to stop raises TrainingStopped. Randomness is drawn from generators seeded per (seed, epoch), so
+to stop raises TrainingStopped (a NaN loss raises TrainingDiverged, which says at which step and lr). Randomness is drawn from generators seeded per (seed, epoch), so
 a run resumed at an epoch boundary continues exactly as an uninterrupted one.
 """
 
@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from lrfind.errors import TrainingStopped
+from lrfind.errors import TrainingDiverged
 from lrfind.training.batches import TrainItem, epoch_batches, process_caption
 
 
@@ -76,9 +76,12 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
             torch_gen, rng = _epoch_generators(parts.seed, state.epoch)
             accum = parts.gradient_accumulation_steps
             for index, batch in enumerate(batches):
-                loss = _micro_step(parts, batch, torch_gen, rng) / accum
-                parts.accelerator.backward(loss)
-                state.epoch_losses.append(loss.item() * accum)
+                loss = _micro_step(parts, batch, torch_gen, rng)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise _diverged(parts, state, value)
+                parts.accelerator.backward(loss / accum)
+                state.epoch_losses.append(value)
                 if (index + 1) % accum and index + 1 < len(batches):
                     continue
                 _optimizer_step(parts, state)
@@ -120,11 +123,16 @@ def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Rando
     weights = torch.tensor([it.loss_weight for it in batch], device=parts.device)
     if parts.min_snr_gamma:
         weights = weights * min_snr_weights(parts.noise_scheduler, timesteps, parts.min_snr_gamma, parts.prediction_type).to(parts.device)
-    loss = (per_sample * weights).mean()
-    if not torch.isfinite(loss):
-        raise TrainingStopped(f"loss became {loss.item()} (not finite): the learning rate is too high or "
-                              "fp16 overflowed; lower --learning-rate or use bf16/fp32")
-    return loss
+    return (per_sample * weights).mean()
+
+
+def _diverged(parts: LoopParts, state: LoopState, loss: float) -> TrainingDiverged:
+    """The error for a non-finite loss at the step being taken, with the lrs that step uses."""
+    from lrfind.training.optimizers import d_times_lr
+
+    groups = parts.optimizer.param_groups
+    lrs = {g.get("name", f"group{i}"): float(g["lr"]) for i, g in enumerate(groups)}
+    return TrainingDiverged(loss, state.step + 1, lrs, d_times_lr(parts.optimizer))
 
 
 def _optimizer_step(parts: LoopParts, state: LoopState) -> None:

@@ -47,6 +47,72 @@ def preflight(config: TrainConfig) -> None:
         )
     if config.network_weights is not None and not Path(config.network_weights).is_file():
         raise ConfigError(f"{config.network_weights}: --network-weights file not found; check the path")
+    if config.network_alpha > config.network_dim:
+        import warnings
+
+        from lrfind.errors import LrfindWarning
+
+        warnings.warn(f"network_alpha {config.network_alpha:g} is above network_dim {config.network_dim}: the LoRA "
+                      f"is scaled by alpha/dim = {config.network_alpha / config.network_dim:.3g} (kohya users keep "
+                      "alpha <= dim); allowed, but lower --network-alpha (or the lr) unless you meant it",
+                      LrfindWarning, stacklevel=2)
+    check_output_places(config)
+
+
+def check_run_length(config: TrainConfig, dataset) -> None:
+    """Repeats and steps within lrfind.data.limits (exit 2 above), a warning for a very long run.
+
+    Before the model loads; counted from the dataset (lora_run checks again after the validation split).
+    """
+    import warnings
+
+    from lrfind.data.limits import check_repeats, check_steps, long_run_warning
+    from lrfind.data.steps import dataset_steps_per_epoch
+    from lrfind.errors import LrfindWarning
+    from lrfind.training.setup import plan_steps
+
+    check_repeats(dataset)
+    plan = plan_steps(config, dataset_steps_per_epoch(dataset, config.train_batch_size))
+    check_steps(plan.total_steps)
+    long_run = long_run_warning(plan.total_steps * config.gradient_accumulation_steps, config.train_batch_size,
+                                len(dataset.train_images))
+    if long_run:
+        warnings.warn(long_run, LrfindWarning, stacklevel=2)
+
+
+def check_output_places(config: TrainConfig) -> None:
+    """Every folder the run writes to can be created and written (before any model is loaded)."""
+    from lrfind.cache import check_cache_dir
+    from lrfind.outputs import check_writable_dir
+
+    check_writable_dir(config.output_dir, "--output-dir")
+    if config.logging_dir is not None:
+        check_writable_dir(config.logging_dir, "--logging-dir")
+    check_cache_dir(config.cache_dir)
+
+
+def check_cache_space(config: TrainConfig, components, dataset, store) -> None:
+    """Room for the latent and text cache entries (all of them, as if none were cached yet)."""
+    from lrfind.outputs import Need, cache_bytes, check_free_space
+
+    images = len(dataset.train_images) + len(dataset.reg_images)
+    captions = 0 if config.trains_text_encoder else images
+    need = cache_bytes(images * (2 if config.flip_aug else 1), config.resolution, captions,
+                       config.max_token_length + 2, components.text_encoder.config.hidden_size)
+    check_free_space([Need(store.root, need, "--cache-dir")])
+
+
+def check_output_space(config: TrainConfig, lora_params: int, epochs: int, prompts: int, grid_prompts: int) -> None:
+    """Room in --output-dir for the LoRA files, states, samples and X/Y grid this run will write."""
+    from lrfind.outputs import Need, check_free_space, saved_lora_files, train_output_bytes
+
+    files = saved_lora_files(epochs, config.save_every_n_epochs)
+    every = config.sample_every_n_epochs
+    sampled_epochs = (epochs // every + (epochs % every != 0)) if every else 0
+    grid = min(prompts, grid_prompts) * files * len(config.xy_grid_weights) if config.xy_grid and every else 0
+    need = train_output_bytes(lora_params, config.save_precision, files, config.save_state, config.optimizer_type,
+                              prompts * sampled_epochs, config.resolution, grid)
+    check_free_space([Need(config.output_dir, need, "--output-dir")])
 
 
 def lora_file_path(config: TrainConfig, epoch: Optional[int] = None) -> Path:
@@ -96,7 +162,7 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
                callbacks: Sequence[Any] = ()) -> TrainResult:
     from lrfind.cache import TensorStore, default_cache_dir
     from lrfind.data.kohya import scan_dataset
-    from lrfind.final.after_run import finish_final_run
+    from lrfind.final.after_run import GRID_PROMPTS, finish_final_run
     from lrfind.final.epochs import EpochWatch, read_records, sample_prompts_for
     from lrfind.models.loading import load_components
     from lrfind.training.loop import run_loop
@@ -106,21 +172,25 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
     preflight(config)
     resume_folder = find_resume_folder(config)
     dataset = with_concept_repeats(dataset or scan_dataset(config.dataset_config()), config)
+    check_run_length(config, dataset)
     prompts = sample_prompts_for(config, dataset) if config.sample_every_n_epochs else []
     components = components or load_components(config.base_model_config())
     store = store or TensorStore(config.cache_dir or default_cache_dir())
     scorer, reference = _scorer_and_reference(config, components, dataset)
+    check_cache_space(config, components, dataset, store)
     started = time.time()
     with lora_run(config, components, dataset, store) as parts:
         state = load_state(resume_folder, config, parts) if resume_folder else None
         epochs = -(-parts.total_steps // parts.steps_per_epoch)
+        check_output_space(config, parts.network.trainable_parameter_count(), epochs, len(prompts), GRID_PROMPTS)
         watch = EpochWatch(config, components, prompts, scorer, reference, last_epoch=epochs,
                            records=read_records(config, state.epoch) if state else None)
         files = _RunFiles(config, parts, dataset, components, started)
-        # Order matters at an epoch end: LoRA file, then records, then the state that says "done".
+        # Order matters at an epoch end: LoRA file (the final one at the last epoch), then records,
+        # then the state that says "done": a full disk stops the run with every LoRA file complete.
         all_callbacks = [files, *_run_callbacks(config, files, epochs), watch, *callbacks, _StateSaver(files)]
         state = run_loop(parts, all_callbacks, state)
-        final = files.save(lora_file_path(config), state)
+        final = files.final or files.save(lora_file_path(config), state)  # resumed from the last epoch's state
     summary = finish_final_run(config, components, watch.records, prompts, state.epoch,
                                scorer.calibrated if scorer else None)
     return TrainResult(final, files.saved + [final], state, files.logdir, time.time() - started,
@@ -145,9 +215,14 @@ class _RunFiles:
     def __init__(self, config: TrainConfig, parts, dataset, components, started: float):
         self.config, self.parts, self.dataset, self.components = config, parts, dataset, components
         self.started, self.state, self.saved, self.logdir = started, None, [], None
+        self.final: Optional[Path] = None
 
     def on_train_start(self, state) -> None:
         self.state = state
+
+    def on_epoch_end(self, state) -> None:
+        if state.step >= state.total_steps:  # the last epoch: its LoRA before its records and state
+            self.final = self.save(lora_file_path(self.config), state)
 
     def save_epoch(self, epoch: int) -> None:
         self.saved.append(self.save(lora_file_path(self.config, epoch), self.state))
@@ -157,13 +232,27 @@ class _RunFiles:
 
 
 class _StateSaver:
-    """The last callback: the resumable state of each finished epoch (kohya's --save_state)."""
+    """The last callback: the resumable state of each finished epoch (kohya's --save_state).
+
+    A full disk while writing a state does not stop the run: the epoch's LoRA file is already
+    complete, the state is skipped with a warning (the previous state is kept, so --resume still
+    works from there), and training goes on; if the disk stays full, the next LoRA file's write
+    ends the run with DiskFullError, every LoRA file written so far complete.
+    """
 
     def __init__(self, files: _RunFiles):
         self.files = files
 
     def on_epoch_end(self, state) -> None:
-        from lrfind.training.state import save_state
+        import warnings
 
-        if self.files.config.save_state:
+        from lrfind.errors import DiskFullError, LrfindWarning
+        from lrfind.training.state import save_state, state_folder
+
+        if not self.files.config.save_state:
+            return
+        try:
             save_state(self.files.config, self.files.parts, state)
+        except DiskFullError as err:
+            warnings.warn(f"resumable state {state_folder(self.files.config, state.epoch)} not written, training "
+                          f"goes on ({err}); the LoRA files are complete", LrfindWarning, stacklevel=1)

@@ -91,6 +91,9 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
     from lrfind.training.schedulers import build_scheduler
     from lrfind.training.validation import ValidationSet
 
+    from lrfind.data.limits import check_repeats, check_steps
+
+    check_repeats(dataset)  # before the epoch's image-repeats are listed (memory grows with them)
     device, dtype, mixed = pick_device(config.mixed_precision)
     train_records, val_records = split_validation(dataset.train_images, config.validation_split, config.validation_seed)
     records = list(dict.fromkeys(train_records + val_records + list(dataset.reg_images)))
@@ -99,6 +102,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
                                     trains_te=config.trains_text_encoder)
     items = epoch_items(train_records, dataset.reg_images, config.prior_loss_weight)
     plan = plan_steps(config, batches_per_epoch(items, config.train_batch_size))
+    check_steps(plan.total_steps)
     spec = LoraSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
                     train_text_encoder=config.trains_text_encoder)
     for module in (components.unet, components.text_encoder):

@@ -13,13 +13,12 @@ under a temporary name and renamed when complete; only the newest state is kept.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
+from lrfind.atomic import atomic_folder, write_bytes, write_text
 from lrfind.errors import ConfigError
 from lrfind.training.config import TrainConfig
 
@@ -52,32 +51,39 @@ def saved_states(config: TrainConfig) -> list[tuple[int, Path]]:
 
 
 def save_state(config: TrainConfig, parts, loop_state) -> Path:
-    """Write the state of this epoch end; then remove older states of the same run."""
-    import torch
+    """Write the state of this epoch end; then remove older states of the same run.
 
+    A full disk raises DiskFullError naming the file; the older state is then kept, and no
+    half-written folder is left.
+    """
     from lrfind.network import save_lora
 
     target = state_folder(config, loop_state.epoch)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         save_lora(tmp / "lora.safetensors", parts.network.kohya_state_dict("fp32"), {}, "fp32")
-        torch.save(parts.optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(parts.lr_scheduler.state_dict(), tmp / "scheduler.pt")
+        write_bytes(tmp / "optimizer.pt", _torch_bytes(parts.optimizer.state_dict()))
+        write_bytes(tmp / "scheduler.pt", _torch_bytes(parts.lr_scheduler.state_dict()))
         progress = {"step": loop_state.step, "epoch": loop_state.epoch, "val_loss": loop_state.val_loss,
                     "val_history": [list(v) for v in loop_state.val_history],
                     "total_steps": loop_state.total_steps, "settings": _fingerprint(config)}
-        (tmp / "state.json").write_text(json.dumps(progress, indent=1) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        write_text(tmp / "state.json", json.dumps(progress, indent=1) + "\n")
     for _, old in saved_states(config):
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _torch_bytes(obj) -> bytes:
+    # torch.save straight to a file on a full disk fails with "unexpected pos 576 vs 534", which
+    # never says the disk is full; serialised in memory (a LoRA's optimizer state is small), the
+    # write is Python's and a full disk is an OSError that atomic turns into DiskFullError.
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def find_resume_folder(config: TrainConfig) -> Optional[Path]:
@@ -125,13 +131,36 @@ def load_state(folder: Path, config: TrainConfig, parts):
                           f"{parts.total_steps} (the dataset changed?); start again without --resume")
     state_dict, _ = load_lora(folder / "lora.safetensors")
     parts.network.load_kohya_state_dict(state_dict, source=str(folder / "lora.safetensors"))
-    try:
-        parts.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        parts.lr_scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
-        raise ConfigError(f"{folder}: optimizer or scheduler state unreadable ({str(err)[:120]}); resume from "
-                          "another state or start again without --resume") from None
+    _load_into(parts.optimizer, folder / "optimizer.pt")
+    _load_into(parts.lr_scheduler, folder / "scheduler.pt")
     state = LoopState(parts.total_steps, parts.steps_per_epoch, step=progress["step"], epoch=progress["epoch"],
                       val_loss=progress.get("val_loss"),
                       val_history=[(int(s), float(v)) for s, v in progress.get("val_history", [])])
     return state
+
+
+def _load_into(target, path: Path) -> None:
+    """target.load_state_dict from a torch file, tensors and plain data only; one ConfigError if not.
+
+    weights_only=True never runs code from the file: a pickle that would (a tampered state) is
+    refused like a truncated or foreign file, by name and without torch's multi-line advice.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        data = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        what = ("holds objects other than tensors and plain data (it could run code): refused"
+                if "weights only" in str(err).lower() else "is not a torch file")
+        raise ConfigError(f"{path}: {what}; resume from another state or start again without --resume") from None
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: torch raises many kinds
+        raise ConfigError(f"{path}: unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
+                          "resume from another state or start again without --resume") from None
+    try:
+        target.load_state_dict(data)
+    except Exception as err:  # noqa: BLE001 - a state of another run's optimizer/scheduler: any shape error
+        raise ConfigError(f"{path}: does not fit this run ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:120] if str(err) else ''}); resume from another state "
+                          "or start again without --resume") from None

@@ -1,0 +1,36 @@
+"""What a study checks before it runs: its output places can be written, and its disk has room
+for the trials still to run (lrfind.outputs does the checking)."""
+
+from __future__ import annotations
+
+from lrfind.study.config import StudyConfig
+from lrfind.study.storage import sqlite_path
+
+LORA_PARAMS_PER_RANK = "lora_parameters_per_rank"  # study attribute, set with the baseline
+
+
+def check_output_places(cfg: StudyConfig) -> None:
+    """The study folder, the cache and a sqlite database file can be written (before anything runs)."""
+    from lrfind.cache import check_cache_dir
+    from lrfind.outputs import check_writable_dir, check_writable_file
+
+    check_writable_dir(cfg.out_dir(), "--out" if cfg.out is not None else "the study folder (--out)")
+    check_cache_dir(cfg.cache_dir)
+    database = sqlite_path(cfg.storage_url())
+    if database is not None:
+        check_writable_file(database, "--storage" if cfg.storage else "the study database (--storage)")
+
+
+def check_study_space(cfg: StudyConfig, study, ctx, finished: int) -> None:
+    """Room under the study folder for the trials still to run: a LoRA at the space's largest dim
+    and the samples per trial."""
+    from lrfind.outputs import Need, check_free_space, study_output_bytes
+
+    per_rank = study.user_attrs.get(LORA_PARAMS_PER_RANK)
+    if per_rank is None:  # a study begun before lrfind recorded it
+        return
+    largest = int(per_rank * ctx.space.network_dim.highest)
+    remaining = max(cfg.n_trials - finished, 0)
+    samples = len(ctx.prompts) if ctx.scorer is not None else 0
+    need = study_output_bytes(remaining, largest, samples, ctx.space.fixed.resolution)
+    check_free_space([Need(cfg.out_dir(), need, "--out")])
