@@ -95,10 +95,11 @@ def test_trial_of_a_dead_local_worker_is_failed_and_retried_at_once(example_data
     outcome = run_study(cfg.model_copy(update={"n_trials": 2}))
     _, after = trials(cfg)
     stale = after[trial.number]
-    assert stale.state == TrialState.FAIL and "died" in stale.user_attrs["fail_reason"]
+    assert stale.state == TrialState.FAIL and f"pid {dead.pid} died" in stale.user_attrs["fail_reason"]
     assert not [t for t in after if t.state == TrialState.RUNNING]
     retried = [t for t in after if t.number > trial.number and t.params == params]
     assert retried and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert "fail_reason" not in retried[0].user_attrs  # the dead attempt's reason stays on it alone
     assert outcome.recommendation is not None
 
 

@@ -19,7 +19,9 @@ from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
 from lrfind.study.pruning import HYPERBAND_REDUCTION
-from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
+from lrfind.study.storage import SqliteDatabase, open_storage, sqlite_path
+from lrfind.study.study_end import finished_trials
+from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials
 
 log = logging.getLogger("lrfind.study")
 
@@ -72,7 +74,7 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
 
     from lrfind.study.samplers import make_sampler
 
-    storage = open_storage(cfg.storage_url(), cfg.heartbeat_interval, cfg.grace_period)
+    storage = open_storage(cfg.storage_url(), cfg.heartbeat_interval, cfg.grace_period, storage_class=WorkerStorage)
     seed = cfg.sampler_seed if cfg.sampler_seed is not None else sampler_seed(cfg.seed)
     sampler = (optuna.samplers.NSGAIISampler(seed=seed) if cfg.pareto
                else make_sampler(cfg.sampler, seed, deterministic=cfg.trial_seed == "same"))
@@ -285,12 +287,6 @@ def _malloc_trim():
         return None
 
 
-def finished_trials(study) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
 def run_study(cfg: StudyConfig) -> StudyOutcome:
     from lrfind.atomic import disk_full_as_error
 
@@ -307,6 +303,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
     import optuna
 
     from lrfind.study.objective import QuietTrialLog, TrialFailed, TrialObjective
+    from lrfind.study.study_end import EndAwareObjective, optimize_surviving
 
     from lrfind.study.scoring import pareto_directions
 
@@ -317,9 +314,10 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
-    recovered = recover_dead_local_trials(study)
+    recovered = fail_dead_trials(study)
     if recovered:
-        print(f"recovered trials {recovered} of a worker that died on this machine: marked failed, retried")
+        print(f"trial(s) {recovered} of worker(s) that died: marked failed (fail_reason says which worker, when) "
+              "and retried")
     ctx = build_context(cfg, study, space, weights)
     check_study_space(cfg, study, ctx, finished_trials(study))
     enqueue_probe_point(study, space, ctx.probe)
@@ -330,14 +328,18 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
         quiet = QuietTrialLog()
         logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
         try:
-            study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds,
-                           callbacks=[return_free_heap, stopper], catch=(TrialFailed,), gc_after_trial=True,
-                           show_progress_bar=False)
+            taken_over = optimize_surviving(study, EndAwareObjective(TrialObjective(ctx), cfg.n_trials), cfg.n_trials,
+                                            ctx.cfg.timeout_seconds, callbacks=[return_free_heap, stopper],
+                                            catch=(TrialFailed,), gc_after_trial=True, show_progress_bar=False)
         except KeyboardInterrupt:
             raise Interrupted(f"study interrupted; the running trial was marked failed and the database is "
                               f"consistent. Resume with the same command (storage {mask_url(cfg.storage_url())}).") from None
         finally:
             logging.getLogger(QuietTrialLog.LOGGER).removeFilter(quiet)
+        if taken_over:
+            print(f"trial(s) {taken_over} of this worker were failed by another worker, which took this one for "
+                  "dead (heartbeats later than --grace-period: an overloaded machine or a slow database); "
+                  "they are retried, and this worker went on")
         if stopper.failures >= stopper.max_failures:
             print(f"stopped after {stopper.failures} failed trials in a row; see fail_reason in the report")
         if stopper.twins >= stopper.max_twins:
@@ -351,15 +353,25 @@ def finish_study(cfg: StudyConfig, study, ctx) -> StudyOutcome:
 
     from lrfind.atomic import write_json
     from lrfind.study.recommend import TrialRecord, recommend
+    from lrfind.study.study_end import counted_trials, overrun_note, settle_end
 
+    still_running = []
+    if finished_trials(study) >= cfg.n_trials:  # the study is done: recommend from its final trials
+        still_running = settle_end(study, cfg.n_trials, cfg.grace_period, on_wait=_say_waiting)
+    trials = counted_trials(study.get_trials(deepcopy=False))
     # value: a --pareto trial's scalar is recomputed from its metrics (_scalar_value)
-    records = [replace(TrialRecord.from_frozen_trial(t), value=_scalar_value(t, ctx))
-               for t in study.get_trials(deepcopy=False)]
+    records = [replace(TrialRecord.from_frozen_trial(t), value=_scalar_value(t, ctx)) for t in trials]
     rec = recommend(records, ctx.space, ctx.probe, ctx.stats)
     write_json(cfg.out_dir() / "recommendation.json", rec.to_dict())
     study.set_user_attr("recommendation", rec.to_dict())
-    summary = rec.summary_text() + f"\nwrote {cfg.out_dir() / 'recommendation.json'}"
+    note = overrun_note(trials, cfg.n_trials, still_running)
+    summary = rec.summary_text() + (f"\n{note}" if note else "") + f"\nwrote {cfg.out_dir() / 'recommendation.json'}"
     return StudyOutcome(rec, summary, [])
+
+
+def _say_waiting(running: list[int]) -> None:
+    print(f"the study has its trials; waiting for trial(s) {running} still running on other workers, so that "
+          "every worker recommends from the same trials")
 
 
 def _scalar_value(trial, ctx) -> float | None:

@@ -1,9 +1,8 @@
-"""Opening a study in Optuna's RDB storage, and recovering trials of dead local workers.
+"""Opening a study in Optuna's RDB storage, and telling which worker runs a trial.
 
-Heartbeats (Optuna's) mark a trial failed once its worker stopped beating for the grace period,
-on any machine, and the retry callback enqueues it again. A worker that died on THIS machine
-(kill -9, power loss) need not wait that long: each trial records host and pid, so a restarted
-`lrfind study` fails and retries such trials at once.
+Each trial records its worker's host, pid and process start time (WORKER_ATTR), so that a trial
+whose worker died on THIS machine (kill -9, power loss) is recognised at once, without waiting for
+the heartbeat's grace period; lrfind.study.worker_storage fails such trials, with a reason.
 """
 
 from __future__ import annotations
@@ -129,7 +128,8 @@ def _holds_trials(path: Path) -> bool:
         return False
 
 
-def open_storage(url: str, heartbeat_interval: int, grace_period: int):
+def open_storage(url: str, heartbeat_interval: int, grace_period: int, storage_class=None):
+    """The study's RDB storage; storage_class: an RDBStorage subclass (a worker's: worker_storage)."""
     import warnings
 
     import optuna
@@ -143,7 +143,7 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental": not worth a warning on every run
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(opened, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                return (storage_class or RDBStorage)(opened, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                   heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
                                   engine_kwargs={"pool_pre_ping": True})
         except Exception as err:  # noqa: BLE001 - any driver/connection error: one line, password masked
@@ -166,27 +166,3 @@ def _schema_race(err: Exception) -> bool:
     # exists" / a unique constraint on Optuna's alembic_version row.
     text = str(err).lower()
     return any(s in text for s in ("duplicate key", "already exists", "unique constraint failed: alembic_version"))
-
-
-def recover_dead_local_trials(study) -> list[int]:
-    """Fail (and re-enqueue) RUNNING trials whose worker on this machine no longer exists."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    recovered = []
-    callback = study._storage.get_heartbeat_stale_trial_callback()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(WORKER_ATTR)
-        if not worker or worker_is_alive(worker):
-            continue
-        try:  # the reason first: a finished trial's attributes can no longer be set
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                               "its worker process died (killed or crashed); retried")
-            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue  # another worker got there first
-        if callback is not None:
-            callback(study, study._storage.get_trial(trial._trial_id))
-        recovered.append(trial.number)
-    return recovered
