@@ -105,7 +105,8 @@ def measure(parts, item, rounds: int, steps: int, warmup: int) -> dict:
     import torch
 
     params = parts.network.unet_parameters()
-    bare_optimizer = torch.optim.AdamW(params, lr=parts.optimizer.param_groups[0]["lr"])
+    group = parts.optimizer.param_groups[0]  # the same AdamW kernel as the loop's (fused, lrfind's default)
+    bare_optimizer = torch.optim.AdamW(params, lr=group["lr"], fused=bool(group.get("fused")))
     batch = prepare_bare_batch(parts, item)
     bare_block(parts.unet, bare_optimizer, batch, warmup)  # one-time allocations, optimizer state
     loop_block(parts, item, warmup, epoch=0)

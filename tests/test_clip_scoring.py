@@ -221,8 +221,10 @@ def test_score_samples_on_the_tiny_model(model, scorer, example_dataset, tmp_pat
 
     # precomputed training embeddings give the same scores; the base model gives other images
     reference = scorer.image_embeddings(train_images)
-    again = score_samples(model, lora, prompts, reference, scorer, **sample)
+    texts = scorer.text_embeddings([p for p, _ in prompts])  # and so do the prompts' (a study makes both once)
+    again = score_samples(model, lora, prompts, reference, scorer, **sample, prompt_embeddings=texts)
     assert again.clip_i == pytest.approx(scores.clip_i, abs=1e-6)
+    assert again.clip_t == pytest.approx(scores.clip_t, abs=1e-6)
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(scores.images[0]))
     base = score_samples(model, None, prompts[:1], reference, scorer, **sample)
     assert not np.array_equal(np.asarray(base.images[0]), np.asarray(scores.images[0]))

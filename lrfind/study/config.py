@@ -54,6 +54,7 @@ class StudyConfig(StrictModel):
     heartbeat_interval: int = Field(30, ge=1)
     grace_period: int = Field(120, ge=2)
     progress: bool = True
+    torch_compile: bool = False  # each trial's UNet through torch.compile (its compile time counts)
 
     @field_validator("name")
     @classmethod

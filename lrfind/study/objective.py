@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -64,6 +64,9 @@ class StudyContext:
     scorer: Any = None  # ClipScorer or None (loss-only scoring)
     prompts: Optional[list] = None  # [(prompt, seed)]
     train_images: Optional[list] = None  # PIL images for CLIP-I
+    prompt_embeddings: Any = None  # CLIP text embeddings of the prompts (CLIP-T), made once
+    # lora_run's validation_memo: one ValidationSet (noised latents, caption embeddings) for the study
+    validation_sets: dict = field(default_factory=dict)
 
 
 class TrialObjective:
@@ -101,7 +104,7 @@ class TrialObjective:
         """Train the plan; returns (loop state, the LoRA to keep, metrics so far)."""
         from lrfind.data.types import with_repeats
         from lrfind.network import save_lora
-        from lrfind.study.pruning import OptunaReporter
+        from lrfind.study.pruning import OptunaReporter, used_validation_steps
         from lrfind.training.config import TrainConfig
         from lrfind.training.loop import LoopState, run_loop
         from lrfind.training.metadata import training_metadata
@@ -111,13 +114,16 @@ class TrialObjective:
         config = TrainConfig(train_data_dir=ctx.cfg.dataset, pretrained_model_name_or_path=ctx.cfg.model,
                              caption_extension=ctx.cfg.caption_extension, seed=trial_seed(ctx.cfg, trial.number),
                              output_dir=trial_dir, output_name="lora", progress=False,
-                             cache_dir=ctx.cfg.cache_dir, **plan.train_values)
+                             torch_compile=ctx.cfg.torch_compile,
+                             cache_dir=ctx.cfg.cache_dir, **{**plan.train_values, **used_validation_steps(
+                                 plan.train_values, plan.epoch_boundaries, pruner=ctx.cfg.pruner,
+                                 prunes=not ctx.cfg.pareto, eval_every_steps=ctx.space.budget.eval_every_steps)})
         dataset = with_repeats(ctx.dataset, {folder: n for folder, _, n in plan.concept_repeats})
         started = time.time()
         swept = bool(plan.epoch_boundaries)
         reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto, best_so_far=swept)
         stopped = None
-        with lora_run(config, ctx.components, dataset, ctx.store) as parts:
+        with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets) as parts:
             snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries)
             state = LoopState(parts.total_steps, parts.steps_per_epoch)
             try:
@@ -177,7 +183,8 @@ class TrialObjective:
 
         ctx = self.ctx
         scores = score_samples(ctx.components, lora_state, ctx.prompts, ctx.train_images, ctx.scorer,
-                               size=ctx.space.fixed.resolution, steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE)
+                               size=ctx.space.fixed.resolution, steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE,
+                               prompt_embeddings=ctx.prompt_embeddings)
         paths = save_samples(scores.images, trial_dir / "samples", scores.prompts, scores.seeds)
         out = ctx.cfg.out_dir()
         return {"clip_i": scores.clip_i, "clip_t": scores.clip_t, "clip_calibrated": scores.calibrated,

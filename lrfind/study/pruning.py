@@ -37,3 +37,35 @@ class OptunaReporter:
 
     def on_step_end(self, state) -> None:
         self.last_step = state.step
+
+
+HYPERBAND_REDUCTION = 3  # runner.make_pruner's reduction factor: rungs at eval_every_steps * 3**k
+
+
+def used_validation_steps(train_values: dict, boundaries: dict, *, pruner: str, prunes: bool,
+                          eval_every_steps: int) -> dict:
+    """The trial's validate_every_n_steps/validate_at_steps, cut to the passes whose loss is used.
+
+    Each pass costs a UNet forward per (validation image, timestep). Kept: the last step (the
+    trial's result), the epoch boundaries of a swept trial (its results), and what the pruner
+    reads. Without pruning (--pareto, pruner none) nothing else. Hyperband decides only at the
+    first report at or after each rung step, eval_every_steps * 3**k; with reports every
+    eval_every_steps that report is the one at the rung step itself, so passes at the steps
+    between change no decision. A swept trial's early reports are all kept: it reports its lowest
+    loss so far, which any of them may be. The median pruner compares every report: all kept.
+    """
+    total = train_values["max_train_steps"]
+    every = train_values.get("validate_every_n_steps")
+    planned = set(range(every, total + 1, every)) if every else set(train_values.get("validate_at_steps") or ())
+    results = set(boundaries.values()) | {total}
+    if not prunes or pruner == "none":
+        keep = results
+    elif pruner == "hyperband" and not boundaries:
+        rungs, step = set(), eval_every_steps
+        while step <= total:
+            rungs.add(step)
+            step *= HYPERBAND_REDUCTION
+        keep = results | (planned & rungs)
+    else:
+        keep = results | planned
+    return {"validate_every_n_steps": None, "validate_at_steps": sorted(keep)}

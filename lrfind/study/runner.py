@@ -12,11 +12,13 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
+from typing import Optional
 
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
+from lrfind.study.pruning import HYPERBAND_REDUCTION
 from lrfind.study.storage import SqliteDatabase, open_storage, sqlite_path
 from lrfind.study.study_end import finished_trials
 from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials
@@ -41,7 +43,7 @@ def make_pruner(kind: str, budget=None):
 
     first, longest = (budget.eval_every_steps, budget.trial_budget_steps) if budget is not None else (1, "auto")
     return {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=first, max_resource=longest,
-                                                                reduction_factor=3),
+                                                                reduction_factor=HYPERBAND_REDUCTION),
             "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
             "none": lambda: optuna.pruners.NopPruner()}[kind]()
 
@@ -118,8 +120,9 @@ def _space_fixed(cfg: StudyConfig) -> dict:
     return {"resolution": space.fixed.resolution, "batch_size": space.fixed.train_batch_size}
 
 
-def ensure_baseline(study, ctx_parts) -> float:
-    """The base model's validation loss (a LoRA with zero up-weights changes nothing): shared."""
+def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None) -> float:
+    """The base model's validation loss (a LoRA with zero up-weights changes nothing): computed
+    once per study and kept in its user attributes, which a resumed run and every worker read."""
     if "baseline_val_loss" in study.user_attrs:
         return float(study.user_attrs["baseline_val_loss"])
     from lrfind.training.config import TrainConfig
@@ -130,7 +133,7 @@ def ensure_baseline(study, ctx_parts) -> float:
                          caption_extension=cfg.caption_extension, resolution=space.fixed.resolution,
                          train_batch_size=space.fixed.train_batch_size, max_train_steps=1, progress=False,
                          network_train_unet_only=space.fixed.network_train_unet_only, cache_dir=cfg.cache_dir)
-    with lora_run(config, components, dataset, store) as parts:
+    with lora_run(config, components, dataset, store, validation_memo) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
         per_rank = parts.network.trainable_parameter_count() / config.network_dim
     study.set_user_attr(LORA_PARAMS_PER_RANK, per_rank)  # for the free-space estimate of later runs
@@ -216,13 +219,16 @@ def build_context(cfg: StudyConfig, study, space, weights):
     store = TensorStore(cfg.cache_dir or default_cache_dir())
     scorer = _scorer(cfg, weights, components)
     probe = ensure_probe(cfg, study, components, dataset, store)
-    baseline = ensure_baseline(study, (cfg, space, components, dataset, store))
+    validation_sets: dict = {}
+    baseline = ensure_baseline(study, (cfg, space, components, dataset, store), validation_sets)
     stats = DatasetStats.from_dataset(dataset)
     ctx = StudyContext(cfg=cfg, space=space, probe=probe, components=components, dataset=dataset, stats=stats,
-                       store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer)
+                       store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer,
+                       validation_sets=validation_sets)
     if scorer is not None:
         ctx.prompts = validation_prompts(dataset)
         ctx.train_images = scorer.image_embeddings(load_training_images(dataset))
+        ctx.prompt_embeddings = scorer.text_embeddings([prompt for prompt, _ in ctx.prompts])
     for key, value in {"dataset_stats": stats.to_dict(), "space": space.model_dump(mode="json"),
                        "model": components.name, "clip_model": scorer.name if scorer else None,
                        "clip_calibrated": scorer.calibrated if scorer else None,

@@ -95,12 +95,14 @@ def score_samples(
     lora_weight: float = 1.0,
     negative_prompt: str = "",
     clip_skip: int = 1,
+    prompt_embeddings=None,
 ) -> SampleScores:
     """Generate one image per (prompt, seed) with the LoRA merged in, and CLIP-score them.
 
     `lora_state_dict` is a kohya state dict (its alpha tensors give the scale); None samples the
     base model. `train_images` are PIL images, or their embeddings from
-    `scorer.image_embeddings(...)` (a tensor [M, D]) so a study embeds them only once.
+    `scorer.image_embeddings(...)` (a tensor [M, D]) so a study embeds them only once; likewise
+    `prompt_embeddings`, the CLIP text embeddings of the prompts (None: embedded here).
     The model's weights are exactly as before afterwards (see network.inference.applied_loras).
     """
     import torch
@@ -121,7 +123,9 @@ def score_samples(
         raise ValueError("no training images to compare the samples with (CLIP-I)")
     generated = scorer.image_embeddings(images)
     image_similarity = clip_i_matrix(generated, reference)
-    text_similarity = clip_t_vector(generated, scorer.text_embeddings(texts))
+    if prompt_embeddings is None:
+        prompt_embeddings = scorer.text_embeddings(texts)
+    text_similarity = clip_t_vector(generated, prompt_embeddings)
     return SampleScores(
         clip_i=float(image_similarity.mean()),
         clip_t=float(text_similarity.mean()),

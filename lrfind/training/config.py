@@ -59,6 +59,7 @@ class TrainConfig(StrictModel):
     train_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     gradient_checkpointing: bool = False
+    torch_compile: bool = False  # kohya's --torch_compile: torch.compile the UNet (compile time counts)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: Seed = 42
     noise_offset: float = Field(0.0, ge=0, allow_inf_nan=False)

@@ -210,9 +210,24 @@ def build_optimizer(
     kwargs = _optimizer_kwargs(entry, optimizer_class, weight_decay, betas, extra)
     groups = [dict(group) for group in param_groups]  # the caller's dicts stay untouched
     try:
-        return optimizer_class(groups, lr=default_lr, **kwargs)
+        return optimizer_class(groups, lr=default_lr, **kwargs, **_fused_kwargs(entry, kwargs, groups))
     except (ValueError, TypeError, AssertionError) as err:
         raise ConfigError(f"optimizer {entry.name} rejected its arguments {kwargs}: {err}") from None
+
+
+def _fused_kwargs(entry: OptimizerEntry, kwargs: dict, groups: list[dict]) -> dict:
+    """AdamW's fused kernel (one pass over all tensors) unless the optimizer args pick a kernel.
+
+    torch.optim.AdamW on the CPU otherwise loops over the parameters one by one: on the 256
+    tensors of an SD 1.5 LoRA that step took 120 ms against 35 ms fused (benchmarks/RESULTS.md,
+    cheap trials). The same update, to float rounding. Fused needs floating tensors on CPU or CUDA.
+    """
+    if entry.name != "AdamW" or {"fused", "foreach"} & set(kwargs):
+        return {}
+    params = [p for group in groups for p in group["params"]]
+    if params and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+        return {"fused": True}
+    return {}
 
 
 def d_times_lr(optimizer: "torch.optim.Optimizer") -> dict[str, float]:

@@ -11,7 +11,7 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 from lrfind.data.types import Dataset
 from lrfind.training.batches import batches_per_epoch, epoch_items
@@ -82,14 +82,16 @@ def param_groups(config: TrainConfig, network) -> list[dict]:
 
 
 @contextmanager
-def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterator[LoopParts]:
+def lora_run(config: TrainConfig, components, dataset: Dataset, store,
+             validation_memo: Optional[dict] = None) -> Iterator[LoopParts]:
+    """`validation_memo`: a dict a study keeps, so its trials share one ValidationSet."""
     import torch
 
     from lrfind.network import LoraSpec, attach_lora, load_lora
     from lrfind.training.conditioning import TextConditioner
     from lrfind.training.optimizers import build_optimizer
     from lrfind.training.schedulers import build_scheduler
-    from lrfind.training.validation import ValidationSet
+    from lrfind.training.validation import ValidationSet, shared_validation_set, validation_key
 
     from lrfind.data.limits import check_repeats, check_steps
 
@@ -125,11 +127,17 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
         conditioner = TextConditioner(components, memo, clip_skip=config.clip_skip,
                                       max_token_length=config.max_token_length,
                                       trains_text_encoder=config.trains_text_encoder)
-        validation = ValidationSet([latents[(r.path, False)] for r in val_records], [r.caption for r in val_records],
-                                   timesteps=config.validation_timesteps, seed=config.validation_seed,
-                                   noise_scheduler=components.noise_scheduler, prediction_type=prediction_type)
+        val_latents, val_captions = [latents[(r.path, False)] for r in val_records], [r.caption for r in val_records]
+        settings = dict(timesteps=config.validation_timesteps, seed=config.validation_seed,
+                        prediction_type=prediction_type)
+        validation = shared_validation_set(
+            validation_memo, validation_key([r.path for r in val_records], val_captions, val_latents, **settings),
+            lambda: ValidationSet(val_latents, val_captions, noise_scheduler=components.noise_scheduler, **settings))
+        # A compiled wrapper shares the UNet's weights; dynamo compiles at the first step (and again
+        # for validation's eval/inference mode and each new latent shape).
+        unet = torch.compile(components.unet) if config.torch_compile else components.unet
         yield LoopParts(
-            unet=components.unet, network=network, optimizer=optimizer, lr_scheduler=scheduler,
+            unet=unet, network=network, optimizer=optimizer, lr_scheduler=scheduler,
             accelerator=accelerator, conditioner=conditioner, latents=latents,
             noise_scheduler=components.noise_scheduler, items=items, total_steps=plan.total_steps,
             steps_per_epoch=plan.steps_per_epoch, batch_size=config.train_batch_size,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from lrfind.data.types import ImageRecord
 
@@ -29,6 +29,11 @@ def split_validation(
     return [r for r in records if id(r) not in held_out], [r for r in records if id(r) in held_out]
 
 
+# Latent pixels per UNet call (h*w summed over the batch): 32 images at 128 px, 8 at 256 px, 2 at
+# 512 px. Bigger calls run faster per image but hold every activation of the batch at once.
+LATENT_PIXELS_PER_CALL = 32 * 16 * 16
+
+
 @dataclass
 class _Group:
     noisy: object  # Tensor [N, 4, h, w]
@@ -37,14 +42,37 @@ class _Group:
     captions: list[str]
 
 
+def validation_key(paths: Sequence, captions: Sequence[str], latents, *, timesteps: Sequence[int], seed: int,
+                   prediction_type: str) -> tuple:
+    """What a ValidationSet is a function of (the noise scheduler aside): equal keys, equal sets."""
+    shapes = tuple(tuple(latent.shape) for latent in latents)
+    return (tuple(str(p) for p in paths), tuple(captions), shapes, tuple(int(t) for t in timesteps), int(seed),
+            prediction_type)
+
+
+def shared_validation_set(memo: Optional[dict], key: tuple, build: Callable[[], "ValidationSet"]) -> "ValidationSet":
+    """The ValidationSet for `key` from `memo` (a study's trials share one), built on first use."""
+    if memo is None:
+        return build()
+    if key not in memo:
+        memo[key] = build()
+    return memo[key]
+
+
 class ValidationSet:
+    """Noised latents and targets made once; `loss` runs the UNet over them in large batches.
+
+    A study builds one and hands it to every trial (lora_run's `validation_memo`): the noising and,
+    while the text encoder is frozen, the caption embeddings are then prepared once per study.
+    """
+
     def __init__(self, latents, captions: Sequence[str], *, timesteps: Sequence[int], seed: int,
-                 noise_scheduler, prediction_type: str, batch_size: int = 16):
+                 noise_scheduler, prediction_type: str, batch_size: Optional[int] = None):
         import torch
 
         from lrfind.training.losses import training_target
 
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # None: as many as LATENT_PIXELS_PER_CALL allows
         self.size = len(latents) * len(timesteps)
         by_shape: dict[tuple, list] = {}
         for i, (latent, caption) in enumerate(zip(latents, captions)):
@@ -61,25 +89,46 @@ class ValidationSet:
             noisy = noise_scheduler.add_noise(lat, noise, ts)
             target = training_target(noise_scheduler, lat, noise, ts, prediction_type)
             self.groups.append(_Group(noisy, ts, target, [r[3] for r in rows]))
+        self._embeddings: dict[tuple, list] = {}  # (clip_skip, max_token_length, device) -> per group
+
+    def chunk_size(self, group: _Group) -> int:
+        if self.batch_size:
+            return self.batch_size
+        height, width = group.noisy.shape[-2:]
+        return max(1, LATENT_PIXELS_PER_CALL // (height * width))
+
+    def _frozen_embeddings(self, conditioner, device) -> Optional[list]:
+        """Each group's caption embeddings, encoded once; None while the text encoder trains."""
+        if conditioner.trains_text_encoder:
+            return None
+        key = (conditioner.clip_skip, conditioner.max_token_length, str(device))
+        if key not in self._embeddings:
+            self._embeddings[key] = [conditioner.encode(g.captions, as_written=True, device=device)
+                                     for g in self.groups]
+        return self._embeddings[key]
 
     def loss(self, unet, conditioner, device, dtype=None) -> float:
-        """Mean MSE over every (image, timestep), in float64 accumulation."""
+        """Mean MSE over every (image, timestep), accumulated in float64."""
         import torch
 
-        total, count = 0.0, 0
+        dtype = dtype or torch.float32
+        per_sample = []
         was_training = unet.training
         unet.eval()
         try:
-            with torch.no_grad():
-                for g in self.groups:
-                    for s in range(0, len(g.captions), self.batch_size):
-                        noisy = g.noisy[s : s + self.batch_size].to(device, dtype or torch.float32)
-                        emb = conditioner.encode(g.captions[s : s + self.batch_size], as_written=True, device=device)
-                        ts = g.timesteps[s : s + self.batch_size].to(device)
-                        pred = unet(noisy, ts, emb.to(noisy.dtype)).sample.float()
-                        err = (pred - g.target[s : s + self.batch_size].to(device)) ** 2
-                        total += err.mean(dim=(1, 2, 3)).double().sum().item()
-                        count += noisy.shape[0]
+            with torch.inference_mode():
+                frozen = self._frozen_embeddings(conditioner, device)
+                for index, g in enumerate(self.groups):
+                    size = self.chunk_size(g)
+                    for s in range(0, len(g.captions), size):
+                        noisy = g.noisy[s : s + size].to(device, dtype)
+                        emb = (frozen[index][s : s + size] if frozen is not None else
+                               conditioner.encode(g.captions[s : s + size], as_written=True, device=device))
+                        pred = unet(noisy, g.timesteps[s : s + size].to(device), emb.to(dtype)).sample.float()
+                        err = (pred - g.target[s : s + size].to(device)) ** 2
+                        per_sample.append(err.mean(dim=(1, 2, 3)).double())
         finally:
             unet.train(was_training)
-        return total / max(count, 1)
+        if not per_sample:
+            return 0.0
+        return float(torch.cat(per_sample).sum().item()) / self.size
