@@ -66,7 +66,8 @@ SOURCES = {
     "shepp_logan_phantom": "phantom, medical scan, ellipses, monochrome",
     "lfw_subset": "face, person, portrait, photo, monochrome",
 }
-CROPS_PER_SOURCE = 48
+CROPS_PER_SOURCE = 24  # per greyscale photograph
+COLOUR_WEIGHT = 6  # colour photographs get 6x the crops: most of the wheel's photographs are grey
 IMAGE_PX = 64
 VAE_CROP_PX = 32
 
@@ -83,10 +84,10 @@ class Recipe:
     vae: Stage
     unet: Stage
     crops_per_source: int = CROPS_PER_SOURCE
-    max_faces: int = 200  # lfw_subset holds 200 small faces: each one image
+    max_faces: int = 96  # lfw_subset holds 200 small grey faces: each one image
 
 
-FULL = Recipe(vae=Stage(800, 16, 1e-3), unet=Stage(1600, 16, 5e-4))
+FULL = Recipe(vae=Stage(1200, 16, 1e-3), unet=Stage(2400, 16, 5e-4))
 QUICK = Recipe(vae=Stage(3, 4, 1e-3), unet=Stage(3, 4, 5e-4), crops_per_source=2, max_faces=4)  # tests, smoke runs
 
 
@@ -123,14 +124,15 @@ def crop_caption(tags: str, scale: float) -> str:
 
 
 def make_images(seed: int = 0, crops_per_source: int = CROPS_PER_SOURCE,
-                max_faces: int = 200) -> tuple[torch.Tensor, list[str]]:
+                max_faces: int = 96) -> tuple[torch.Tensor, list[str]]:
     """Deterministic 64 px crops in [-1, 1] ([N, 3, 64, 64]) and their captions."""
     rng = np.random.default_rng(seed)
     images, captions = [], []
     for name, tags in SOURCES.items():
         assert name not in HELD_OUT_SOURCES
         frames = _source_arrays(name)
-        n = min(len(frames), max_faces) if len(frames) > 1 else crops_per_source
+        colour = any(not np.array_equal(f[..., 0], f[..., 1]) for f in frames[:1])
+        n = min(len(frames), max_faces) if len(frames) > 1 else crops_per_source * (COLOUR_WEIGHT if colour else 1)
         for i in range(n):
             frame = frames[i % len(frames)]
             h, w = frame.shape[:2]
@@ -197,7 +199,7 @@ def train_unet(components, latents: torch.Tensor, captions: list[str], stage: St
     unet.train().requires_grad_(True)
     te.train().requires_grad_(True)
     opt = torch.optim.AdamW([{"params": unet.parameters(), "lr": stage.lr},
-                             {"params": te.parameters(), "lr": stage.lr / 4}], weight_decay=0.0)
+                             {"params": te.parameters(), "lr": stage.lr}], weight_decay=0.0)
     base = [g["lr"] for g in opt.param_groups]
     ema = None
     for step in range(stage.steps):
