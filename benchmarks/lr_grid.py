@@ -40,15 +40,15 @@ class Bench:
         spent[1] += steps
 
 
-def make_bench(scratch: Path, resolution: int, batch_size: int, model_seed: int = 0) -> Bench:
-    """The tiny model (fixed seed) and a copy of the shipped real-image example dataset."""
+def make_bench(scratch: Path, resolution: int, batch_size: int, model_seed: int = 0, model: str = "tiny") -> Bench:
+    """A built-in model (`tiny`: fixed seed; `tiny-pretrained`) and a copy of the shipped example dataset."""
     import torch
 
     from lrfind.cache import TensorStore
     from lrfind.config import DatasetConfig
     from lrfind.data.example import copy_example_dataset
     from lrfind.data.kohya import scan_dataset
-    from lrfind.models.tiny import build_tiny
+    from lrfind.models.builtin import build_builtin
 
     # TF32 convolutions (cuDNN's default on a GPU) would round like fp16-ish inputs; keep fp32 as on the CPU.
     torch.backends.cudnn.allow_tf32 = False
@@ -56,7 +56,7 @@ def make_bench(scratch: Path, resolution: int, batch_size: int, model_seed: int 
     dataset_dir = copy_example_dataset(scratch / "dataset")
     dataset = scan_dataset(DatasetConfig(train_dir=dataset_dir, resolution=resolution, batch_size=batch_size))
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    return Bench(dataset_dir, dataset, build_tiny(seed=model_seed), TensorStore(scratch / "features"), scratch,
+    return Bench(dataset_dir, dataset, build_builtin(model, seed=model_seed), TensorStore(scratch / "features"), scratch,
                  resolution, batch_size, device)
 
 

@@ -41,7 +41,7 @@ def run_seed(args_dict: dict, seed: int) -> dict:
 
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix=f"lrfind-acc-{seed}-") as tmp:
-        bench = make_bench(Path(tmp), args.resolution, args.batch_size)
+        bench = make_bench(Path(tmp), args.resolution, args.batch_size, model=args.model)
         lrs = log_grid(args.grid_low, args.grid_high, args.grid_points)
         losses = []
         for lr in lrs:
@@ -194,6 +194,7 @@ def _seeds_within(method: dict) -> int:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="tiny", choices=("tiny", "tiny-pretrained"), help="built-in base model")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--steps", type=int, default=200, help="AdamW steps per grid point")

@@ -39,7 +39,7 @@ def run_task(args_dict: dict, task: tuple) -> dict:
 
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix=f"lrfind-rescale-{dim}-{alpha:g}-{seed}-") as tmp:
-        bench = make_bench(Path(tmp), args.resolution, args.batch_size)
+        bench = make_bench(Path(tmp), args.resolution, args.batch_size, model=args.model)
         lrs = log_grid(args.grid_low, args.grid_high, args.grid_points)
         losses = [adamw_val_loss(bench, lr, args.steps, seed, dim, alpha) for lr in lrs]
         plateaus = {}
@@ -168,6 +168,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--settings", type=parse_settings, default=parse_settings("8:8,8:2,32:32,4:1,32:8"),
                    help="dim:alpha,...; the first is the reference")
+    p.add_argument("--model", default="tiny", choices=("tiny", "tiny-pretrained"), help="built-in base model")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--steps", type=int, default=150)

@@ -131,7 +131,7 @@ def rows_of(study) -> list[TrialRow]:
 class Setup:
     """Scratch folder, dataset copy, the space TOML, the tiny model (loaded once) and the probe."""
 
-    def __init__(self, scratch: Path, trial_budget: int):
+    def __init__(self, scratch: Path, trial_budget: int, model: str = "tiny"):
         from lrfind.config import ModelConfig
         from lrfind.models import loading
 
@@ -139,7 +139,7 @@ class Setup:
         self.dataset = _common.example_dataset(scratch)
         self.space_path = scratch / "space.toml"
         self.space_path.write_text(SPACE_TOML.format(trial_budget=trial_budget), encoding="utf-8")
-        components = loading.load_components(ModelConfig(model="tiny"))
+        components = loading.load_components(ModelConfig(model=model))
         # build_context loads the model by name; every study here shares this one load instead.
         loading.load_components = lambda cfg, dtype=None: components
         self.probe_json = None
@@ -369,6 +369,7 @@ def print_replay(replayed: dict, share: float, grid_steps: float) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0,1,2,3,4", help="study seeds (sampler and training seeds)")
+    parser.add_argument("--model", default="tiny", choices=("tiny", "tiny-pretrained"), help="built-in base model")
     parser.add_argument("--budget", type=float, default=0.25, help="study compute cap, share of the grid's steps")
     parser.add_argument("--trial-budget", type=int, default=40, help="steps of the space's longest trial")
     parser.add_argument("--noise-seeds", type=int, default=3, help="extra training seeds per top grid point")
@@ -382,7 +383,7 @@ def main(argv=None) -> int:
 
     print(_common.machine_line())
     with tempfile.TemporaryDirectory(prefix="lrfind-bench-search-") as tmp:
-        setup = Setup(Path(tmp), args.trial_budget)
+        setup = Setup(Path(tmp), args.trial_budget, args.model)
         setup.pruner = args.pruner
         grid, ctx = run_grid(setup)
         print_grid(grid, ctx)

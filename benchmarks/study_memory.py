@@ -109,7 +109,7 @@ def run(args, scratch: Path) -> MemoryLog:
     from lrfind.study.config import StudyConfig
 
     dataset = _common.example_dataset(scratch)
-    components = loading.load_components(ModelConfig(model="tiny"))
+    components = loading.load_components(ModelConfig(model=args.model))
     loading.load_components = lambda cfg, dtype=None: components  # keep a handle on the shared model
     cfg = StudyConfig(dataset=dataset, name="memory", space="tiny", n_trials=args.trials, trial_budget=args.trial_budget,
                       score=args.score, pruner=args.pruner, sampler=args.sampler, out=scratch / "studies" / "memory",
@@ -162,6 +162,7 @@ def report(log: MemoryLog) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--model", default="tiny", choices=("tiny", "tiny-pretrained"), help="built-in base model")
     parser.add_argument("--trial-budget", type=int, default=4, help="steps of the space's longest trial")
     parser.add_argument("--score", default="loss", choices=("loss", "full"), help="loss only, or loss + CLIP samples")
     parser.add_argument("--sampler", default="auto", choices=("auto", "gp", "tpe"), help="lrfind study --sampler")

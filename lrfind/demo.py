@@ -1,4 +1,4 @@
-"""`lrfind demo`: every step end to end on the shipped example dataset and the built-in tiny model.
+"""`lrfind demo`: every step end to end on the shipped example dataset and a built-in tiny model.
 
 probe -> a few-trial study -> report -> final run (epochs, samples, X/Y grid, suggested epoch) ->
 kohya config export -> the report again, now with the final run. CPU only, nothing downloaded, a
@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -25,6 +26,8 @@ class DemoConfig(StrictModel):
     trials: int = Field(6, ge=1)
     probe_steps: int = Field(200, ge=8)
     progress: bool = False
+    # the trained stand-in by default: its samples and X/Y grid show pictures, not noise
+    model: Literal["tiny-pretrained", "tiny"] = "tiny-pretrained"
 
 
 @dataclass
@@ -98,7 +101,7 @@ def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
     if existing.is_file():
         print(f"[demo] reusing {existing}")
         return read_json_object(existing, "")
-    return run_probe(ProbeConfig(dataset=dataset, model="tiny", steps=cfg.probe_steps, resolution=64,
+    return run_probe(ProbeConfig(dataset=dataset, model=cfg.model, steps=cfg.probe_steps, resolution=64,
                                  batch_size=1, out=study_dir, progress=cfg.progress), store=store)
 
 
@@ -106,7 +109,7 @@ def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
     from lrfind.study.config import StudyConfig
     from lrfind.study.runner import run_study
 
-    return run_study(StudyConfig(dataset=dataset, name=STUDY_NAME, model="tiny", space="tiny",
+    return run_study(StudyConfig(dataset=dataset, name=STUDY_NAME, model=cfg.model, space="tiny",
                                  n_trials=cfg.trials, out=study_dir, progress=cfg.progress))
 
 

@@ -9,6 +9,7 @@ HELP = {
     "trials": "trials of the demo study",
     "probe_steps": "steps of the demo's (Prodigy) probe",
     "progress": "show progress bars",
+    "model": "built-in model: tiny-pretrained (trained on real photos; default) or tiny (random init)",
 }
 
 
@@ -17,9 +18,9 @@ def register(subparsers) -> None:
     from lrfind.demo import DemoConfig
 
     parser = subparsers.add_parser(
-        "demo", help="every step end to end on the example dataset and the tiny model (CPU, minutes)",
+        "demo", help="every step end to end on the example dataset and a tiny built-in model (CPU, minutes)",
         description="Runs probe, a few-trial study, the report, the final run (with X/Y grid and suggested "
-                    "epoch) and the kohya config export on the shipped example dataset with the built-in tiny "
+                    "epoch) and the kohya config export on the shipped example dataset with a built-in tiny "
                     "model, then prints where each output is. Nothing is downloaded.")
     add_model_options(parser, DemoConfig, help_texts=HELP)
     parser.set_defaults(func=run)

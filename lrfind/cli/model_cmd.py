@@ -1,6 +1,6 @@
 """`lrfind model save MODEL DIR` and `lrfind model info MODEL`.
 
-MODEL is `tiny` (the built-in model), a diffusers folder, or an SD 1.x .safetensors / .ckpt file.
+MODEL is `tiny` / `tiny-pretrained` (the built-in models), a diffusers folder, or an SD 1.x .safetensors / .ckpt file.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-MODEL_HELP = "`tiny` (built-in), a diffusers folder (with model_index.json), or an SD 1.x .safetensors file"
+MODEL_HELP = "`tiny` or `tiny-pretrained` (built-in), a diffusers folder (with model_index.json), or an SD 1.x .safetensors file"
 
 
 def register(subparsers) -> None:

@@ -14,6 +14,7 @@ from lrfind.config import Seed, StrictModel
 from lrfind.errors import ConfigError, DatasetError
 from lrfind.jsonfiles import probe_source, read_json_object
 from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
+from lrfind.models.builtin import is_builtin
                                         kohya_training_toml)
 
 CONFIG_FILE = "kohya_config.toml"
@@ -72,7 +73,7 @@ def _model_path(cfg: ExportConfig, source: dict, warnings: list[str]) -> str:
         model = str(source.get("model") or "tiny")
     if Path(model).exists():
         return str(Path(model).resolve())
-    if cfg.model is None or model == "tiny":
+    if cfg.model is None or is_builtin(model):
         warnings.append(f"model {model!r} is not a file kohya can load; edit pretrained_model_name_or_path or "
                         "rerun with --model /path/to/sd15.safetensors")
     return model  # a hub id or a path on the training machine: kohya resolves it there

@@ -14,6 +14,7 @@ from pathlib import Path
 from lrfind.atomic import disk_full_as_error, file_mode, folder_mode
 from lrfind.config import ModelConfig
 from lrfind.errors import ConfigError
+from lrfind.models.builtin import RANDOM_BUILTINS, is_builtin
 from lrfind.models.components import SDComponents
 
 COMPONENT_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."}
@@ -121,7 +122,7 @@ def describe_model(cfg: ModelConfig) -> dict:
     from lrfind.models.single_file import SD1_VARIANTS, detect_architecture, read_shapes
 
     path = Path(cfg.model).expanduser()
-    if cfg.model != "tiny" and path.is_file():
+    if not is_builtin(cfg.model) and path.is_file():
         shapes = read_shapes(path, cfg.allow_pickle)
         architecture = detect_architecture(shapes, str(path))
         return {
@@ -141,10 +142,16 @@ def describe_model(cfg: ModelConfig) -> dict:
     known = [v.name for v in SD1_VARIANTS.values() if widths == (v.unet_channels, v.text_width, v.vae_channels)]
     return {
         "name": components.name,
-        "source": f"built-in (seed {cfg.seed})" if cfg.model == "tiny" else "diffusers folder",
+        "source": _builtin_source(cfg) if is_builtin(cfg.model) else "diffusers folder",
         "architecture": known[0] if known else "sd1-layout (custom size)",
         "prediction_type": components.prediction_type,
         "parameters": {
             part: sum(p.numel() for p in getattr(components, part).parameters()) for part in COMPONENT_PREFIXES
         },
     }
+
+
+def _builtin_source(cfg: ModelConfig) -> str:
+    if cfg.model in RANDOM_BUILTINS:
+        return f"built-in, random init (seed {cfg.seed})"
+    return "built-in, trained weights shipped with lrfind (see lrfind/assets/tiny_pretrained/manifest.json)"

@@ -14,6 +14,7 @@ from typing import Iterator
 
 from lrfind.config import ModelConfig
 from lrfind.errors import ModelError
+from lrfind.models.builtin import build_builtin, is_builtin
 from lrfind.models.components import SDComponents
 
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFUSERS_OFFLINE")
@@ -49,10 +50,8 @@ def load_components(cfg: ModelConfig, dtype=None) -> SDComponents:
 
     dtype = dtype or torch.float32
     with offline_hub():
-        if cfg.model == "tiny":
-            from lrfind.models.tiny import build_tiny
-
-            components = build_tiny(cfg.seed)
+        if is_builtin(cfg.model):
+            components = build_builtin(cfg.model, cfg.seed)
         else:
             components = _load_path(Path(cfg.model).expanduser(), cfg.allow_pickle, dtype)
     from lrfind.models.single_file import cast
@@ -65,7 +64,7 @@ def load_components(cfg: ModelConfig, dtype=None) -> SDComponents:
 
 def _load_path(path: Path, allow_pickle: bool, dtype) -> SDComponents:
     if not path.exists():
-        raise ModelError(f"{path}: no such file or folder; pass `tiny`, a diffusers folder or a .safetensors file")
+        raise ModelError(f"{path}: no such file or folder; pass `tiny`, `tiny-pretrained`, a diffusers folder or a .safetensors file")
     if path.is_dir():
         return load_diffusers_folder(path, allow_pickle, dtype)
     return load_checkpoint_file(path, allow_pickle, dtype)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lrfind.errors import ModelError
+from lrfind.models.builtin import is_builtin
 
 TINY_CLIP_NAME = "tiny-random-clip"
 TINY_CLIP_IMAGE_SIZE = 64
@@ -216,7 +217,7 @@ def load_clip_scorer(path, *, allow_pickle: bool = False, device: str = "cpu") -
 
 def scorer_for(components, clip_path: Path | None, *, allow_pickle: bool = False) -> ClipScorer | None:
     """The CLIP a run scores with: the local model at clip_path, else the tiny random CLIP for the
-    tiny model, else None (a real model without a real CLIP: the caller decides what that means)."""
+    built-in tiny models, else None (a real model without a real CLIP: the caller decides what that means)."""
     if clip_path is not None:
         return load_clip_scorer(clip_path, allow_pickle=allow_pickle)
-    return tiny_clip_scorer(seed=0) if components.name == "tiny" else None
+    return tiny_clip_scorer(seed=0) if is_builtin(components.name) else None

@@ -1,0 +1,40 @@
+"""The built-in models, by name: `tiny` (random init) and `tiny-pretrained` (trained weights shipped).
+
+Both are the tiny SD 1.x architecture of `tiny.py`; nothing is downloaded. A name here is what
+`--model` accepts besides a path.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from lrfind.models.components import SDComponents
+
+
+def _tiny(seed: int) -> SDComponents:
+    from lrfind.models.tiny import build_tiny
+
+    return build_tiny(seed)
+
+
+def _tiny_pretrained(seed: int) -> SDComponents:
+    # Trained weights: the seed does not apply (the manifest records the one they were trained with).
+    from lrfind.models.tiny_pretrained import build_tiny_pretrained
+
+    return build_tiny_pretrained()
+
+
+BUILTIN_MODELS: dict[str, Callable[[int], SDComponents]] = {
+    "tiny": _tiny,
+    "tiny-pretrained": _tiny_pretrained,
+}
+# Built-ins with random weights: their samples are noise and CLIP scores on them mean nothing.
+RANDOM_BUILTINS = frozenset({"tiny"})
+
+
+def is_builtin(model: str) -> bool:
+    return model in BUILTIN_MODELS
+
+
+def build_builtin(model: str, seed: int = 0) -> SDComponents:
+    return BUILTIN_MODELS[model](seed)
