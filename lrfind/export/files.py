@@ -14,8 +14,8 @@ from lrfind.config import Seed, StrictModel
 from lrfind.errors import ConfigError, DatasetError
 from lrfind.jsonfiles import probe_source, read_json_object
 from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
-from lrfind.models.builtin import is_builtin
                                         kohya_training_toml)
+from lrfind.models.builtin import is_builtin
 
 CONFIG_FILE = "kohya_config.toml"
 DATASET_FILE = "kohya_dataset.toml"
