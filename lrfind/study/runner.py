@@ -110,9 +110,7 @@ def ensure_probe(cfg: StudyConfig, study, components, dataset, store) -> dict:
 
 
 def _space_fixed(cfg: StudyConfig) -> dict:
-    from lrfind.study.space import load_space
-
-    space = load_space(cfg.space)
+    space = _load_space(cfg)
     return {"resolution": space.fixed.resolution, "batch_size": space.fixed.train_batch_size}
 
 
@@ -125,9 +123,8 @@ def ensure_baseline(study, ctx_parts) -> float:
 
     cfg, space, components, dataset, store = ctx_parts
     config = TrainConfig(train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model,
-                         caption_extension=cfg.caption_extension, resolution=space.fixed.resolution,
-                         train_batch_size=space.fixed.train_batch_size, max_train_steps=1, progress=False,
-                         network_train_unet_only=space.fixed.network_train_unet_only, cache_dir=cfg.cache_dir)
+                         caption_extension=cfg.caption_extension, max_train_steps=1, progress=False,
+                         cache_dir=cfg.cache_dir, **space.fixed.train_values())
     with lora_run(config, components, dataset, store) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
         per_rank = parts.network.trainable_parameter_count() / config.network_dim
@@ -159,9 +156,12 @@ def _scorer(cfg: StudyConfig, weights, components):
 
 
 def _load_space(cfg: StudyConfig):
+    """The space with --trial-budget and the study's training options (--resolution, ...) applied."""
+    from lrfind.study.overrides import with_train_options
     from lrfind.study.space import load_space
+    from lrfind.training.run_options import given
 
-    space = load_space(cfg.space)
+    space = with_train_options(load_space(cfg.space), given(cfg.run), cfg.space)
     return space.with_budget(cfg.trial_budget) if cfg.trial_budget is not None else space
 
 
@@ -206,9 +206,12 @@ def build_context(cfg: StudyConfig, study, space, weights):
     from lrfind.study.scoring import describe_objective
     from lrfind.study.stats import DatasetStats
 
-    dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=space.fixed.resolution,
-                                         caption_extension=cfg.caption_extension,
-                                         batch_size=space.fixed.train_batch_size))
+    fixed = space.fixed  # buckets as each trial's TrainConfig.dataset_config() would make them
+    dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, reg_dir=fixed.reg_data_dir, resolution=fixed.resolution,
+                                         caption_extension=cfg.caption_extension, batch_size=fixed.train_batch_size,
+                                         enable_bucket=fixed.enable_bucket, min_bucket_reso=fixed.min_bucket_reso,
+                                         max_bucket_reso=fixed.max_bucket_reso,
+                                         bucket_no_upscale=fixed.bucket_no_upscale))
     check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
     components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = TensorStore(cfg.cache_dir or default_cache_dir())
@@ -265,6 +268,12 @@ def return_free_heap(study=None, trial=None) -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def retry_dead_workers_trials(study, trial=None) -> None:
+    """Optuna callback: a local worker killed mid-trial (lrfind.study.workers) has its trial failed and
+    retried by the next worker to finish one, not only when a worker starts."""
+    recover_dead_local_trials(study)
 
 
 @functools.lru_cache(maxsize=1)
@@ -325,7 +334,8 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
         logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
         try:
             study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds,
-                           callbacks=[return_free_heap, stopper], catch=(TrialFailed,), gc_after_trial=True,
+                           callbacks=[return_free_heap, retry_dead_workers_trials, stopper], catch=(TrialFailed,),
+                           gc_after_trial=True,
                            show_progress_bar=False)
         except KeyboardInterrupt:
             raise Interrupted(f"study interrupted; the running trial was marked failed and the database is "

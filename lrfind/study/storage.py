@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.secrets import mask_text, mask_url, remember
+from lrfind.study.journal import journal_path, open_journal
 
 SCHEMA_RACE_RETRIES = 4
 WORKER_ATTR = "lrfind_worker"  # {"host": ..., "pid": ..., "started": process start time}
@@ -136,6 +137,8 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     remember(url)  # its password is masked in every message and log record from now on
+    if journal_path(url) is not None:  # several local workers (lrfind.study.journal)
+        return open_journal(journal_path(url))
     if sqlite_path(url) is not None:
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     opened = engine_url(url)
@@ -168,13 +171,26 @@ def _schema_race(err: Exception) -> bool:
     return any(s in text for s in ("duplicate key", "already exists", "unique constraint failed: alembic_version"))
 
 
+def _retry_callback():
+    """Optuna's retry of a failed trial, for a storage without heartbeats (journal)."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback(max_retry=2)
+
+
 def recover_dead_local_trials(study) -> list[int]:
     """Fail (and re-enqueue) RUNNING trials whose worker on this machine no longer exists."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     recovered = []
-    callback = study._storage.get_heartbeat_stale_trial_callback()
+    get_callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", None)  # journal: none
+    callback = get_callback() if get_callback else _retry_callback()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get(WORKER_ATTR)
         if not worker or worker_is_alive(worker):
