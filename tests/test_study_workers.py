@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from lrfind.cli import main
 from lrfind.study.config import StudyConfig
 from lrfind.study.journal import open_journal
 from lrfind.study.storage import WORKER_ATTR
@@ -30,8 +31,8 @@ def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
     return out / "probe.json"
 
 
-def _kill_one_running_trial(journal, launcher, deadline_s=240.0):
-    """SIGKILL the worker of the first RUNNING trial seen; returns that trial's number."""
+def _first_running_trial(journal, launcher, deadline_s=240.0):
+    """(number, worker pid) of the first RUNNING trial seen that has started training."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end and launcher.poll() is None:
         if journal.is_file():
@@ -42,13 +43,13 @@ def _kill_one_running_trial(journal, launcher, deadline_s=240.0):
             for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else ():
                 worker = trial.user_attrs.get(WORKER_ATTR)
                 if worker and "train_values" in trial.user_attrs:
-                    os.kill(int(worker["pid"]), signal.SIGKILL)
-                    return trial.number
+                    return trial.number, int(worker["pid"])
         time.sleep(0.1)
     raise AssertionError("no running trial seen")
 
 
-def test_two_workers_finish_a_study_and_a_killed_workers_trial_is_retried(example_dataset, tmp_path, probe_report):
+def test_two_workers_finish_a_study_and_a_killed_workers_trial_is_retried(example_dataset, tmp_path, probe_report,
+                                                                          capsys):
     out = tmp_path / "studies" / "w"
     out.mkdir(parents=True)
     shutil.copy(probe_report, out / "probe.json")
@@ -57,7 +58,11 @@ def test_two_workers_finish_a_study_and_a_killed_workers_trial_is_retried(exampl
          "--out", str(out), "--n-trials", "4", "--trial-budget", "30", "--score", "loss", "--no-progress",
          "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     journal = tmp_path / "studies" / "w.journal"
-    killed = _kill_one_running_trial(journal, launcher)
+    killed, pid = _first_running_trial(journal, launcher)
+    assert main(["status", "w", "--study-dir", str(out)]) == 0  # from the storage, beside the running study
+    status = capsys.readouterr().out
+    assert status.startswith("study w: ") and "finished" in status and f"trial {killed}: " in status
+    os.kill(pid, signal.SIGKILL)
     output, _ = launcher.communicate(timeout=300)
     assert launcher.returncode == 0, output
     assert not (tmp_path / "studies" / "w.db").exists()  # several workers: the journal, not sqlite

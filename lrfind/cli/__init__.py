@@ -24,6 +24,7 @@ COMMANDS = {
     "probe": "lrfind.cli.probe_cmd",
     "study": "lrfind.cli.study_cmd",
     "report": "lrfind.cli.report_cmd",
+    "status": "lrfind.cli.status_cmd",
     "export-kohya": "lrfind.cli.export_cmd",
     "demo": "lrfind.cli.demo_cmd",
 }

@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{cfg.worker_count} workers done" + (f" (exit code {code})" if code else "")
               + f"; storage {mask_url(cfg.storage_url())}, recommendation in {rec_path}")
         return code
-    outcome = run_study(cfg)
+    from lrfind.cli.progress_print import StatusPrinter
+
+    outcome = run_study(cfg, progress=StatusPrinter(rewrite=not args.worker_config))
     # a worker of several: the launcher prints the final recommendation once
     print(outcome.summary.splitlines()[-1] if args.worker_config else outcome.summary)
     return 0

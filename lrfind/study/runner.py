@@ -17,6 +17,7 @@ from lrfind.errors import Interrupted, LrfindError
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
+from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
 
 log = logging.getLogger("lrfind.study")
@@ -294,7 +295,9 @@ def finished_trials(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def run_study(cfg: StudyConfig) -> StudyOutcome:
+def run_study(cfg: StudyConfig, progress=None) -> StudyOutcome:
+    """progress: None, or a callable(text, transient) for live status lines (lrfind.study.progress):
+    transient ones (a running trial's step) are replaced by the next, the others are the study's."""
     from lrfind.atomic import disk_full_as_error
 
     check_output_places(cfg)
@@ -303,10 +306,10 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
     # files name themselves (lrfind.atomic).
     with disk_full_as_error(database or cfg.out_dir()), \
             (SqliteDatabase(database) if database else contextlib.nullcontext()) as guard:
-        return _run_study(cfg, guard)
+        return _run_study(cfg, guard, progress)
 
 
-def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutcome:
+def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=None) -> StudyOutcome:
     import optuna
 
     from lrfind.study.objective import QuietTrialLog, TrialFailed, TrialObjective
@@ -324,6 +327,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
     if recovered:
         print(f"recovered trials {recovered} of a worker that died on this machine: marked failed, retried")
     ctx = build_context(cfg, study, space, weights)
+    ctx.progress = progress
     check_study_space(cfg, study, ctx, finished_trials(study))
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
@@ -332,9 +336,13 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
               f"trials finished; running")
         quiet = QuietTrialLog()
         logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
+        study.set_user_attr(RUN_ATTR, run_target(cfg.n_trials, cfg.timeout_seconds))  # for lrfind status
+        callbacks = [return_free_heap, retry_dead_workers_trials, stopper]
+        if progress is not None:
+            callbacks.append(StudyProgress(lambda text: progress(text, False)))
         try:
-            study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds,
-                           callbacks=[return_free_heap, retry_dead_workers_trials, stopper], catch=(TrialFailed,),
+            study.optimize(TrialObjective(ctx), timeout=ctx.cfg.timeout_seconds, callbacks=callbacks,
+                           catch=(TrialFailed,),
                            gc_after_trial=True,
                            show_progress_bar=False)
         except KeyboardInterrupt:
