@@ -37,6 +37,7 @@ def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
 def test_run_options_reach_every_trial_the_recommendation_export_and_the_final_run(
         example_dataset, tmp_path, probe_report, capsys):
     from lrfind.final.from_study import from_study_values
+    from lrfind.report.info import _settings_rows
     from lrfind.training.config import TrainConfig
 
     out = tmp_path / "studies" / "opts"
@@ -57,6 +58,8 @@ def test_run_options_reach_every_trial_the_recommendation_export_and_the_final_r
         TrainConfig(train_data_dir=example_dataset, **values)
     rec = json.loads((out / "recommendation.json").read_text())
     assert {k: rec["train_values"][k] for k in GIVEN} == GIVEN
+    rows = dict(_settings_rows(rec))  # the report's settings table
+    assert rows["clip_skip"] == "2" and rows["max_token_length"] == "150" and rows["flip_aug"] == "True"
     final = from_study_values("opts", out)
     assert {k: final[k] for k in GIVEN} == GIVEN
     assert main(["export-kohya", "opts", "--study-dir", str(out), "--out", str(tmp_path / "kohya")]) == 0
