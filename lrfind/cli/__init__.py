@@ -24,6 +24,7 @@ COMMANDS = {
     "probe": "lrfind.cli.probe_cmd",
     "study": "lrfind.cli.study_cmd",
     "report": "lrfind.cli.report_cmd",
+    "status": "lrfind.cli.status_cmd",
     "export-kohya": "lrfind.cli.export_cmd",
     "demo": "lrfind.cli.demo_cmd",
 }
@@ -54,6 +55,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `lrfind train --num-processes` relaunches it
     if not getattr(args, "func", None):
         parser.print_help()
         return 2 if args.command is None else 0

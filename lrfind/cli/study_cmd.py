@@ -22,6 +22,9 @@ HELP = {
     "trial_seed": "same: every trial trains with --seed (paired comparison); per-trial: --seed + trial number",
     "epoch_mode": "sweep (default): constant-lr trials train the most epochs and keep their best epoch "
                   "(exact for a constant lr); sample: one trial per sampled epoch count",
+    "workers": "local worker processes on this study (CPU); the default storage is then a journal file, "
+               "studies/NAME.journal, which several processes can write",
+    "devices": "one worker per device, pinned with CUDA_VISIBLE_DEVICES, e.g. 0,1",
     "sampler_seed": "seed of Optuna's sampler (default: --seed mixed with the process id, so workers differ); "
                     "set it for a reproducible single-worker study",
 }
@@ -29,26 +32,71 @@ HELP = {
 
 def register(subparsers) -> None:
     from lrfind.cli.options import add_model_options
+    from lrfind.cli.train_cmd import HELP as TRAIN_HELP
     from lrfind.study.config import StudyConfig
+    from lrfind.training.run_options import StudyTrainOptions
 
     parser = subparsers.add_parser("study", help="search dim/alpha/epochs/repeats/lr with Optuna",
                                    description="Short trial trainings driven by Optuna, pruned when hopeless, "
                                                "scored by a deterministic validation loss and CLIP; writes "
                                                "studies/NAME/recommendation.json. Rerun the same command to resume.")
     parser.add_argument("dataset", metavar="DATASET", help="kohya-layout dataset folder")
-    add_model_options(parser, StudyConfig, exclude=("dataset",), help_texts=HELP)
+    parser.add_argument("--config", "--config-file", "--config_file", dest="config_file", metavar="FILE.toml",
+                        help="TOML file with these options (flat, or kohya's sections); command-line options win")
+    parser.add_argument("--worker-config", dest="worker_config", help=argparse.SUPPRESS)  # lrfind.study.workers
+    add_model_options(parser, StudyConfig, exclude=("dataset", "run"), help_texts=HELP)
+    train_options = parser.add_argument_group(
+        "training options", "lrfind train's run-wide options; they override the space's [fixed] table. "
+                            "Options the space searches (e.g. --network-dim) are refused")
+    add_model_options(train_options, StudyTrainOptions, aliases={"train_batch_size": ["--batch-size"]},
+                      help_texts=TRAIN_HELP)
     parser.set_defaults(func=run)
 
 
+def study_values(args: argparse.Namespace) -> dict:
+    """StudyConfig's values from --config FILE.toml and the command line (which wins); training
+    options (StudyTrainOptions' fields) go to the nested `run`."""
+    from lrfind.cli.options import collect_options, read_toml_config
+    from lrfind.study.config import StudyConfig
+    from lrfind.training.run_options import StudyTrainOptions
+
+    values = read_toml_config(args.config_file, StudyConfig) if args.config_file else {}
+    run_values = {k: values.pop(k) for k in list(values) if k in StudyTrainOptions.model_fields}
+    run_values.update(values.pop("run", None) or {})
+    values.update(collect_options(args, StudyConfig))
+    run_values.update(collect_options(args, StudyTrainOptions))
+    values["dataset"] = args.dataset
+    values["run"] = run_values
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
-    from lrfind.cli.options import collect_options
+    import json
+
     from lrfind.config import build
+    from lrfind.secrets import mask_url
     from lrfind.study.config import StudyConfig
     from lrfind.study.runner import run_study
 
-    values = collect_options(args, StudyConfig)
-    values["dataset"] = args.dataset
-    cfg = build(StudyConfig, **values)
-    outcome = run_study(cfg)
-    print(outcome.summary)
+    if args.worker_config:  # one of several workers started by lrfind.study.workers
+        from lrfind.study.workers import read_worker_config
+
+        cfg = build(StudyConfig, args.worker_config, **read_worker_config(args.worker_config))
+    else:
+        cfg = build(StudyConfig, args.config_file or "", **study_values(args))
+    if cfg.worker_count > 1:
+        from lrfind.study.workers import run_workers
+
+        code = run_workers(cfg, on_event=lambda text: print(f"lrfind study: {text}", flush=True))
+        rec_path = cfg.out_dir() / "recommendation.json"
+        if code == 0 and rec_path.is_file():  # the last worker to finish wrote it from every trial
+            print(json.loads(rec_path.read_text(encoding="utf-8")).get("summary", ""))
+        print(f"{cfg.worker_count} workers done" + (f" (exit code {code})" if code else "")
+              + f"; storage {mask_url(cfg.storage_url())}, recommendation in {rec_path}")
+        return code
+    from lrfind.cli.progress_print import StatusPrinter
+
+    outcome = run_study(cfg, progress=StatusPrinter(rewrite=not args.worker_config))
+    # a worker of several: the launcher prints the final recommendation once
+    print(outcome.summary.splitlines()[-1] if args.worker_config else outcome.summary)
     return 0

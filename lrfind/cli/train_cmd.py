@@ -47,6 +47,10 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", nargs="?", const="last", default=argparse.SUPPRESS, metavar="STATE_DIR",
                         help="continue an interrupted run from its newest saved state (or from STATE_DIR); "
                              "give the same options as the interrupted run")
+    parser.add_argument("--num-processes", "--num_processes", dest="num_processes", type=int, default=1,
+                        metavar="N", help="data-parallel training in N processes on this machine (one per GPU; "
+                                          "gloo on the CPU): each takes batch-size images of every step; the same "
+                                          "as `accelerate launch --num_processes N -m lrfind train ...`")
     add_model_options(parser, TrainConfig, aliases={"pretrained_model_name_or_path": ["--model"],
                                                      "train_batch_size": ["--batch-size"]},
                       exclude=("resume",), help_texts=HELP)
@@ -72,9 +76,18 @@ def build_train_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from lrfind.training.distributed import launch_command, launched
     from lrfind.training.run import train_lora
 
     config = build_train_config(args)
+    if args.num_processes < 1:
+        from lrfind.errors import ConfigError
+
+        raise ConfigError(f"--num-processes {args.num_processes}: give 1 or more")
+    if args.num_processes > 1 and not launched():  # start the processes; each runs this command
+        import subprocess
+
+        return subprocess.run(launch_command(args.num_processes, list(args.argv))).returncode
     try:
         result = train_lora(config)
     except KeyboardInterrupt:
@@ -84,7 +97,14 @@ def run(args: argparse.Namespace) -> int:
             raise Interrupted(f"training interrupted; rerun the same command with --resume to continue from the "
                               f"last finished epoch (states in {config.output_dir})") from None
         raise
+    if not result.extra.get("main_process", True):
+        return 0  # the main process reports
     state = result.state
+    processes = result.extra.get("processes", 1)
+    if processes > 1:
+        print(f"data-parallel: {processes} processes x batch {config.train_batch_size} = global batch "
+              f"{processes * config.train_batch_size}; {state.steps_per_epoch} steps per epoch, {state.total_steps} "
+              f"steps in total (each process takes {config.train_batch_size} image(s) of every step)")
     val = f"; final validation loss {state.val_loss:.5f}" if state.val_loss is not None else ""
     epochs = state.step / state.steps_per_epoch if state.steps_per_epoch else state.epoch  # a cut run: a fraction
     print(f"trained {state.step} steps ({epochs:.3g} epoch{'' if epochs == 1 else 's'}) in {result.seconds:.1f} s{val}")

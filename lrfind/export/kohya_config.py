@@ -108,6 +108,11 @@ def kohya_training_values(rec: dict, *, model_path: str, dataset_dir: Optional[P
         values["dataset_config"] = str(dataset_config)
     elif dataset_dir is not None:
         values["train_data_dir"] = str(dataset_dir)
+    # the study's run-wide options (lrfind study --clip-skip 2 ...) win over this function's defaults;
+    # a study's "no" mixed precision is a CPU study's, not a choice for kohya's GPU run
+    clip_skip = train.get("clip_skip") or clip_skip
+    if train.get("mixed_precision") not in (None, "no"):
+        mixed_precision = train["mixed_precision"]
     values.update(caption_extension=caption_extension, cache_latents=bool(cache_latents),
                   output_dir=str(output_dir), output_name=output_name, save_model_as="safetensors",
                   save_precision=save_precision, save_every_n_epochs=int(save_every_n_epochs),
@@ -187,9 +192,11 @@ def kohya_dataset_values(rec: dict, *, dataset_dir: Path | str, caption_extensio
     """kohya's dataset config as a dict: [general] bucketing, one [[datasets]], a subset per concept."""
     train = _train_values(rec)
     resolution = int(train.get("resolution", 512))
-    low, high = DatasetConfig(train_dir=Path(dataset_dir), resolution=resolution).bucket_range
-    general = {"caption_extension": caption_extension, "enable_bucket": True,  # lrfind's steps used buckets
-               "min_bucket_reso": low, "max_bucket_reso": high, "bucket_reso_steps": 64, "bucket_no_upscale": False}
+    buckets = {k: train[k] for k in ("min_bucket_reso", "max_bucket_reso") if train.get(k) is not None}
+    low, high = DatasetConfig(train_dir=Path(dataset_dir), resolution=resolution, **buckets).bucket_range
+    general = {"caption_extension": caption_extension, "enable_bucket": bool(train.get("enable_bucket", True)),
+               "min_bucket_reso": low, "max_bucket_reso": high, "bucket_reso_steps": 64,
+               "bucket_no_upscale": bool(train.get("bucket_no_upscale", False))}
     for key in ("shuffle_caption", "keep_tokens", "flip_aug"):
         if train.get(key) is not None:
             general[key] = train[key]

@@ -56,8 +56,15 @@ class StudyData:
 
 
 def default_storage_url(name: str, study_dir: Path) -> str:
-    """The storage `lrfind study` uses by default: sqlite beside the study's folder."""
-    return f"sqlite:///{(Path(study_dir).parent / (name + '.db')).as_posix()}"
+    """The storage `lrfind study` uses by default: sqlite beside the study's folder, or the journal
+    there of a study run with several workers (StudyConfig.storage_url)."""
+    from lrfind.study.journal import JOURNAL_SUFFIX, journal_url
+
+    sqlite_file = Path(study_dir).parent / (name + ".db")
+    journal_file = Path(study_dir).parent / (name + JOURNAL_SUFFIX)
+    if journal_file.is_file() and not sqlite_file.exists():
+        return journal_url(journal_file)
+    return f"sqlite:///{sqlite_file.as_posix()}"
 
 
 def _check_sqlite_exists(url: str, name: str) -> None:
@@ -75,6 +82,7 @@ def open_study(name: str, storage_url: str):
     import optuna
 
     from lrfind.secrets import mask_text, mask_url, remember
+    from lrfind.study.journal import journal_path, open_journal
     from lrfind.study.storage import engine_url
 
     remember(storage_url)  # its password is masked in every message and log record from now on
@@ -82,7 +90,10 @@ def open_study(name: str, storage_url: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opened = engine_url(storage_url)
     try:
-        storage = optuna.storages.RDBStorage(opened)
+        journal = journal_path(storage_url)
+        storage = open_journal(journal, create=False) if journal else optuna.storages.RDBStorage(opened)
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 - any driver/connection error: one line, password masked
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"cannot open study storage {mask_url(storage_url)}: {mask_text(reason, storage_url)}; "

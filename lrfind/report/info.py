@@ -96,10 +96,21 @@ def _settings_rows(rec: dict) -> list[list[str]]:
             ["optimizer_args", ", ".join(f"{k}={v}" for k, v in rec.get("optimizer_args", {}).items()) or None],
             ["resolution", values.get("resolution")], ["train_batch_size", values.get("train_batch_size")],
             ["total steps", rec.get("total_steps")]]
+    rows += _run_option_rows(values)
     for concept in rec.get("concept_repeats", []):
         rows.append([f"repeats of {concept.get('folder')}",
                      f"{concept.get('repeats')} (folder name {concept.get('folder_name')})"])
     return [[name, _number_text(value)] for name, value in rows if value is not None]
+
+
+def _run_option_rows(values: dict) -> list[list]:
+    """The study's run-wide options (lrfind study --clip-skip 2 ...) that are not train's defaults."""
+    from lrfind.training.run_options import RUN_WIDE, RunOptions
+
+    defaults = RunOptions().model_dump(mode="json")
+    shown = ("resolution", "train_batch_size")  # always in the table above
+    return [[name, values[name]] for name in RUN_WIDE
+            if name not in shown and name in values and values[name] != defaults[name]]
 
 
 def _commands(data: StudyData) -> dict[str, str]:

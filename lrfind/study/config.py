@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from lrfind.config import Seed, StrictModel
+from lrfind.training.run_options import StudyTrainOptions
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
 
@@ -32,7 +33,11 @@ class StudyConfig(StrictModel):
     space: str = "character"  # a preset name (configs/<name>.toml) or a TOML path
     n_trials: int = Field(20, ge=1)
     timeout: Optional[str] = None
-    storage: Optional[str] = None  # default sqlite:///studies/NAME.db
+    storage: Optional[str] = None  # default sqlite:///studies/NAME.db; with several workers journal:///studies/NAME.journal
+    # several local worker processes on one study (lrfind.study.workers): N on the CPU, or one per
+    # device given (CUDA_VISIBLE_DEVICES tokens, e.g. "0,1")
+    workers: int = Field(1, ge=1, le=256)
+    devices: Optional[str] = None
     trial_budget: Optional[int] = Field(None, ge=1)
     clip: Optional[Path] = None
     score: Literal["full", "loss"] = "full"
@@ -55,6 +60,9 @@ class StudyConfig(StrictModel):
     grace_period: int = Field(120, ge=2)
     progress: bool = True
     torch_compile: bool = False  # each trial's UNet through torch.compile (its compile time counts)
+    # lrfind train's run-wide options (and the space's fixed dimensions) as given: they override the
+    # space's [fixed] (lrfind.study.overrides); the command line flattens them to train's flag names
+    run: StudyTrainOptions = StudyTrainOptions()
 
     @field_validator("name")
     @classmethod
@@ -62,6 +70,31 @@ class StudyConfig(StrictModel):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
             raise ValueError(f"study name {v!r}: use letters, digits, '.', '_' and '-' (it names files)")
         return v
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        tokens = [t.strip() for t in v.split(",")]
+        if not all(tokens) or len(set(tokens)) != len(tokens):
+            raise ValueError(f"devices {v!r}: give distinct device ids separated by commas, e.g. 0,1")
+        return ",".join(tokens)
+
+    @model_validator(mode="after")
+    def _worker_count(self) -> "StudyConfig":
+        if self.devices is not None and self.workers not in (1, len(self.device_list)):
+            raise ValueError(f"--workers {self.workers} and --devices {self.devices}: one worker runs per device; "
+                             "give only --devices")
+        return self
+
+    @property
+    def device_list(self) -> list[str]:
+        return self.devices.split(",") if self.devices else []
+
+    @property
+    def worker_count(self) -> int:
+        return len(self.device_list) or self.workers
 
     @field_validator("timeout")
     @classmethod
@@ -77,6 +110,14 @@ class StudyConfig(StrictModel):
         return self.out if self.out is not None else Path("studies") / self.name
 
     def storage_url(self) -> str:
+        """--storage; else the study's journal (lrfind.study.journal) when several workers share it or
+        it already exists and no sqlite file does; else the sqlite file beside the study folder."""
+        from lrfind.study.journal import JOURNAL_SUFFIX, journal_url
+
         if self.storage:
             return self.storage
-        return f"sqlite:///{(self.out_dir().parent / (self.name + '.db')).as_posix()}"
+        base = self.out_dir().parent / self.name
+        sqlite_file, journal_file = base.with_name(self.name + ".db"), base.with_name(self.name + JOURNAL_SUFFIX)
+        if not sqlite_file.exists() and (self.worker_count > 1 or journal_file.exists()):
+            return journal_url(journal_file)
+        return f"sqlite:///{sqlite_file.as_posix()}"

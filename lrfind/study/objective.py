@@ -17,6 +17,7 @@ from lrfind.study.storage import WORKER_ATTR, worker_identity
 
 SAMPLE_STEPS = 20  # DDIM steps per validation sample: enough to judge, cheap next to training
 SAMPLE_GUIDANCE = 7.5
+PROGRESS_EVERY_S = 1.0  # a trial's status line at most this often (the CLI thins it further for logs)
 
 
 class TrialFailed(Exception):
@@ -67,6 +68,7 @@ class StudyContext:
     prompt_embeddings: Any = None  # CLIP text embeddings of the prompts (CLIP-T), made once
     # lora_run's validation_memo: one ValidationSet (noised latents, caption embeddings) for the study
     validation_sets: dict = field(default_factory=dict)
+    progress: Any = None  # callable(text, transient) for live status lines (lrfind.study.progress), or None
 
 
 class TrialObjective:
@@ -104,6 +106,7 @@ class TrialObjective:
         """Train the plan; returns (loop state, the LoRA to keep, metrics so far)."""
         from lrfind.data.types import with_repeats
         from lrfind.network import save_lora
+        from lrfind.study.progress import TrialProgress
         from lrfind.study.pruning import OptunaReporter, used_validation_steps
         from lrfind.training.config import TrainConfig
         from lrfind.training.loop import LoopState, run_loop
@@ -126,8 +129,11 @@ class TrialObjective:
         with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets) as parts:
             snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries)
             state = LoopState(parts.total_steps, parts.steps_per_epoch)
+            callbacks = [snapshots, reporter]
+            if ctx.progress is not None and ctx.cfg.progress:
+                callbacks.append(TrialProgress(trial.number, lambda text: ctx.progress(text, True), PROGRESS_EVERY_S))
             try:
-                run_loop(parts, [snapshots, reporter], state)
+                run_loop(parts, callbacks, state)
             except TrainingStopped as stop:
                 # A swept trial that diverges after a good epoch still has that epoch's result:
                 # the shorter trial it stands for would have ended before the divergence.

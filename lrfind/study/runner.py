@@ -18,8 +18,9 @@ from lrfind.errors import Interrupted, LrfindError
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
+from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.pruning import HYPERBAND_REDUCTION
-from lrfind.study.storage import SqliteDatabase, open_storage, sqlite_path
+from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
 from lrfind.study.study_end import finished_trials
 from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials
 
@@ -114,9 +115,7 @@ def ensure_probe(cfg: StudyConfig, study, components, dataset, store) -> dict:
 
 
 def _space_fixed(cfg: StudyConfig) -> dict:
-    from lrfind.study.space import load_space
-
-    space = load_space(cfg.space)
+    space = _load_space(cfg)
     return {"resolution": space.fixed.resolution, "batch_size": space.fixed.train_batch_size}
 
 
@@ -130,9 +129,8 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None) ->
 
     cfg, space, components, dataset, store = ctx_parts
     config = TrainConfig(train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model,
-                         caption_extension=cfg.caption_extension, resolution=space.fixed.resolution,
-                         train_batch_size=space.fixed.train_batch_size, max_train_steps=1, progress=False,
-                         network_train_unet_only=space.fixed.network_train_unet_only, cache_dir=cfg.cache_dir)
+                         caption_extension=cfg.caption_extension, max_train_steps=1, progress=False,
+                         cache_dir=cfg.cache_dir, **space.fixed.train_values())
     with lora_run(config, components, dataset, store, validation_memo) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
         per_rank = parts.network.trainable_parameter_count() / config.network_dim
@@ -164,9 +162,12 @@ def _scorer(cfg: StudyConfig, weights, components):
 
 
 def _load_space(cfg: StudyConfig):
+    """The space with --trial-budget and the study's training options (--resolution, ...) applied."""
+    from lrfind.study.overrides import with_train_options
     from lrfind.study.space import load_space
+    from lrfind.training.run_options import given
 
-    space = load_space(cfg.space)
+    space = with_train_options(load_space(cfg.space), given(cfg.run), cfg.space)
     return space.with_budget(cfg.trial_budget) if cfg.trial_budget is not None else space
 
 
@@ -211,9 +212,12 @@ def build_context(cfg: StudyConfig, study, space, weights):
     from lrfind.study.scoring import describe_objective
     from lrfind.study.stats import DatasetStats
 
-    dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=space.fixed.resolution,
-                                         caption_extension=cfg.caption_extension,
-                                         batch_size=space.fixed.train_batch_size))
+    fixed = space.fixed  # buckets as each trial's TrainConfig.dataset_config() would make them
+    dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, reg_dir=fixed.reg_data_dir, resolution=fixed.resolution,
+                                         caption_extension=cfg.caption_extension, batch_size=fixed.train_batch_size,
+                                         enable_bucket=fixed.enable_bucket, min_bucket_reso=fixed.min_bucket_reso,
+                                         max_bucket_reso=fixed.max_bucket_reso,
+                                         bucket_no_upscale=fixed.bucket_no_upscale))
     check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
     components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = TensorStore(cfg.cache_dir or default_cache_dir())
@@ -275,6 +279,20 @@ def return_free_heap(study=None, trial=None) -> None:
         trim(0)
 
 
+def retry_dead_workers_trials(study, trial=None) -> None:
+    """Optuna callback: a local worker killed mid-trial (lrfind.study.workers) has its trial failed and
+    retried by the next worker to finish one, not only when a worker starts. RDB storages do this
+    through their heartbeats before each trial (worker_storage), with the reason worker_storage writes."""
+    if not _has_heartbeat(study):
+        recover_dead_local_trials(study)
+
+
+def _has_heartbeat(study) -> bool:
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return isinstance(study._storage, BaseHeartbeat)
+
+
 @functools.lru_cache(maxsize=1)
 def _malloc_trim():
     """glibc's malloc_trim, looked up once (find_library runs ldconfig), or None elsewhere."""
@@ -287,7 +305,9 @@ def _malloc_trim():
         return None
 
 
-def run_study(cfg: StudyConfig) -> StudyOutcome:
+def run_study(cfg: StudyConfig, progress=None) -> StudyOutcome:
+    """progress: None, or a callable(text, transient) for live status lines (lrfind.study.progress):
+    transient ones (a running trial's step) are replaced by the next, the others are the study's."""
     from lrfind.atomic import disk_full_as_error
 
     check_output_places(cfg)
@@ -296,10 +316,10 @@ def run_study(cfg: StudyConfig) -> StudyOutcome:
     # files name themselves (lrfind.atomic).
     with disk_full_as_error(database or cfg.out_dir()), \
             (SqliteDatabase(database) if database else contextlib.nullcontext()) as guard:
-        return _run_study(cfg, guard)
+        return _run_study(cfg, guard, progress)
 
 
-def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutcome:
+def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=None) -> StudyOutcome:
     import optuna
 
     from lrfind.study.objective import QuietTrialLog, TrialFailed, TrialObjective
@@ -314,11 +334,14 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
-    recovered = fail_dead_trials(study)
+    # RDB storages have heartbeats (worker_storage); a journal (several local workers) has none: the
+    # process check alone finds its dead workers' trials.
+    recovered = fail_dead_trials(study) if _has_heartbeat(study) else recover_dead_local_trials(study)
     if recovered:
         print(f"trial(s) {recovered} of worker(s) that died: marked failed (fail_reason says which worker, when) "
               "and retried")
     ctx = build_context(cfg, study, space, weights)
+    ctx.progress = progress
     check_study_space(cfg, study, ctx, finished_trials(study))
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
@@ -327,9 +350,13 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None") -> StudyOutc
               f"trials finished; running")
         quiet = QuietTrialLog()
         logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
+        study.set_user_attr(RUN_ATTR, run_target(cfg.n_trials, cfg.timeout_seconds))  # for lrfind status
+        callbacks = [return_free_heap, retry_dead_workers_trials, stopper]
+        if progress is not None:
+            callbacks.append(StudyProgress(lambda text: progress(text, False)))
         try:
             taken_over = optimize_surviving(study, EndAwareObjective(TrialObjective(ctx), cfg.n_trials), cfg.n_trials,
-                                            ctx.cfg.timeout_seconds, callbacks=[return_free_heap, stopper],
+                                            ctx.cfg.timeout_seconds, callbacks=callbacks,
                                             catch=(TrialFailed,), gc_after_trial=True, show_progress_bar=False)
         except KeyboardInterrupt:
             raise Interrupted(f"study interrupted; the running trial was marked failed and the database is "

@@ -21,7 +21,8 @@ Dimensions and their Optuna parameter names (stable: optuna-dashboard and the re
                                         d_coef (Prodigy has no lr to pick). Default: fixed 1.0.
 - `optimizer`                           AdamW | Lion | Prodigy. Default: AdamW.
 - `lr_scheduler`                        kohya's scheduler names. Default: constant.
-Sections: `[fixed]` (settings of every trial), `[objective]` (weights of the scalar objective, the
+Sections: `[fixed]` (settings of every trial: lrfind train's run-wide options such as resolution,
+train_batch_size, enable_bucket, clip_skip, mixed_precision, plus the lr rules of FixedSettings), `[objective]` (weights of the scalar objective, the
 same three names as lrfind.study.scoring.ObjectiveWeights: loss, clip_i, clip_t) and `[budget]`.
 How a trial's parameters become training values: lrfind.study.trial_values.
 """
@@ -37,11 +38,12 @@ from typing import Any, Optional
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from lrfind.config import Resolution, StrictModel, format_validation_error
+from lrfind.config import StrictModel, format_validation_error
 from lrfind.errors import ConfigError
 from lrfind.probe.derive import DEFAULT_RESCALE_RULE
 from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
 from lrfind.study.epoch_sweep import epoch_counts, sweeps
+from lrfind.training.run_options import RUN_WIDE, RunOptions
 from lrfind.training.schedulers import scheduler_names
 
 STUDY_OPTIMIZERS = ("AdamW", "Lion", "Prodigy")  # those a trial's lr math knows (trial_values)
@@ -141,18 +143,19 @@ def _canonical(names: list[str], known: tuple[str, ...] | list[str], what: str) 
     return [by_lower[n.lower()] for n in names]
 
 
-class FixedSettings(StrictModel):
-    """Settings every trial (and the recommended full run) shares."""
+class FixedSettings(RunOptions):
+    """Settings every trial (and the recommended full run) shares: lrfind train's run-wide options
+    (lrfind.training.run_options, the same names and defaults; `lrfind study --resolution ...`
+    overrides them, lrfind.study.overrides) and the study's own lr rules below."""
 
-    resolution: Resolution = 512
-    train_batch_size: int = Field(1, ge=1)
-    network_train_unet_only: bool = False
     text_encoder_lr_fraction: float = Field(TEXT_ENCODER_FRACTION, gt=0, le=1)  # of unet_lr
     weight_decay: float = Field(0.01, ge=0, allow_inf_nan=False)  # AdamW's; Lion gets it x LION_WEIGHT_DECAY_FACTOR
-    min_snr_gamma: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
-    noise_offset: float = Field(0.0, ge=0, allow_inf_nan=False)
     lr_warmup_fraction: float = Field(0.0, ge=0, lt=1)  # of the run's steps; none with "constant"
     lr_rescale_rule: str = DEFAULT_RESCALE_RULE  # one of lrfind.probe.derive.RESCALE_RULES
+
+    def train_values(self) -> dict:
+        """The run-wide TrainConfig values (JSON types: they are stored with each trial)."""
+        return self.model_dump(mode="json", include=set(RUN_WIDE))
 
     @field_validator("resolution")
     @classmethod

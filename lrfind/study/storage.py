@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.secrets import mask_text, mask_url, remember
+from lrfind.study.journal import journal_path, open_journal
 
 SCHEMA_RACE_RETRIES = 4
 WORKER_ATTR = "lrfind_worker"  # {"host": ..., "pid": ..., "started": process start time}
@@ -136,6 +137,8 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int, storage_c
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     remember(url)  # its password is masked in every message and log record from now on
+    if journal_path(url) is not None:  # several local workers (lrfind.study.journal)
+        return open_journal(journal_path(url))
     if sqlite_path(url) is not None:
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     opened = engine_url(url)
@@ -166,3 +169,40 @@ def _schema_race(err: Exception) -> bool:
     # exists" / a unique constraint on Optuna's alembic_version row.
     text = str(err).lower()
     return any(s in text for s in ("duplicate key", "already exists", "unique constraint failed: alembic_version"))
+
+
+def _retry_callback():
+    """Optuna's retry of a failed trial, for a storage without heartbeats (journal)."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback(max_retry=2)
+
+
+def recover_dead_local_trials(study) -> list[int]:
+    """Fail (and re-enqueue) RUNNING trials whose worker on this machine no longer exists."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    recovered = []
+    get_callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", None)  # journal: none
+    callback = get_callback() if get_callback else _retry_callback()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        if not worker or worker_is_alive(worker):
+            continue
+        try:  # the reason first: a finished trial's attributes can no longer be set
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                               "its worker process died (killed or crashed); retried")
+            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another worker got there first
+        if callback is not None:
+            callback(study, study._storage.get_trial(trial._trial_id))
+        recovered.append(trial.number)
+    return recovered

@@ -141,14 +141,12 @@ def _train_values(params: TrialParams, opt: OptimizerValues, space: SearchSpace,
     fixed = space.fixed
     warmup = 0 if params.lr_scheduler == "constant" else round(fixed.lr_warmup_fraction * steps)
     return {
-        "resolution": fixed.resolution, "train_batch_size": fixed.train_batch_size,
+        **fixed.train_values(),  # the run-wide options (resolution, batch size, buckets, clip skip, ...)
         "network_dim": params.network_dim, "network_alpha": params.network_alpha,
-        "network_train_unet_only": fixed.network_train_unet_only,
         "optimizer_type": params.optimizer, "optimizer_args": dict(opt.optimizer_args),
         "learning_rate": opt.unet_lr, "unet_lr": opt.unet_lr,
         "text_encoder_lr": None if fixed.network_train_unet_only else opt.text_encoder_lr,
         "lr_scheduler": params.lr_scheduler, "lr_warmup_steps": warmup,
-        "min_snr_gamma": fixed.min_snr_gamma, "noise_offset": fixed.noise_offset,
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 from lrfind.errors import TrainingDiverged
 from lrfind.training.batches import TrainItem, epoch_batches, process_caption
+from lrfind.training.distributed import average_gradients, mean_across
 
 
 @dataclass
@@ -45,6 +46,7 @@ class LoopParts:
     validate_at_steps: frozenset = frozenset()  # and at these steps
     device: Any = "cpu"
     dtype: Any = None  # weight dtype of the frozen UNet (None: float32)
+    group: Any = None  # lrfind.training.distributed.ProcessGroup of a data-parallel run; None: one process
 
 
 @dataclass
@@ -78,9 +80,12 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
             for index, batch in enumerate(batches):
                 loss = _micro_step(parts, batch, torch_gen, rng)
                 value = loss.item()
+                if parts.group is not None and parts.group.parallel:
+                    value = mean_across(value)  # the global batch's loss, on every process
                 if not math.isfinite(value):
                     raise _diverged(parts, state, value)
-                parts.accelerator.backward(loss / accum)
+                if loss.requires_grad:  # a process whose shard of a small last batch is empty has none
+                    parts.accelerator.backward(loss / accum)
                 state.epoch_losses.append(value)
                 if (index + 1) % accum and index + 1 < len(batches):
                     continue
@@ -113,6 +118,8 @@ def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Rando
     captions = [process_caption(it.record.caption, parts.shuffle_caption, parts.keep_tokens, rng) for it in batch]
     noise = noise_for(latents, gen, parts.noise_offset)
     timesteps = torch.randint(0, parts.noise_scheduler.config.num_train_timesteps, (len(batch),), generator=gen)
+    if parts.group is not None and parts.group.parallel:  # the whole global batch drawn, this shard kept
+        return _shard_loss(parts, batch, latents, noise, timesteps, captions)
     noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
     target = training_target(parts.noise_scheduler, latents, noise, timesteps, parts.prediction_type)
     dtype = parts.dtype or torch.float32
@@ -124,6 +131,29 @@ def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Rando
     if parts.min_snr_gamma:
         weights = weights * min_snr_weights(parts.noise_scheduler, timesteps, parts.min_snr_gamma, parts.prediction_type).to(parts.device)
     return (per_sample * weights).mean()
+
+
+def _shard_loss(parts: LoopParts, batch, latents, noise, timesteps, captions):
+    """This process's part of the global batch's mean loss (lrfind.training.distributed)."""
+    import torch
+
+    from lrfind.training.losses import min_snr_weights, per_sample_mse, training_target
+
+    keep = parts.group.shard(len(batch))
+    if keep.start == keep.stop:
+        return torch.zeros((), device=parts.device)
+    latents, noise, timesteps = latents[keep], noise[keep], timesteps[keep]
+    noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
+    target = training_target(parts.noise_scheduler, latents, noise, timesteps, parts.prediction_type)
+    dtype = parts.dtype or torch.float32
+    embeddings = parts.conditioner.encode(captions[keep], as_written=not parts.shuffle_caption, device=parts.device)
+    with parts.accelerator.autocast():
+        pred = parts.unet(noisy.to(parts.device, dtype), timesteps.to(parts.device), embeddings.to(dtype)).sample
+    per_sample = per_sample_mse(pred, target.to(parts.device))
+    weights = torch.tensor([it.loss_weight for it in batch[keep]], device=parts.device)
+    if parts.min_snr_gamma:
+        weights = weights * min_snr_weights(parts.noise_scheduler, timesteps, parts.min_snr_gamma, parts.prediction_type).to(parts.device)
+    return (per_sample * weights).sum() * parts.group.world_size / len(batch)
 
 
 def _diverged(parts: LoopParts, state: LoopState, loss: float) -> TrainingDiverged:
@@ -138,6 +168,8 @@ def _diverged(parts: LoopParts, state: LoopState, loss: float) -> TrainingDiverg
 def _optimizer_step(parts: LoopParts, state: LoopState) -> None:
     from lrfind.training.optimizers import d_times_lr
 
+    if parts.group is not None and parts.group.parallel:
+        average_gradients([p for g in parts.optimizer.param_groups for p in g["params"]])
     parts.optimizer.step()
     parts.optimizer.zero_grad(set_to_none=True)
     # d*lr is read after the step but before the scheduler moves lr: the lr this step used.

@@ -189,12 +189,18 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
         # Order matters at an epoch end: LoRA file (the final one at the last epoch), then records,
         # then the state that says "done": a full disk stops the run with every LoRA file complete.
         all_callbacks = [files, *_run_callbacks(config, files, epochs), watch, *callbacks, _StateSaver(files)]
+        if not parts.group.is_main:  # data-parallel: the main process alone writes, samples and logs
+            all_callbacks = list(callbacks)
         state = run_loop(parts, all_callbacks, state)
+        if not parts.group.is_main:
+            return TrainResult(lora_file_path(config), [], state, None, time.time() - started,
+                               extra={"processes": parts.group.world_size, "main_process": False})
         final = files.final or files.save(lora_file_path(config), state)  # resumed from the last epoch's state
     summary = finish_final_run(config, components, watch.records, prompts, state.epoch,
                                scorer.calibrated if scorer else None)
     return TrainResult(final, files.saved + [final], state, files.logdir, time.time() - started,
-                       extra={"final": summary, "resumed_from": resume_folder})
+                       extra={"final": summary, "resumed_from": resume_folder, "processes": parts.group.world_size,
+                              "main_process": True})
 
 
 def _run_callbacks(config: TrainConfig, files: "_RunFiles", epochs: int) -> list:

@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 from lrfind.data.types import Dataset
 from lrfind.training.batches import batches_per_epoch, epoch_items
 from lrfind.training.config import TrainConfig
+from lrfind.training.distributed import process_group
 from lrfind.training.loop import LoopParts
 from lrfind.training.validation import split_validation
 
@@ -96,6 +97,8 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     from lrfind.data.limits import check_repeats, check_steps
 
     check_repeats(dataset)  # before the epoch's image-repeats are listed (memory grows with them)
+    group = process_group()  # data-parallel: each step is one global batch of batch size x processes
+    global_batch = config.train_batch_size * group.world_size
     device, dtype, mixed = pick_device(config.mixed_precision)
     train_records, val_records = split_validation(dataset.train_images, config.validation_split, config.validation_seed)
     records = list(dict.fromkeys(train_records + val_records + list(dataset.reg_images)))
@@ -103,7 +106,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     latents, memo = cached_features(config, components, records, store, flips=flips,
                                     trains_te=config.trains_text_encoder)
     items = epoch_items(train_records, dataset.reg_images, config.prior_loss_weight)
-    plan = plan_steps(config, batches_per_epoch(items, config.train_batch_size))
+    plan = plan_steps(config, batches_per_epoch(items, global_batch))
     check_steps(plan.total_steps)
     spec = LoraSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
                     train_text_encoder=config.trains_text_encoder)
@@ -140,14 +143,15 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
             unet=unet, network=network, optimizer=optimizer, lr_scheduler=scheduler,
             accelerator=accelerator, conditioner=conditioner, latents=latents,
             noise_scheduler=components.noise_scheduler, items=items, total_steps=plan.total_steps,
-            steps_per_epoch=plan.steps_per_epoch, batch_size=config.train_batch_size,
+            steps_per_epoch=plan.steps_per_epoch, batch_size=global_batch,
             gradient_accumulation_steps=config.gradient_accumulation_steps, seed=config.seed,
             prediction_type=prediction_type, noise_offset=config.noise_offset,
             min_snr_gamma=config.min_snr_gamma, shuffle_caption=config.shuffle_caption,
-            keep_tokens=config.keep_tokens, flip_aug=config.flip_aug, validation=validation,
+            keep_tokens=config.keep_tokens, flip_aug=config.flip_aug,
+            validation=validation if group.is_main else None,  # the main process validates
             validate_every_n_steps=config.validate_every_n_steps,
             validate_at_steps=frozenset(config.validate_at_steps or ()), device=device,
-            dtype=None if dtype == torch.float32 else dtype,
+            dtype=None if dtype == torch.float32 else dtype, group=group,
         )
     finally:
         if config.gradient_checkpointing:

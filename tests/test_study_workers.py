@@ -1,0 +1,91 @@
+"""`lrfind study --workers 2` (issue 18 part 2): two local worker processes on the default storage
+(a journal file), a worker killed mid-trial and its trial retried; the default storage choice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lrfind.cli import main
+from lrfind.study.config import StudyConfig
+from lrfind.study.journal import open_journal
+from lrfind.study.storage import WORKER_ATTR
+
+
+@pytest.fixture(scope="module")
+def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
+    from lrfind.probe.config import ProbeConfig
+    from lrfind.probe.probe import run_probe
+
+    out = tmp_path_factory.mktemp("probe")
+    run_probe(ProbeConfig(dataset=example_dataset, resolution=64, steps=40, batch_size=1, out=out, progress=False),
+              components=tiny, store=feature_store)
+    return out / "probe.json"
+
+
+def _first_running_trial(journal, launcher, deadline_s=240.0):
+    """(number, worker pid) of the first RUNNING trial seen that has started training."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and launcher.poll() is None:
+        if journal.is_file():
+            try:
+                study = optuna.load_study(study_name="w", storage=open_journal(journal))
+            except KeyError:  # the study is not created yet
+                study = None
+            for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else ():
+                worker = trial.user_attrs.get(WORKER_ATTR)
+                if worker and "train_values" in trial.user_attrs:
+                    return trial.number, int(worker["pid"])
+        time.sleep(0.1)
+    raise AssertionError("no running trial seen")
+
+
+def test_two_workers_finish_a_study_and_a_killed_workers_trial_is_retried(example_dataset, tmp_path, probe_report,
+                                                                          capsys):
+    out = tmp_path / "studies" / "w"
+    out.mkdir(parents=True)
+    shutil.copy(probe_report, out / "probe.json")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "lrfind", "study", str(example_dataset), "--name", "w", "--space", "tiny",
+         "--out", str(out), "--n-trials", "4", "--trial-budget", "30", "--score", "loss", "--no-progress",
+         "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = tmp_path / "studies" / "w.journal"
+    killed, pid = _first_running_trial(journal, launcher)
+    assert main(["status", "w", "--study-dir", str(out)]) == 0  # from the storage, beside the running study
+    status = capsys.readouterr().out
+    assert status.startswith("study w: ") and "finished" in status and f"trial {killed}: " in status
+    os.kill(pid, signal.SIGKILL)
+    output, _ = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, output
+    assert not (tmp_path / "studies" / "w.db").exists()  # several workers: the journal, not sqlite
+    trials = optuna.load_study(study_name="w", storage=open_journal(journal)).get_trials()
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # each recorded once
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) >= 4
+    assert trials[killed].state == TrialState.FAIL and "died" in trials[killed].user_attrs["fail_reason"]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert retried and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert len({t.user_attrs[WORKER_ATTR]["pid"] for t in finished}) >= 2  # both workers ran trials
+    assert "2 workers done" in output and output.count("Recommended") == 1
+
+
+def test_default_storage_is_a_journal_for_several_workers_and_sqlite_for_one(tmp_path):
+    base = dict(dataset=tmp_path, name="s", out=tmp_path / "studies" / "s")
+    assert StudyConfig(**base).storage_url().startswith("sqlite:///")
+    assert StudyConfig(**base, workers=2).storage_url() == f"journal:///{tmp_path}/studies/s.journal"
+    assert StudyConfig(**base, devices="0,1").worker_count == 2
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "s.journal").touch()  # resumed with one worker: the journal it ran in
+    assert StudyConfig(**base).storage_url().startswith("journal:///")
+    assert StudyConfig(**base, storage="sqlite:///x.db").storage_url() == "sqlite:///x.db"
+    with pytest.raises(ValueError, match="one worker runs per device"):
+        StudyConfig(**base, workers=3, devices="0,1")
