@@ -31,7 +31,8 @@ def test_two_processes_at_batch_1_train_what_one_process_trains_at_batch_2(examp
     assert files == sorted(p.name for p in (tmp_path / "one").iterdir()) and "last.safetensors" in files
     same = _largest_difference(tmp_path / "one" / "last.safetensors", tmp_path / "two" / "last.safetensors")
     other = _largest_difference(tmp_path / "one" / "last.safetensors", tmp_path / "b1" / "last.safetensors")
-    assert same < 1e-5 and other > 100 * same  # batch 2 in one process, not batch 1
+    # fp16 files: a rounding flip of one fp16 step (~3e-5 at these magnitudes) is float tolerance
+    assert same < 1e-4 and other > 30 * same, (same, other)  # batch 2 in one process, not batch 1
 
 
 def test_shards_cover_a_global_batch_once():

@@ -334,9 +334,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
-    # RDB storages have heartbeats (worker_storage); a journal (several local workers) has none: the
-    # process check alone finds its dead workers' trials.
-    recovered = fail_dead_trials(study) if _has_heartbeat(study) else recover_dead_local_trials(study)
+    recovered = fail_dead_trials(study)
     if recovered:
         print(f"trial(s) {recovered} of worker(s) that died: marked failed (fail_reason says which worker, when) "
               "and retried")

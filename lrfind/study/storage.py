@@ -196,8 +196,11 @@ def recover_dead_local_trials(study) -> list[int]:
         if not worker or worker_is_alive(worker):
             continue
         try:  # the reason first: a finished trial's attributes can no longer be set
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                               "its worker process died (killed or crashed); retried")
+            study._storage.set_trial_user_attr(
+                trial._trial_id, "fail_reason",
+                f"worker {worker.get('host')} pid {worker.get('pid')} died (its process is gone: killed or "
+                f"crashed); found by {socket.gethostname()} pid {os.getpid()}'s process check (this storage "
+                "keeps no heartbeats); retried as a new trial")
             if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:

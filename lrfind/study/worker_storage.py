@@ -30,7 +30,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from lrfind.errors import LrfindError
 from lrfind.secrets import mask_text, mask_url
-from lrfind.study.storage import WORKER_ATTR, worker_identity, worker_is_alive
+from lrfind.study.storage import WORKER_ATTR, recover_dead_local_trials, worker_identity, worker_is_alive
 
 log = logging.getLogger("lrfind.study")
 
@@ -303,7 +303,11 @@ def fail_dead_trials(study) -> list[int]:
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    from optuna.storages._heartbeat import BaseHeartbeat
+
     storage = study._storage
+    if not isinstance(storage, BaseHeartbeat):  # a journal (local workers): the process check alone
+        return recover_dead_local_trials(study)
     callback = storage.get_heartbeat_stale_trial_callback()
     failed = []
     for trial_id in storage._get_stale_trial_ids(study._study_id):
