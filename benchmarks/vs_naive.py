@@ -53,12 +53,14 @@ def naive_side(components, dataset, config, warmup: int, steps: int):
     from peft import LoraConfig
 
     from lrfind.data.images import load_bucket_image
-    from lrfind.network.lora import UNET_TARGET_MODULES
+    from lrfind.network.lora import kohya_lora_targets
 
     unet, vae, text_encoder, tokenizer = components.unet, components.vae, components.text_encoder, components.tokenizer
     noise_scheduler = components.noise_scheduler
+    # The same modules as lrfind's (kohya's networks.lora set), by their full paths.
+    targets = [path for path, _, _ in kohya_lora_targets(unet, "unet")]
     unet.add_adapter(LoraConfig(r=config.network_dim, lora_alpha=config.network_alpha, init_lora_weights=True,
-                                target_modules=list(UNET_TARGET_MODULES)))
+                                target_modules=targets))
     try:
         lora_params = [p for p in unet.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(lora_params, lr=config.learning_rate)
