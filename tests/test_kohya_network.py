@@ -371,3 +371,15 @@ def private_copy_of_tiny():
     from lrfind.models.tiny import build_tiny
 
     return build_tiny(seed=0)
+
+
+def test_a_run_with_dropout_repeats_exactly(example_dataset, tmp_path):
+    dropouts = ["--network-args", "rank_dropout=0.3", "module_dropout=0.2", "--network-dropout", "0.2"]
+    files = {}
+    for name, extra in (("a", dropouts), ("b", dropouts), ("plain", [])):
+        assert main(["train", str(example_dataset), *BASE, "--max-train-steps", "3", "--output-dir", str(tmp_path),
+                     "--output-name", name, "--save-precision", "float", "--network-train-unet-only",
+                     "--learning-rate", "1e-3", *extra]) == 0
+        files[name] = read_file(tmp_path / f"{name}.safetensors")[0]
+    assert all(torch.equal(files["a"][k], files["b"][k]) for k in files["a"])  # dropout masks are seeded
+    assert not all(torch.equal(files["a"][k], files["plain"][k]) for k in files["a"])  # and they act
