@@ -383,3 +383,23 @@ def test_a_run_with_dropout_repeats_exactly(example_dataset, tmp_path):
         files[name] = read_file(tmp_path / f"{name}.safetensors")[0]
     assert all(torch.equal(files["a"][k], files["b"][k]) for k in files["a"])  # dropout masks are seeded
     assert not all(torch.equal(files["a"][k], files["plain"][k]) for k in files["a"])  # and they act
+
+
+def test_a_round_one_file_attention_only_still_loads_and_samples(model):
+    """Round one adapted only the attention projections (48 + 20 modules on the tiny model)."""
+    network = attach_network(model, NetworkSpec(8, 2.0, train_text_encoder=True), seed=0)
+    randomize(network, seed=9)
+    attention = re.compile(r"_(to_q|to_k|to_v|to_out_0|q_proj|k_proj|v_proj|out_proj)\.")
+    old = {k: v for k, v in network.kohya_state_dict().items() if attention.search(k)}
+    network.detach()
+    assert len(old) == (48 + 20) * 3
+    fresh = attach_network(model, NetworkSpec(8, 2.0, train_text_encoder=True), seed=1)
+    assert fresh.load_kohya_state_dict(old, source="round-one.safetensors") == 48 + 20
+    loaded = fresh.kohya_state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in old.items())
+    assert not any(loaded[k].any() for k in loaded if "ff_net_2.lora_up" in k)  # the new modules: fresh
+    fresh.detach()
+    base = unet_and_te_outputs(model)
+    with applied_loras(model, [(old, 1.0)]):  # the sampler still maps every key of an old file
+        merged = unet_and_te_outputs(model)
+    assert not torch.equal(merged[0], base[0]) and not torch.equal(merged[1], base[1])
