@@ -10,7 +10,7 @@
           clip_grad_norm_, AdamW step, lr scheduler step. The LoRA goes on with the example's
           `unet.add_adapter(LoraConfig(...))` and off again with `unet.unload_lora()`.
 
-Both train the same LoRA (rank, alpha, target modules to_q/to_k/to_v/to_out.0, AdamW, same lr)
+Both train the same LoRA (rank, alpha, kohya's networks.lora module set in the UNet, AdamW, same lr)
 on the same images at the same bucket sizes in the same batch order (lrfind's kohya-style
 batches), at the same batch size, on CPU in fp32. The naive side loads each image at its lrfind
 bucket size so both UNets see the same latent shapes: the difference is only the data path.
