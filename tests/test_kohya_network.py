@@ -296,6 +296,8 @@ def test_base_model_hashes_are_kohyas(tmp_path):
     (["--network-args", "rank_dropout=1.5"], "rank_dropout=1.5", "in [0, 1)"),
     (["--network-args", "loraplus_lr_ratio=-1"], "loraplus_lr_ratio=-1", "> 0"),
     (["--network-dropout", "1"], "network_dropout", "less than 1"),
+    (["--network-args", "loraplus_lr_ratio=16", "--optimizer-type", "Prodigy", "--learning-rate", "1"],
+     "loraplus_lr_ratio", "use AdamW, AdamW8bit or Lion"),
 ])
 def test_bad_network_args_exit_2_with_one_line_and_write_nothing(args, needle, accepted, example_dataset, tmp_path,
                                                                  capsys):
