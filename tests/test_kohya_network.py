@@ -405,3 +405,28 @@ def test_a_round_one_file_attention_only_still_loads_and_samples(model):
     with applied_loras(model, [(old, 1.0)]):  # the sampler still maps every key of an old file
         merged = unet_and_te_outputs(model)
     assert not torch.equal(merged[0], base[0]) and not torch.equal(merged[1], base[1])
+
+
+def test_gradient_checkpointing_recomputes_the_same_dropout(model):
+    """Checkpointed blocks run forward twice: the dropout masks must be the same both times."""
+    network = attach_network(model, NetworkSpec(4, 4.0, network_args={"rank_dropout": 0.5, "module_dropout": 0.3},
+                                                network_dropout=0.3), seed=0)
+    randomize(network, seed=3)
+    g = torch.Generator().manual_seed(1)
+    latents, context = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, 32, generator=g)
+    model.unet.train()
+    grads = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.unet.enable_gradient_checkpointing()
+        for p in network.unet_parameters():
+            p.grad = None
+        torch.manual_seed(7)
+        model.unet(latents, torch.tensor([300]), context).sample.square().mean().backward()
+        grads.append([None if p.grad is None else p.grad.clone() for p in network.unet_parameters()])
+    model.unet.disable_gradient_checkpointing()
+    model.unet.eval()
+    network.detach()
+    assert [a is None for a in grads[0]] == [b is None for b in grads[1]]  # the same modules dropped
+    assert all(a is None or torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*grads))
+    assert any(a is None for a in grads[0]) and any(a is not None and a.abs().sum() > 0 for a in grads[0])
