@@ -430,3 +430,17 @@ def test_gradient_checkpointing_recomputes_the_same_dropout(model):
     assert [a is None for a in grads[0]] == [b is None for b in grads[1]]  # the same modules dropped
     assert all(a is None or torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*grads))
     assert any(a is None for a in grads[0]) and any(a is not None and a.abs().sum() > 0 for a in grads[0])
+
+
+def test_the_probes_lr_sweep_keeps_loraplus_ratios():
+    from lrfind.probe.config import ProbeConfig
+    from lrfind.probe.runner import _RangeSweep
+
+    optimizer = torch.optim.AdamW([{"params": [torch.zeros(1, requires_grad=True)], "lr": 1e-6, "name": "unet"},
+                                   {"params": [torch.zeros(1, requires_grad=True)], "lr": 16e-6, "name": "unet plus"}])
+    cfg = ProbeConfig(dataset="d", range_steps=10, range_min_lr=1e-6, range_max_lr=1e-2)
+    sweep = _RangeSweep(types.SimpleNamespace(optimizer=optimizer), cfg)
+    for step in (0, 5, 10):
+        sweep._set_lr(step)
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        assert lrs[0] == pytest.approx(sweep.lr_at(step)) and lrs[1] == pytest.approx(16 * lrs[0])
