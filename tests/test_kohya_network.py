@@ -290,6 +290,8 @@ def test_base_model_hashes_are_kohyas(tmp_path):
 
 @pytest.mark.parametrize("args, needle, accepted", [
     (["--network-args", "algo=loha"], "--network-args algo", "use conv_dim, conv_alpha, loraplus_lr_ratio"),
+    (["--network-args", "block_dims=2,4"], "block-wise", "use conv_dim"),
+    (["--network-args", "dropout=0.1"], "--network-dropout", "use conv_dim"),
     (["--network-args", "conv_dim=four"], "conv_dim=four", "a whole number >= 1"),
     (["--network-args", "conv_dim=0"], "conv_dim=0", "a whole number >= 1"),
     (["--network-args", "conv_alpha=2"], "conv_alpha=2", "needs conv_dim"),
