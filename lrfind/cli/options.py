@@ -34,7 +34,7 @@ def _scalar_type(annotation: Any) -> Any:
 def _key_value(text: str) -> tuple[str, Any]:
     """kohya's --optimizer_args "d_coef=2.0" "betas=0.9,0.99" -> typed pairs."""
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not key=value (e.g. d_coef=2.0)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value (e.g. d_coef=2.0, conv_dim=4)")
     key, raw = text.split("=", 1)
     try:
         value: Any = tomllib.loads(f"v = {raw}")["v"]
@@ -108,6 +108,10 @@ def read_toml_config(path: str | Path, model: type[BaseModel]) -> dict[str, Any]
             flat.update({k.replace("-", "_"): v for k, v in value.items()})  # a kohya section
         else:
             flat[key.replace("-", "_")] = value
-    if isinstance(flat.get("optimizer_args"), list):  # kohya writes optimizer_args = ["k=v", ...]
-        flat["optimizer_args"] = dict(_key_value(str(item)) for item in flat["optimizer_args"])
+    for key in ("optimizer_args", "network_args"):  # kohya writes optimizer_args = ["k=v", ...]
+        if isinstance(flat.get(key), list):
+            try:
+                flat[key] = dict(_key_value(str(item)) for item in flat[key])
+            except argparse.ArgumentTypeError as err:
+                raise ConfigError(f"{path}: {key}: {err}") from None
     return flat

@@ -75,11 +75,17 @@ def cached_features(config: TrainConfig, components, records, store, *, flips, t
 
 
 def param_groups(config: TrainConfig, network) -> list[dict]:
-    groups = [{"params": list(network.unet_parameters()), "lr": config.effective_unet_lr, "name": "unet"}]
-    if config.trains_text_encoder:
-        groups.append({"params": list(network.text_encoder_parameters()),
-                       "lr": config.effective_text_encoder_lr, "name": "textencoder"})
-    return groups
+    te_lr = config.effective_text_encoder_lr if config.trains_text_encoder else None
+    return network.param_groups(config.effective_unet_lr, te_lr)
+
+
+def network_spec(config: TrainConfig):
+    from lrfind.network import NetworkSpec
+
+    return NetworkSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
+                       train_text_encoder=config.trains_text_encoder,
+                       network_module=config.network_module, network_args=dict(config.network_args),
+                       network_dropout=config.network_dropout)
 
 
 @contextmanager
@@ -88,7 +94,8 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     """`validation_memo`: a dict a study keeps, so its trials share one ValidationSet."""
     import torch
 
-    from lrfind.network import LoraSpec, attach_lora, load_lora
+    from lrfind.network import attach_network, load_lora
+    from lrfind.network.types import check_weights_module
     from lrfind.training.conditioning import TextConditioner
     from lrfind.training.optimizers import build_optimizer
     from lrfind.training.schedulers import build_scheduler
@@ -108,16 +115,16 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     items = epoch_items(train_records, dataset.reg_images, config.prior_loss_weight)
     plan = plan_steps(config, batches_per_epoch(items, global_batch))
     check_steps(plan.total_steps)
-    spec = LoraSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
-                    train_text_encoder=config.trains_text_encoder)
+    spec = network_spec(config)
     for module in (components.unet, components.text_encoder):
         if module.device != device or module.dtype != dtype:  # the shared model stays put between trials
             module.to(device, dtype)
-    network = attach_lora(components, spec, seed=config.seed)
+    network = attach_network(components, spec, seed=config.seed)
     try:
         if config.network_weights is not None:
-            state_dict, _ = load_lora(config.network_weights)
-            network.load_kohya_state_dict(state_dict, source=str(config.network_weights))
+            state_dict, metadata = load_lora(config.network_weights)
+            check_weights_module(metadata, spec, f"--network-weights {config.network_weights}")
+            network.load_kohya_state_dict(state_dict, source=f"--network-weights {config.network_weights}")
         if config.gradient_checkpointing:
             components.unet.enable_gradient_checkpointing()
         optimizer = build_optimizer(config.optimizer_type, param_groups(config, network), extra=dict(config.optimizer_args))
