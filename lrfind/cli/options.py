@@ -105,6 +105,10 @@ def read_toml_config(path: str | Path, model: type[BaseModel]) -> dict[str, Any]
             flat.update({k.replace("-", "_"): v for k, v in value.items()})  # a kohya section
         else:
             flat[key.replace("-", "_")] = value
-    if isinstance(flat.get("optimizer_args"), list):  # kohya writes optimizer_args = ["k=v", ...]
-        flat["optimizer_args"] = dict(_key_value(str(item)) for item in flat["optimizer_args"])
+    for key in ("optimizer_args", "network_args"):  # kohya writes optimizer_args = ["k=v", ...]
+        if isinstance(flat.get(key), list):
+            try:
+                flat[key] = dict(_key_value(str(item)) for item in flat[key])
+            except argparse.ArgumentTypeError as err:
+                raise ConfigError(f"{path}: {key}: {err}") from None
     return flat

@@ -1,4 +1,4 @@
-"""LoRA networks (peft) with kohya sd-scripts' semantics, kohya-format files, and sampling.
+"""LoRA networks with kohya sd-scripts' semantics, kohya-format files, and sampling.
 
 Importing this package does not import torch, peft or diffusers; the functions do, when called.
 """
@@ -12,12 +12,20 @@ from lrfind.network.kohya_format import (
     safetensors_hashes,
     save_lora,
 )
-from lrfind.network.lora import LoraNetwork, LoraSpec, attach_lora
+from lrfind.network.lora import LoraNetwork, attach_lora
+from lrfind.network.spec import LoraSpec, NetworkSpec
+from lrfind.network.types import NETWORK_TYPES, Network, NetworkType, attach_network, check_network_args
 from lrfind.network.metadata import dataset_metadata, kohya_metadata, modelspec_metadata, tag_frequency
 
 __all__ = [
     "LoraNetwork",
     "LoraSpec",
+    "NETWORK_TYPES",
+    "Network",
+    "NetworkSpec",
+    "NetworkType",
+    "attach_network",
+    "check_network_args",
     "applied_loras",
     "attach_lora",
     "build_pipeline",

@@ -10,8 +10,7 @@ attach and detach many networks on one loaded model.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 from lrfind.errors import ConfigError
 from lrfind.network.kohya_format import (
@@ -23,42 +22,17 @@ from lrfind.network.kohya_format import (
     read_dim_and_alpha,
     torch_dtype,
 )
+from lrfind.network.spec import LoraSpec, NetworkSpec
 
 ADAPTER_NAME = "lrfind"
 UNET_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
-@dataclass(frozen=True)
-class LoraSpec:
-    """What to attach: kohya's network_dim / network_alpha and which modules to adapt."""
-
-    network_dim: int
-    network_alpha: float
-    train_unet: bool = True
-    train_text_encoder: bool = False
-    unet_target_modules: tuple[str, ...] = UNET_TARGET_MODULES
-    te_target_modules: tuple[str, ...] = TEXT_ENCODER_TARGET_MODULES
-
-    def __post_init__(self):
-        if int(self.network_dim) != self.network_dim or self.network_dim < 1:
-            raise ConfigError(f"--network-dim {self.network_dim}: must be a whole number >= 1")
-        if not self.network_alpha > 0:
-            raise ConfigError(f"--network-alpha {self.network_alpha}: must be > 0 (kohya's "
-                              "usual choices: equal to --network-dim, or half of it, or 1)")
-        if not (self.train_unet or self.train_text_encoder):
-            raise ConfigError("LoRA trains neither the UNet nor the text encoder; enable one")
-
-    @property
-    def scale(self) -> float:
-        """kohya's multiplier of the LoRA branch: alpha / dim."""
-        return self.network_alpha / self.network_dim
-
-
 class LoraNetwork:
     """LoRA layers attached to an SDComponents' UNet and/or text encoder. Make with `attach_lora`."""
 
-    def __init__(self, components, spec: LoraSpec, tuners: dict, saved_state: dict):
+    def __init__(self, components, spec: NetworkSpec, tuners: dict, saved_state: dict):
         self.components = components
         self.spec = spec
         self._tuners = tuners  # part ("unet" / "text_encoder") -> peft LoraModel
@@ -92,6 +66,17 @@ class LoraNetwork:
 
     def text_encoder_parameters(self) -> list:
         return self._parameters("text_encoder")
+
+    def module_names(self) -> list[str]:
+        return [kohya_module_name(part, path) for part in self._tuners for path, _ in self.lora_layers(part)]
+
+    def param_groups(self, unet_lr: float, text_encoder_lr: Optional[float]) -> list[dict]:
+        """Optimizer groups with kohya's names; text_encoder_lr None leaves the text encoder out."""
+        groups = [{"params": self.unet_parameters(), "lr": unet_lr, "name": "unet"}]
+        if text_encoder_lr is not None:
+            groups.append({"params": self.text_encoder_parameters(), "lr": text_encoder_lr,
+                           "name": "textencoder"})
+        return groups
 
     def trainable_parameter_count(self) -> int:
         params = self.unet_parameters() + self.text_encoder_parameters()
@@ -172,7 +157,7 @@ def attach_lora(components, spec: LoraSpec, seed: int | None = None) -> LoraNetw
     from peft import LoraConfig
     from peft.tuners.lora import LoraModel
 
-    targets = {"unet": spec.unet_target_modules, "text_encoder": spec.te_target_modules}
+    targets = {"unet": UNET_TARGET_MODULES, "text_encoder": TEXT_ENCODER_TARGET_MODULES}
     wanted = {"unet": spec.train_unet, "text_encoder": spec.train_text_encoder}
     tuners, saved_state = {}, {}
     # Seeded: a private RNG state. Unseeded: draw from (and advance) the caller's RNG as usual.

@@ -13,6 +13,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from lrfind.config import DatasetConfig, ModelConfig, StrictModel
+from lrfind.network.types import check_network_args
 
 VALIDATION_TIMESTEPS = (200, 400, 600, 800)
 
@@ -39,11 +40,13 @@ class TrainConfig(StrictModel):
     clip_skip: int = Field(1, ge=1)
     max_token_length: Literal[75, 150, 225] = 75
     # --- network ---
-    network_module: Literal["networks.lora"] = "networks.lora"
+    network_module: Literal["networks.lora", "lycoris.kohya"] = "networks.lora"
     network_dim: int = Field(8, ge=1, le=1024)
     network_alpha: float = Field(1.0, gt=0)
     network_train_unet_only: bool = False  # kohya trains the text encoder too unless told not to
     network_weights: Optional[Path] = None
+    network_args: dict[str, object] = Field(default_factory=dict)  # kohya's --network_args k=v ...
+    network_dropout: Optional[float] = Field(None, ge=0, lt=1)  # kohya's: dropout after lora_down
     # --- optimizer and schedule ---
     optimizer_type: str = "AdamW"
     optimizer_args: dict[str, object] = Field(default_factory=dict)
@@ -127,6 +130,7 @@ class TrainConfig(StrictModel):
         if self.shuffle_caption and self.keep_tokens < 0:
             raise ValueError("keep_tokens must be >= 0")
         self.dataset_config()  # validates resolution and bucket options with their own messages
+        check_network_args(self.network_module, self.network_args)  # ConfigError naming the arg
         return self
 
     # --- views for the parts below; nothing is written back ---

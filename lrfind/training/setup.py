@@ -74,18 +74,24 @@ def cached_features(config: TrainConfig, components, records, store, *, flips, t
 
 
 def param_groups(config: TrainConfig, network) -> list[dict]:
-    groups = [{"params": list(network.unet_parameters()), "lr": config.effective_unet_lr, "name": "unet"}]
-    if config.trains_text_encoder:
-        groups.append({"params": list(network.text_encoder_parameters()),
-                       "lr": config.effective_text_encoder_lr, "name": "textencoder"})
-    return groups
+    te_lr = config.effective_text_encoder_lr if config.trains_text_encoder else None
+    return network.param_groups(config.effective_unet_lr, te_lr)
+
+
+def network_spec(config: TrainConfig):
+    from lrfind.network import NetworkSpec
+
+    return NetworkSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
+                       train_text_encoder=config.trains_text_encoder,
+                       network_module=config.network_module, network_args=dict(config.network_args),
+                       network_dropout=config.network_dropout)
 
 
 @contextmanager
 def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterator[LoopParts]:
     import torch
 
-    from lrfind.network import LoraSpec, attach_lora, load_lora
+    from lrfind.network import attach_network, load_lora
     from lrfind.training.conditioning import TextConditioner
     from lrfind.training.optimizers import build_optimizer
     from lrfind.training.schedulers import build_scheduler
@@ -99,12 +105,11 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
                                     trains_te=config.trains_text_encoder)
     items = epoch_items(train_records, dataset.reg_images, config.prior_loss_weight)
     plan = plan_steps(config, batches_per_epoch(items, config.train_batch_size))
-    spec = LoraSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
-                    train_text_encoder=config.trains_text_encoder)
+    spec = network_spec(config)
     for module in (components.unet, components.text_encoder):
         if module.device != device or module.dtype != dtype:  # the shared model stays put between trials
             module.to(device, dtype)
-    network = attach_lora(components, spec, seed=config.seed)
+    network = attach_network(components, spec, seed=config.seed)
     try:
         if config.network_weights is not None:
             state_dict, _ = load_lora(config.network_weights)
