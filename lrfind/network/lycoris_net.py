@@ -22,16 +22,16 @@ import contextlib
 import io
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from lrfind.errors import ConfigError
 from lrfind.network.kohya_format import torch_dtype
+from lrfind.network.spec import NetworkSpec
 
 NETWORK_MODULE = "lycoris.kohya"
-ALGOS = ("locon", "loha", "lokr")
-ALGO_LABELS = {"locon": "LoCon", "loha": "LoHa", "lokr": "LoKr"}
+ALGOS = ("locon", "loha", "lokr", "lora")  # lycoris builds the same LoConModule for lora and locon
+ALGO_LABELS = {"locon": "LoCon", "lora": "LoCon", "loha": "LoHa", "lokr": "LoKr"}
 FLOAT_ARGS = ("conv_alpha", "dropout", "rank_dropout", "module_dropout")
 BOOL_ARGS = ("use_tucker", "full_matrix")
 ARG_KEYS = ("algo", "preset", "conv_dim", "factor") + FLOAT_ARGS + BOOL_ARGS
@@ -41,23 +41,13 @@ _PRESET_ATTRS = ("ENABLE_CONV", "UNET_TARGET_REPLACE_MODULE", "UNET_TARGET_REPLA
                  "TEXT_ENCODER_TARGET_REPLACE_MODULE", "TEXT_ENCODER_TARGET_REPLACE_NAME",
                  "MODULE_ALGO_MAP", "NAME_ALGO_MAP", "USE_FNMATCH", "TARGET_EXCLUDE_NAME")
 _class_defaults: dict[str, Any] = {}
+TEXT_ENCODER_PREFIX = "lora_te_text_model_"
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LycorisSpec:
-    """What to attach: kohya's --network-dim/--network-alpha/--network-dropout and network args."""
-
-    network_dim: int
-    network_alpha: float
-    train_unet: bool = True
-    train_text_encoder: bool = False
-    network_args: Mapping[str, Any] = field(default_factory=dict)
-    network_dropout: float | None = None
-
-    @property
-    def algo(self) -> str:
-        return str(self.network_args.get("algo", "locon")).lower()
+def spec_algo(spec: NetworkSpec) -> str:
+    """The LyCORIS algo of a lycoris.kohya spec (lycoris' own default is plain `lora` = LoCon)."""
+    return str(spec.network_args.get("algo", "locon")).lower()
 
 
 def builtin_presets() -> tuple[str, ...]:
@@ -154,42 +144,56 @@ def _without_duplicate_targets(preset: dict, unet) -> dict:
 
 
 @contextlib.contextmanager
-def _lycoris_build(preset: dict) -> Iterator[Any]:
-    """lycoris.kohya with pristine class-level preset state, `preset` registered, quiet logs."""
-    from unittest import mock
-
-    import lycoris.kohya as lycoris_kohya
+def _quiet_lycoris() -> Iterator[None]:
+    """lycoris logs INFO lines to stdout and LoHa/LoKr print() a dropout warning: library code in
+    lrfind does not print, so both go to lrfind's log instead."""
     from lycoris.logging import logger as lycoris_logger
 
-    cls = lycoris_kohya.LycorisNetworkKohya
-    if not _class_defaults:
-        _class_defaults.update({attr: getattr(cls, attr) for attr in _PRESET_ATTRS})
     level = lycoris_logger.level
-    lycoris_logger.setLevel(logging.ERROR)  # it logs INFO lines to stdout; lrfind's CLI reports
-    printed = io.StringIO()  # LoHa/LoKr print a warning about dropout
+    lycoris_logger.setLevel(logging.ERROR)
+    printed = io.StringIO()
     try:
-        for attr, value in _class_defaults.items():
-            setattr(cls, attr, value)
-        with mock.patch.dict(lycoris_kohya.PRESET, {_BUILD_PRESET: preset}), \
-                contextlib.redirect_stdout(printed):
-            yield lycoris_kohya
+        with contextlib.redirect_stdout(printed):
+            yield
     finally:
-        for attr, value in _class_defaults.items():
-            setattr(cls, attr, value)
         lycoris_logger.setLevel(level)
         if printed.getvalue().strip():
             _log.info("lycoris: %s", printed.getvalue().strip())
 
 
-def create_lycoris_kohya(components, spec: LycorisSpec):
-    """`lycoris.kohya.create_network` exactly as kohya's train_network.py calls it (not applied)."""
+@contextlib.contextmanager
+def _pristine_lycoris_kohya(preset: dict) -> Iterator[Any]:
+    """lycoris.kohya with its class-level preset state at the package defaults, `preset` registered."""
+    from unittest import mock
+
+    import lycoris.kohya as lycoris_kohya
+
+    cls = lycoris_kohya.LycorisNetworkKohya
+    if not _class_defaults:
+        _class_defaults.update({attr: getattr(cls, attr) for attr in _PRESET_ATTRS})
+    try:
+        for attr, value in _class_defaults.items():
+            setattr(cls, attr, value)
+        with mock.patch.dict(lycoris_kohya.PRESET, {_BUILD_PRESET: preset}), _quiet_lycoris():
+            yield lycoris_kohya
+    finally:
+        for attr, value in _class_defaults.items():
+            setattr(cls, attr, value)
+
+
+def create_lycoris_kohya(components, spec: NetworkSpec):
+    """`lycoris.kohya.create_network` exactly as kohya's train_network.py calls it (not applied).
+
+    Text-encoder modules are renamed `lora_te_text_model_...`: transformers >= 5.6 dropped the
+    `text_model.` level of CLIPTextModel that kohya (on transformers 4) and every loader expect.
+    """
     args = check_lycoris_args(spec.network_args)
     preset = _without_duplicate_targets(resolved_preset(args.get("preset", DEFAULT_PRESET)),
                                         components.unet)
     kwargs: dict[str, Any] = {**args, "preset": _BUILD_PRESET}
     if "dropout" not in kwargs:  # kohya: "workaround for LyCORIS"
         kwargs["dropout"] = spec.network_dropout
-    with _lycoris_build(preset) as lycoris_kohya:
+    with _pristine_lycoris_kohya(preset) as lycoris_kohya:
         network = lycoris_kohya.create_network(
             1.0, spec.network_dim, spec.network_alpha, components.vae, components.text_encoder,
             components.unet, neuron_dropout=spec.network_dropout, **kwargs)
@@ -198,6 +202,9 @@ def create_lycoris_kohya(components, spec: LycorisSpec):
         raise ConfigError(f"--network-args conv_dim={args['conv_dim']}: LyCORIS preset "
                           f"{args.get('preset', DEFAULT_PRESET)} adapts no convolution; drop conv_dim "
                           "or use preset full")
+    for lora in network.text_encoder_loras:
+        if not lora.lora_name.startswith(TEXT_ENCODER_PREFIX):
+            lora.lora_name = TEXT_ENCODER_PREFIX + lora.lora_name.removeprefix("lora_te_")
     return network
 
 
@@ -209,7 +216,7 @@ class LycorisKohyaNetwork:
     detach restores them and removes everything lrfind or lycoris put on the model.
     """
 
-    def __init__(self, components, spec: LycorisSpec, network, saved_state: dict, hooks: list):
+    def __init__(self, components, spec: NetworkSpec, network, saved_state: dict, hooks: list):
         self.components = components
         self.spec = spec
         self._network = network
@@ -222,19 +229,28 @@ class LycorisKohyaNetwork:
 
     @property
     def label(self) -> str:
-        return ALGO_LABELS[self.spec.algo]
+        return ALGO_LABELS[spec_algo(self.spec)]
 
     def parts(self) -> tuple[str, ...]:
-        return tuple(self._saved_state)
+        return tuple(part for part in ("unet", "text_encoder") if part in self._saved_state)
 
     def _loras(self, part: str) -> list:
         if self._network is None:
             return []
         return list(self._network.unet_loras if part == "unet" else self._network.text_encoder_loras)
 
-    def module_names(self, part: str) -> list[str]:
-        """The kohya/LyCORIS names of the adapted layers of one part, in network order."""
-        return [lora.lora_name for lora in self._loras(part)]
+    def module_names(self, part: str | None = None) -> list[str]:
+        """The LyCORIS names of the adapted layers (of one part, or all), in module order."""
+        parts = self.parts() if part is None else (part,)
+        return [lora.lora_name for name in parts for lora in self._loras(name)]
+
+    def param_groups(self, unet_lr: float, text_encoder_lr: float | None) -> list[dict]:
+        """Optimizer groups with kohya's names (as lycoris' prepare_optimizer_params names them)."""
+        groups = [{"params": self.unet_parameters(), "lr": unet_lr, "name": "unet"}]
+        if text_encoder_lr is not None and self.text_encoder_parameters():
+            groups.append({"params": self.text_encoder_parameters(), "lr": text_encoder_lr,
+                           "name": "textencoder"})
+        return groups
 
     def unet_parameters(self) -> list:
         return [p for lora in self._loras("unet") for p in lora.parameters()]
@@ -302,7 +318,7 @@ class LycorisKohyaNetwork:
         return len({key.split(".", 1)[0] for key in state_dict})
 
 
-def attach_lycoris(components, spec: LycorisSpec, seed: int | None = None) -> LycorisKohyaNetwork:
+def attach_lycoris(components, spec: NetworkSpec, seed: int | None = None) -> LycorisKohyaNetwork:
     """Build a lycoris.kohya network and apply it to the UNet (and text encoder if asked).
 
     With a seed the initial weights are the same every time, and the caller's RNG state is left
@@ -326,8 +342,9 @@ def attach_lycoris(components, spec: LycorisSpec, seed: int | None = None) -> Ly
         if wanted[part]:
             saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
     _refuse_double_attach(components)
-    network.apply_to(components.text_encoder, components.unet,
-                     apply_text_encoder=spec.train_text_encoder, apply_unet=spec.train_unet)
+    with _quiet_lycoris():
+        network.apply_to(components.text_encoder, components.unet,
+                         apply_text_encoder=spec.train_text_encoder, apply_unet=spec.train_unet)
     for part in saved_state:
         if not (network.unet_loras if part == "unet" else network.text_encoder_loras):
             _undo_apply(network)
