@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -31,6 +30,7 @@ from lrfind.network.spec import NetworkSpec
 
 NETWORK_MODULE = "lycoris.kohya"
 ALGOS = ("locon", "loha", "lokr", "lora")  # lycoris builds the same LoConModule for lora and locon
+FILE_LABELS = {"lora": "LoRA/LoCon", "loha": "LoHa", "lokr": "LoKr"}
 ALGO_LABELS = {"locon": "LoCon", "lora": "LoCon", "loha": "LoHa", "lokr": "LoKr"}
 FLOAT_ARGS = ("conv_alpha", "dropout", "rank_dropout", "module_dropout")
 BOOL_ARGS = ("use_tucker", "full_matrix")
@@ -299,6 +299,13 @@ class LycorisKohyaNetwork:
         """
         import torch
 
+        from lrfind.network.kohya_format import file_algo
+
+        in_file, ours = file_algo(state_dict), file_algo(self._network.state_dict())
+        if in_file != ours:
+            raise ConfigError(f"{source}: a {FILE_LABELS[in_file]} file, and this network is "
+                              f"{self.label}; set --network-args algo={in_file if in_file != 'lora' else 'locon'} "
+                              "(with the dims it was trained with), or start without --network-weights")
         own = self._network.state_dict()
         unknown = [key for key in state_dict if key not in own]
         if unknown:
@@ -377,10 +384,3 @@ def _refuse_double_attach(components) -> None:
     for model in (components.unet, components.text_encoder):
         if any(hasattr(m, "_lycoris_wrappers") for m in model.modules()):
             raise RuntimeError("the model already has a LyCORIS network; detach() the previous one")
-
-
-def network_args_json(args: Mapping[str, Any], network_dropout: float | None) -> str:
-    """kohya's ss_network_args for lycoris.kohya: the args as passed, plus its dropout workaround."""
-    values = {key: str(value) for key, value in args.items()}
-    values.setdefault("dropout", network_dropout)
-    return json.dumps(values)

@@ -20,6 +20,18 @@ SD1_BASE_MODEL_VERSION = "sd_v1"
 MODELSPEC_ARCHITECTURE_SD1_LORA = "stable-diffusion-v1/lora"
 
 
+def network_args_metadata(network_args: dict[str, Any], network_dropout: float | None) -> str:
+    """kohya's ss_network_args: the --network_args as it parsed them (strings), as JSON.
+
+    kohya adds `dropout = --network_dropout` to them before building any network ("workaround
+    for LyCORIS") and writes the dict afterwards, so the key is there, `null` when unset.
+    """
+    values: dict[str, Any] = {key: (str(value).lower() if isinstance(value, bool) else str(value))
+                              for key, value in network_args.items()}
+    values.setdefault("dropout", network_dropout)
+    return json.dumps(values)
+
+
 def tag_frequency(captions: list[str]) -> dict[str, int]:
     """kohya's `set_tag_frequency`: comma-separated tags, stripped, lower-cased, counted."""
     counts: dict[str, int] = {}

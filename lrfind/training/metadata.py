@@ -14,7 +14,11 @@ def optimizer_label(config) -> str:
 
 
 def training_metadata(config, dataset, components, state, started: float) -> dict[str, str]:
-    from lrfind.network.metadata import kohya_metadata
+    from lrfind.network.metadata import kohya_metadata, network_args_metadata
+
+    network = {"ss_network_module": config.network_module}
+    if config.network_args:  # kohya writes ss_network_args only when --network_args was given
+        network["ss_network_args"] = network_args_metadata(config.network_args, config.network_dropout)
 
     epochs = -(-state.total_steps // state.steps_per_epoch)
     return kohya_metadata(
@@ -53,4 +57,5 @@ def training_metadata(config, dataset, components, state, started: float) -> dic
         prior_loss_weight=config.prior_loss_weight,
         max_token_length=config.max_token_length,
         v_parameterization=config.v_parameterization,
+        extra=network,
     )
