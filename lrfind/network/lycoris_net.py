@@ -37,10 +37,13 @@ BOOL_ARGS = ("use_tucker", "full_matrix")
 ARG_KEYS = ("algo", "preset", "conv_dim", "factor") + FLOAT_ARGS + BOOL_ARGS
 DEFAULT_PRESET = "full"  # lycoris.kohya.create_network's default
 _BUILD_PRESET = "lrfind-build"  # the name the checked preset is handed to create_network under
-_PRESET_ATTRS = ("ENABLE_CONV", "UNET_TARGET_REPLACE_MODULE", "UNET_TARGET_REPLACE_NAME",
-                 "TEXT_ENCODER_TARGET_REPLACE_MODULE", "TEXT_ENCODER_TARGET_REPLACE_NAME",
-                 "MODULE_ALGO_MAP", "NAME_ALGO_MAP", "USE_FNMATCH", "TARGET_EXCLUDE_NAME")
-_class_defaults: dict[str, Any] = {}
+# LycorisNetworkKohya's class attribute for each preset key (its `apply_preset`)
+_PRESET_ATTRS = {"enable_conv": "ENABLE_CONV", "unet_target_module": "UNET_TARGET_REPLACE_MODULE",
+                 "unet_target_name": "UNET_TARGET_REPLACE_NAME",
+                 "text_encoder_target_module": "TEXT_ENCODER_TARGET_REPLACE_MODULE",
+                 "text_encoder_target_name": "TEXT_ENCODER_TARGET_REPLACE_NAME",
+                 "module_algo_map": "MODULE_ALGO_MAP", "name_algo_map": "NAME_ALGO_MAP",
+                 "use_fnmatch": "USE_FNMATCH", "exclude_name": "TARGET_EXCLUDE_NAME"}
 TEXT_ENCODER_PREFIX = "lora_te_text_model_"
 _log = logging.getLogger(__name__)
 
@@ -169,16 +172,26 @@ def _pristine_lycoris_kohya(preset: dict) -> Iterator[Any]:
     import lycoris.kohya as lycoris_kohya
 
     cls = lycoris_kohya.LycorisNetworkKohya
-    if not _class_defaults:
-        _class_defaults.update({attr: getattr(cls, attr) for attr in _PRESET_ATTRS})
     try:
-        for attr, value in _class_defaults.items():
+        for attr, value in _class_defaults().items():
             setattr(cls, attr, value)
         with mock.patch.dict(lycoris_kohya.PRESET, {_BUILD_PRESET: preset}), _quiet_lycoris():
             yield lycoris_kohya
     finally:
-        for attr, value in _class_defaults.items():
+        for attr, value in _class_defaults().items():
             setattr(cls, attr, value)
+
+
+def _class_defaults() -> dict[str, Any]:
+    """LycorisNetworkKohya's class attributes as the package defines them: preset `full`'s
+    targets (the class body's lists) and no maps, fnmatch or exclusions."""
+    import copy
+
+    from lycoris.config import PRESET
+
+    defaults = {"module_algo_map": {}, "name_algo_map": {}, "use_fnmatch": False, "exclude_name": [],
+                **copy.deepcopy(PRESET["full"])}
+    return {_PRESET_ATTRS[key]: value for key, value in defaults.items()}
 
 
 def create_lycoris_kohya(components, spec: NetworkSpec):
@@ -310,12 +323,13 @@ class LycorisKohyaNetwork:
         unknown = [key for key in state_dict if key not in own]
         if unknown:
             raise ConfigError(f"{source}: {unknown[0]} is not a tensor of this {self.label} network "
-                              f"({len(unknown)} such); continue with the network type, algo and "
-                              "modules the file was trained with, or start without --network-weights")
+                              f"({len(unknown)} such); set the --network-dim, --network-args and "
+                              "text-encoder training the file was trained with, or start without "
+                              "--network-weights")
         for key, value in state_dict.items():
             if tuple(value.shape) != tuple(own[key].shape):
                 raise ConfigError(f"{source}: {key} has shape {tuple(value.shape)}, this network "
-                                  f"{tuple(own[key].shape)}; set the --network-dim/--network-args "
+                                  f"{tuple(own[key].shape)}; set the --network-dim and --network-args "
                                   "the file was trained with")
             if key.endswith(".alpha") and abs(float(value) - float(own[key])) > 1e-3 * max(1.0, abs(float(own[key]))):
                 raise ConfigError(f"{source}: {key} is {float(value):g}, this network's "
