@@ -237,3 +237,45 @@ def test_the_sampler_applies_a_saved_file_as_the_live_network(model, args, tmp_p
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
             assert (got - plain).abs().max() > 1e-2
     assert all(torch.equal(a, b) for a, b in zip(outputs(model), base))
+
+
+def _diffusers_pipeline(tiny):
+    from lrfind.network import build_pipeline
+
+    return build_pipeline(dataclasses.replace(tiny, unet=copy.deepcopy(tiny.unet),
+                                              text_encoder=copy.deepcopy(tiny.text_encoder), _fingerprints={}))
+
+
+def _file(tiny, tmp_path, algo, scale):
+    scratch = dataclasses.replace(tiny, unet=copy.deepcopy(tiny.unet),
+                                  text_encoder=copy.deepcopy(tiny.text_encoder), _fingerprints={})
+    network = attach_network(scratch, spec({"algo": algo}, dim=4), seed=0)
+    randomize(network, 6, scale=scale)
+    path = save_lora(tmp_path / f"{algo}.safetensors", network.kohya_state_dict(), {}, "fp32")
+    network.detach()
+    return path
+
+
+def test_diffusers_loads_a_lycoris_locon_file_as_lrfind_applies_it(tiny, tmp_path):
+    import numpy as np
+
+    from lrfind.network import generate_images
+
+    sample = dict(width=64, height=64, steps=4, guidance_scale=5.0)
+    path = _file(tiny, tmp_path, "locon", 0.1)
+    ours = np.asarray(generate_images(tiny, ["a cat"], [5], **sample, loras=[(path, 1.0)])[0], np.int16)
+    base = np.asarray(generate_images(tiny, ["a cat"], [5], **sample)[0], np.int16)
+    pipeline = _diffusers_pipeline(tiny)
+    pipeline.load_lora_weights(str(path))
+    theirs = np.asarray(pipeline("a cat", negative_prompt="", num_inference_steps=4, guidance_scale=5.0,
+                                 width=64, height=64, generator=torch.Generator().manual_seed(5)).images[0],
+                        np.int16)
+    assert np.abs(theirs - base).max() > 10 and np.abs(theirs - ours).max() <= 1
+
+
+@pytest.mark.parametrize("algo", ["loha", "lokr"])
+def test_diffusers_refuses_loha_and_lokr_files(tiny, tmp_path, algo):
+    """What docs/networks.md says: diffusers' load_lora_weights takes LoRA and LoCon only."""
+    path = _file(tiny, tmp_path, algo, 0.1)
+    with pytest.raises(ValueError, match="hada_w1_a|lokr_w1"):
+        _diffusers_pipeline(tiny).load_lora_weights(str(path))
