@@ -76,7 +76,7 @@ def test_weights_are_restored_exactly_even_after_an_error(model, lora_files):
     before = weights(model)
     with applied_loras(model, [(lora_files[0], 1.0), (lora_files[1], -0.7)]):
         changed = weights(model)
-        assert sum(not torch.equal(before[k], changed[k]) for k in before) == 48 + 20
+        assert sum(not torch.equal(before[k], changed[k]) for k in before) == 72 + 30
     with pytest.raises(KeyError):
         with applied_loras(model, [(lora_files[0], 2.5)]):
             raise KeyError("boom")
@@ -112,7 +112,7 @@ def test_stacking_two_loras_adds_their_deltas(model, lora_files):
 
 
 def test_merge_equals_the_attached_network(model):
-    """applied_loras(state dict) == the same weights live in peft layers (alpha/dim scale)."""
+    """applied_loras(state dict) == the same weights live in LoRA modules (alpha/dim scale)."""
     network = attach_lora(model, LoraSpec(8, 2.0, train_text_encoder=True))
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():

@@ -26,11 +26,12 @@ from lrfind.network import (
 )
 
 UNET_KEY = re.compile(
-    r"^lora_unet_(down_blocks_\d+|up_blocks_\d+|mid_block)_attentions_\d+_transformer_blocks_\d+_"
-    r"attn[12]_(to_q|to_k|to_v|to_out_0)\.(lora_down\.weight|lora_up\.weight|alpha)$"
+    r"^lora_unet_(down_blocks_\d+|up_blocks_\d+|mid_block)_attentions_\d+_(proj_in|proj_out|"
+    r"transformer_blocks_\d+_(attn[12]_(to_q|to_k|to_v|to_out_0)|ff_net_0_proj|ff_net_2))\."
+    r"(lora_down\.weight|lora_up\.weight|alpha)$"
 )
 TE_KEY = re.compile(
-    r"^lora_te_text_model_encoder_layers_\d+_self_attn_(q|k|v|out)_proj\."
+    r"^lora_te_text_model_encoder_layers_\d+_(self_attn_(q|k|v|out)_proj|mlp_fc[12])\."
     r"(lora_down\.weight|lora_up\.weight|alpha)$"
 )
 
@@ -65,7 +66,8 @@ def test_key_names_follow_kohya_exactly(model):
     network.detach()
     unet_keys = [k for k in state_dict if k.startswith("lora_unet_")]
     te_keys = [k for k in state_dict if k.startswith("lora_te_")]
-    assert len(unet_keys) == 48 * 3 and len(te_keys) == 5 * 4 * 3
+    # 6 Transformer2DModels x 12 modules; 5 CLIP layers x (4 attention projections + fc1, fc2)
+    assert len(unet_keys) == 72 * 3 and len(te_keys) == 5 * 6 * 3
     assert all(UNET_KEY.match(k) for k in unet_keys), [k for k in unet_keys if not UNET_KEY.match(k)]
     assert all(TE_KEY.match(k) for k in te_keys), [k for k in te_keys if not TE_KEY.match(k)]
     name = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0"
@@ -73,6 +75,10 @@ def test_key_names_follow_kohya_exactly(model):
     assert state_dict[name + ".lora_up.weight"].shape == (32, 8)
     assert "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k.alpha" in state_dict
     assert "lora_te_text_model_encoder_layers_4_self_attn_out_proj.lora_up.weight" in state_dict
+    proj_in = "lora_unet_down_blocks_0_attentions_0_proj_in"  # a 1x1 conv: 4-D, as kohya
+    assert state_dict[proj_in + ".lora_down.weight"].shape == (8, 32, 1, 1)
+    assert state_dict[proj_in + ".lora_up.weight"].shape == (32, 8, 1, 1)
+    assert state_dict["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"].shape == (8, 32)
 
 
 def test_alpha_is_written_not_rank(model, tmp_path):
@@ -81,7 +87,7 @@ def test_alpha_is_written_not_rank(model, tmp_path):
     network.detach()
     state_dict, _ = load_lora(path)
     alphas = [v for k, v in state_dict.items() if k.endswith(".alpha")]
-    assert len(alphas) == 48 + 20 and all(a.dim() == 0 and a.item() == 2.0 for a in alphas)
+    assert len(alphas) == 72 + 30 and all(a.dim() == 0 and a.item() == 2.0 for a in alphas)
     assert read_dim_and_alpha(state_dict) == (8, 2.0)
 
 
@@ -120,7 +126,7 @@ def test_round_trip_gives_identical_outputs(model, tmp_path):
     network.detach()
     state_dict, _ = load_lora(path)
     fresh = attach_lora(model, LoraSpec(8, 2.0, train_text_encoder=True), seed=99)
-    assert fresh.load_kohya_state_dict(state_dict, source=str(path)) == 48 + 20
+    assert fresh.load_kohya_state_dict(state_dict, source=str(path)) == 72 + 30
     for got, want in zip(outputs(model), expected):
         assert torch.equal(got, want)
     fresh.detach()

@@ -1,10 +1,13 @@
-"""The trainable LoRA network: peft LoRA layers on the UNet (and text encoder) with kohya's semantics.
+"""kohya sd-scripts' `networks.lora`: the same modules, names, shapes, init and dropouts.
 
-kohya's LoRA and peft's agree on everything that matters here: output = W x + (alpha/r) B A x,
-A ("lora_down") kaiming-uniform(a=sqrt(5)) initialised, B ("lora_up") zero-initialised, so a freshly
-attached network leaves the model's output unchanged. peft supplies the layers; this module adds
-kohya's file layout and a `detach()` that puts the model back exactly as it was, so a study can
-attach and detach many networks on one loaded model.
+Module rule (kohya's `LoRANetwork.create_modules`): inside every module whose class is one of
+the target classes, every nn.Linear and 1x1 nn.Conv2d gets network_dim / network_alpha; with
+`conv_dim` (LoCon, kohya's "LoRA-C3Lier") the UNet's target classes add ResnetBlock2D,
+Downsample2D and Upsample2D, whose kxk convs get conv_dim / conv_alpha (their time_emb_proj and
+1x1 conv_shortcut get network_dim / alpha). conv_in, conv_out and the time embedding are outside
+every target class, so never adapted. Text encoder: CLIPAttention / CLIPMLP (q/k/v/out_proj,
+fc1, fc2). A LoRAModule (lora_module.py) replaces each adapted layer; `detach()` puts the
+original layer objects back, so a study can attach and detach many networks on one model.
 """
 
 from __future__ import annotations
@@ -12,54 +15,81 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator, Optional
 
-from lrfind.errors import ConfigError
+from lrfind.errors import ConfigError, ModelError
 from lrfind.network.kohya_format import (
     ALPHA_SUFFIX,
     DOWN_SUFFIX,
     UP_SUFFIX,
     kohya_module_name,
     lora_names,
-    read_dim_and_alpha,
     torch_dtype,
 )
+from lrfind.network.lora_args import LoraArgs, parse_lora_args
 from lrfind.network.spec import LoraSpec, NetworkSpec
 
-ADAPTER_NAME = "lrfind"
-UNET_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
-TEXT_ENCODER_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
+UNET_TARGET_CLASSES = ("Transformer2DModel",)
+UNET_CONV_TARGET_CLASSES = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
+TEXT_ENCODER_TARGET_CLASSES = ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP")
+PARTS = ("unet", "text_encoder")
+
+__all__ = ["LoraNetwork", "LoraSpec", "attach_lora", "kohya_lora_targets"]
+
+
+def kohya_lora_targets(model, part: str, conv: bool = False) -> list[tuple[str, object, bool]]:
+    """(module path, layer, is kxk conv) that kohya's networks.lora adapts, in module order.
+
+    As kohya: class names, not isinstance, and the path is `<target>.<child>`. kxk convs are
+    listed only with `conv` (LoCon); 1x1 convs count as linear layers.
+    """
+    classes = TEXT_ENCODER_TARGET_CLASSES if part == "text_encoder" else (
+        UNET_TARGET_CLASSES + (UNET_CONV_TARGET_CLASSES if conv else ()))
+    found: dict[str, tuple[object, bool]] = {}
+    for name, module in model.named_modules():
+        if type(module).__name__ not in classes:
+            continue
+        for child_name, child in module.named_modules():
+            kind = type(child).__name__
+            if kind not in ("Linear", "Conv2d"):
+                continue
+            kxk = kind == "Conv2d" and tuple(child.kernel_size) != (1, 1)
+            if kxk and not conv:
+                continue
+            found.setdefault(f"{name}.{child_name}", (child, kxk))
+    return [(path, layer, kxk) for path, (layer, kxk) in found.items()]
 
 
 class LoraNetwork:
-    """LoRA layers attached to an SDComponents' UNet and/or text encoder. Make with `attach_lora`."""
+    """kohya LoRA modules in an SDComponents' UNet and/or text encoder. Make with `attach_lora`."""
 
-    def __init__(self, components, spec: NetworkSpec, tuners: dict, saved_state: dict):
+    def __init__(self, components, spec: NetworkSpec, args: LoraArgs, modules: dict,
+                 saved_state: dict):
         self.components = components
         self.spec = spec
-        self._tuners = tuners  # part ("unet" / "text_encoder") -> peft LoraModel
+        self.args = args
+        self._modules = modules  # part -> [(module path, LoRAModule)]
         self._saved_state = saved_state  # part -> (training flag, {param name: requires_grad})
 
     @property
     def attached(self) -> bool:
-        return bool(self._tuners)
+        return bool(self._modules)
 
     def parts(self) -> tuple[str, ...]:
-        return tuple(self._tuners)
+        return tuple(self._modules)
 
     def lora_layers(self, part: str) -> Iterator[tuple[str, object]]:
-        """(module path, peft LoraLayer) of one part, in module order."""
-        from peft.tuners.lora import LoraLayer
+        """(module path, LoRAModule) of one part, in module order."""
+        yield from self._modules.get(part, ())
 
-        if part not in self._tuners:
-            return
-        for path, module in getattr(self.components, part).named_modules():
-            if isinstance(module, LoraLayer) and ADAPTER_NAME in module.lora_A:
-                yield path, module
+    def _named(self) -> Iterator[tuple[str, object]]:
+        for part in self._modules:
+            for path, module in self._modules[part]:
+                yield kohya_module_name(part, path), module
 
-    def _parameters(self, part: str) -> list:
-        params = []
-        for _, layer in self.lora_layers(part):
-            params += [layer.lora_A[ADAPTER_NAME].weight, layer.lora_B[ADAPTER_NAME].weight]
-        return params
+    def module_names(self) -> list[str]:
+        return [name for name, _ in self._named()]
+
+    def _parameters(self, part: str, which: tuple[str, ...] = ("lora_down", "lora_up")) -> list:
+        return [getattr(module, w).weight for _, module in self.lora_layers(part) for w in which]
 
     def unet_parameters(self) -> list:
         return self._parameters("unet")
@@ -67,36 +97,40 @@ class LoraNetwork:
     def text_encoder_parameters(self) -> list:
         return self._parameters("text_encoder")
 
-    def module_names(self) -> list[str]:
-        return [kohya_module_name(part, path) for part in self._tuners for path, _ in self.lora_layers(part)]
-
-    def param_groups(self, unet_lr: float, text_encoder_lr: Optional[float]) -> list[dict]:
-        """Optimizer groups with kohya's names; text_encoder_lr None leaves the text encoder out."""
-        groups = [{"params": self.unet_parameters(), "lr": unet_lr, "name": "unet"}]
-        if text_encoder_lr is not None:
-            groups.append({"params": self.text_encoder_parameters(), "lr": text_encoder_lr,
-                           "name": "textencoder"})
-        return groups
-
     def trainable_parameter_count(self) -> int:
         params = self.unet_parameters() + self.text_encoder_parameters()
         return sum(p.numel() for p in params if p.requires_grad)
 
-    def detach(self) -> None:
-        """Remove every LoRA layer: the UNet / text encoder get back their original modules.
+    def param_groups(self, unet_lr: float, text_encoder_lr: Optional[float]) -> list[dict]:
+        """Optimizer groups with kohya's names; text_encoder_lr None leaves the text encoder out.
 
-        peft's `delete_adapter` leaves `base_layer` wrappers behind; `LoraModel.unload()` puts the
-        original module objects back in place (and removes `peft_config`). requires_grad flags and
-        train/eval mode, which peft and the trainer change, are restored too. Idempotent.
+        LoRA+ (kohya's `prepare_optimizer_params`): with a ratio, the lora_up weights get their
+        own group "<part> plus" at lr x ratio.
         """
-        for part, tuner in list(self._tuners.items()):
+        groups = []
+        for part, label, lr in (("unet", "unet", unet_lr), ("text_encoder", "textencoder", text_encoder_lr)):
+            if lr is None or (part == "text_encoder" and part not in self._modules):
+                continue
+            ratio = self.args.loraplus_ratio(part)
+            if ratio is None:
+                groups.append({"params": self._parameters(part), "lr": lr, "name": label})
+                continue
+            groups.append({"params": self._parameters(part, ("lora_down",)), "lr": lr, "name": label})
+            groups.append({"params": self._parameters(part, ("lora_up",)), "lr": lr * ratio,
+                           "name": f"{label} plus"})
+        return groups
+
+    def detach(self) -> None:
+        """Put the original layers back; restore requires_grad and train/eval. Idempotent."""
+        for part, modules in list(self._modules.items()):
             model = getattr(self.components, part)
-            tuner.unload()
+            for path, module in modules:
+                _replace(model, path, module.base_layer)
             training, requires_grad = self._saved_state[part]
             for name, param in model.named_parameters():
                 param.requires_grad_(requires_grad[name])
             model.train(training)
-            del self._tuners[part]
+            del self._modules[part]
 
     def kohya_state_dict(self, dtype="fp32") -> dict:
         """The weights in kohya's layout (lora_down / lora_up / alpha), cast to `dtype`."""
@@ -104,88 +138,115 @@ class LoraNetwork:
 
         target_dtype = torch_dtype(dtype)
         state_dict = {}
-        for part in self._tuners:
-            for path, layer in self.lora_layers(part):
-                name = kohya_module_name(part, path)
-                down = layer.lora_A[ADAPTER_NAME].weight.detach()
-                up = layer.lora_B[ADAPTER_NAME].weight.detach()
-                state_dict[name + DOWN_SUFFIX] = down.to("cpu", target_dtype, copy=True)
-                state_dict[name + UP_SUFFIX] = up.to("cpu", target_dtype, copy=True)
-                # Written here, not taken from the rank: alpha != dim must survive the round trip.
-                state_dict[name + ALPHA_SUFFIX] = torch.tensor(
-                    float(self.spec.network_alpha), dtype=target_dtype)
+        for name, module in self._named():
+            for suffix, weight in ((DOWN_SUFFIX, module.lora_down.weight), (UP_SUFFIX, module.lora_up.weight)):
+                state_dict[name + suffix] = weight.detach().to("cpu", target_dtype, copy=True)
+            # Written here, not taken from the rank: alpha != dim must survive the round trip.
+            state_dict[name + ALPHA_SUFFIX] = torch.tensor(module.alpha, dtype=target_dtype)
         return state_dict
 
     def load_kohya_state_dict(self, state_dict: dict, source: str = "the LoRA weights") -> int:
         """Load kohya-format weights (e.g. from `--network-weights`); returns modules loaded.
 
-        dim and alpha must match this network's: a silently different alpha would change the
-        scale of every update. Modules of the network missing from the file keep their
-        initialisation (as kohya does); modules in the file the network lacks are an error.
+        Every module of the file must exist in this network with the same shape and alpha (a
+        silently different alpha would change the scale of every update); nothing is loaded
+        otherwise. Modules of the network missing from the file keep their init, as in kohya.
         """
         import torch
 
-        dim, alpha = read_dim_and_alpha(state_dict)
-        if dim != self.spec.network_dim:
-            raise ConfigError(f"{source}: LoRA dim {dim} does not match --network-dim "
-                              f"{self.spec.network_dim}; set --network-dim {dim}")
-        if abs(alpha - self.spec.network_alpha) > 1e-3 * max(1.0, alpha):
-            raise ConfigError(f"{source}: LoRA alpha {alpha:g} does not match --network-alpha "
-                              f"{self.spec.network_alpha:g}; set --network-alpha {alpha:g}")
-        layers = {kohya_module_name(part, path): layer
-                  for part in self._tuners for path, layer in self.lora_layers(part)}
-        unknown = [name for name in lora_names(state_dict) if name not in layers]
+        modules = dict(self._named())
+        names = lora_names(state_dict)
+        unknown = [name for name in names if name not in modules]
         if unknown:
             raise ConfigError(f"{source}: {len(unknown)} LoRA modules (e.g. {unknown[0]}) are not "
-                              "in this network; train the same modules (text encoder too?) or "
-                              "start without --network-weights")
+                              "in this network; train the same modules (text encoder too? "
+                              "--network-args conv_dim?) or start without --network-weights")
+        for name in names:
+            self._check_module(name, modules[name], state_dict, source)
         with torch.no_grad():
-            for name in lora_names(state_dict):
-                layer = layers[name]
-                layer.lora_A[ADAPTER_NAME].weight.copy_(state_dict[name + DOWN_SUFFIX])
-                layer.lora_B[ADAPTER_NAME].weight.copy_(state_dict[name + UP_SUFFIX])
-        return len(lora_names(state_dict))
+            for name in names:
+                modules[name].lora_down.weight.copy_(state_dict[name + DOWN_SUFFIX])
+                modules[name].lora_up.weight.copy_(state_dict[name + UP_SUFFIX])
+        return len(names)
+
+    def _check_module(self, name: str, module, state_dict: dict, source: str) -> None:
+        down, up = state_dict[name + DOWN_SUFFIX], state_dict[name + UP_SUFFIX]
+        rank = int(down.shape[0])
+        alpha_tensor = state_dict.get(name + ALPHA_SUFFIX)
+        alpha = float(alpha_tensor.float().item()) if alpha_tensor is not None else float(rank)
+        if module.is_conv_kxk:
+            dim_option, alpha_option = "--network-args conv_dim=", "--network-args conv_alpha="
+        else:
+            dim_option, alpha_option = "--network-dim ", "--network-alpha "
+        if rank != module.lora_dim:
+            raise ConfigError(f"{source}: LoRA dim {rank} of {name} does not match {dim_option}"
+                              f"{module.lora_dim}; set {dim_option}{rank}")
+        if tuple(down.shape) != tuple(module.lora_down.weight.shape) or \
+                tuple(up.shape) != tuple(module.lora_up.weight.shape):
+            raise ConfigError(f"{source}: {name} has shape {tuple(down.shape)} / {tuple(up.shape)}, "
+                              f"this network's is {tuple(module.lora_down.weight.shape)} / "
+                              f"{tuple(module.lora_up.weight.shape)}; use a LoRA trained for this "
+                              "base model, or start without --network-weights")
+        if abs(alpha - module.alpha) > 1e-3 * max(1.0, alpha):
+            raise ConfigError(f"{source}: LoRA alpha {alpha:g} of {name} does not match "
+                              f"{alpha_option}{module.alpha:g}; set {alpha_option}{alpha:g}")
 
 
-def attach_lora(components, spec: LoraSpec, seed: int | None = None) -> LoraNetwork:
-    """Attach fresh LoRA layers (peft) to the UNet and, if `spec` says so, the text encoder.
+def _replace(model, path: str, new) -> None:
+    parent_path, _, child = path.rpartition(".")
+    setattr(model.get_submodule(parent_path) if parent_path else model, child, new)
+
+
+def _check_targets(spec: NetworkSpec, args: LoraArgs, targets: dict) -> None:
+    if args.conv_dim is not None and not spec.train_unet:
+        raise ConfigError(f"--network-args conv_dim={args.conv_dim}: conv_dim adapts the UNet's 3x3 "
+                          "convs, and this run trains only the text encoder; drop conv_dim or train the UNet")
+    if args.conv_dim is not None and not any(kxk for _, _, kxk in targets.get("unet", ())):
+        raise ConfigError(f"--network-args conv_dim={args.conv_dim}: this UNet has no 3x3 convs in "
+                          f"{', '.join(UNET_CONV_TARGET_CLASSES)}; drop conv_dim")
+    for part, found in targets.items():
+        if not found:
+            raise ModelError(f"the {part} has none of the modules kohya's networks.lora adapts "
+                             "(Transformer2DModel / CLIPAttention / CLIPMLP); use an SD 1.x model")
+
+
+def attach_lora(components, spec: NetworkSpec, seed: int | None = None) -> LoraNetwork:
+    """Attach fresh kohya LoRA modules to the UNet and, if `spec` says so, the text encoder.
 
     The model is changed in place; `LoraNetwork.detach()` undoes it. With a seed the initial
     lora_down weights are the same every time, and the caller's RNG state is left untouched.
     """
     import torch
-    from peft import LoraConfig
-    from peft.tuners.lora import LoraModel
 
-    targets = {"unet": UNET_TARGET_MODULES, "text_encoder": TEXT_ENCODER_TARGET_MODULES}
-    wanted = {"unet": spec.train_unet, "text_encoder": spec.train_text_encoder}
-    tuners, saved_state = {}, {}
+    from lrfind.network.lora_module import LoRAModule
+
+    args = parse_lora_args(spec.network_args)
+    wanted = [part for part, on in zip(PARTS, (spec.train_unet, spec.train_text_encoder)) if on]
+    targets = {part: kohya_lora_targets(getattr(components, part), part, conv=args.conv_dim is not None)
+               for part in wanted}
+    _check_targets(spec, args, targets)
+    modules, saved_state = {}, {}
     # Seeded: a private RNG state. Unseeded: draw from (and advance) the caller's RNG as usual.
     rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     with rng:
         if seed is not None:
             torch.manual_seed(seed)
-        for part in ("unet", "text_encoder"):
-            if not wanted[part]:
-                continue
+        for part in wanted:
             model = getattr(components, part)
-            _refuse_double_attach(model, part)
-            saved_state[part] = (model.training,
-                                 {n: p.requires_grad for n, p in model.named_parameters()})
-            config = LoraConfig(
-                r=spec.network_dim,
-                lora_alpha=spec.network_alpha,
-                target_modules=list(targets[part]),
-                lora_dropout=0.0,
-                bias="none",
-                init_lora_weights=True,  # A kaiming-uniform(a=sqrt(5)), B zeros: as kohya
-            )
-            tuners[part] = LoraModel(model, config, ADAPTER_NAME)
-    return LoraNetwork(components, spec, tuners, saved_state)
+            _refuse_double_attach(model, part, LoRAModule)
+            saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
+            model.requires_grad_(False)
+            modules[part] = []
+            for path, layer, kxk in targets[part]:
+                dim, alpha = (args.conv_dim, args.conv_alpha) if kxk else (spec.network_dim, spec.network_alpha)
+                module = LoRAModule(layer, dim, alpha, dropout=spec.network_dropout,
+                                    rank_dropout=args.rank_dropout, module_dropout=args.module_dropout,
+                                    mode_source=components.unet)
+                _replace(model, path, module)
+                modules[part].append((path, module))
+    return LoraNetwork(components, spec, args, modules, saved_state)
 
 
-def _refuse_double_attach(model, part: str) -> None:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    if any(isinstance(m, BaseTunerLayer) for m in model.modules()):
+def _refuse_double_attach(model, part: str, module_class) -> None:
+    if any(isinstance(m, module_class) for m in model.modules()):
         raise RuntimeError(f"the {part} already has LoRA layers; detach() the previous network")

@@ -101,6 +101,17 @@ def check_network_args(network_module: str, network_args: Mapping[str, object]) 
     network_type(network_module).check_args(network_args)
 
 
+def check_weights_module(metadata: Mapping[str, str], spec: NetworkSpec, source: str) -> None:
+    """A --network-weights file of another network type is a ConfigError naming it."""
+    trained_with = metadata.get("ss_network_module")
+    if trained_with and trained_with != spec.network_module:
+        args = metadata.get("ss_network_args")
+        hint = f" with --network-args from its ss_network_args {args}" if args else ""
+        raise ConfigError(f"{source}: a {trained_with} network, and this run trains "
+                          f"{spec.network_module}; set --network-module {trained_with}{hint}, or "
+                          "start without --network-weights")
+
+
 def attach_network(components, spec: NetworkSpec, seed: Optional[int] = None) -> Network:
     """Attach a fresh network of type `spec.network_module`; `detach()` undoes it."""
     kind = network_type(spec.network_module)

@@ -92,6 +92,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
     import torch
 
     from lrfind.network import attach_network, load_lora
+    from lrfind.network.types import check_weights_module
     from lrfind.training.conditioning import TextConditioner
     from lrfind.training.optimizers import build_optimizer
     from lrfind.training.schedulers import build_scheduler
@@ -112,8 +113,9 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store) -> Iterat
     network = attach_network(components, spec, seed=config.seed)
     try:
         if config.network_weights is not None:
-            state_dict, _ = load_lora(config.network_weights)
-            network.load_kohya_state_dict(state_dict, source=str(config.network_weights))
+            state_dict, metadata = load_lora(config.network_weights)
+            check_weights_module(metadata, spec, f"--network-weights {config.network_weights}")
+            network.load_kohya_state_dict(state_dict, source=f"--network-weights {config.network_weights}")
         if config.gradient_checkpointing:
             components.unet.enable_gradient_checkpointing()
         optimizer = build_optimizer(config.optimizer_type, param_groups(config, network), extra=dict(config.optimizer_args))
