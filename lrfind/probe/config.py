@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lrfind.config import StrictModel
+from lrfind.network.types import check_network_args
 
 
 class ProbeConfig(StrictModel):
@@ -22,6 +23,10 @@ class ProbeConfig(StrictModel):
     steps: int = Field(200, ge=8)
     network_dim: int = Field(8, ge=1)
     network_alpha: float = Field(8.0, gt=0)
+    # The network the probe trains (kohya's --network_module / --network_args). A study rescales the
+    # probe's lr to each trial's type by derive.network_lr_factor, so the default LoRA serves them all.
+    network_module: Literal["networks.lora", "lycoris.kohya"] = "networks.lora"
+    network_args: dict[str, object] = Field(default_factory=dict)
     resolution: int = 512
     batch_size: int = Field(1, ge=1)
     caption_extension: str = ".txt"
@@ -34,6 +39,11 @@ class ProbeConfig(StrictModel):
     range_max_lr: float = Field(1e-1, gt=0)
     range_eval_every: int = Field(5, ge=1)
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _network_args(self) -> "ProbeConfig":
+        check_network_args(self.network_module, self.network_args)  # ConfigError naming the arg
+        return self
 
     @property
     def probe_optimizer(self) -> str:

@@ -166,6 +166,19 @@ RESCALE_RULES: dict[str, RescaleRule] = {
 }
 
 
+# The best AdamW lr of each kind of network (lrfind.network.kinds) / LoRA's at the same dim and
+# alpha: measured by benchmarks/probe_rescale.py --networks (benchmarks/RESULTS.md, docs/networks.md).
+NETWORK_LR_FACTORS: dict[str, float] = {"lora": 1.0}
+
+
+def network_lr_factor(kind: str) -> float:
+    """x the (dim/alpha-rescaled) LoRA lr for a network of `kind`; 1.0 for LoRA."""
+    if kind not in NETWORK_LR_FACTORS:
+        raise ConfigError(f"network kind {kind!r} has no measured lr factor; use one of "
+                          f"{', '.join(NETWORK_LR_FACTORS)}")
+    return NETWORK_LR_FACTORS[kind]
+
+
 def rescale_lr(
     lr: float,
     from_dim: float,
