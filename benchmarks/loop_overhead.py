@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/loop_overhead.py [--rounds 15] [--steps 20] [--profile]
 
-Both sides train the same peft LoRA (lrfind's `attach_lora` through `lora_run`) on the tiny model,
+Both sides train the same LoRA (lrfind's `attach_network` through `lora_run`) on the tiny model,
 on CPU, on the same cached batch (one image of the shipped example dataset, its cached latent
 and cached text embedding):
 

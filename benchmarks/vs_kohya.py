@@ -18,11 +18,20 @@ make a venv with `pip install torch==2.13.0`, its requirements without `bitsandb
 plus `dadaptation`, and `pip install --no-deps torchvision==0.28.0`; that torchvision fails to
 import on the CPU torch from `torchvision/_meta_registrations.py`, which kohya does not need:
 empty that file. The tokenizer comes from --tokenizer_cache_dir (written here), never the hub.
+
+Networks (issue 13): first, the module and parameter counts of lrfind's and kohya's
+`networks.lora` at dim 4 with the text encoder, on the SD 1.5 architecture (the shipped configs,
+built on torch's meta device: shapes without weights), plain and with `conv_dim=4` (LoCon); kohya's
+side imports kohya's own `networks/lora.py` in kohya's venv, one process per network (its
+create_network extends a class-level target list in place). Every (name, down shape, up shape) is
+compared. Then the timed runs, once per --variants entry (`lora`, `locon` = conv_dim 4 conv_alpha 1),
+with the same network args on both sides.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -37,6 +46,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402  (sets the offline environment before any Hugging Face import)
 
 KOHYA_TOKENIZER = "openai_clip-vit-large-patch14"  # the folder kohya's --tokenizer_cache_dir looks for
+VARIANTS = {"lora": [], "locon": ["conv_dim=4", "conv_alpha=1"]}  # --network_args per variant
+# Run by kohya's python, in kohya's folder: kohya's networks.lora on the SD 1.5 architecture (meta).
+KOHYA_COUNT_SCRIPT = """
+import json, sys, torch
+from diffusers import UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+from networks import lora
+configs, dim, network_args, out = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+te_config = {k: v for k, v in json.load(open(configs + "/text_encoder/config.json")).items() if k != "architectures"}
+with torch.device("meta"):
+    unet = UNet2DConditionModel.from_config(json.load(open(configs + "/unet/config.json")))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**te_config))
+network = lora.create_network(1.0, dim, 1.0, None, text_encoder, unet, **network_args)
+modules = network.text_encoder_loras + network.unet_loras
+json.dump({m.lora_name: [list(m.lora_down.weight.shape), list(m.lora_up.weight.shape)] for m in modules}, open(out, "w"))
+"""
 
 
 def save_model(folder: Path) -> None:
@@ -58,7 +83,66 @@ def save_model(folder: Path) -> None:
             shutil.copy(tokenizer_files_dir() / name, target / name)
 
 
-def kohya_command(args, dataset: Path, model: Path, out: Path, tokenizers: Path) -> list[str]:
+def lrfind_modules(dim: int, network_args: dict) -> dict[str, list]:
+    """lrfind's networks.lora on the SD 1.5 architecture (meta device): name -> [down, up] shapes."""
+    import types
+
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from lrfind.models.config_dirs import sd15_config_dir
+    from lrfind.network import NetworkSpec, attach_network, kohya_module_name
+
+    configs = sd15_config_dir()
+    te_config = {k: v for k, v in json.loads((configs / "text_encoder/config.json").read_text()).items()
+                 if k != "architectures"}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(json.loads((configs / "unet/config.json").read_text()))
+        text_encoder = CLIPTextModel(CLIPTextConfig(**te_config))
+    network = attach_network(types.SimpleNamespace(unet=unet, text_encoder=text_encoder),
+                             NetworkSpec(dim, 1.0, train_text_encoder=True, network_args=network_args))
+    modules = {kohya_module_name(part, path): [list(m.lora_down.weight.shape), list(m.lora_up.weight.shape)]
+               for part in network.parts() for path, m in network.lora_layers(part)}
+    network.detach()
+    return modules
+
+
+def kohya_modules(args, dim: int, network_args: dict, tmp: Path) -> dict[str, list]:
+    from lrfind.models.config_dirs import sd15_config_dir
+
+    out = tmp / "kohya_modules.json"
+    subprocess.run([args.kohya_python, "-c", KOHYA_COUNT_SCRIPT, str(sd15_config_dir()), str(dim),
+                    json.dumps(network_args), str(out)], cwd=args.kohya_dir, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def parameter_count(modules: dict[str, list]) -> int:
+    def numel(shape):
+        n = 1
+        for d in shape:
+            n *= d
+        return n
+
+    return sum(numel(down) + numel(up) for down, up in modules.values())
+
+
+def print_network_counts(args, tmp: Path, dim: int = 4) -> None:
+    print(f"| networks.lora, dim {dim}, with the text encoder, SD 1.5 architecture | modules (UNet + TE) | "
+          "parameters | same names and shapes |")
+    print("|---|---|---|---|")
+    for label, network_args in (("plain", {}), ("conv_dim=4 (LoCon)", {"conv_dim": "4"})):
+        sides = {"kohya": kohya_modules(args, dim, network_args, tmp), "lrfind": lrfind_modules(dim, network_args)}
+        same = sides["kohya"] == sides["lrfind"]
+        for name, modules in sides.items():
+            unet = sum(k.startswith("lora_unet_") for k in modules)
+            print(f"| {name}, {label} | {len(modules)} ({unet} + {len(modules) - unet}) | "
+                  f"{parameter_count(modules):,} | {'yes' if same else 'NO'} |", flush=True)
+
+
+def kohya_command(args, dataset: Path, model: Path, out: Path, tokenizers: Path,
+                  network_args: list[str] = ()) -> list[str]:
     return [args.kohya_python, str(Path(args.kohya_dir) / "train_network.py"),
             "--pretrained_model_name_or_path", str(model), "--train_data_dir", str(dataset),
             "--caption_extension", ".txt", "--output_dir", str(out), "--output_name", "bench",
@@ -67,17 +151,17 @@ def kohya_command(args, dataset: Path, model: Path, out: Path, tokenizers: Path)
             "--network_alpha", "8", "--network_train_unet_only", "--learning_rate", "1e-4", "--optimizer_type",
             "AdamW", "--lr_scheduler", "constant", "--mixed_precision", "no", "--save_precision", "float",
             "--cache_latents", "--seed", "1", "--max_data_loader_n_workers", "0",
-            "--tokenizer_cache_dir", str(tokenizers)]
+            "--tokenizer_cache_dir", str(tokenizers)] + (["--network_args", *network_args] if network_args else [])
 
 
-def lrfind_command(args, dataset: Path, model: Path, out: Path) -> list[str]:
+def lrfind_command(args, dataset: Path, model: Path, out: Path, network_args: list[str] = ()) -> list[str]:
     return [sys.executable, "-m", "lrfind", "train", str(dataset), "--model", str(model),
             "--output-dir", str(out), "--output-name", "bench", "--logging-dir", str(out / "logs"),
             "--cache-dir", str(out / "cache"), "--resolution", str(args.resolution), "--train-batch-size", "1",
             "--max-train-steps", str(args.steps), "--network-dim", "8", "--network-alpha", "8",
             "--network-train-unet-only", "--learning-rate", "1e-4", "--optimizer-type", "AdamW",
             "--lr-scheduler", "constant", "--mixed-precision", "no", "--save-precision", "float", "--seed", "1",
-            "--no-xy-grid", "--no-save-state"]
+            "--no-xy-grid", "--no-save-state"] + (["--network-args", *network_args] if network_args else [])
 
 
 def step_wall_times(log_dir: Path) -> list[float]:
@@ -120,30 +204,42 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=1, help="runs per side, alternating which goes first")
     parser.add_argument("--work-dir", type=Path, help="keep model, data, logs here (default: a temp folder)")
+    parser.add_argument("--variants", default="lora,locon", help=f"timed networks, of {', '.join(VARIANTS)}")
+    parser.add_argument("--no-counts", dest="counts", action="store_false", help="skip the module counts")
     args = parser.parse_args(argv)
 
     print(_common.machine_line())
-    results: dict[str, list[dict]] = {"kohya": [], "lrfind": []}
     with tempfile.TemporaryDirectory(prefix="lrfind-bench-kohya-") as scratch:
         tmp = args.work_dir or Path(scratch)
+        if args.counts:
+            print_network_counts(args, tmp)
         if not (tmp / "model" / "model_index.json").is_file():
             save_model(tmp)
         dataset = tmp / "dataset" if (tmp / "dataset").is_dir() else _common.example_dataset(tmp)
-        for round_number in range(args.rounds):
-            order = ["kohya", "lrfind"] if round_number % 2 == 0 else ["lrfind", "kohya"]
-            for name in order:
-                out = tmp / f"{name}-{round_number}"
-                shutil.rmtree(out, ignore_errors=True)  # a kept --work-dir: no old run's logs or cache
-                out.mkdir()
-                command = (kohya_command(args, dataset, tmp / "model", out, tmp / "tokenizers") if name == "kohya"
-                           else lrfind_command(args, dataset, tmp / "model", out))
-                result = run_side(name, command, out / "logs", args.warmup)
-                results[name].append(result)
-                print(f"round {round_number} {name}: {result['steps']} steps, {result['step_s']:.3f} s/step "
-                      f"(median of {result['timed']}), first step done {result['first_step_s']:.1f} s after start, "
-                      f"total {result['total_s']:.1f} s, peak RSS {result['peak_rss_gib']:.2f} GiB", flush=True)
-    print_summary(results)
+        for variant in args.variants.split(","):
+            results = timed_runs(args, tmp, dataset, variant)
+            print(f"\n{variant} (network args: {' '.join(VARIANTS[variant]) or 'none'})")
+            print_summary(results)
     return 0
+
+
+def timed_runs(args, tmp: Path, dataset: Path, variant: str) -> dict[str, list[dict]]:
+    results: dict[str, list[dict]] = {"kohya": [], "lrfind": []}
+    network_args = VARIANTS[variant]
+    for round_number in range(args.rounds):
+        order = ["kohya", "lrfind"] if round_number % 2 == 0 else ["lrfind", "kohya"]
+        for name in order:
+            out = tmp / f"{variant}-{name}-{round_number}"
+            shutil.rmtree(out, ignore_errors=True)  # a kept --work-dir: no old run's logs or cache
+            out.mkdir()
+            command = (kohya_command(args, dataset, tmp / "model", out, tmp / "tokenizers", network_args)
+                       if name == "kohya" else lrfind_command(args, dataset, tmp / "model", out, network_args))
+            result = run_side(name, command, out / "logs", args.warmup)
+            results[name].append(result)
+            print(f"{variant} round {round_number} {name}: {result['steps']} steps, {result['step_s']:.3f} s/step "
+                  f"(median of {result['timed']}), first step done {result['first_step_s']:.1f} s after start, "
+                  f"total {result['total_s']:.1f} s, peak RSS {result['peak_rss_gib']:.2f} GiB", flush=True)
+    return results
 
 
 def print_summary(results: dict) -> None:

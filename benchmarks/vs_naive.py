@@ -10,7 +10,7 @@
           clip_grad_norm_, AdamW step, lr scheduler step. The LoRA goes on with the example's
           `unet.add_adapter(LoraConfig(...))` and off again with `unet.unload_lora()`.
 
-Both train the same LoRA (rank, alpha, target modules to_q/to_k/to_v/to_out.0, AdamW, same lr)
+Both train the same LoRA (rank, alpha, kohya's networks.lora module set in the UNet, AdamW, same lr)
 on the same images at the same bucket sizes in the same batch order (lrfind's kohya-style
 batches), at the same batch size, on CPU in fp32. The naive side loads each image at its lrfind
 bucket size so both UNets see the same latent shapes: the difference is only the data path.
@@ -53,12 +53,14 @@ def naive_side(components, dataset, config, warmup: int, steps: int):
     from peft import LoraConfig
 
     from lrfind.data.images import load_bucket_image
-    from lrfind.network.lora import UNET_TARGET_MODULES
+    from lrfind.network.lora import kohya_lora_targets
 
     unet, vae, text_encoder, tokenizer = components.unet, components.vae, components.text_encoder, components.tokenizer
     noise_scheduler = components.noise_scheduler
+    # The same modules as lrfind's (kohya's networks.lora set), by their full paths.
+    targets = [path for path, _, _ in kohya_lora_targets(unet, "unet")]
     unet.add_adapter(LoraConfig(r=config.network_dim, lora_alpha=config.network_alpha, init_lora_weights=True,
-                                target_modules=list(UNET_TARGET_MODULES)))
+                                target_modules=targets))
     try:
         lora_params = [p for p in unet.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(lora_params, lr=config.learning_rate)

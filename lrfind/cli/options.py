@@ -32,7 +32,7 @@ def _scalar_type(annotation: Any) -> Any:
 def _key_value(text: str) -> tuple[str, Any]:
     """kohya's --optimizer_args "d_coef=2.0" "betas=0.9,0.99" -> typed pairs."""
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not key=value (e.g. d_coef=2.0)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value (e.g. d_coef=2.0, conv_dim=4)")
     key, raw = text.split("=", 1)
     try:
         value: Any = tomllib.loads(f"v = {raw}")["v"]

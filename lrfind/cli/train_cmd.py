@@ -10,6 +10,8 @@ HELP = {
     "pretrained_model_name_or_path": "base model: tiny, a diffusers folder, or an SD 1.x .safetensors file",
     "network_dim": "LoRA rank",
     "network_alpha": "LoRA alpha; the LoRA output is scaled by alpha/dim",
+    "network_args": "kohya's network args, e.g. conv_dim=4 conv_alpha=1 loraplus_lr_ratio=16 rank_dropout=0.1",
+    "network_dropout": "dropout on the LoRA down-projection output while training (kohya's)",
     "optimizer_type": "AdamW, AdamW8bit, Lion, DAdaptAdam, DAdaptLion, Prodigy",
     "optimizer_args": "extra optimizer arguments, e.g. weight_decay=0.1 d_coef=2",
     "lr_scheduler": "constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial",

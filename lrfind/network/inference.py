@@ -36,7 +36,7 @@ def _state_dict_and_label(source: LoraSource) -> tuple[dict, str]:
 
 
 def _weight_layers(model, part: str) -> dict:
-    """kohya name -> Linear / Conv2d of one model (inside a peft wrapper: its base layer)."""
+    """kohya name -> Linear / Conv2d of one model (inside a LoRA wrapper: its base layer)."""
     import torch
 
     layers = {path: module for path, module in model.named_modules()

@@ -45,7 +45,7 @@ def kohya_module_name(part: str, module_path: str) -> str:
     """The kohya LoRA name of one module, e.g. `lora_unet_down_blocks_0_..._attn1_to_out_0`.
 
     `module_path` is the module's name inside the UNet or text encoder as `named_modules()`
-    gives it. A peft wrapper's `.base_layer` is the same module. transformers >= 5.6 dropped the
+    gives it. A LoRA wrapper's `.base_layer` is the same module. transformers >= 5.6 dropped the
     `text_model.` level of CLIPTextModel; kohya names (and diffusers' converter) require it.
     """
     module_path = module_path.removesuffix(".base_layer")

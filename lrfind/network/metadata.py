@@ -11,25 +11,13 @@ from __future__ import annotations
 import datetime
 import json
 import random
-from typing import Any
+from typing import Any, Mapping, Optional, Sequence
 
-from lrfind.data.types import Concept, Dataset
+from lrfind.data.types import Concept, Dataset, ImageRecord
 
 NETWORK_MODULE = "networks.lora"
 SD1_BASE_MODEL_VERSION = "sd_v1"
 MODELSPEC_ARCHITECTURE_SD1_LORA = "stable-diffusion-v1/lora"
-
-
-def network_args_metadata(network_args: dict[str, Any], network_dropout: float | None) -> str:
-    """kohya's ss_network_args: the --network_args as it parsed them (strings), as JSON.
-
-    kohya adds `dropout = --network_dropout` to them before building any network ("workaround
-    for LyCORIS") and writes the dict afterwards, so the key is there, `null` when unset.
-    """
-    values: dict[str, Any] = {key: (str(value).lower() if isinstance(value, bool) else str(value))
-                              for key, value in network_args.items()}
-    values.setdefault("dropout", network_dropout)
-    return json.dumps(values)
 
 
 def tag_frequency(captions: list[str]) -> dict[str, int]:
@@ -58,6 +46,60 @@ def dataset_metadata(dataset: Dataset) -> dict[str, Any]:
         "ss_tag_frequency": json.dumps(
             {c.folder.name: tag_frequency([r.caption for r in c.images]) for c in all_concepts}
         ),
+    }
+
+
+def _kohya_arg_text(value: object) -> str:
+    """A --network_args value as kohya holds it: the text after `=` (it never parses them)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(_kohya_arg_text(v) for v in value)
+    return str(value)
+
+
+def network_args_json(network_args: Mapping[str, object], network_dropout: Optional[float]) -> str:
+    """kohya's ss_network_args: json.dumps of the key -> string pairs, plus "dropout" set to
+    --network_dropout unless given (train_network.py adds it there for LyCORIS)."""
+    values: dict[str, object] = {key: _kohya_arg_text(value) for key, value in network_args.items()}
+    values.setdefault("dropout", network_dropout)
+    return json.dumps(values)
+
+
+def network_metadata(network_module: str, network_args: Mapping[str, object],
+                     network_dropout: Optional[float]) -> dict[str, Any]:
+    """ss_network_module / ss_network_dropout, and ss_network_args when there are any (as kohya)."""
+    metadata: dict[str, Any] = {"ss_network_module": network_module, "ss_network_dropout": network_dropout}
+    if network_args:
+        metadata["ss_network_args"] = network_args_json(network_args, network_dropout)
+    return metadata
+
+
+def bucket_info(images: Sequence[tuple[ImageRecord, int]]) -> dict[str, Any]:
+    """kohya's dataset.bucket_info from (image, repeats used per epoch) pairs.
+
+    Buckets are numbered in sorted (width, height) order over the buckets in use, each with its
+    image count including repeats; mean_img_ar_error is the mean |bucket aspect - image aspect|
+    over the images (without repeats). Regularisation images count with the repeats the epoch
+    gives them (kohya's balancing), so pass those, not the folder's.
+    """
+    used = [(record, repeats) for record, repeats in images if repeats > 0]
+    counts: dict[tuple[int, int], int] = {}
+    for record, repeats in used:
+        counts[tuple(record.bucket)] = counts.get(tuple(record.bucket), 0) + repeats
+    buckets = {index: {"resolution": bucket, "count": counts[bucket]}
+               for index, bucket in enumerate(sorted(counts))}
+    errors = [abs(r.bucket[0] / r.bucket[1] - r.size[0] / r.size[1]) for r, _ in used]
+    return {"buckets": buckets, "mean_img_ar_error": sum(errors) / len(errors) if errors else 0}
+
+
+def bucket_metadata(*, enable_bucket: bool, min_bucket_reso: int, max_bucket_reso: int,
+                    bucket_no_upscale: bool, info: Optional[dict]) -> dict[str, Any]:
+    """kohya's bucket keys; ss_bucket_info is "null" without bucketing (kohya's None)."""
+    return {
+        "ss_enable_bucket": bool(enable_bucket),
+        "ss_min_bucket_reso": min_bucket_reso,
+        "ss_max_bucket_reso": max_bucket_reso,
+        "ss_bucket_no_upscale": bool(bucket_no_upscale),
+        "ss_bucket_info": json.dumps(info if enable_bucket else None),
     }
 
 
@@ -123,6 +165,7 @@ def kohya_metadata(
     prior_loss_weight: float = 1.0,
     max_token_length: int | None = None,
     v_parameterization: bool = False,
+    network_module: str = NETWORK_MODULE,
     session_id: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, str]:
@@ -147,7 +190,7 @@ def kohya_metadata(
         "ss_lr_warmup_steps": lr_warmup_steps,
         "ss_lr_scheduler": lr_scheduler,
         "ss_optimizer": optimizer,
-        "ss_network_module": NETWORK_MODULE,
+        "ss_network_module": network_module,
         "ss_network_dim": network_dim,
         "ss_network_alpha": network_alpha,
         "ss_network_train_unet_only": bool(network_train_unet_only),

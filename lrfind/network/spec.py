@@ -24,7 +24,7 @@ class NetworkSpec:
     train_unet: bool = True
     train_text_encoder: bool = False
     network_module: str = DEFAULT_NETWORK_MODULE
-    network_args: dict = field(default_factory=dict)  # kohya's --network_args, key -> value
+    network_args: dict = field(default_factory=dict, hash=False)  # kohya's --network_args, key -> value
     network_dropout: Optional[float] = None  # kohya's --network_dropout (dropout after lora_down)
 
     def __post_init__(self):

@@ -74,6 +74,7 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
             state.epoch_losses = []
             batches = epoch_batches(parts.items, parts.batch_size, parts.seed, state.epoch)
             torch_gen, rng = _epoch_generators(parts.seed, state.epoch)
+            _seed_global_rng(parts.seed, state.epoch)
             accum = parts.gradient_accumulation_steps
             for index, batch in enumerate(batches):
                 loss = _micro_step(parts, batch, torch_gen, rng) / accum
@@ -157,6 +158,14 @@ def _epoch_generators(seed: int, epoch: int):
     import torch
 
     return torch.Generator().manual_seed(seed * 100_003 + epoch), random.Random(seed * 7_919 + epoch)
+
+
+def _seed_global_rng(seed: int, epoch: int) -> None:
+    """Network dropouts (kohya's and LyCORIS's modules) draw from torch's global RNG, as in kohya
+    (which seeds it once): seeded per epoch, a run with dropout repeats and resumes exactly."""
+    import torch
+
+    torch.manual_seed(seed * 100_019 + epoch)
 
 
 def _emit(callbacks, event: str, state: LoopState) -> None:

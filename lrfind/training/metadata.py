@@ -13,12 +13,38 @@ def optimizer_label(config) -> str:
     return f"{canonical_optimizer_name(config.optimizer_type)}({args})"
 
 
-def training_metadata(config, dataset, components, state, started: float) -> dict[str, str]:
-    from lrfind.network.metadata import kohya_metadata, network_args_metadata
+def run_metadata(config, dataset) -> dict:
+    """The ss_ keys of the network, buckets, validation split and base model (kohya's values).
 
-    network = {"ss_network_module": config.network_module}
-    if config.network_args:  # kohya writes ss_network_args only when --network_args was given
-        network["ss_network_args"] = network_args_metadata(config.network_args, config.network_dropout)
+    lrfind does not clip gradients: ss_max_grad_norm is 0.0, kohya's "no clipping".
+    """
+    from lrfind.network.metadata import bucket_info, bucket_metadata, network_metadata
+    from lrfind.network.model_hash import sd_model_hashes
+    from lrfind.data.steps import regularisation_repeats
+    from lrfind.training.validation import split_validation
+
+    train, validation = split_validation(dataset.train_images, config.validation_split, config.validation_seed)
+    held_out = 0 if validation is train else len(validation)  # no split: validates on train
+    n_train = sum(r.repeats for r in train)
+    reg_used = regularisation_repeats(n_train, [r.repeats for r in dataset.reg_images])
+    images = [(r, r.repeats) for r in train] + list(zip(dataset.reg_images, reg_used))
+    lo, hi = config.dataset_config().bucket_range
+    metadata = {
+        **network_metadata(config.network_module, config.network_args, config.network_dropout),
+        **bucket_metadata(enable_bucket=config.enable_bucket, min_bucket_reso=lo, max_bucket_reso=hi,
+                          bucket_no_upscale=config.bucket_no_upscale, info=bucket_info(images)),
+        "ss_max_grad_norm": 0.0,
+        "ss_num_validation_images": held_out,
+        "ss_validation_split": config.validation_split,
+        "ss_validation_seed": config.validation_seed,
+    }
+    if config.pretrained_model_name_or_path != "tiny":
+        metadata.update(sd_model_hashes(config.pretrained_model_name_or_path))
+    return metadata
+
+
+def training_metadata(config, dataset, components, state, started: float) -> dict[str, str]:
+    from lrfind.network.metadata import kohya_metadata
 
     epochs = -(-state.total_steps // state.steps_per_epoch)
     return kohya_metadata(
@@ -57,5 +83,6 @@ def training_metadata(config, dataset, components, state, started: float) -> dic
         prior_loss_weight=config.prior_loss_weight,
         max_token_length=config.max_token_length,
         v_parameterization=config.v_parameterization,
-        extra=network,
+        network_module=config.network_module,
+        extra=run_metadata(config, dataset),
     )
