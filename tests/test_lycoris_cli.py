@@ -21,7 +21,13 @@ def test_every_algo_trains_saves_and_continues_bit_exactly(example_dataset, tmp_
 
     first = tmp_path / "a"
     assert main(["train", str(example_dataset), *BASE, "--max-train-steps", "2", "--output-dir", str(first),
-                 "--output-name", "a", "--network-args", *algo_args]) == 0
+                 "--output-name", "a", "--network-args", *algo_args, "--logging-dir", str(tmp_path / "logs")]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [logdir] = list((tmp_path / "logs").glob("*/network_train"))
+    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    events.Reload()
+    assert {"loss/current", "lr/unet", "lr/textencoder"} <= set(events.Tags()["scalars"])  # kohya's tags
     with safe_open(str(first / "a.safetensors"), "pt") as f:
         meta, keys = f.metadata(), list(f.keys())
     algo = algo_args[0].split("=")[1]
