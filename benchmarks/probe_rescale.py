@@ -150,7 +150,7 @@ def network_factors(args, results: list[dict]) -> list[dict]:
 
 
 def print_network_factors(rows: list[dict]) -> None:
-    from lrfind.probe.derive import network_lr_factor
+    from lrfind.probe.derive import NETWORK_LR_FACTORS
 
     print("\nnetwork type: AdamW grid best per kind / LoRA's at the same dim and alpha; rule = "
           "lrfind.probe.derive.network_lr_factor")
@@ -159,7 +159,7 @@ def print_network_factors(rows: list[dict]) -> None:
     for r in rows:
         edge = "*" if r["at_edge"] else " "
         print(f"{r['dim']:>4} {r['alpha']:>6g} {r['network']:>14} {r['best_lr']:>10.3g}{edge}{r['fitted_lr']:>8.3g} "
-              f"{r['best_loss']:>10.5g} {fmt(r['ratio_to_lora']):>7} {network_lr_factor(r['network']):>7.3g}")
+              f"{r['best_loss']:>10.5g} {fmt(r['ratio_to_lora']):>7} {fmt(NETWORK_LR_FACTORS.get(r['network'])):>7}")
 
 
 def print_report(args, summary: dict, device: str) -> None:
