@@ -290,12 +290,16 @@ def test_base_model_hashes_are_kohyas(tmp_path):
 
 @pytest.mark.parametrize("args, needle, accepted", [
     (["--network-args", "algo=loha"], "--network-args algo", "use conv_dim, conv_alpha, loraplus_lr_ratio"),
+    (["--network-args", "block_dims=2,4"], "block-wise", "use conv_dim"),
+    (["--network-args", "dropout=0.1"], "--network-dropout", "use conv_dim"),
     (["--network-args", "conv_dim=four"], "conv_dim=four", "a whole number >= 1"),
     (["--network-args", "conv_dim=0"], "conv_dim=0", "a whole number >= 1"),
     (["--network-args", "conv_alpha=2"], "conv_alpha=2", "needs conv_dim"),
     (["--network-args", "rank_dropout=1.5"], "rank_dropout=1.5", "in [0, 1)"),
     (["--network-args", "loraplus_lr_ratio=-1"], "loraplus_lr_ratio=-1", "> 0"),
     (["--network-dropout", "1"], "network_dropout", "less than 1"),
+    (["--network-args", "loraplus_lr_ratio=16", "--optimizer-type", "Prodigy", "--learning-rate", "1"],
+     "loraplus_lr_ratio", "use AdamW, AdamW8bit or Lion"),
 ])
 def test_bad_network_args_exit_2_with_one_line_and_write_nothing(args, needle, accepted, example_dataset, tmp_path,
                                                                  capsys):
@@ -403,3 +407,42 @@ def test_a_round_one_file_attention_only_still_loads_and_samples(model):
     with applied_loras(model, [(old, 1.0)]):  # the sampler still maps every key of an old file
         merged = unet_and_te_outputs(model)
     assert not torch.equal(merged[0], base[0]) and not torch.equal(merged[1], base[1])
+
+
+def test_gradient_checkpointing_recomputes_the_same_dropout(model):
+    """Checkpointed blocks run forward twice: the dropout masks must be the same both times."""
+    network = attach_network(model, NetworkSpec(4, 4.0, network_args={"rank_dropout": 0.5, "module_dropout": 0.3},
+                                                network_dropout=0.3), seed=0)
+    randomize(network, seed=3)
+    g = torch.Generator().manual_seed(1)
+    latents, context = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, 32, generator=g)
+    model.unet.train()
+    grads = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.unet.enable_gradient_checkpointing()
+        for p in network.unet_parameters():
+            p.grad = None
+        torch.manual_seed(7)
+        model.unet(latents, torch.tensor([300]), context).sample.square().mean().backward()
+        grads.append([None if p.grad is None else p.grad.clone() for p in network.unet_parameters()])
+    model.unet.disable_gradient_checkpointing()
+    model.unet.eval()
+    network.detach()
+    assert [a is None for a in grads[0]] == [b is None for b in grads[1]]  # the same modules dropped
+    assert all(a is None or torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*grads))
+    assert any(a is None for a in grads[0]) and any(a is not None and a.abs().sum() > 0 for a in grads[0])
+
+
+def test_the_probes_lr_sweep_keeps_loraplus_ratios():
+    from lrfind.probe.config import ProbeConfig
+    from lrfind.probe.runner import _RangeSweep
+
+    optimizer = torch.optim.AdamW([{"params": [torch.zeros(1, requires_grad=True)], "lr": 1e-6, "name": "unet"},
+                                   {"params": [torch.zeros(1, requires_grad=True)], "lr": 16e-6, "name": "unet plus"}])
+    cfg = ProbeConfig(dataset="d", range_steps=10, range_min_lr=1e-6, range_max_lr=1e-2)
+    sweep = _RangeSweep(types.SimpleNamespace(optimizer=optimizer), cfg)
+    for step in (0, 5, 10):
+        sweep._set_lr(step)
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        assert lrs[0] == pytest.approx(sweep.lr_at(step)) and lrs[1] == pytest.approx(16 * lrs[0])

@@ -15,6 +15,9 @@ from lrfind.errors import ConfigError
 DROPOUT_KEYS = ("module_dropout", "rank_dropout")
 LORAPLUS_KEYS = ("loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio")
 LORA_ARG_KEYS = ("conv_dim", "conv_alpha", *LORAPLUS_KEYS, *DROPOUT_KEYS)
+# kohya's networks.lora has these too; lrfind refuses them rather than train something else
+KOHYA_BLOCK_KEYS = ("block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight",
+                    "mid_lr_weight", "up_lr_weight", "block_lr_zero_threshold")
 # kohya: conv_dim given without conv_alpha -> conv_alpha 1.0
 DEFAULT_CONV_ALPHA = 1.0
 
@@ -56,9 +59,14 @@ def parse_lora_args(args: Mapping[str, object]) -> LoraArgs:
     """kohya's networks.lora network_args -> LoraArgs; ConfigError naming the arg otherwise."""
     unknown = [key for key in args if key not in LORA_ARG_KEYS]
     if unknown:
-        raise ConfigError(f"--network-args {unknown[0]}: not an argument of networks.lora; use "
-                          f"{', '.join(LORA_ARG_KEYS)} (LyCORIS's algo=... needs "
-                          "--network-module lycoris.kohya)")
+        key = unknown[0]
+        if key == "dropout":
+            why = "networks.lora takes its dropout from --network-dropout"
+        elif key in KOHYA_BLOCK_KEYS:
+            why = "kohya's block-wise dims / lr weights are not implemented in lrfind"
+        else:
+            why = "not an argument of networks.lora (LyCORIS's algo=... needs --network-module lycoris.kohya)"
+        raise ConfigError(f"--network-args {key}: {why}; use {', '.join(LORA_ARG_KEYS)}")
     values: dict[str, object] = {}
     if "conv_dim" in args:
         values["conv_dim"] = _number("conv_dim", args["conv_dim"], int, "a whole number >= 1, e.g. 4")

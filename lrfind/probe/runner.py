@@ -77,11 +77,15 @@ class _RangeSweep:
         self.lr_at = lambda step: exponential_lr(step, cfg.range_steps, cfg.range_min_lr, cfg.range_max_lr)
         self.limit = DIVERGENCE_FACTOR
         self.best = math.inf
+        # The sweep moves the first group's lr; the others keep their ratio to it (LoRA+'s lora_up
+        # groups train at lr x loraplus ratio).
+        groups = self.parts.optimizer.param_groups
+        self.ratios = [float(g["lr"]) / float(groups[0]["lr"]) if groups[0]["lr"] else 1.0 for g in groups]
         self._set_lr(0)
 
     def _set_lr(self, step: int) -> None:
-        for group in self.parts.optimizer.param_groups:
-            group["lr"] = self.lr_at(step)
+        for group, ratio in zip(self.parts.optimizer.param_groups, self.ratios):
+            group["lr"] = self.lr_at(step) * ratio
 
     def on_step_end(self, state) -> None:
         self._set_lr(state.step)

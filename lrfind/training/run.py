@@ -45,6 +45,13 @@ def preflight(config: TrainConfig) -> None:
             "give the same value (e.g. --learning-rate 1.0 without --unet-lr/--text-encoder-lr) "
             "or use --network-train-unet-only"
         )
+    loraplus = sorted(k for k in config.network_args if k.startswith("loraplus_"))
+    if loraplus and is_adaptive(config.optimizer_type):
+        raise ConfigError(
+            f"--network-args {loraplus[0]}: {config.optimizer_type} estimates one step size for all parameters, "
+            "so LoRA+'s larger lr for lora_up cannot apply (kohya does not support it either); use AdamW, "
+            "AdamW8bit or Lion with LoRA+, or drop the loraplus_* args"
+        )
     if config.network_weights is not None and not Path(config.network_weights).is_file():
         raise ConfigError(f"{config.network_weights}: --network-weights file not found; check the path")
 
