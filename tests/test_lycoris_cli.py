@@ -64,3 +64,19 @@ def test_bad_network_args_exit_2_with_one_line(example_dataset, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert rc == 2 and needle in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_the_probe_trains_the_network_it_is_given(example_dataset, tmp_path):
+    out = tmp_path / "probe"
+    assert main(["probe", str(example_dataset), "--model", "tiny", "--resolution", "64", "--steps", "8",
+                 "--batch-size", "2", "--network-module", "lycoris.kohya", "--network-args", "algo=lokr",
+                 "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "probe.json").read_text())
+    assert report["network_module"] == "lycoris.kohya" and report["network_args"] == {"algo": "lokr"}
+
+
+def test_probe_with_bad_network_args_exits_2(example_dataset, tmp_path, capsys):
+    rc = main(["probe", str(example_dataset), "--network-module", "lycoris.kohya", "--network-args", "algo=x",
+               "--out", str(tmp_path / "p")])
+    assert rc == 2 and "algo=x: unknown LyCORIS algo" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
