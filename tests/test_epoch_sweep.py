@@ -88,7 +88,8 @@ def test_suggest_skips_epochs_only_for_swept_schedulers():
     from lrfind.study.space import load_space, suggest
 
     space = load_space("tiny")
-    base = {"network_dim": 4, "network_alpha_fraction": 1.0, "repeats": 1, "lr_multiplier": 1.0, "optimizer": "AdamW"}
+    base = {"network_dim": 4, "network_alpha_fraction": 1.0, "repeats": 1, "lr_multiplier": 1.0, "optimizer": "AdamW",
+            "network_type": "lora"}
     swept = suggest(optuna.trial.FixedTrial({**base, "lr_scheduler": "constant"}), space, "sweep")
     assert swept.epochs == 3  # the space's most; no `epochs` parameter asked for
     with pytest.raises(ValueError):  # FixedTrial: a cosine trial must sample epochs
