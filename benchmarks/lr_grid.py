@@ -60,8 +60,13 @@ def make_bench(scratch: Path, resolution: int, batch_size: int, model_seed: int 
                  resolution, batch_size, device)
 
 
-def adamw_val_loss(bench: Bench, lr: float, steps: int, seed: int, dim: int = 8, alpha: float = 8.0) -> float:
-    """Final validation loss of a constant-lr AdamW run; inf when the run diverged (NaN loss)."""
+def adamw_val_loss(bench: Bench, lr: float, steps: int, seed: int, dim: int = 8, alpha: float = 8.0,
+                   network: str = "lora") -> float:
+    """Final validation loss of a constant-lr AdamW run; inf when the run diverged (NaN loss).
+
+    `network`: a kind of lrfind.network.kinds (lora, locon, lycoris_locon, loha, lokr), its defaults.
+    """
+    from lrfind.network.kinds import network_values
     from lrfind.errors import TrainingStopped
     from lrfind.training.config import TrainConfig
     from lrfind.training.loop import run_loop
@@ -70,6 +75,7 @@ def adamw_val_loss(bench: Bench, lr: float, steps: int, seed: int, dim: int = 8,
     config = TrainConfig(train_data_dir=bench.dataset_dir, resolution=bench.resolution,
                          train_batch_size=bench.batch_size, network_dim=dim, network_alpha=alpha,
                          network_train_unet_only=True, optimizer_type="AdamW", learning_rate=lr,
+                         **network_values(network, dim, alpha),
                          lr_scheduler="constant", max_train_steps=steps, validate_every_n_steps=steps,
                          seed=seed, output_dir=bench.scratch / "runs", progress=False)
     start = time.perf_counter()

@@ -15,6 +15,11 @@ End to end, as a study uses it: the probe's AdamW lr at the first setting (deriv
 its PROBE_FACTORS) rescaled to each setting by the space's default rule, against that setting's grid
 best (`e2e`, target within x2); and the probe run at the setting itself, no rescale (`own`).
 `--from-json FILE` re-summarises saved runs with the current lrfind.probe.derive, without training.
+
+`--networks lora,locon,loha,lokr` (issue #13) adds the network type as a factor: every setting's
+grid is run for each kind of lrfind.network.kinds (its defaults: LoCon conv_dim = dim, LyCORIS
+preset full, LoKr factor -1), and the best lr of each kind is compared with LoRA's at the same
+dim/alpha (the factor trial_values applies when a study searches the type). Probes run on LoRA only.
 """
 
 from __future__ import annotations
@@ -32,28 +37,28 @@ from lr_grid import adamw_val_loss, fmt, grid_best, load_saved, log_grid, make_b
 
 def run_task(args_dict: dict, task: tuple) -> dict:
     """One (dim, alpha, seed): its grid and its probes, in one process."""
-    dim, alpha, seed = task
+    dim, alpha, seed, network = task
     args = argparse.Namespace(**args_dict)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix=f"lrfind-rescale-{dim}-{alpha:g}-{seed}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"lrfind-rescale-{dim}-{alpha:g}-{seed}-{network}-") as tmp:
         bench = make_bench(Path(tmp), args.resolution, args.batch_size, model=args.model)
         lrs = log_grid(args.grid_low, args.grid_high, args.grid_points)
-        losses = [adamw_val_loss(bench, lr, args.steps, seed, dim, alpha) for lr in lrs]
+        losses = [adamw_val_loss(bench, lr, args.steps, seed, dim, alpha, network) for lr in lrs]
         plateaus = {}
-        for optimizer in args.probes:
+        for optimizer in args.probes if network == "lora" else ():
             report = run_probe_on(bench, optimizer, seed, dim, alpha)
             plateaus[optimizer] = {"value": report.get("plateau_value"), "status": report.get("status")}
-        print(f"  dim {dim} alpha {alpha:g} seed {seed}: "
+        print(f"  {network} dim {dim} alpha {alpha:g} seed {seed}: "
               + " ".join(f"{lr:.2g}:{fmt(v)}" for lr, v in zip(lrs, losses)) + f"  probes {plateaus}", flush=True)
-        return {"dim": dim, "alpha": alpha, "seed": seed, "lrs": lrs, "losses": losses, "plateaus": plateaus,
-                "device": bench.device}
+        return {"dim": dim, "alpha": alpha, "seed": seed, "network": network, "lrs": lrs, "losses": losses,
+                "plateaus": plateaus, "device": bench.device}
 
 
 def run_all(args) -> list[dict]:
-    tasks = [(d, a, s) for d, a in args.settings for s in args.seeds]
+    tasks = [(d, a, s, n) for n in args.networks for d, a in args.settings for s in args.seeds]
     if args.workers <= 1:
         return [run_task(vars(args), t) for t in tasks]
     import multiprocessing
@@ -86,6 +91,7 @@ def summarise(args, results: list[dict]) -> dict:
     args.rule = args.rule or DEFAULT_RESCALE_RULE
 
     rows = []
+    results = [r for r in results if r.get("network", "lora") == "lora"]
     for dim, alpha in args.settings:
         runs = [r for r in results if (r["dim"], r["alpha"]) == (dim, alpha)]
         lrs = runs[0]["lrs"]
@@ -122,6 +128,38 @@ def summarise(args, results: list[dict]) -> dict:
     e2e = {o: max((abs(math.log2(r["e2e"][o])) for r in rows if r["e2e"].get(o)), default=None)
            for o in args.probes}
     return {"rows": rows, "fits": fits, "worst_log2_error": errors, "worst_log2_e2e": e2e}
+
+
+def network_factors(args, results: list[dict]) -> list[dict]:
+    """Per setting and network kind: the grid best and its ratio to LoRA's at the same dim/alpha."""
+    rows = []
+    for dim, alpha in args.settings:
+        best = {}
+        for network in args.networks:
+            runs = [r for r in results if (r["dim"], r["alpha"], r.get("network", "lora")) == (dim, alpha, network)]
+            if runs:
+                lrs = runs[0]["lrs"]
+                mean = [sum(r["losses"][i] for r in runs) / len(runs) for i in range(len(lrs))]
+                best[network] = grid_best(lrs, mean)
+        for network, grid in best.items():
+            lora = best.get("lora")
+            rows.append({"dim": dim, "alpha": alpha, "network": network, "best_lr": grid.best_lr,
+                         "fitted_lr": grid.fitted_lr, "best_loss": grid.best_loss, "at_edge": grid.at_edge,
+                         "ratio_to_lora": grid.fitted_lr / lora.fitted_lr if lora else None})
+    return rows
+
+
+def print_network_factors(rows: list[dict]) -> None:
+    from lrfind.probe.derive import NETWORK_LR_FACTORS
+
+    print("\nnetwork type: AdamW grid best per kind / LoRA's at the same dim and alpha; rule = "
+          "lrfind.probe.derive.network_lr_factor")
+    print(f"{'dim':>4} {'alpha':>6} {'network':>14} {'grid best':>10} {'parabola':>9} {'best loss':>10} "
+          f"{'ratio':>7} {'rule':>7}")
+    for r in rows:
+        edge = "*" if r["at_edge"] else " "
+        print(f"{r['dim']:>4} {r['alpha']:>6g} {r['network']:>14} {r['best_lr']:>10.3g}{edge}{r['fitted_lr']:>8.3g} "
+              f"{r['best_loss']:>10.5g} {fmt(r['ratio_to_lora']):>7} {fmt(NETWORK_LR_FACTORS.get(r['network'])):>7}")
 
 
 def print_report(args, summary: dict, device: str) -> None:
@@ -177,7 +215,9 @@ def parse_args(argv=None):
     p.add_argument("--grid-points", type=int, default=9)  # x2 apart
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
     p.add_argument("--probes", type=lambda s: [x for x in s.split(",") if x], default=["dadaptation", "prodigy"])
-    p.add_argument("--workers", type=int, default=1, help="processes, one (dim, alpha, seed) each")
+    p.add_argument("--networks", type=lambda s: [x for x in s.split(",") if x], default=["lora"],
+                   help="kinds of lrfind.network.kinds to grid (lora first): e.g. lora,locon,loha,lokr")
+    p.add_argument("--workers", type=int, default=1, help="processes, one (dim, alpha, seed, network) each")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     p.add_argument("--rule", default=None, help="the rescale rule the end-to-end check uses "
                                                 "(default: lrfind.probe.derive.DEFAULT_RESCALE_RULE)")
@@ -191,8 +231,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.from_json:
         saved_args, results = load_saved(args.from_json)
-        saved = argparse.Namespace(**{**saved_args, "rule": args.rule})
+        saved = argparse.Namespace(**{"networks": ["lora"], **saved_args, "rule": args.rule})
         print_report(saved, summarise(saved, results), results[0]["device"])
+        if len(saved.networks) > 1:
+            print_network_factors(network_factors(saved, results))
         return 0
     results = run_all(args)
     if args.json:  # the raw results first: hours of compute survive a failing summary
@@ -201,6 +243,9 @@ def main(argv=None) -> int:
         write_json(args.json, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results})
     summary = summarise(args, results)
     print_report(args, summary, results[0]["device"])
+    if len(args.networks) > 1:
+        summary["network_factors"] = network_factors(args, results)
+        print_network_factors(summary["network_factors"])
     if args.json:
         from lrfind.atomic import write_json
 

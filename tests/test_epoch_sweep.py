@@ -88,7 +88,8 @@ def test_suggest_skips_epochs_only_for_swept_schedulers():
     from lrfind.study.space import load_space, suggest
 
     space = load_space("tiny")
-    base = {"network_dim": 4, "network_alpha_fraction": 1.0, "repeats": 1, "lr_multiplier": 1.0, "optimizer": "AdamW"}
+    base = {"network_dim": 4, "network_alpha_fraction": 1.0, "repeats": 1, "lr_multiplier": 1.0, "optimizer": "AdamW",
+            "network_type": "lora"}
     swept = suggest(optuna.trial.FixedTrial({**base, "lr_scheduler": "constant"}), space, "sweep")
     assert swept.epochs == 3  # the space's most; no `epochs` parameter asked for
     with pytest.raises(ValueError):  # FixedTrial: a cosine trial must sample epochs
@@ -103,10 +104,15 @@ def test_probe_point_takes_what_the_space_allows():
     tiny = load_space("tiny")  # dims 4/8, alpha fraction 0.5/1, lr multiplier range 0.5..2
     point = probe_point(tiny, {"network_dim": 8, "network_alpha": 4.0})
     assert point == {"lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant",
-                     "network_dim": 8, "network_alpha_fraction": 0.5}
+                     "network_type": "lora", "network_dim": 8, "network_alpha_fraction": 0.5}
     # dim 16 and alpha 2/16 are not choices here: the sampler picks those
     assert probe_point(tiny, {"network_dim": 16, "network_alpha": 2}) == {
-        "lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant"}
+        "lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant", "network_type": "lora"}
+    # a probe of a LoHa: its point is a LoHa trial (tiny searches loha); lycoris_locon is not a choice
+    loha = {"network_module": "lycoris.kohya", "network_args": {"algo": "loha"}}
+    assert probe_point(tiny, {"network_dim": 8, "network_alpha": 8, **loha})["network_type"] == "loha"
+    assert "network_type" not in probe_point(tiny, {"network_module": "lycoris.kohya",
+                                                    "network_args": {"algo": "locon"}})
     assert probe_point(tiny, {"network_dim": None, "network_alpha": None})["lr_multiplier"] == 1.0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from lrfind.data.steps import dataset_steps_per_epoch
 from lrfind.data.types import Concept, Dataset, ImageRecord
 from lrfind.errors import ConfigError
+from lrfind.network.kinds import CONV_KINDS
 from lrfind.probe.derive import LION_LR_DIVISOR, LION_WEIGHT_DECAY_FACTOR
 from lrfind.study.space import (FloatDimension, IntDimension, TrialParams, load_space, preset_names,
                                 suggest)
@@ -157,8 +159,42 @@ def test_suggest_stays_in_the_space(preset):
         assert lo <= params.lr_multiplier <= hi
         assert TrialParams.from_params(trial.params, space) == params
         study.tell(trial, 0.0)
-    assert set(study.trials[0].params) == {"network_dim", "network_alpha_fraction", "epochs", "repeats",
-                                           "lr_multiplier", "optimizer", "lr_scheduler"}
+    base = {"network_dim", "network_alpha_fraction", "epochs", "repeats", "lr_multiplier", "optimizer",
+            "lr_scheduler", "network_type"}
+    for trial in study.trials:  # conv_dim_fraction / lokr_factor only for the types that have them
+        assert base <= set(trial.params) <= base | {"conv_dim_fraction", "lokr_factor"}
+        assert ("lokr_factor" in trial.params) == (trial.params["network_type"] == "lokr"
+                                                   and space.lokr_factor is not None)
+        assert ("conv_dim_fraction" in trial.params) == (trial.params["network_type"] in CONV_KINDS
+                                                         and space.conv_dim_fraction is not None)
+
+
+def test_network_type_options_are_asked_only_of_their_types(tmp_path):
+    space = load_space(write(tmp_path, MINIMAL + 'network_type = ["lora", "loha", "lokr"]\n'
+                                                 "conv_dim_fraction = { range = [0.25, 1.0] }\n"
+                                                 "lokr_factor = [4, 8]\n"))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {}
+    for _ in range(30):
+        trial = study.ask()
+        params = suggest(trial, space)
+        seen[params.network_type] = trial.params
+        study.tell(trial, 0.0)
+    assert "conv_dim_fraction" not in seen["lora"] and "lokr_factor" not in seen["lora"]
+    assert "conv_dim_fraction" in seen["loha"] and "lokr_factor" not in seen["loha"]
+    assert {"conv_dim_fraction", "lokr_factor"} <= set(seen["lokr"])
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ('network_type = ["lora", "dora"]\n', "unknown network_type 'dora'"),
+    ('network_type = ["lora"]\nconv_dim_fraction = 0.5\n', "no network_type of ['lora'] has convs"),
+    ('network_type = ["loha"]\nlokr_factor = 4\n', "does not include lokr"),
+    ('network_type = ["lokr"]\nlokr_factor = 1\n', "LoKr factors are whole numbers >= 2"),
+    ('network_type = ["locon"]\nconv_dim_fraction = 2.0\n', "fraction is at most 1"),
+])
+def test_bad_network_dimensions_are_config_errors(tmp_path, extra, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_space(write(tmp_path, MINIMAL + extra))
 
 
 def test_without_repeats_dimension_there_is_no_repeats_param(tmp_path):

@@ -29,17 +29,18 @@ from lrfind.export.toml_writer import Commented, dumps
 KOHYA_REF = "kohya-ss/sd-scripts commit 48d368fa"
 NETWORK_MODULE = "networks.lora"
 # train_values keys (lrfind's TrainConfig names = kohya's) copied as they are, when not None.
-PASSTHROUGH = ("network_dim", "network_alpha", "network_train_unet_only", "optimizer_type", "learning_rate",
+PASSTHROUGH = ("network_dim", "network_alpha", "network_dropout", "network_train_unet_only", "optimizer_type", "learning_rate",
                "unet_lr", "text_encoder_lr", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles",
                "lr_scheduler_power", "max_train_epochs", "max_train_steps", "train_batch_size",
                "gradient_accumulation_steps", "gradient_checkpointing", "min_snr_gamma", "noise_offset",
                "v_parameterization", "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight")
-FLOAT_KEYS = ("network_alpha", "learning_rate", "unet_lr", "text_encoder_lr", "min_snr_gamma", "noise_offset",
+FLOAT_KEYS = ("network_alpha", "network_dropout", "learning_rate", "unet_lr", "text_encoder_lr", "min_snr_gamma", "noise_offset",
               "lr_scheduler_power", "prior_loss_weight")
 # Sections as kohya_ss writes them; kohya itself only flattens them (the names are for people).
 SECTIONS = {
     "model_arguments": ("pretrained_model_name_or_path", "v_parameterization"),
-    "additional_network_arguments": ("network_module", "network_dim", "network_alpha", "network_train_unet_only",
+    "additional_network_arguments": ("network_module", "network_args", "network_dim", "network_alpha",
+                                     "network_dropout", "network_train_unet_only",
                                      "unet_lr", "text_encoder_lr", "training_comment"),
     "optimizer_arguments": ("optimizer_type", "learning_rate", "optimizer_args", "lr_scheduler",
                             "lr_warmup_steps", "lr_scheduler_num_cycles", "lr_scheduler_power"),
@@ -77,6 +78,15 @@ def kohya_optimizer_arg(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
+def kohya_network_arg(key: str, value: Any) -> str:
+    """One --network_args string: kohya does `key, value = net_arg.split("=")` and each network
+    converts the string itself (int(), float(), lycoris' str_bool), so values go in plain."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if "=" in key or "=" in text or isinstance(value, (dict, list, tuple)) or value is None:
+        raise ValueError(f"network arg {key}={value!r} cannot be written as kohya's key=value")
+    return f"{key}={text}"
+
+
 def kohya_training_values(rec: dict, *, model_path: str, dataset_dir: Optional[Path | str], output_dir: Path | str,
                           output_name: str, logging_dir: Optional[Path | str], dataset_config: Optional[Path | str] = None,
                           mixed_precision: str = "fp16", save_precision: str = "fp16", save_every_n_epochs: int = 1,
@@ -89,7 +99,10 @@ def kohya_training_values(rec: dict, *, model_path: str, dataset_dir: Optional[P
     `train_data_dir = dataset_dir` and kohya reads repeats from the folder names.
     """
     train = _train_values(rec)
-    values: dict[str, Any] = {"pretrained_model_name_or_path": str(model_path), "network_module": NETWORK_MODULE}
+    values: dict[str, Any] = {"pretrained_model_name_or_path": str(model_path),
+                              "network_module": train.get("network_module") or NETWORK_MODULE}
+    if train.get("network_args"):
+        values["network_args"] = [kohya_network_arg(k, v) for k, v in train["network_args"].items()]
     for key in PASSTHROUGH:
         if train.get(key) is not None:
             values[key] = float(train[key]) if key in FLOAT_KEYS else train[key]
@@ -132,7 +145,10 @@ def _training_comment(rec: dict) -> str:
 
 
 def _comments(rec: dict) -> dict[str, str]:
-    notes = {"network_module": "kohya's LoRA", "resolution": "kohya reads 'width,height'",
+    module = _train_values(rec).get("network_module") or NETWORK_MODULE
+    notes = {"network_module": "kohya's LoRA" if module == NETWORK_MODULE else
+             "LyCORIS: pip install lycoris-lora in kohya's environment",
+             "resolution": "kohya reads 'width,height'",
              "optimizer_args": "kohya's key=value strings", "cache_latents": "fine without augmentations"}
     if rec.get("steps_math"):
         notes["max_train_epochs"] = str(rec["steps_math"])

@@ -1,9 +1,11 @@
-"""Sampling with kohya LoRA files: merge them into the weights for a while, generate, restore.
+"""Sampling with network files: merge their weight deltas in for a while, generate, restore.
 
-lrfind applies LoRA files itself (W += weight * alpha/dim * up @ down, as kohya's `merge_to`)
-rather than through diffusers' `load_lora_weights`, because that injects peft layers into the
-model for good, while samples during a study must leave the shared model exactly as it was. The
-interop test checks that both give the same images.
+lrfind applies network files itself (W += weight * delta) rather than through diffusers'
+`load_lora_weights`, because that injects peft layers into the model for good (and refuses LoHa and
+LoKr), while samples during a study must leave the shared model exactly as it was. Plain LoRA and
+kohya LoCon modules: delta = alpha/dim * up @ down, as kohya's `merge_to` (the interop test checks
+this against diffusers). LyCORIS modules (LoHa, LoKr, Tucker LoCon): lycoris builds the module
+from the file (`get_module` / `make_module`) and rebuilds the delta its forward adds.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from lrfind.network.kohya_format import (
     UP_SUFFIX,
     kohya_name_lookup,
     load_lora,
-    lora_names,
+    module_names,
 )
 
 LoraSource = Union[dict, str, os.PathLike]
@@ -57,11 +59,38 @@ def lora_delta(down, up, weight_shape):
     return delta.reshape(weight_shape)
 
 
+def lycoris_delta(state_dict: dict, name: str, layer):
+    """The weight change of one LyCORIS module of a file, built by lycoris (float32).
+
+    What the module's forward adds to the layer's weight at multiplier 1. Not lycoris'
+    `get_diff_weight`: in lycoris-lora 4.1.3 that applies alpha/dim twice for LoHa and LoKr
+    (`get_weight` already includes it), so a merge would disagree with training.
+    """
+    import torch
+    from lycoris.modules import get_module, make_module
+
+    module_type, params = get_module(state_dict, name)
+    if module_type is None:
+        raise ModelError(f"{name}: no LoRA, LoCon, LoHa or LoKr weights; re-save the file")
+    params = tuple(p.float() if p is not None else None for p in params)
+    with torch.random.fork_rng(devices=[]):  # lycoris initialises the module before loading
+        module = make_module(module_type, params, name, layer).float().eval()
+    with torch.no_grad():
+        if hasattr(module, "get_weight"):  # LoHa, LoKr: scale included
+            return module.get_weight(tuple(layer.weight.shape)).float()
+        return module.get_diff_weight(1.0, tuple(layer.weight.shape))[0].float()
+
+
+def _plain_lora(state_dict: dict, name: str) -> bool:
+    suffixes = {key[len(name) + 1:] for key in state_dict if key.startswith(name + ".")}
+    return suffixes <= {DOWN_SUFFIX[1:], UP_SUFFIX[1:], ALPHA_SUFFIX[1:]}
+
+
 def _merges(components, state_dict: dict, label: str) -> Iterator[tuple[object, object]]:
-    """(layer, delta at weight 1) for each module of a kohya state dict; ModelError if unmatched."""
+    """(layer, delta at weight 1) for each module of a network state dict; ModelError if unmatched."""
     layers = {**_weight_layers(components.unet, "unet"),
               **_weight_layers(components.text_encoder, "text_encoder")}
-    names = lora_names(state_dict)
+    names = module_names(state_dict)
     unmatched = [name for name in names if name not in layers]
     if unmatched:
         raise ModelError(
@@ -69,11 +98,14 @@ def _merges(components, state_dict: dict, label: str) -> Iterator[tuple[object, 
             "no layer of this model; use a LoRA trained for this base model (SD 1.x)"
         )
     for name in names:
+        layer = layers[name]
+        if not _plain_lora(state_dict, name):
+            yield layer, lycoris_delta(state_dict, name, layer)
+            continue
         down, up = state_dict[name + DOWN_SUFFIX], state_dict[name + UP_SUFFIX]
         rank = down.shape[0]
         alpha_tensor = state_dict.get(name + ALPHA_SUFFIX)
         alpha = float(alpha_tensor.float().item()) if alpha_tensor is not None else float(rank)
-        layer = layers[name]
         yield layer, lora_delta(down, up, layer.weight.shape) * (alpha / rank)
 
 

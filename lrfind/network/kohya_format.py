@@ -28,9 +28,15 @@ DOWN_SUFFIX = ".lora_down.weight"
 UP_SUFFIX = ".lora_up.weight"
 ALPHA_SUFFIX = ".alpha"
 PART_PREFIXES = {"unet": UNET_PREFIX, "text_encoder": TEXT_ENCODER_PREFIX}
-# Every key of a kohya LoRA file (SD1/SD2 text encoder `lora_te_`, SDXL `lora_te1_`/`lora_te2_`).
+# LyCORIS's tensors (lycoris.kohya files): LoCon's Tucker core, LoHa's and LoKr's factors.
+LYCORIS_TENSORS = ("lora_mid.weight", "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1",
+                   "hada_t2", "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b",
+                   "lokr_t1", "lokr_t2")
+# Every key of a kohya or LyCORIS network file (SD1/SD2 text encoder `lora_te_`, SDXL
+# `lora_te1_`/`lora_te2_`).
 KOHYA_KEY_PATTERN = re.compile(
-    r"^lora_(unet|te|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$"
+    r"^lora_(unet|te|te1|te2)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha|"
+    + "|".join(re.escape(name) for name in LYCORIS_TENSORS) + r")$"
 )
 SAVE_PRECISIONS = ("fp16", "bf16", "fp32", "float")
 
@@ -60,6 +66,21 @@ def kohya_name_lookup(part: str, module_paths: Iterable[str]) -> dict[str, str]:
 def lora_names(state_dict: dict) -> list[str]:
     """The LoRA module names of a kohya state dict (keys without their suffix), in file order."""
     return [key[: -len(DOWN_SUFFIX)] for key in state_dict if key.endswith(DOWN_SUFFIX)]
+
+
+def module_names(state_dict: dict) -> list[str]:
+    """Every module name of a kohya or LyCORIS state dict (the key before its first '.')."""
+    return list(dict.fromkeys(key.split(".", 1)[0] for key in state_dict))
+
+
+def file_algo(state_dict: dict) -> str:
+    """What kind of network a state dict holds: "loha", "lokr" or "lora" (LoRA or LoCon)."""
+    suffixes = {key.split(".", 1)[1] for key in state_dict if "." in key}
+    if any(s.startswith("hada_") for s in suffixes):
+        return "loha"
+    if any(s.startswith("lokr_") for s in suffixes):
+        return "lokr"
+    return "lora"
 
 
 def read_dim_and_alpha(state_dict: dict) -> tuple[int, float]:
@@ -171,6 +192,6 @@ def _check_kohya_layout(path: Path, state_dict: dict) -> None:
         if name + UP_SUFFIX not in state_dict:
             raise ModelError(f"{path}: {name} has lora_down but no lora_up weight; the file is "
                              "incomplete, re-save it")
-    if not lora_names(state_dict):
-        raise ModelError(f"{path}: no .lora_down.weight keys (LoCon/LoHa/LoKr files are not "
-                         "supported); use a plain kohya LoRA")
+    weights = [key for key in state_dict if not key.endswith(ALPHA_SUFFIX)]
+    if not weights:
+        raise ModelError(f"{path}: only .alpha keys, no weights; the file is incomplete, re-save it")

@@ -71,8 +71,21 @@ def _check_lora_args(args: Mapping[str, object]) -> None:
     parse_lora_args(args)
 
 
+def _attach_lycoris(components, spec: NetworkSpec, seed: Optional[int]) -> Network:
+    from lrfind.network.lycoris_net import attach_lycoris
+
+    return attach_lycoris(components, spec, seed)
+
+
+def _check_lycoris_args(args: Mapping[str, object]) -> None:
+    from lrfind.network.lycoris_net import check_lycoris_args
+
+    check_lycoris_args(args)
+
+
 NETWORK_TYPES: dict[str, NetworkType] = {
     "networks.lora": NetworkType("networks.lora", _attach_lora, _check_lora_args),
+    "lycoris.kohya": NetworkType("lycoris.kohya", _attach_lycoris, _check_lycoris_args),
 }
 
 

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from lrfind.config import Resolution, Seed, StrictModel
+from lrfind.network.types import check_network_args
 
 
 class ProbeConfig(StrictModel):
@@ -22,6 +23,10 @@ class ProbeConfig(StrictModel):
     steps: int = Field(200, ge=8)
     network_dim: int = Field(8, ge=1)
     network_alpha: float = Field(8.0, gt=0, allow_inf_nan=False)
+    # The network the probe trains (kohya's --network_module / --network_args). A study rescales the
+    # probe's lr to each trial's type by derive.network_lr_factor, so the default LoRA serves them all.
+    network_module: Literal["networks.lora", "lycoris.kohya"] = "networks.lora"
+    network_args: dict[str, object] = Field(default_factory=dict)
     resolution: Resolution = 512
     batch_size: int = Field(1, ge=1)
     caption_extension: str = ".txt"
@@ -41,6 +46,7 @@ class ProbeConfig(StrictModel):
             raise ValueError(f"range_min_lr {self.range_min_lr:g} must be below range_max_lr {self.range_max_lr:g}: "
                              "the range test raises the lr from min to max (e.g. --range-min-lr 1e-6 "
                              "--range-max-lr 0.1)")
+        check_network_args(self.network_module, self.network_args)  # ConfigError naming the arg
         return self
 
     @property

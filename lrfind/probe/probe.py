@@ -83,6 +83,7 @@ def _finite(x):
 def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict) -> dict:
     report: dict = {"source": source, "optimizer": cfg.probe_optimizer, "method": cfg.method,
                     "network_dim": cfg.network_dim, "network_alpha": cfg.network_alpha,
+                    "network_module": cfg.network_module, "network_args": dict(cfg.network_args),
                     "resolution": cfg.resolution, "batch_size": cfg.batch_size, "seed": cfg.seed}
     if outcome.plateau is not None:
         p = outcome.plateau

@@ -36,6 +36,7 @@ def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
         train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model, allow_pickle=cfg.allow_pickle,
         caption_extension=cfg.caption_extension, resolution=cfg.resolution, train_batch_size=cfg.batch_size,
         network_dim=cfg.network_dim, network_alpha=cfg.network_alpha, network_train_unet_only=True,
+        network_module=cfg.network_module, network_args=dict(cfg.network_args),
         optimizer_type="Prodigy" if cfg.probe_optimizer == "prodigy" else "DAdaptAdam",
         optimizer_args=PRODIGY_PROBE_ARGS if cfg.probe_optimizer == "prodigy" else {"decouple": True},
         learning_rate=1.0, lr_scheduler="constant", max_train_steps=cfg.steps, seed=cfg.seed,

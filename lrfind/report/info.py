@@ -13,6 +13,7 @@ import shlex
 from typing import Any, Optional
 
 from lrfind.jsonfiles import finite
+from lrfind.network.kinds import network_label
 from lrfind.report.data import StudyData
 from lrfind.report.info_images import _get_sample_grid_info, _get_xy_grid_info, unreadable_image_warnings
 from lrfind.report.info_plots import (_get_dim_alpha_info, _get_history_info, _get_importance_info,
@@ -87,7 +88,9 @@ def _number_text(value: Any) -> str:
 
 def _settings_rows(rec: dict) -> list[list[str]]:
     values = rec.get("train_values", {})
-    rows = [["network_dim", rec.get("network_dim")], ["network_alpha", rec.get("network_alpha")],
+    module, args = values.get("network_module") or "networks.lora", values.get("network_args") or {}
+    network = " ".join([network_label(module, args) + ":", module, *(f"{k}={v}" for k, v in args.items())])
+    rows = [["network", network], ["network_dim", rec.get("network_dim")], ["network_alpha", rec.get("network_alpha")],
             ["epochs", rec.get("epochs")], ["optimizer", rec.get("optimizer")],
             ["unet_lr", rec.get("unet_lr")],
             ["text_encoder_lr", rec.get("text_encoder_lr") if rec.get("text_encoder_lr") is not None
@@ -152,7 +155,7 @@ def _get_recommendation_info(data: StudyData) -> dict:
 # --- probe ---------------------------------------------------------------------------------------
 
 PROBE_ROWS = ("status", "confidence", "plateau_value", "plateau_step", "unet_lr", "adamw_lr", "lion_lr",
-              "text_encoder_lr", "optimizer", "network_dim", "network_alpha", "steps")
+              "text_encoder_lr", "optimizer", "network_module", "network_dim", "network_alpha", "steps")
 
 
 def _plateau_for(probe: dict):

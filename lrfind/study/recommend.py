@@ -23,6 +23,7 @@ from typing import Optional
 
 from lrfind.data.types import Dataset
 from lrfind.errors import LrfindError
+from lrfind.network.kinds import LABELS
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, with_swept_epoch
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
 from lrfind.study.stats import DatasetStats
@@ -35,7 +36,7 @@ AGREEMENT_RANGE_SHARE = 0.25  # top-k values within this share of the searched r
 CLOSE_CALL = 0.25  # relative gap below this: the runner-up is about as good
 CLEARLY_AHEAD = 1.0
 PARAM_NAMES = ("network_dim", "network_alpha_fraction", "epochs", "repeats", "lr_multiplier",
-               "optimizer", "lr_scheduler")
+               "optimizer", "lr_scheduler", "network_type", "conv_dim_fraction", "lokr_factor")
 
 
 class NoCompletedTrials(LrfindError):
@@ -105,6 +106,9 @@ class Recommendation:
     confidence: str  # "high" | "medium" | "low"
     metrics: dict  # the best trial's numeric user attributes (val_loss, clip_i, ...)
     epoch_losses: dict = field(default_factory=dict)  # a swept trial's {"epochs": val loss}; else {}
+    network_type: str = "lora"  # lrfind.network.kinds; train_values has its network_module/args
+    network_module: str = "networks.lora"
+    network_args: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready (recommendation.json)."""
@@ -226,6 +230,8 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: dict,
         confidence=_confidence(closeness, agreement),
         metrics={k: v for k, v in best.user_attrs.items() if _finite(v)},
         epoch_losses=dict(best.user_attrs.get(EPOCH_LOSSES_ATTR) or {}),
+        network_type=params.network_type, network_module=values["network_module"],
+        network_args=dict(values["network_args"]),
     )
 
 
@@ -246,7 +252,9 @@ def _settings_sentence(r: Recommendation) -> str:
         te += " (Prodigy shares one step size across both)"
     renames = [f"{f!r} → '{n}_{c}'" for f, c, n in r.concept_repeats if f != f"{n}_{c}"]
     repeats = f"; rename {', '.join(renames)} for these repeats" if renames else ""
-    return (f"Recommended (from trial {r.trial_number}, value {r.value:.4g}): network_dim {r.network_dim}, "
+    args = " ".join(f"{k}={v}" for k, v in r.network_args.items())
+    network = f"{LABELS.get(r.network_type, r.network_type)} ({r.network_module}{' ' + args if args else ''}), "
+    return (f"Recommended (from trial {r.trial_number}, value {r.value:.4g}): {network}network_dim {r.network_dim}, "
             f"network_alpha {r.network_alpha:g}, {r.epochs} epochs, {_optimizer_text(r)}, {te}, "
             f"lr_scheduler {r.lr_scheduler}{repeats}.")
 

@@ -177,8 +177,11 @@ def check_same_space(cfg: StudyConfig, study, space) -> None:
     if stored is None:
         return
     current = space.model_dump(mode="json")
-    keys = ("network_dim", "network_alpha_fraction", "epochs", "repeats", "lr_multiplier", "optimizer", "lr_scheduler")
-    changed = [k for k in keys if stored.get(k) != current.get(k)]
+    keys = ("network_dim", "network_alpha_fraction", "epochs", "repeats", "lr_multiplier", "optimizer", "lr_scheduler",
+            "network_type", "conv_dim_fraction", "lokr_factor")
+    # studies from before network types stored none of them: they searched LoRA only
+    before_types = {"network_type": {"choices": ["lora"]}, "conv_dim_fraction": None, "lokr_factor": None}
+    changed = [k for k in keys if stored.get(k, before_types.get(k)) != current.get(k)]
     if changed:
         raise LrfindError(f"study {cfg.name} was run with another search space ({', '.join(changed)} differ); "
                           "pass the same --space to resume it, or start a new study with another --name")

@@ -21,6 +21,14 @@ Dimensions and their Optuna parameter names (stable: optuna-dashboard and the re
                                         d_coef (Prodigy has no lr to pick). Default: fixed 1.0.
 - `optimizer`                           AdamW | Lion | Prodigy. Default: AdamW.
 - `lr_scheduler`                        kohya's scheduler names. Default: constant.
+- `network_type`                        lora | locon | lycoris_locon | loha | lokr (lrfind.network.kinds:
+                                        kohya's networks.lora with/without conv_dim, LyCORIS algos).
+                                        Default: lora.
+- `conv_dim_fraction`                   float in (0, 1]: conv_dim = fraction x dim (conv_alpha keeps the
+                                        alpha fraction); asked only of types with convs. Left out:
+                                        each type's own default (conv_dim = dim).
+- `lokr_factor`                         int >= 2: LoKr's factor; asked only of lokr trials. Left out:
+                                        lycoris' -1 (the most balanced factorisation).
 Sections: `[fixed]` (settings of every trial: lrfind train's run-wide options such as resolution,
 train_batch_size, enable_bucket, clip_skip, mixed_precision, plus the lr rules of FixedSettings), `[objective]` (weights of the scalar objective, the
 same three names as lrfind.study.scoring.ObjectiveWeights: loss, clip_i, clip_t) and `[budget]`.
@@ -40,6 +48,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from lrfind.config import StrictModel, format_validation_error
 from lrfind.errors import ConfigError
+from lrfind.network.kinds import CONV_KINDS, NETWORK_KINDS
 from lrfind.probe.derive import DEFAULT_RESCALE_RULE
 from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
 from lrfind.study.epoch_sweep import epoch_counts, sweeps
@@ -210,12 +219,16 @@ class SearchSpace(StrictModel):
     lr_multiplier: FloatDimension = FloatDimension(choices=[1.0])
     optimizer: NameDimension = NameDimension(choices=["AdamW"])
     lr_scheduler: NameDimension = NameDimension(choices=["constant"])
+    network_type: NameDimension = NameDimension(choices=["lora"])
+    conv_dim_fraction: Optional[FloatDimension] = None
+    lokr_factor: Optional[IntDimension] = None
     fixed: FixedSettings = FixedSettings()
     objective: ObjectiveSettings = ObjectiveSettings()
     budget: BudgetSettings = BudgetSettings()
 
     @field_validator("network_dim", "network_alpha_fraction", "epochs", "repeats", "lr_multiplier",
-                     "optimizer", "lr_scheduler", mode="before")
+                     "optimizer", "lr_scheduler", "network_type", "conv_dim_fraction", "lokr_factor",
+                     mode="before")
     @classmethod
     def _short_forms(cls, v: Any) -> Any:
         return _shorthand(v)
@@ -242,6 +255,36 @@ class SearchSpace(StrictModel):
         if v.highest > 1:
             raise ValueError(f"the alpha fraction of dim is at most 1 (alpha <= dim), got {v.highest}")
         return v
+
+    @field_validator("network_type")
+    @classmethod
+    def _network_types(cls, v: NameDimension) -> NameDimension:
+        return NameDimension(choices=_canonical(v.choices, NETWORK_KINDS, "network_type"))
+
+    @field_validator("conv_dim_fraction")
+    @classmethod
+    def _conv_fraction(cls, v: Optional[FloatDimension]) -> Optional[FloatDimension]:
+        if v is not None and v.highest > 1:
+            raise ValueError(f"conv_dim is at most dim: the fraction is at most 1, got {v.highest}")
+        return v
+
+    @field_validator("lokr_factor")
+    @classmethod
+    def _factor(cls, v: Optional[IntDimension]) -> Optional[IntDimension]:
+        if v is not None and min(v.values_seen) < 2:
+            raise ValueError(f"LoKr factors are whole numbers >= 2 (leave lokr_factor out for lycoris' -1), "
+                             f"got {min(v.values_seen)}")
+        return v
+
+    @model_validator(mode="after")
+    def _network_options_used(self) -> "SearchSpace":
+        kinds = self.network_type.choices
+        if self.conv_dim_fraction is not None and not set(kinds) & set(CONV_KINDS):
+            raise ValueError(f"conv_dim_fraction: no network_type of {kinds} has convs; add one of "
+                             f"{', '.join(CONV_KINDS)} or drop conv_dim_fraction")
+        if self.lokr_factor is not None and "lokr" not in kinds:
+            raise ValueError("lokr_factor: network_type does not include lokr; add it or drop lokr_factor")
+        return self
 
     @field_validator("optimizer")
     @classmethod
@@ -328,6 +371,9 @@ class TrialParams:
     lr_multiplier: float
     optimizer: str
     lr_scheduler: str
+    network_type: str = "lora"
+    conv_dim_fraction: Optional[float] = None  # asked only of network types with convs
+    lokr_factor: Optional[int] = None  # asked only of lokr
 
     @property
     def network_alpha(self) -> float:
@@ -335,8 +381,10 @@ class TrialParams:
         return min(float(self.network_dim), _three_digits(self.network_alpha_fraction * self.network_dim))
 
     def to_params(self) -> dict:
-        """The Optuna params dict (repeats absent when the space keeps the folders' repeats)."""
-        return {k: v for k, v in asdict(self).items() if not (k == "repeats" and v is None)}
+        """The Optuna params dict (absent: repeats when the space keeps the folders' repeats, and
+        the network options a trial's type was not asked)."""
+        optional = ("repeats", "conv_dim_fraction", "lokr_factor")
+        return {k: v for k, v in asdict(self).items() if not (k in optional and v is None)}
 
     @classmethod
     def from_params(cls, params: dict, space: SearchSpace) -> "TrialParams":
@@ -358,6 +406,9 @@ class TrialParams:
             lr_multiplier=float(params["lr_multiplier"]),
             optimizer=str(params["optimizer"]),
             lr_scheduler=str(params["lr_scheduler"]),
+            network_type=str(params.get("network_type", "lora")),  # studies before issue #13: LoRA
+            conv_dim_fraction=float(params["conv_dim_fraction"]) if "conv_dim_fraction" in params else None,
+            lokr_factor=int(params["lokr_factor"]) if "lokr_factor" in params else None,
         )
 
 
@@ -369,7 +420,7 @@ def suggest(trial, space: SearchSpace, epoch_mode: str = "sample") -> TrialParam
     """
     lr_scheduler = space.lr_scheduler.suggest(trial, "lr_scheduler")
     swept = sweeps(epoch_mode, lr_scheduler, space_epoch_counts(space))
-    return TrialParams(
+    values = dict(
         network_dim=space.network_dim.suggest(trial, "network_dim"),
         network_alpha_fraction=space.network_alpha_fraction.suggest(trial, "network_alpha_fraction"),
         epochs=space.epochs.highest if swept else space.epochs.suggest(trial, "epochs"),
@@ -377,6 +428,15 @@ def suggest(trial, space: SearchSpace, epoch_mode: str = "sample") -> TrialParam
         lr_multiplier=space.lr_multiplier.suggest(trial, "lr_multiplier"),
         optimizer=space.optimizer.suggest(trial, "optimizer"),
         lr_scheduler=lr_scheduler,
+    )
+    # Last, so that the other parameters are asked in the same order as before network types.
+    network_type = space.network_type.suggest(trial, "network_type")
+    conv = space.conv_dim_fraction if network_type in CONV_KINDS else None
+    factor = space.lokr_factor if network_type == "lokr" else None
+    return TrialParams(
+        **values, network_type=network_type,
+        conv_dim_fraction=conv.suggest(trial, "conv_dim_fraction") if conv is not None else None,
+        lokr_factor=factor.suggest(trial, "lokr_factor") if factor is not None else None,
     )
 
 

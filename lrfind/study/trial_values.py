@@ -2,7 +2,8 @@
 
 Learning rate (issue #4's recipe, factors from lrfind.probe.derive, not repeated here):
     lr = probe unet_lr, rescaled from the probe's dim/alpha to the trial's (derive.rescale_lr, the
-         space's `fixed.lr_rescale_rule`), x the trial's lr_multiplier;
+         space's `fixed.lr_rescale_rule`), x the trial's network type's lr factor over the probe
+         network's (derive.network_lr_factor, measured: docs/networks.md), x the trial's lr_multiplier;
     AdamW:   unet_lr = lr x ADAMW_FACTOR, weight_decay = fixed.weight_decay;
     Lion:    unet_lr = lr / LION_LR_DIVISOR, weight_decay x LION_WEIGHT_DECAY_FACTOR;
     Prodigy: lr 1.0 and derive.prodigy_settings(d_coef = lr_multiplier). Prodigy estimates its own
@@ -29,8 +30,9 @@ from typing import Callable
 
 from lrfind.data.types import Dataset
 from lrfind.errors import ConfigError
+from lrfind.network.kinds import network_kind, network_values
 from lrfind.probe.derive import (ADAMW_FACTOR, LION_LR_DIVISOR, LION_WEIGHT_DECAY_FACTOR,
-                                 prodigy_settings, rescale_lr)
+                                 network_lr_factor, prodigy_settings, rescale_lr)
 from lrfind.study.epoch_sweep import boundary_steps, sweeps
 from lrfind.study.space import SearchSpace, TrialParams, space_epoch_counts
 from lrfind.study.stats import DatasetStats, StepMath
@@ -134,6 +136,8 @@ def _optimizer_values(params: TrialParams, probe: dict, space: SearchSpace) -> O
     base_lr, probe_dim, probe_alpha = probe_lr(probe)
     lr = rescale_lr(base_lr, probe_dim, probe_alpha, params.network_dim, params.network_alpha,
                     rule=space.fixed.lr_rescale_rule)
+    probe_kind = network_kind(probe.get("network_module") or "networks.lora", probe.get("network_args") or {})
+    lr *= network_lr_factor(params.network_type) / network_lr_factor(probe_kind)
     return OPTIMIZER_RULES[params.optimizer](lr, params, space)
 
 
@@ -143,6 +147,8 @@ def _train_values(params: TrialParams, opt: OptimizerValues, space: SearchSpace,
     return {
         **fixed.train_values(),  # the run-wide options (resolution, batch size, buckets, clip skip, ...)
         "network_dim": params.network_dim, "network_alpha": params.network_alpha,
+        **network_values(params.network_type, params.network_dim, params.network_alpha,
+                         params.conv_dim_fraction, params.lokr_factor),
         "optimizer_type": params.optimizer, "optimizer_args": dict(opt.optimizer_args),
         "learning_rate": opt.unet_lr, "unet_lr": opt.unet_lr,
         "text_encoder_lr": None if fixed.network_train_unet_only else opt.text_encoder_lr,
