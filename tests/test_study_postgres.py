@@ -200,8 +200,19 @@ def test_two_workers_share_one_postgres_study(two_worker_study):
 
 
 def test_two_workers_do_not_repeat_each_others_parameters(two_worker_study):
-    suggested = [tuple(sorted(t.params.items())) for t in _trials(two_worker_study) if t.params]
-    assert len(set(suggested)) == len(suggested)
+    """Workers with equal sampler seeds once drew the same sequence of points. With seeds mixed with
+    the process id they draw their own; on the tiny space two independent draws may still meet by
+    chance (a completed point is then reused as a twin, not retrained), so the check is on the
+    sequences, not on every point being new."""
+    by_worker: dict = {}
+    for t in sorted(_trials(two_worker_study), key=lambda t: t.number):
+        pid = t.user_attrs.get("lrfind_worker", {}).get("pid")
+        if t.params and pid is not None and "duplicate_of" not in t.user_attrs:
+            by_worker.setdefault(pid, []).append(tuple(sorted(t.params.items())))
+    assert len(by_worker) == 2, by_worker
+    first, second = by_worker.values()
+    n = min(len(first), len(second))
+    assert n >= 2 and first[:n] != second[:n]
 
 
 def test_unreachable_or_wrong_postgres_is_one_masked_line(postgres_url, example_dataset, tmp_path, capsys):

@@ -89,3 +89,28 @@ def test_default_storage_is_a_journal_for_several_workers_and_sqlite_for_one(tmp
     assert StudyConfig(**base, storage="sqlite:///x.db").storage_url() == "sqlite:///x.db"
     with pytest.raises(ValueError, match="one worker runs per device"):
         StudyConfig(**base, workers=3, devices="0,1")
+
+
+def test_ctrl_c_stops_every_worker_and_leaves_no_running_trial(example_dataset, tmp_path, probe_report):
+    """SIGINT to the launcher (what Ctrl-C sends its process group): every worker stops, each marks
+    its running trial failed, the launcher exits 130 with one line, and a rerun could resume."""
+    out = tmp_path / "studies" / "w"
+    out.mkdir(parents=True)
+    shutil.copy(probe_report, out / "probe.json")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "lrfind", "study", str(example_dataset), "--name", "w", "--space", "tiny",
+         "--out", str(out), "--n-trials", "40", "--trial-budget", "60", "--score", "loss", "--no-progress",
+         "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # the launcher must not inherit an ignored SIGINT (as a shell's background job would)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    journal = tmp_path / "studies" / "w.journal"
+    _, pid = _first_running_trial(journal, launcher)
+    launcher.send_signal(signal.SIGINT)
+    output, _ = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, output
+    assert "Traceback" not in output, output
+    with pytest.raises(ProcessLookupError):  # the worker that was training is gone too
+        os.kill(pid, 0)
+    trials = optuna.load_study(study_name="w", storage=open_journal(journal)).get_trials()
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) < 40
