@@ -184,7 +184,7 @@ def test_two_workers_share_one_postgres_study(two_worker_study):
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) >= N_TRIALS
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert {t.user_attrs.get("lrfind_worker", {}).get("pid") for t in trials} <= two_worker_study["pids"]
+    assert {t.user_attrs["lrfind_worker"]["pid"] for t in trials if "lrfind_worker" in t.user_attrs} <= two_worker_study["pids"]
     for t in trials:  # each trial's folder is its own: no worker wrote over another's
         if t.state == TrialState.COMPLETE:
             assert (out / "trials" / str(t.number) / "metrics.json").is_file()
