@@ -22,7 +22,7 @@ from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.pruning import HYPERBAND_REDUCTION
 from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
 from lrfind.study.study_end import finished_trials
-from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials
+from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials, keeps_heartbeats
 
 log = logging.getLogger("lrfind.study")
 
@@ -286,14 +286,8 @@ def retry_dead_workers_trials(study, trial=None) -> None:
     """Optuna callback: a local worker killed mid-trial (lrfind.study.workers) has its trial failed and
     retried by the next worker to finish one, not only when a worker starts. RDB storages do this
     through their heartbeats before each trial (worker_storage), with the reason worker_storage writes."""
-    if not _has_heartbeat(study):
+    if not keeps_heartbeats(study):
         recover_dead_local_trials(study)
-
-
-def _has_heartbeat(study) -> bool:
-    from optuna.storages._heartbeat import BaseHeartbeat
-
-    return isinstance(study._storage, BaseHeartbeat)
 
 
 @functools.lru_cache(maxsize=1)

@@ -294,6 +294,13 @@ class RetryDeadWorkerTrial(RetryHeartbeatStaleTrialCallback):
         super().__call__(study, retry)
 
 
+def keeps_heartbeats(study) -> bool:
+    """RDB storages record heartbeats (and WorkerStorage finds dead workers by them); a journal does not."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return isinstance(study._storage, BaseHeartbeat)
+
+
 def fail_dead_trials(study) -> list[int]:
     """Fail (with their reasons) and retry the study's trials whose worker died; their numbers.
 
@@ -303,10 +310,8 @@ def fail_dead_trials(study) -> list[int]:
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    from optuna.storages._heartbeat import BaseHeartbeat
-
     storage = study._storage
-    if not isinstance(storage, BaseHeartbeat):  # a journal (local workers): the process check alone
+    if not keeps_heartbeats(study):  # a journal (local workers): the process check alone
         return recover_dead_local_trials(study)
     callback = storage.get_heartbeat_stale_trial_callback()
     failed = []
