@@ -13,6 +13,7 @@ import traceback
 import warnings
 
 from lrfind import __version__
+from lrfind.cli.deferred_interrupt import interrupts_deferred
 from lrfind.errors import Interrupted, LrfindError, LrfindWarning, TrainingStopped
 from lrfind.secrets import mask_text
 
@@ -53,7 +54,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        with interrupts_deferred():  # a worker stopped while it starts: see lrfind.cli.deferred_interrupt
+            parser = build_parser()
+    except KeyboardInterrupt:
+        print("lrfind: interrupted before it started; nothing was written", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `lrfind train --num-processes` relaunches it
     if not getattr(args, "func", None):
