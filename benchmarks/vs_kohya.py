@@ -24,8 +24,9 @@ Networks (issue 13): first, the module and parameter counts of lrfind's and kohy
 built on torch's meta device: shapes without weights), plain and with `conv_dim=4` (LoCon); kohya's
 side imports kohya's own `networks/lora.py` in kohya's venv, one process per network (its
 create_network extends a class-level target list in place). Every (name, down shape, up shape) is
-compared. Then the timed runs, once per --variants entry (`lora`, `locon` = conv_dim 4 conv_alpha 1),
-with the same network args on both sides.
+compared. Then the timed runs, once per --variants entry (`lora`; `locon` = conv_dim 4 conv_alpha 1;
+`loha`, `lokr` = `lycoris.kohya` with algo=loha / algo=lokr and LyCORIS's own defaults), with the
+same network module and args on both sides (kohya's venv then needs `pip install lycoris-lora`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402  (sets the offline environment before any Hugging Face import)
 
 KOHYA_TOKENIZER = "openai_clip-vit-large-patch14"  # the folder kohya's --tokenizer_cache_dir looks for
-VARIANTS = {"lora": [], "locon": ["conv_dim=4", "conv_alpha=1"]}  # --network_args per variant
+# variant -> (--network_module, --network_args), the same on both sides
+VARIANTS = {"lora": ("networks.lora", []), "locon": ("networks.lora", ["conv_dim=4", "conv_alpha=1"]),
+            "loha": ("lycoris.kohya", ["algo=loha"]), "lokr": ("lycoris.kohya", ["algo=lokr"])}
 # Run by kohya's python, in kohya's folder: kohya's networks.lora on the SD 1.5 architecture (meta).
 KOHYA_COUNT_SCRIPT = """
 import json, sys, torch
@@ -142,23 +145,25 @@ def print_network_counts(args, tmp: Path, dim: int = 4) -> None:
 
 
 def kohya_command(args, dataset: Path, model: Path, out: Path, tokenizers: Path,
-                  network_args: list[str] = ()) -> list[str]:
+                  network: tuple = VARIANTS["lora"]) -> list[str]:
+    module, network_args = network
     return [args.kohya_python, str(Path(args.kohya_dir) / "train_network.py"),
             "--pretrained_model_name_or_path", str(model), "--train_data_dir", str(dataset),
             "--caption_extension", ".txt", "--output_dir", str(out), "--output_name", "bench",
             "--logging_dir", str(out / "logs"), "--resolution", str(args.resolution), "--train_batch_size", "1",
-            "--max_train_steps", str(args.steps), "--network_module", "networks.lora", "--network_dim", "8",
+            "--max_train_steps", str(args.steps), "--network_module", module, "--network_dim", "8",
             "--network_alpha", "8", "--network_train_unet_only", "--learning_rate", "1e-4", "--optimizer_type",
             "AdamW", "--lr_scheduler", "constant", "--mixed_precision", "no", "--save_precision", "float",
             "--cache_latents", "--seed", "1", "--max_data_loader_n_workers", "0",
             "--tokenizer_cache_dir", str(tokenizers)] + (["--network_args", *network_args] if network_args else [])
 
 
-def lrfind_command(args, dataset: Path, model: Path, out: Path, network_args: list[str] = ()) -> list[str]:
+def lrfind_command(args, dataset: Path, model: Path, out: Path, network: tuple = VARIANTS["lora"]) -> list[str]:
+    module, network_args = network
     return [sys.executable, "-m", "lrfind", "train", str(dataset), "--model", str(model),
             "--output-dir", str(out), "--output-name", "bench", "--logging-dir", str(out / "logs"),
             "--cache-dir", str(out / "cache"), "--resolution", str(args.resolution), "--train-batch-size", "1",
-            "--max-train-steps", str(args.steps), "--network-dim", "8", "--network-alpha", "8",
+            "--max-train-steps", str(args.steps), "--network-module", module, "--network-dim", "8", "--network-alpha", "8",
             "--network-train-unet-only", "--learning-rate", "1e-4", "--optimizer-type", "AdamW",
             "--lr-scheduler", "constant", "--mixed-precision", "no", "--save-precision", "float", "--seed", "1",
             "--no-xy-grid", "--no-save-state"] + (["--network-args", *network_args] if network_args else [])
@@ -218,22 +223,23 @@ def main(argv=None) -> int:
         dataset = tmp / "dataset" if (tmp / "dataset").is_dir() else _common.example_dataset(tmp)
         for variant in args.variants.split(","):
             results = timed_runs(args, tmp, dataset, variant)
-            print(f"\n{variant} (network args: {' '.join(VARIANTS[variant]) or 'none'})")
+            module, network_args = VARIANTS[variant]
+            print(f"\n{variant} ({module}, network args: {' '.join(network_args) or 'none'})")
             print_summary(results)
     return 0
 
 
 def timed_runs(args, tmp: Path, dataset: Path, variant: str) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {"kohya": [], "lrfind": []}
-    network_args = VARIANTS[variant]
+    network = VARIANTS[variant]
     for round_number in range(args.rounds):
         order = ["kohya", "lrfind"] if round_number % 2 == 0 else ["lrfind", "kohya"]
         for name in order:
             out = tmp / f"{variant}-{name}-{round_number}"
             shutil.rmtree(out, ignore_errors=True)  # a kept --work-dir: no old run's logs or cache
             out.mkdir()
-            command = (kohya_command(args, dataset, tmp / "model", out, tmp / "tokenizers", network_args)
-                       if name == "kohya" else lrfind_command(args, dataset, tmp / "model", out, network_args))
+            command = (kohya_command(args, dataset, tmp / "model", out, tmp / "tokenizers", network)
+                       if name == "kohya" else lrfind_command(args, dataset, tmp / "model", out, network))
             result = run_side(name, command, out / "logs", args.warmup)
             results[name].append(result)
             print(f"{variant} round {round_number} {name}: {result['steps']} steps, {result['step_s']:.3f} s/step "

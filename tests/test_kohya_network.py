@@ -272,7 +272,7 @@ def test_metadata_has_kohyas_bucket_validation_and_model_keys(example_dataset, t
     assert (metadata["ss_enable_bucket"], metadata["ss_bucket_no_upscale"]) == ("True", "False")
     assert (metadata["ss_min_bucket_reso"], metadata["ss_max_bucket_reso"]) == ("64", "1024")
     assert (metadata["ss_validation_split"], metadata["ss_validation_seed"]) == ("0.25", "0")
-    assert metadata["ss_max_grad_norm"] == "0.0" and metadata["ss_network_dropout"] == "None"
+    assert metadata["ss_max_grad_norm"] == "1.0" and metadata["ss_network_dropout"] == "None"  # kohya's default
     assert "ss_network_args" not in metadata  # kohya writes it only when there are network args
     assert "ss_sd_model_hash" not in metadata  # tiny is no file: kohya writes no hash for such names
 

@@ -25,6 +25,7 @@ HELP = {
     "xy_grid": "after a run with samples: an X/Y grid of saved epochs x LoRA weights, and a suggested epoch",
     "xy_grid_weights": "LoRA weights of the X/Y grid's columns",
     "clip": "local CLIP folder (transformers format): CLIP-I per sampled epoch breaks ties of the suggested epoch",
+    "max_grad_norm": "clip the LoRA's gradient norm at this value before each step (kohya's default 1.0; 0: no clipping)",
     "save_state": "write a resumable state at each epoch end (only the newest is kept)",
 }
 

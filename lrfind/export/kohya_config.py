@@ -33,8 +33,8 @@ PASSTHROUGH = ("network_dim", "network_alpha", "network_dropout", "network_train
                "unet_lr", "text_encoder_lr", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles",
                "lr_scheduler_power", "max_train_epochs", "max_train_steps", "train_batch_size",
                "gradient_accumulation_steps", "gradient_checkpointing", "min_snr_gamma", "noise_offset",
-               "v_parameterization", "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight")
-FLOAT_KEYS = ("network_alpha", "network_dropout", "learning_rate", "unet_lr", "text_encoder_lr", "min_snr_gamma", "noise_offset",
+               "max_grad_norm", "v_parameterization", "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight")
+FLOAT_KEYS = ("network_alpha", "network_dropout", "max_grad_norm", "learning_rate", "unet_lr", "text_encoder_lr", "min_snr_gamma", "noise_offset",
               "lr_scheduler_power", "prior_loss_weight")
 # Sections as kohya_ss writes them; kohya itself only flattens them (the names are for people).
 SECTIONS = {
@@ -48,7 +48,7 @@ SECTIONS = {
                           "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight"),
     "training_arguments": ("output_dir", "output_name", "save_model_as", "save_precision", "save_every_n_epochs",
                            "max_train_epochs", "max_train_steps", "train_batch_size", "gradient_accumulation_steps",
-                           "gradient_checkpointing", "mixed_precision", "seed", "clip_skip", "min_snr_gamma",
+                           "max_grad_norm", "gradient_checkpointing", "mixed_precision", "seed", "clip_skip", "min_snr_gamma",
                            "noise_offset", "logging_dir"),
 }
 

@@ -61,6 +61,9 @@ class TrainConfig(StrictModel):
     max_train_epochs: Optional[int] = Field(None, ge=1)
     train_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
+    # kohya clips the LoRA's gradient norm at 1.0 unless told otherwise (0: no clipping); the same
+    # default here, so the lr a study finds is the lr of the run kohya makes from its export
+    max_grad_norm: float = Field(1.0, ge=0, allow_inf_nan=False)
     gradient_checkpointing: bool = False
     torch_compile: bool = False  # kohya's --torch_compile: torch.compile the UNet (compile time counts)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"

@@ -34,6 +34,7 @@ class LoopParts:
     steps_per_epoch: int
     batch_size: int = 1
     gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 0.0  # clip the trainable parameters' gradient norm (kohya); 0: no clipping
     seed: int = 42
     prediction_type: str = "epsilon"
     noise_offset: float = 0.0
@@ -171,6 +172,9 @@ def _optimizer_step(parts: LoopParts, state: LoopState) -> None:
 
     if parts.group is not None and parts.group.parallel:
         average_gradients([p for g in parts.optimizer.param_groups for p in g["params"]])
+    if parts.max_grad_norm:  # after averaging, as accelerate's clip_grad_norm_ in kohya's loop
+        parts.accelerator.clip_grad_norm_([p for g in parts.optimizer.param_groups for p in g["params"]],
+                                          parts.max_grad_norm)
     parts.optimizer.step()
     parts.optimizer.zero_grad(set_to_none=True)
     # d*lr is read after the step but before the scheduler moves lr: the lr this step used.

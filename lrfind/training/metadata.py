@@ -14,10 +14,7 @@ def optimizer_label(config) -> str:
 
 
 def run_metadata(config, dataset) -> dict:
-    """The ss_ keys of the network, buckets, validation split and base model (kohya's values).
-
-    lrfind does not clip gradients: ss_max_grad_norm is 0.0, kohya's "no clipping".
-    """
+    """The ss_ keys of the network, buckets, validation split and base model (kohya's values)."""
     from lrfind.network.metadata import bucket_info, bucket_metadata, network_metadata
     from lrfind.network.model_hash import sd_model_hashes
     from lrfind.data.steps import regularisation_repeats
@@ -33,7 +30,7 @@ def run_metadata(config, dataset) -> dict:
         **network_metadata(config.network_module, config.network_args, config.network_dropout),
         **bucket_metadata(enable_bucket=config.enable_bucket, min_bucket_reso=lo, max_bucket_reso=hi,
                           bucket_no_upscale=config.bucket_no_upscale, info=bucket_info(images)),
-        "ss_max_grad_norm": 0.0,
+        "ss_max_grad_norm": config.max_grad_norm,
         "ss_num_validation_images": held_out,
         "ss_validation_split": config.validation_split,
         "ss_validation_seed": config.validation_seed,
