@@ -49,7 +49,9 @@ import _common  # noqa: E402  (sets the offline environment before any Hugging F
 KOHYA_TOKENIZER = "openai_clip-vit-large-patch14"  # the folder kohya's --tokenizer_cache_dir looks for
 # variant -> (--network_module, --network_args), the same on both sides
 VARIANTS = {"lora": ("networks.lora", []), "locon": ("networks.lora", ["conv_dim=4", "conv_alpha=1"]),
-            "loha": ("lycoris.kohya", ["algo=loha"]), "lokr": ("lycoris.kohya", ["algo=lokr"])}
+            "loha": ("lycoris.kohya", ["algo=loha", "preset={preset}"]),
+            "lokr": ("lycoris.kohya", ["algo=lokr", "preset={preset}"])}
+PRESET_FILE = "lycoris_full.toml"  # {preset} above: LyCORIS's `full` as lrfind builds it (see lycoris_preset_file)
 # Run by kohya's python, in kohya's folder: kohya's networks.lora on the SD 1.5 architecture (meta).
 KOHYA_COUNT_SCRIPT = """
 import json, sys, torch
@@ -86,23 +88,47 @@ def save_model(folder: Path) -> None:
             shutil.copy(tokenizer_files_dir() / name, target / name)
 
 
-def lrfind_modules(dim: int, network_args: dict) -> dict[str, list]:
-    """lrfind's networks.lora on the SD 1.5 architecture (meta device): name -> [down, up] shapes."""
-    import types
-
+def sd15_meta_models():
+    """The SD 1.5 UNet and text encoder on torch's meta device: shapes without weights."""
     import torch
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from lrfind.models.config_dirs import sd15_config_dir
-    from lrfind.network import NetworkSpec, attach_network, kohya_module_name
 
     configs = sd15_config_dir()
     te_config = {k: v for k, v in json.loads((configs / "text_encoder/config.json").read_text()).items()
                  if k != "architectures"}
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(json.loads((configs / "unet/config.json").read_text()))
-        text_encoder = CLIPTextModel(CLIPTextConfig(**te_config))
+        return (UNet2DConditionModel.from_config(json.loads((configs / "unet/config.json").read_text())),
+                CLIPTextModel(CLIPTextConfig(**te_config)))
+
+
+def lycoris_preset_file(folder: Path) -> Path:
+    """LyCORIS's preset `full` without the target class it also names layer by layer, as a TOML file.
+
+    lycoris-lora 4.1.3's `full` selects SD's time embedding twice (by class and by name): kohya with
+    `algo=loha` and no preset stops on "duplicated lora name: lora_unet_time_embedding_linear_1";
+    lrfind drops the class (lrfind/network/lycoris_net.py). The same preset as a file, given to both
+    sides, builds the same modules in both.
+    """
+    import toml
+
+    from lrfind.network.lycoris_net import without_duplicate_targets, resolved_preset
+
+    unet, _ = sd15_meta_models()
+    path = folder / PRESET_FILE
+    path.write_text(toml.dumps(without_duplicate_targets(resolved_preset("full"), unet)))
+    return path
+
+
+def lrfind_modules(dim: int, network_args: dict) -> dict[str, list]:
+    """lrfind's networks.lora on the SD 1.5 architecture (meta device): name -> [down, up] shapes."""
+    import types
+
+    from lrfind.network import NetworkSpec, attach_network, kohya_module_name
+
+    unet, text_encoder = sd15_meta_models()
     network = attach_network(types.SimpleNamespace(unet=unet, text_encoder=text_encoder),
                              NetworkSpec(dim, 1.0, train_text_encoder=True, network_args=network_args))
     modules = {kohya_module_name(part, path): [list(m.lora_down.weight.shape), list(m.lora_up.weight.shape)]
@@ -231,7 +257,10 @@ def main(argv=None) -> int:
 
 def timed_runs(args, tmp: Path, dataset: Path, variant: str) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {"kohya": [], "lrfind": []}
-    network = VARIANTS[variant]
+    module, network_args = VARIANTS[variant]
+    network = (module, [a.format(preset=tmp / PRESET_FILE) for a in network_args])
+    if module == "lycoris.kohya":
+        lycoris_preset_file(tmp)
     for round_number in range(args.rounds):
         order = ["kohya", "lrfind"] if round_number % 2 == 0 else ["lrfind", "kohya"]
         for name in order:

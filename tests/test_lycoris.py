@@ -115,7 +115,7 @@ def test_other_presets_match_lycoris_unchanged(model):
 def test_lycoris_full_preset_names_the_time_embedding_twice(model):
     """Why lrfind drops the class: lycoris-lora 4.1.3 itself stops on SD's UNet with preset full.
 
-    When this fails, lycoris fixed it, and `_without_duplicate_targets` can go.
+    When this fails, lycoris fixed it, and `without_duplicate_targets` can go.
     """
     with pytest.raises(AssertionError, match="duplicated lora name: lora_unet_time_embedding_linear_1"):
         lycoris_reference(model, {"algo": "locon"}, resolved_preset("full"))

@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"lrfind: warning: {warning}")
     print(f"wrote {result.config_path}")
     print(f"wrote {result.dataset_path}")
+    if result.preset_path is not None:
+        print(f"wrote {result.preset_path} (the LyCORIS preset lrfind trained with; the config names it)")
     print("run in kohya sd-scripts' folder:")
     print(f"  {result.command}")
     return 0

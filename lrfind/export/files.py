@@ -15,6 +15,7 @@ from lrfind.errors import ConfigError, DatasetError
 from lrfind.jsonfiles import probe_source, read_json_object
 from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
                                         kohya_training_toml)
+from lrfind.export.lycoris_preset import PRESET_FILE, kohya_preset_toml
 from lrfind.models.builtin import is_builtin
 
 CONFIG_FILE = "kohya_config.toml"
@@ -52,6 +53,7 @@ class ExportResult:
     dataset_path: Path
     command: str
     warnings: list[str] = field(default_factory=list)
+    preset_path: Optional[Path] = None  # a LyCORIS preset file the config names (lrfind.export.lycoris_preset)
 
 
 def _dataset_dir(cfg: ExportConfig, source: dict, rec: dict) -> Path:
@@ -94,12 +96,26 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
     model = _model_path(cfg, source, warnings)
     out = cfg.out_folder().resolve()
     config_path, dataset_path = out / CONFIG_FILE, out / DATASET_FILE
+    rec, preset_path, preset_text = _with_kohya_preset(rec, out / PRESET_FILE)
     dataset_text = kohya_dataset_toml(rec, dataset_dir=dataset, caption_extension=cfg.caption_extension)
     config_text = kohya_training_toml(
         rec, model_path=model, dataset_dir=dataset, output_dir=out / "kohya_output", output_name=cfg.name,
         logging_dir=out / "kohya_logs", dataset_config=dataset_path, mixed_precision=cfg.mixed_precision,
         save_every_n_epochs=cfg.save_every_n_epochs, seed=cfg.seed, caption_extension=cfg.caption_extension,
     )
+    if preset_text is not None:
+        write_text(preset_path, preset_text)
     write_text(dataset_path, dataset_text)
     write_text(config_path, config_text)
-    return ExportResult(config_path, dataset_path, accelerate_command(config_path, dataset_path), warnings)
+    return ExportResult(config_path, dataset_path, accelerate_command(config_path, dataset_path), warnings,
+                        preset_path if preset_text is not None else None)
+
+
+def _with_kohya_preset(rec: dict, preset_path: Path) -> tuple[dict, Path, Optional[str]]:
+    """rec with network_args preset=preset_path when kohya needs lrfind's preset as a file."""
+    train = rec.get("train_values") if isinstance(rec.get("train_values"), dict) else {}
+    args = train.get("network_args") if isinstance(train.get("network_args"), dict) else {}
+    text = kohya_preset_toml(train.get("network_module"), args)
+    if text is None:
+        return rec, preset_path, None
+    return {**rec, "train_values": {**train, "network_args": {**args, "preset": str(preset_path)}}}, preset_path, text

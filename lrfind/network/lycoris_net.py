@@ -127,7 +127,7 @@ def resolved_preset(name: str) -> dict:
     return preset
 
 
-def _without_duplicate_targets(preset: dict, unet) -> dict:
+def without_duplicate_targets(preset: dict, unet) -> dict:
     """Drop target classes whose every adaptable layer is already selected by a target name.
 
     See the module docstring: lycoris 4.1.3's `full` names SD's time embedding twice.
@@ -201,7 +201,7 @@ def create_lycoris_kohya(components, spec: NetworkSpec):
     `text_model.` level of CLIPTextModel that kohya (on transformers 4) and every loader expect.
     """
     args = check_lycoris_args(spec.network_args)
-    preset = _without_duplicate_targets(resolved_preset(args.get("preset", DEFAULT_PRESET)),
+    preset = without_duplicate_targets(resolved_preset(args.get("preset", DEFAULT_PRESET)),
                                         components.unet)
     kwargs: dict[str, Any] = {**args, "preset": _BUILD_PRESET}
     if "dropout" not in kwargs:  # kohya: "workaround for LyCORIS"
