@@ -66,7 +66,6 @@ def network_args_json(network_args: Mapping[str, object], network_dropout: Optio
 def network_metadata(network_module: str, network_args: Mapping[str, object],
                      network_dropout: Optional[float]) -> dict[str, Any]:
     """ss_network_module / ss_network_dropout, and ss_network_args when there are any (as kohya)."""
-    family = family_named(model_family)
     metadata: dict[str, Any] = {"ss_network_module": network_module, "ss_network_dropout": network_dropout}
     if network_args:
         metadata["ss_network_args"] = network_args_json(network_args, network_dropout)

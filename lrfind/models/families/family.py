@@ -7,7 +7,7 @@ configs, so nothing here imports torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional
@@ -42,7 +42,6 @@ class ModelFamily:
     base_model_version: str  # kohya's ss_base_model_version of a LoRA trained on it
     kohya_v2: bool  # kohya's ss_v2
     modelspec_architecture: str  # modelspec.architecture of a LoRA trained on it
-    aliases: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_schedule", MappingProxyType(dict(self.noise_schedule)))
