@@ -14,7 +14,7 @@ and of the mean curve (plus a parabola vertex in log-lr: a sub-grid estimate), a
 probe_lr / grid_best_lr and the compute ratio probe steps / (grid points x N), with wall times.
 Target (issue #4): within x2 of the grid best, at <= 15 % of the grid's compute.
 `plateau / grid best` is the raw d*lr plateau against the grid: the factor the folk recipe misses
-(lrfind.probe.derive.PROBE_FACTORS corrects it; `lr` is re-derived from the stored plateau with the
+(the probe optimizer's plateau_factor in lrfind.optimizers corrects it; `lr` is re-derived from the stored plateau with the
 current factors, so `--from-json FILE` re-summarises saved runs after a factor changes).
 """
 
@@ -139,8 +139,8 @@ def summarise(args, results: list[dict]) -> dict:
 
 
 def _rederive(results: list[dict], name: str) -> None:
-    """A d*lr probe's AdamW lr from its stored plateau with the CURRENT lrfind.probe.derive (its
-    PROBE_FACTORS), so that --from-json shows what a changed factor does to the same runs."""
+    """A d*lr probe's AdamW lr from its stored plateau with the CURRENT lrfind.probe.derive (the
+    plateau factors of lrfind.optimizers), so that --from-json shows what a changed factor does to the same runs."""
     from lrfind.probe.derive import derive_settings
 
     if name == "range test":

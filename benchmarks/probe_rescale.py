@@ -12,7 +12,7 @@ what each rule of derive.RESCALE_RULES predicts, and fits log lr = c + p log dim
 lr ~ (dim/alpha)^k. The same fits are made for the probes' plateaus: does the probe follow the rule
 by itself (then probing at the final dim/alpha needs no rescale)?
 End to end, as a study uses it: the probe's AdamW lr at the first setting (derive_settings, with
-its PROBE_FACTORS) rescaled to each setting by the space's default rule, against that setting's grid
+the plateau factors of lrfind.optimizers) rescaled to each setting by the space's default rule, against that setting's grid
 best (`e2e`, target within x2); and the probe run at the setting itself, no rescale (`own`).
 `--from-json FILE` re-summarises saved runs with the current lrfind.probe.derive, without training.
 

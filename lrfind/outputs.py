@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from lrfind.errors import ConfigError
+from lrfind.optimizers import optimizer_entries
 
 MB = 1_000_000
 MARGIN = 1.25  # estimates are upper bounds already; the margin covers metadata, logs, rounding
 EXTRA_BYTES = 8 * MB  # JSON records, TensorBoard events, HTML pages, temp files during a rename
-# fp32 tensors per trained parameter in each optimizer's state (Adam: exp_avg, exp_avg_sq; D-Adapt
-# and Prodigy add s and p0); unknown optimizers count as the largest.
-OPTIMIZER_STATE_SLOTS = {"adamw": 2, "adamw8bit": 1, "lion": 1, "lion8bit": 1, "dadaptadam": 3,
-                         "dadaptlion": 2, "prodigy": 4}
 SAVE_BYTES = {"fp16": 2, "bf16": 2, "float": 4, "fp32": 4}
 
 
@@ -99,7 +96,10 @@ def lora_file_bytes(lora_params: int, save_precision: str) -> int:
 
 def state_bytes(lora_params: int, optimizer: str) -> int:
     """A resumable state: the LoRA in fp32 and the optimizer's fp32 state."""
-    slots = OPTIMIZER_STATE_SLOTS.get(optimizer.lower(), max(OPTIMIZER_STATE_SLOTS.values()))
+    # fp32 tensors per trained parameter in the optimizer's state (its lrfind.optimizers entry, by
+    # canonical name); other names count as the largest.
+    entry = next((e for e in optimizer_entries() if e.name.lower() == optimizer.lower()), None)
+    slots = entry.state_slots if entry else max(e.state_slots for e in optimizer_entries())
     return lora_params * 4 * (1 + slots) + 64 * 1024
 
 

@@ -7,16 +7,17 @@ import math
 import pytest
 
 from lrfind.errors import ConfigError
+from lrfind.optimizers import optimizer_entry
+from lrfind.optimizers.dadapt_adam import PLATEAU_OVER_ADAMW as DADAPTATION_PLATEAU_OVER_ADAMW
+from lrfind.optimizers.prodigy import PLATEAU_OVER_ADAMW as PRODIGY_PLATEAU_OVER_ADAMW
 from lrfind.probe.derive import (
-    DADAPTATION_PLATEAU_OVER_ADAMW,
     DEFAULT_RESCALE_RULE,
-    PROBE_FACTORS,
-    PRODIGY_PLATEAU_OVER_ADAMW,
     DerivedSettings,
     derive_settings,
-    prodigy_settings,
     rescale_lr,
 )
+
+PROBE_FACTORS = {name: optimizer_entry(name).plateau_factor for name in ("dadaptation", "dadaptadam", "prodigy")}
 
 
 def test_folk_recipe_from_a_dadaptation_plateau():
@@ -58,7 +59,7 @@ def test_prodigy_final_run_settings_follow_the_authors_diffusion_advice():
         "lr": 1.0, "d_coef": 1.0, "use_bias_correction": True, "safeguard_warmup": True,
         "weight_decay": 0.01, "betas": (0.9, 0.99), "decouple": True,
     }
-    assert prodigy_settings(d_coef=0.5)["d_coef"] == 0.5
+    assert optimizer_entry("Prodigy").run_settings(d_coef=0.5)["d_coef"] == 0.5
     prodigy["lr"] = 2.0  # each result owns its dict
     assert derive_settings(1e-4).prodigy["lr"] == 1.0
 

@@ -56,10 +56,10 @@ def test_from_tensorboard_reads_a_kohya_log(tmp_path, capsys):
     assert main(["probe", "--from-tensorboard", str(logdir), "--out", str(out)]) == 0
     report = json.loads((out / "probe.json").read_text())
     assert report["status"] == "converged"
-    from lrfind.probe.derive import PROBE_FACTORS
+    from lrfind.optimizers import optimizer_entry
 
     assert abs(report["plateau_value"] / (1e-6 * 1.35**45) - 1) < 0.05
-    assert report["unet_lr"] == pytest.approx(report["plateau_value"] * PROBE_FACTORS["dadaptation"])
+    assert report["unet_lr"] == pytest.approx(report["plateau_value"] * optimizer_entry("dadaptation").plateau_factor)
     assert report["source"]["tag"] == "lr/d*lr/unet"
     assert "unet_lr" in capsys.readouterr().out
 
@@ -73,7 +73,7 @@ def test_bad_input_exit_2(tmp_path, capsys):
 
 
 def test_a_diverged_probe_derives_from_the_plateau_before_divergence_or_not_at_all():
-    from lrfind.probe.derive import PROBE_FACTORS
+    from lrfind.optimizers import optimizer_entry
     from lrfind.probe.plateau import analyse_curve
     from lrfind.probe.probe import _derive
 
@@ -85,7 +85,7 @@ def test_a_diverged_probe_derives_from_the_plateau_before_divergence_or_not_at_a
     assert plateau.status == "diverged"
     assert plateau.earlier_plateau[2] == pytest.approx(0.05, rel=0.1)  # not the runaway's 1.3e3
     derived = _derive(plateau, "dadaptation")
-    assert derived.unet_lr == pytest.approx(plateau.earlier_plateau[2] * PROBE_FACTORS["dadaptation"])
+    assert derived.unet_lr == pytest.approx(plateau.earlier_plateau[2] * optimizer_entry("dadaptation").plateau_factor)
     rising_then_nan = analyse_curve(steps[:30], [1e-6 * 1.5**s for s in steps[:25]] + [nan] * 5, [1.0] * 30)
     assert rising_then_nan.status == "diverged" and _derive(rising_then_nan, "dadaptation") is None
 

@@ -15,7 +15,8 @@ from lrfind.data.steps import dataset_steps_per_epoch
 from lrfind.data.types import Concept, Dataset, ImageRecord
 from lrfind.errors import ConfigError
 from lrfind.network.kinds import CONV_KINDS
-from lrfind.probe.derive import LION_LR_DIVISOR, LION_WEIGHT_DECAY_FACTOR
+from lrfind.optimizers.lion import LR_DIVISOR as LION_LR_DIVISOR
+from lrfind.optimizers.lion import WEIGHT_DECAY_FACTOR as LION_WEIGHT_DECAY_FACTOR
 from lrfind.study.space import (FloatDimension, IntDimension, TrialParams, load_space, preset_names,
                                 suggest)
 from lrfind.study.stats import ConceptStats, DatasetStats

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lrfind.optimizers import optimizer_names
+
 HELP = {
     "train_data_dir": "dataset folder in kohya layout (DATASET/10_name/*.png + captions)",
     "pretrained_model_name_or_path": "base model: tiny, a diffusers folder, or an SD 1.x .safetensors file",
@@ -12,7 +14,7 @@ HELP = {
     "network_alpha": "LoRA alpha; the LoRA output is scaled by alpha/dim",
     "network_args": "kohya's network args, e.g. conv_dim=4 conv_alpha=1 loraplus_lr_ratio=16 rank_dropout=0.1",
     "network_dropout": "dropout on the LoRA down-projection output while training (kohya's)",
-    "optimizer_type": "AdamW, AdamW8bit, Lion, DAdaptAdam, DAdaptLion, Prodigy",
+    "optimizer_type": ", ".join(optimizer_names()),
     "optimizer_args": "extra optimizer arguments, e.g. weight_decay=0.1 d_coef=2",
     "lr_scheduler": "constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial",
     "output_dir": "folder for NAME.safetensors and per-epoch files",

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from lrfind.config import DatasetConfig
 from lrfind.errors import ConfigError
 from lrfind.export.toml_writer import Commented, dumps
+from lrfind.optimizers import optimizer_entry
 
 KOHYA_REF = "kohya-ss/sd-scripts commit 48d368fa"
 NETWORK_MODULE = "networks.lora"
@@ -112,6 +113,8 @@ def kohya_training_values(rec: dict, *, model_path: str, dataset_dir: Optional[P
         values.pop("noise_offset", None)  # kohya's default is None (off); 0.0 says the same, less clearly
     if values.get("max_train_epochs") is not None:
         values.pop("max_train_steps", None)  # kohya: epochs override steps; keep one source of truth
+    if values.get("optimizer_type") is not None:  # kohya's --optimizer_type spelling of it
+        values["optimizer_type"] = optimizer_entry(values["optimizer_type"]).name
     values["optimizer_args"] = [kohya_optimizer_arg(k, v) for k, v in (train.get("optimizer_args") or {}).items()]
     resolution = int(train.get("resolution", 512))
     values["resolution"] = f"{resolution},{resolution}"  # kohya splits this string on ","

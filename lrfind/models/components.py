@@ -1,4 +1,4 @@
-"""The loaded pieces of a Stable Diffusion 1.x model, as one object passed around."""
+"""The loaded pieces of a Stable Diffusion model, as one object passed around."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class SDComponents:
     noise_scheduler: Any  # diffusers.DDPMScheduler (training noise schedule)
     name: str  # "tiny", or the model file / folder name (kohya's ss_sd_model_name)
     prediction_type: str = "epsilon"  # or "v_prediction"
+    family: str = "sd1"  # its lrfind.models.families name; the built-in tiny models are SD 1.x
     _fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
 
     def fingerprint(self, part: str) -> str:

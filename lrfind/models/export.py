@@ -17,7 +17,6 @@ from lrfind.errors import ConfigError
 from lrfind.models.builtin import RANDOM_BUILTINS, is_builtin
 from lrfind.models.components import SDComponents
 
-COMPONENT_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."}
 
 
 def readable_mode(path: Path) -> None:
@@ -104,12 +103,12 @@ def _save_model_folder(components: SDComponents, target: Path, single_file: bool
     return written
 
 
-def _count_by_component(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+def _count_by_component(shapes: dict[str, tuple[int, ...]], family) -> dict[str, int]:
     import math
 
-    counts = {part: 0 for part in COMPONENT_PREFIXES}
+    counts = {part: 0 for part in family.parts}
     for key, shape in shapes.items():
-        for part, prefix in COMPONENT_PREFIXES.items():
+        for part, prefix in family.parts.items():
             if key.startswith(prefix):
                 if not key.endswith("position_ids"):
                     counts[part] += math.prod(shape)
@@ -119,34 +118,31 @@ def _count_by_component(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
 
 def describe_model(cfg: ModelConfig) -> dict:
     """Name, source, architecture and parameter counts. Single files are read from their header only."""
-    from lrfind.models.single_file import SD1_VARIANTS, detect_architecture, read_shapes
+    from lrfind.models.families import detect_single_file, family_named
+    from lrfind.models.single_file import read_shapes
 
     path = Path(cfg.model).expanduser()
     if not is_builtin(cfg.model) and path.is_file():
         shapes = read_shapes(path, cfg.allow_pickle)
-        architecture = detect_architecture(shapes, str(path))
+        family, variant = detect_single_file(shapes, str(path))
         return {
             "name": path.name,
             "source": f"single file ({path.suffix.lower()})",
-            "architecture": architecture,
-            "parameters": _count_by_component(shapes),
+            "architecture": variant.name,
+            "parameters": _count_by_component(shapes, family),
         }
     from lrfind.models.loading import load_components
 
     components = load_components(cfg)
-    widths = (
-        components.unet.config.block_out_channels[0],
-        components.text_encoder.config.hidden_size,
-        components.vae.config.block_out_channels[0],
-    )
-    known = [v.name for v in SD1_VARIANTS.values() if widths == (v.unet_channels, v.text_width, v.vae_channels)]
+    family = family_named(components.family)
+    variant = family.variant_of(family.component_widths(components))
     return {
         "name": components.name,
         "source": _builtin_source(cfg) if is_builtin(cfg.model) else "diffusers folder",
-        "architecture": known[0] if known else "sd1-layout (custom size)",
+        "architecture": variant.name if variant else f"{family.name}-layout (custom size)",
         "prediction_type": components.prediction_type,
         "parameters": {
-            part: sum(p.numel() for p in getattr(components, part).parameters()) for part in COMPONENT_PREFIXES
+            part: sum(p.numel() for p in getattr(components, part).parameters()) for part in family.parts
         },
     }
 

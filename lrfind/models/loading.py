@@ -16,6 +16,7 @@ from lrfind.config import ModelConfig
 from lrfind.errors import ModelError
 from lrfind.models.builtin import build_builtin, is_builtin
 from lrfind.models.components import SDComponents
+from lrfind.models.families import ModelFamily, detect_folder, variant_named
 
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFUSERS_OFFLINE")
 
@@ -74,26 +75,25 @@ def load_checkpoint_file(path: Path, allow_pickle: bool, dtype) -> SDComponents:
     from lrfind.models.single_file import load_single_file
     from lrfind.models.tokenizer import get_clip_tokenizer
 
-    unet, vae, text_encoder, _architecture = load_single_file(path, allow_pickle, dtype)
+    unet, vae, text_encoder, architecture = load_single_file(path, allow_pickle, dtype)
+    family = variant_named(architecture)[0]
     return SDComponents(
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=get_clip_tokenizer(),
-        noise_scheduler=training_scheduler(),
+        noise_scheduler=training_scheduler(family),
         name=path.name,
-        # An SD 1.x file does not say whether it predicts v; almost all predict the noise.
-        prediction_type="epsilon",
+        prediction_type=family.single_file_prediction_type,  # a file does not say whether it predicts v
+        family=family.name,
     )
 
 
-def training_scheduler(config: dict | None = None):
-    """DDPM noise schedule for training: SD 1.5's unless a diffusers folder's scheduler config says otherwise."""
+def training_scheduler(family: ModelFamily, config: dict | None = None):
+    """DDPM noise schedule for training: the family's unless a diffusers folder's scheduler config says otherwise."""
     from diffusers import DDPMScheduler
 
-    from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
-
-    return DDPMScheduler.from_config({**SD15_SCHEDULER_CONFIG, **(config or {})})
+    return DDPMScheduler.from_config({**family.noise_schedule, **(config or {})})
 
 
 def read_model_index(folder: Path) -> dict:
@@ -109,18 +109,17 @@ def read_model_index(folder: Path) -> dict:
         raise ModelError(f"{index_file}: not valid JSON ({err}); restore the file from the model's source") from None
 
 
-def _check_folder_family(folder: Path, index: dict) -> None:
-    pipeline = str(index.get("_class_name", ""))
-    if "XL" in pipeline or "text_encoder_2" in index:
-        raise ModelError(f"{folder}: an SDXL model ({pipeline}); SDXL is not supported yet (use an SD 1.x model)")
-    missing = [part for part in ("unet", "vae", "text_encoder") if not (folder / part).is_dir()]
+def _folder_family(folder: Path, index: dict) -> ModelFamily:
+    family = detect_folder(index, str(folder))
+    missing = [part for part in family.parts if not (folder / part).is_dir()]
     if missing:
         raise ModelError(f"{folder}: the diffusers folder has no {', '.join(missing)}/ subfolder; the download is incomplete")
+    return family
 
 
-def _require_safetensors(folder: Path) -> None:
+def _require_safetensors(folder: Path, family: ModelFamily) -> None:
     # Checked here so the message is ours (diffusers logs its own error line before raising).
-    for part in ("unet", "vae", "text_encoder"):
+    for part in family.parts:
         if not any((folder / part).glob("*.safetensors")):
             raise ModelError(
                 f"{folder / part}: has no .safetensors weights, only pickles (.bin), which can run code; "
@@ -134,10 +133,10 @@ def load_diffusers_folder(folder: Path, allow_pickle: bool, dtype) -> SDComponen
     from transformers import CLIPTextModel
 
     index = read_model_index(folder)
-    _check_folder_family(folder, index)
+    family = _folder_family(folder, index)
     safetensors_only = not allow_pickle
     if safetensors_only:
-        _require_safetensors(folder)
+        _require_safetensors(folder, family)
     try:
         unet = UNet2DConditionModel.from_pretrained(
             folder, subfolder="unet", torch_dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
@@ -159,9 +158,10 @@ def load_diffusers_folder(folder: Path, allow_pickle: bool, dtype) -> SDComponen
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=_folder_tokenizer(folder),
-        noise_scheduler=training_scheduler(scheduler_config),
+        noise_scheduler=training_scheduler(family, scheduler_config),
         name=folder.name,
         prediction_type=scheduler_config.get("prediction_type", "epsilon"),
+        family=family.name,
     )
 
 

@@ -7,47 +7,15 @@ fetched. Writing uses `lrfind.models.to_original`, the inverse mapping diffusers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from lrfind.errors import ModelError
-from lrfind.models.config_dirs import sd15_config_dir, tiny_config_dir
-from lrfind.models.to_original import TEXT_ENCODER_PREFIX, UNET_PREFIX, VAE_PREFIX
+from lrfind.models.families import detect_single_file, variant_named
+from lrfind.models.to_original import TEXT_ENCODER_PREFIX
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-
-CONV_IN_KEY = UNET_PREFIX + "input_blocks.0.0.weight"
-TOKEN_EMBEDDING_KEY = TEXT_ENCODER_PREFIX + "text_model.embeddings.token_embedding.weight"
-VAE_CONV_IN_KEY = VAE_PREFIX + "encoder.conv_in.weight"
-
-
-@dataclass(frozen=True)
-class Sd1Variant:
-    """An SD 1.x-layout model we have component configs for, told apart by tensor widths."""
-
-    name: str
-    unet_channels: int  # out-channels of input_blocks.0.0 (block_out_channels[0])
-    text_width: int  # CLIP hidden size
-    vae_channels: int  # out-channels of the VAE encoder's conv_in
-    config_dir: Callable[[], Path]
-
-
-# Registry: the SD 1.x variants a single file may hold.
-SD1_VARIANTS = {
-    "sd1": Sd1Variant("sd1", 320, 768, 128, sd15_config_dir),
-    "tiny-sd1": Sd1Variant("tiny-sd1", 32, 32, 32, tiny_config_dir),
-}
-
-# Key prefixes of families we recognise but do not support yet: prefix -> what to tell the user.
-UNSUPPORTED_FAMILIES = (
-    ("conditioner.embedders.", "an SDXL checkpoint; SDXL is not supported yet (use an SD 1.x model)"),
-    ("cond_stage_model.model.", "an SD 2.x checkpoint (OpenCLIP text encoder); SD 2.x is not supported yet (use an SD 1.x model)"),
-    ("model.diffusion_model.joint_blocks.", "an SD3 checkpoint; SD3 is not supported (use an SD 1.x model)"),
-    ("lora_unet_", "a LoRA file, not a base model; pass the Stable Diffusion checkpoint it was trained on"),
-    ("lora_te_", "a LoRA file, not a base model; pass the Stable Diffusion checkpoint it was trained on"),
-)
 
 
 def read_shapes(path: Path, allow_pickle: bool = False) -> dict[str, tuple[int, ...]]:
@@ -115,32 +83,10 @@ def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, Any]:
 
 
 def detect_architecture(shapes: Mapping[str, tuple[int, ...]], source: str = "checkpoint") -> str:
-    """'sd1' or 'tiny-sd1' (a key of SD1_VARIANTS); ModelError naming the family for anything else."""
-    for prefix, description in UNSUPPORTED_FAMILIES:
-        if any(key.startswith(prefix) for key in shapes):
-            raise ModelError(f"{source}: this is {description}")
-    if CONV_IN_KEY not in shapes:
-        raise ModelError(
-            f"{source}: not a Stable Diffusion 1.x checkpoint (no {UNET_PREFIX}* U-Net weights); "
-            "pass a full SD 1.x model such as v1-5-pruned-emaonly.safetensors"
-        )
-    if TOKEN_EMBEDDING_KEY not in shapes or VAE_CONV_IN_KEY not in shapes:
-        missing = "text encoder" if TOKEN_EMBEDDING_KEY not in shapes else "VAE"
-        raise ModelError(f"{source}: the checkpoint has no {missing} weights; pass a full SD 1.x model file")
-    unet_channels, in_channels = shapes[CONV_IN_KEY][0], shapes[CONV_IN_KEY][1]
-    if in_channels != 4:
-        raise ModelError(
-            f"{source}: the U-Net takes {in_channels} input channels (an inpainting or instruct model); "
-            "only plain text-to-image SD 1.x models are supported"
-        )
-    widths = (unet_channels, shapes[TOKEN_EMBEDDING_KEY][1], shapes[VAE_CONV_IN_KEY][0])
-    for variant in SD1_VARIANTS.values():
-        if widths == (variant.unet_channels, variant.text_width, variant.vae_channels):
-            return variant.name
-    raise ModelError(
-        f"{source}: an SD 1.x-layout model of unknown size (U-Net {widths[0]}, text encoder {widths[1]}, "
-        f"VAE {widths[2]} channels); supported: SD 1.x (320/768/128) and lrfind's tiny model"
-    )
+    """The model variant's name ('sd1', 'tiny-sd1': lrfind.models.families); ModelError naming the
+    family for anything else."""
+    _family, variant = detect_single_file(shapes, source)
+    return variant.name
 
 
 def _with_text_model_level(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +110,7 @@ def load_single_file(path: Path, allow_pickle: bool = False, dtype=None):
 
     state_dict = _with_text_model_level(read_state_dict(path, allow_pickle))
     architecture = detect_architecture({k: tuple(v.shape) for k, v in state_dict.items()}, str(path))
-    config = str(SD1_VARIANTS[architecture].config_dir())
+    config = str(variant_named(architecture)[1].config_dir())
     _require_expected_weights(state_dict, config, architecture, path)
     # dtype is applied after the completeness check: casting a module with a missing (meta) weight fails.
     common = {"config": config, "torch_dtype": None, "local_files_only": True}

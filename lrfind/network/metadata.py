@@ -14,10 +14,9 @@ import random
 from typing import Any, Mapping, Optional, Sequence
 
 from lrfind.data.types import Concept, Dataset, ImageRecord
+from lrfind.models.families import family_named
 
 NETWORK_MODULE = "networks.lora"
-SD1_BASE_MODEL_VERSION = "sd_v1"
-MODELSPEC_ARCHITECTURE_SD1_LORA = "stable-diffusion-v1/lora"
 
 
 def tag_frequency(captions: list[str]) -> dict[str, int]:
@@ -110,13 +109,14 @@ def _resolution_pair(resolution: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def modelspec_metadata(*, title: str, timestamp: float, resolution: int | tuple[int, int],
-                       v_parameterization: bool = False, clip_skip: int | None = None
-                       ) -> dict[str, str]:
-    """The Stability AI ModelSpec keys kohya writes for an SD1 LoRA (sai_model_spec.py)."""
+                       v_parameterization: bool = False, clip_skip: int | None = None,
+                       model_family: str = "sd1") -> dict[str, str]:
+    """The Stability AI ModelSpec keys kohya writes for a LoRA (sai_model_spec.py) on a base model of
+    `model_family` (lrfind.models.families)."""
     width, height = _resolution_pair(resolution)
     spec = {
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": MODELSPEC_ARCHITECTURE_SD1_LORA,
+        "modelspec.architecture": family_named(model_family).modelspec_architecture,
         "modelspec.implementation": "diffusers",
         "modelspec.title": title,
         "modelspec.resolution": f"{width}x{height}",
@@ -166,14 +166,19 @@ def kohya_metadata(
     max_token_length: int | None = None,
     v_parameterization: bool = False,
     network_module: str = NETWORK_MODULE,
+    model_family: str = "sd1",
     session_id: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """All of kohya's metadata for one saved LoRA file, every value a string.
 
+    `model_family` is the base model's (SDComponents.family, lrfind.models.families): it gives
+    ss_v2, ss_base_model_version and modelspec.architecture.
+
     `optimizer` is written as given (kohya writes the class path plus arguments, e.g.
     "torch.optim.adamw.AdamW"). `extra` adds or overrides keys (values are str()-ed).
     """
+    family = family_named(model_family)
     metadata: dict[str, Any] = {
         "ss_session_id": session_id if session_id is not None else random.randint(0, 2**32),
         "ss_training_started_at": training_started_at,
@@ -195,8 +200,8 @@ def kohya_metadata(
         "ss_network_alpha": network_alpha,
         "ss_network_train_unet_only": bool(network_train_unet_only),
         "ss_mixed_precision": mixed_precision,
-        "ss_v2": False,
-        "ss_base_model_version": SD1_BASE_MODEL_VERSION,
+        "ss_v2": family.kohya_v2,
+        "ss_base_model_version": family.base_model_version,
         "ss_clip_skip": clip_skip,
         "ss_max_token_length": max_token_length,
         "ss_seed": seed,
@@ -221,5 +226,5 @@ def kohya_metadata(
     strings = {key: str(value) for key, value in metadata.items()}
     strings.update(modelspec_metadata(
         title=output_name, timestamp=training_finished_at, resolution=resolution,
-        v_parameterization=v_parameterization, clip_skip=clip_skip))
+        v_parameterization=v_parameterization, clip_skip=clip_skip, model_family=model_family))
     return strings

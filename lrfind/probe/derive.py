@@ -1,38 +1,27 @@
 """From the probe's plateau d*lr to the settings of a real run. Pure: no torch.
 
-The folk recipe (DEVELOPERS.md, issue #4), with every factor a named, documented constant so that
-`benchmarks/probe_accuracy.py` can correct one in a single place if measurement says so:
+The folk recipe (DEVELOPERS.md, issue #4). Every per-optimizer factor lives in that optimizer's
+module of lrfind.optimizers (one place to correct it if `benchmarks/probe_accuracy.py` says so);
+only the text-encoder rule is the recipe's own:
 
-- unet_lr        = plateau d*lr x the probe optimizer's factor (PROBE_FACTORS: measured, see below;
-                   the folk recipe's factor is 1).
-- adamw_lr       = unet_lr x ADAMW_FACTOR (1.0: unet_lr already is the AdamW lr; the measured
-                   correction is per probe optimizer, so it lives in PROBE_FACTORS).
-- lion_lr        = unet_lr / LION_LR_DIVISOR (3: Lion's sign update has a larger norm than Adam's;
-                   its authors advise a 3-10x smaller lr, the recipe takes the low end).
-- lion_weight_decay_factor = 3.0: Lion's authors advise 3-10x the AdamW weight decay so that
-                   lr x wd, the effective decay, stays the same; 3 matches dividing the lr by 3.
+- unet_lr        = plateau d*lr x the probe optimizer's `plateau_factor` (measured; the folk
+                   recipe's factor is 1): lrfind.optimizers.dadapt_adam (1/6.85), .prodigy (1/2.46).
+- adamw_lr       = unet_lr / AdamW's `lr_divisor` (1: unet_lr already is the AdamW lr).
+- lion_lr        = unet_lr / Lion's `lr_divisor` (3), lion_weight_decay_factor = Lion's
+                   `weight_decay_factor` (3): lrfind.optimizers.lion says why.
 - text_encoder_lr = unet_lr x TEXT_ENCODER_FRACTION (1/4), range [unet_lr/10, unet_lr/2]: the folk
                    range is 1/10..1/2; 1/4 is close to its geometric middle (1/sqrt(20) = 1/4.5), so
                    it is at most 2.5x from either end.
-- prodigy: settings for a final run with Prodigy, as its authors advise for diffusion models
-  (prodigyopt README): lr=1.0, d_coef=1.0 (lower, e.g. 0.5, to go slower), use_bias_correction=True,
-  safeguard_warmup=True, weight_decay=0.01, betas=(0.9, 0.99), decouple=True.
+- prodigy: Prodigy's `run_settings()` for a final run (its authors' advice for diffusion models,
+  lrfind.optimizers.prodigy): lr=1.0, d_coef=1.0, use_bias_correction, safeguard_warmup, ...
 
-The probe optimizer's factor (PROBE_FACTORS), measured by `benchmarks/probe_accuracy.py` (issue #4,
-benchmarks/RESULTS.md "Probe accuracy"): tiny model, shipped example dataset, 64 px, batch 2,
-LoRA dim 8 / alpha 8, the probe's 200 steps against the lr with the best validation loss of a
-12-point AdamW grid (1e-4..0.3) of 200 steps each. The raw plateau over the grid best (a parabola
-in log-lr) for seeds 0..5, and the geometric mean:
-    DAdaptAdam  13.4, 6.74, 8.03, 4.12, (67.3), 5.03 -> 6.85  (the folk recipe "plateau = AdamW lr"
-                is ~7x too high; seed 4, in brackets, is a staircase the probe flagged with
-                confidence 0.51 and is left out: with it the mean is 10.0)
-    Prodigy     2.92, 2.71, 2.63, 2.00, 1.95, 2.74       -> 2.46
-so unet_lr = plateau / 6.85 (DAdaptAdam) or / 2.46 (Prodigy). Held-out seeds 6, 7, 8 then gave
-probe lr / grid best 1.38, 1.36, 4.24 (DAdaptAdam) and 1.02, 0.88, 0.90 (Prodigy). Over all nine
-seeds DAdaptAdam's plateau scatters x7 (4.1..29, runs all "converged"), Prodigy's x1.5: no single
-factor puts every DAdaptAdam probe within x2 (7 of 9 are), every Prodigy probe is (9 of 9).
-Both are measured on the tiny, random-init model only: remeasure them on a real SD model before
-trusting them there. A correction goes here, not into callers.
+How the plateau factors were measured (issue #4, benchmarks/RESULTS.md "Probe accuracy"): tiny
+model, shipped example dataset, 64 px, batch 2, LoRA dim 8 / alpha 8, the probe's 200 steps against
+the lr with the best validation loss of a 12-point AdamW grid (1e-4..0.3) of 200 steps each; the
+factor is 1 / the geometric mean of plateau / grid best (a parabola in log-lr) over seeds 0..5.
+The per-seed values are in each optimizer's module. Both are measured on the tiny, random-init model
+only: remeasure them on a real SD model before trusting them there. A correction goes into the
+optimizer's module, not into callers.
 """
 
 from __future__ import annotations
@@ -42,36 +31,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from lrfind.errors import ConfigError
+from lrfind.optimizers import optimizer_entry, probe_optimizer_spellings
 
-ADAMW_FACTOR = 1.0
-LION_LR_DIVISOR = 3.0
-LION_WEIGHT_DECAY_FACTOR = 3.0
 TEXT_ENCODER_FRACTION = 0.25
 TEXT_ENCODER_RANGE = (0.1, 0.5)
 
-# plateau d*lr -> unet_lr, per probe optimizer (lower-case, kohya's names and lrfind's aliases).
-# 1 / (plateau / AdamW grid best), geometric mean over seeds 0-5 of benchmarks/probe_accuracy.py on
-# the tiny model (module docstring; benchmarks/RESULTS.md, "Probe accuracy").
-DADAPTATION_PLATEAU_OVER_ADAMW = 6.85
-PRODIGY_PLATEAU_OVER_ADAMW = 2.46
-PROBE_FACTORS: dict[str, float] = {
-    "dadaptation": 1 / DADAPTATION_PLATEAU_OVER_ADAMW,
-    "dadaptadam": 1 / DADAPTATION_PLATEAU_OVER_ADAMW,
-    "prodigy": 1 / PRODIGY_PLATEAU_OVER_ADAMW,
-}
 
-
-def prodigy_settings(d_coef: float = 1.0) -> dict:
-    """Prodigy settings for a final diffusion run (a fresh dict each call: callers may edit it)."""
-    return {
-        "lr": 1.0,
-        "d_coef": d_coef,
-        "use_bias_correction": True,
-        "safeguard_warmup": True,
-        "weight_decay": 0.01,
-        "betas": (0.9, 0.99),
-        "decouple": True,
-    }
+def _prodigy_settings() -> dict:
+    return optimizer_entry("Prodigy").run_settings()
 
 
 @dataclass(frozen=True)
@@ -84,12 +51,23 @@ class DerivedSettings:
     lion_weight_decay_factor: float
     text_encoder_lr: float
     text_encoder_lr_range: tuple[float, float]
-    prodigy: dict = field(default_factory=prodigy_settings)
+    prodigy: dict = field(default_factory=_prodigy_settings)
     probe_optimizer: str = "dadaptation"
     plateau_value: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _plateau_factor(probe_optimizer: str) -> float:
+    key = probe_optimizer.strip().lower()
+    known = probe_optimizer_spellings()
+    if key not in known:
+        raise ConfigError(
+            f"probe optimizer {probe_optimizer!r} is not one lrfind derives from; "
+            f"use one of: {', '.join(known)}"
+        )
+    return optimizer_entry(key).plateau_factor
 
 
 def derive_settings(plateau_value: float, probe_optimizer: str = "dadaptation") -> DerivedSettings:
@@ -101,23 +79,18 @@ def derive_settings(plateau_value: float, probe_optimizer: str = "dadaptation") 
             f"plateau d*lr {plateau_value!r} is not a positive number; rerun the probe "
             "(its status says why no plateau was found)"
         )
-    key = probe_optimizer.strip().lower()
-    if key not in PROBE_FACTORS:
-        raise ConfigError(
-            f"probe optimizer {probe_optimizer!r} is not one lrfind derives from; "
-            f"use one of: {', '.join(PROBE_FACTORS)}"
-        )
-    unet_lr = plateau_value * PROBE_FACTORS[key]
+    unet_lr = plateau_value * _plateau_factor(probe_optimizer)
+    adamw, lion = optimizer_entry("AdamW"), optimizer_entry("Lion")
     low, high = TEXT_ENCODER_RANGE
     return DerivedSettings(
         unet_lr=unet_lr,
-        adamw_lr=unet_lr * ADAMW_FACTOR,
-        lion_lr=unet_lr / LION_LR_DIVISOR,
-        lion_weight_decay_factor=LION_WEIGHT_DECAY_FACTOR,
+        adamw_lr=unet_lr / adamw.lr_divisor,
+        lion_lr=unet_lr / lion.lr_divisor,
+        lion_weight_decay_factor=lion.weight_decay_factor,
         text_encoder_lr=unet_lr * TEXT_ENCODER_FRACTION,
         text_encoder_lr_range=(unet_lr * low, unet_lr * high),
-        prodigy=prodigy_settings(),
-        probe_optimizer=key,
+        prodigy=_prodigy_settings(),
+        probe_optimizer=probe_optimizer.strip().lower(),
         plateau_value=float(plateau_value),
     )
 

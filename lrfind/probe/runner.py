@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.errors import TrainingStopped
+from lrfind.optimizers import optimizer_entry
 from lrfind.probe.config import ProbeConfig
 from lrfind.training.config import TrainConfig
-
-# Prodigy's authors' advice for diffusion models (prodigyopt README).
-PRODIGY_PROBE_ARGS = {"safeguard_warmup": True, "use_bias_correction": True, "weight_decay": 0.01,
-                      "d_coef": 1.0, "betas": (0.9, 0.99), "decouple": True}
 
 
 @dataclass
@@ -32,14 +29,15 @@ class ProbeOutcome:
 
 
 def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
+    # the probe optimizer at lr 1.0 with the args lrfind runs it with (its lrfind.optimizers module)
+    probe_optimizer = optimizer_entry(cfg.probe_optimizer)
     values = dict(
         train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model, allow_pickle=cfg.allow_pickle,
         caption_extension=cfg.caption_extension, resolution=cfg.resolution, train_batch_size=cfg.batch_size,
         network_dim=cfg.network_dim, network_alpha=cfg.network_alpha, network_train_unet_only=True,
         network_module=cfg.network_module, network_args=dict(cfg.network_args),
-        optimizer_type="Prodigy" if cfg.probe_optimizer == "prodigy" else "DAdaptAdam",
-        optimizer_args=PRODIGY_PROBE_ARGS if cfg.probe_optimizer == "prodigy" else {"decouple": True},
-        learning_rate=1.0, lr_scheduler="constant", max_train_steps=cfg.steps, seed=cfg.seed,
+        optimizer_type=probe_optimizer.name, optimizer_args=dict(probe_optimizer.default_args),
+        learning_rate=probe_optimizer.default_lr, lr_scheduler="constant", max_train_steps=cfg.steps, seed=cfg.seed,
         validate_every_n_steps=cfg.steps, cache_dir=cfg.cache_dir, progress=cfg.progress,
         output_dir=cfg.out_dir(), output_name="probe",
     )

@@ -24,6 +24,7 @@ from typing import Optional
 from lrfind.data.types import Dataset
 from lrfind.errors import LrfindError
 from lrfind.network.kinds import LABELS
+from lrfind.optimizers import optimizer_entry
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, with_swept_epoch
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
 from lrfind.study.stats import DatasetStats
@@ -238,24 +239,17 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: dict,
 # --- the human paragraph -------------------------------------------------------------------------
 
 
-def _optimizer_text(r: Recommendation) -> str:
-    if r.optimizer == "Prodigy":
-        return f"Prodigy (lr 1.0, d_coef {r.optimizer_args.get('d_coef', 1.0):.2g})"
-    wd = r.optimizer_args.get("weight_decay")
-    lr = f"{r.optimizer} at unet_lr {r.unet_lr:.3g}" + (f", weight decay {wd:g}" if wd is not None else "")
-    return lr
-
-
 def _settings_sentence(r: Recommendation) -> str:
+    optimizer = optimizer_entry(r.optimizer)
     te = "text encoder not trained" if r.text_encoder_lr is None else f"text_encoder_lr {r.text_encoder_lr:.3g}"
-    if r.optimizer == "Prodigy" and r.text_encoder_lr is not None:
-        te += " (Prodigy shares one step size across both)"
+    if optimizer.adaptive and r.text_encoder_lr is not None:
+        te += f" ({optimizer.name} shares one step size across both)"
     renames = [f"{f!r} → '{n}_{c}'" for f, c, n in r.concept_repeats if f != f"{n}_{c}"]
     repeats = f"; rename {', '.join(renames)} for these repeats" if renames else ""
     args = " ".join(f"{k}={v}" for k, v in r.network_args.items())
     network = f"{LABELS.get(r.network_type, r.network_type)} ({r.network_module}{' ' + args if args else ''}), "
     return (f"Recommended (from trial {r.trial_number}, value {r.value:.4g}): {network}network_dim {r.network_dim}, "
-            f"network_alpha {r.network_alpha:g}, {r.epochs} epochs, {_optimizer_text(r)}, {te}, "
+            f"network_alpha {r.network_alpha:g}, {r.epochs} epochs, {optimizer.summary(r.unet_lr, r.optimizer_args)}, {te}, "
             f"lr_scheduler {r.lr_scheduler}{repeats}.")
 
 

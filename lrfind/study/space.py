@@ -19,7 +19,8 @@ Dimensions and their Optuna parameter names (stable: optuna-dashboard and the re
                                         out: every trial keeps the folders' repeats (no parameter).
 - `lr_multiplier`                       float: x the probe's unet_lr (AdamW, Lion); for Prodigy it is
                                         d_coef (Prodigy has no lr to pick). Default: fixed 1.0.
-- `optimizer`                           AdamW | Lion | Prodigy. Default: AdamW.
+- `optimizer`                           AdamW | Lion | Prodigy (those with an lr rule in
+                                        lrfind.optimizers). Default: AdamW.
 - `lr_scheduler`                        kohya's scheduler names. Default: constant.
 - `network_type`                        lora | locon | lycoris_locon | loha | lokr (lrfind.network.kinds:
                                         kohya's networks.lora with/without conv_dim, LyCORIS algos).
@@ -49,13 +50,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from lrfind.config import StrictModel, format_validation_error
 from lrfind.errors import ConfigError
 from lrfind.network.kinds import CONV_KINDS, NETWORK_KINDS
+from lrfind.optimizers import study_optimizer_names
 from lrfind.probe.derive import DEFAULT_RESCALE_RULE
 from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
 from lrfind.study.epoch_sweep import epoch_counts, sweeps
 from lrfind.training.run_options import RUN_WIDE, RunOptions
 from lrfind.training.schedulers import scheduler_names
 
-STUDY_OPTIMIZERS = ("AdamW", "Lion", "Prodigy")  # those a trial's lr math knows (trial_values)
 PRESET_PACKAGE = "lrfind.study"
 PRESET_FOLDER = "presets"
 
@@ -158,7 +159,7 @@ class FixedSettings(RunOptions):
     overrides them, lrfind.study.overrides) and the study's own lr rules below."""
 
     text_encoder_lr_fraction: float = Field(TEXT_ENCODER_FRACTION, gt=0, le=1)  # of unet_lr
-    weight_decay: float = Field(0.01, ge=0, allow_inf_nan=False)  # AdamW's; Lion gets it x LION_WEIGHT_DECAY_FACTOR
+    weight_decay: float = Field(0.01, ge=0, allow_inf_nan=False)  # AdamW's; Lion x its weight_decay_factor
     lr_warmup_fraction: float = Field(0.0, ge=0, lt=1)  # of the run's steps; none with "constant"
     lr_rescale_rule: str = DEFAULT_RESCALE_RULE  # one of lrfind.probe.derive.RESCALE_RULES
 
@@ -289,7 +290,7 @@ class SearchSpace(StrictModel):
     @field_validator("optimizer")
     @classmethod
     def _optimizers(cls, v: NameDimension) -> NameDimension:
-        return NameDimension(choices=_canonical(v.choices, STUDY_OPTIMIZERS, "optimizer"))
+        return NameDimension(choices=_canonical(v.choices, study_optimizer_names(), "optimizer"))
 
     @field_validator("lr_scheduler")
     @classmethod

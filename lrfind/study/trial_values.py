@@ -1,15 +1,14 @@
 """A trial's parameters -> the TrainConfig values it trains with, and its step budget. Pure.
 
-Learning rate (issue #4's recipe, factors from lrfind.probe.derive, not repeated here):
+Learning rate (issue #4's recipe; each optimizer's rule is its `lr_rule` in lrfind.optimizers):
     lr = probe unet_lr, rescaled from the probe's dim/alpha to the trial's (derive.rescale_lr, the
          space's `fixed.lr_rescale_rule`), x the trial's network type's lr factor over the probe
-         network's (derive.network_lr_factor, measured: docs/networks.md), x the trial's lr_multiplier;
-    AdamW:   unet_lr = lr x ADAMW_FACTOR, weight_decay = fixed.weight_decay;
-    Lion:    unet_lr = lr / LION_LR_DIVISOR, weight_decay x LION_WEIGHT_DECAY_FACTOR;
-    Prodigy: lr 1.0 and derive.prodigy_settings(d_coef = lr_multiplier). Prodigy estimates its own
-             step size, so neither the probe's lr nor the dim/alpha rescale applies.
-    text_encoder_lr = unet_lr x fixed.text_encoder_lr_fraction when the text encoder trains; with
-             Prodigy it is 1.0 too, as Prodigy shares one d across groups and refuses unequal lrs.
+         network's (derive.network_lr_factor, measured: docs/networks.md);
+    AdamW, Lion: unet_lr = lr x lr_multiplier / the optimizer's lr_divisor (1, 3), weight_decay =
+             fixed.weight_decay x its weight_decay_factor (1, 3), text_encoder_lr = unet_lr x
+             fixed.text_encoder_lr_fraction (used when the text encoder trains);
+    Prodigy: lr 1.0 (text encoder too) and its settings with d_coef = lr_multiplier
+             (lrfind.optimizers.prodigy): it estimates its own step size.
 
 Budget: a trial trains its full run's steps (images x repeats x epochs / batch, kohya's count in
 lrfind.data.steps) x scale, where scale = trial_budget_steps / the longest full run the space
@@ -26,49 +25,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 from lrfind.data.types import Dataset
 from lrfind.errors import ConfigError
 from lrfind.network.kinds import network_kind, network_values
-from lrfind.probe.derive import (ADAMW_FACTOR, LION_LR_DIVISOR, LION_WEIGHT_DECAY_FACTOR,
-                                 network_lr_factor, prodigy_settings, rescale_lr)
+from lrfind.optimizers import LrInputs, OptimizerValues, optimizer_entry, study_optimizer_names
+from lrfind.probe.derive import network_lr_factor, rescale_lr
 from lrfind.study.epoch_sweep import boundary_steps, sweeps
 from lrfind.study.space import SearchSpace, TrialParams, space_epoch_counts
 from lrfind.study.stats import DatasetStats, StepMath
-
-
-@dataclass(frozen=True)
-class OptimizerValues:
-    unet_lr: float
-    text_encoder_lr: float  # used only when the text encoder trains
-    optimizer_args: dict
-
-
-# optimizer -> (probe lr rescaled to the trial's dim/alpha, params, space) -> its values
-OptimizerRule = Callable[[float, TrialParams, SearchSpace], OptimizerValues]
-
-
-def _adamw(lr: float, params: TrialParams, space: SearchSpace) -> OptimizerValues:
-    unet_lr = lr * params.lr_multiplier * ADAMW_FACTOR
-    return OptimizerValues(unet_lr, unet_lr * space.fixed.text_encoder_lr_fraction,
-                           {"weight_decay": space.fixed.weight_decay})
-
-
-def _lion(lr: float, params: TrialParams, space: SearchSpace) -> OptimizerValues:
-    unet_lr = lr * params.lr_multiplier / LION_LR_DIVISOR
-    return OptimizerValues(unet_lr, unet_lr * space.fixed.text_encoder_lr_fraction,
-                           {"weight_decay": space.fixed.weight_decay * LION_WEIGHT_DECAY_FACTOR})
-
-
-def _prodigy(lr: float, params: TrialParams, space: SearchSpace) -> OptimizerValues:
-    settings = prodigy_settings(d_coef=params.lr_multiplier)
-    settings.pop("lr")
-    settings["betas"] = list(settings["betas"])  # JSON/TOML have no tuples; the optimizer converts
-    return OptimizerValues(1.0, 1.0, settings)
-
-
-OPTIMIZER_RULES: dict[str, OptimizerRule] = {"AdamW": _adamw, "Lion": _lion, "Prodigy": _prodigy}
 
 
 @dataclass(frozen=True)
@@ -130,15 +95,17 @@ def longest_full_run(space: SearchSpace, stats: DatasetStats) -> StepMath:
 
 
 def _optimizer_values(params: TrialParams, probe: dict, space: SearchSpace) -> OptimizerValues:
-    if params.optimizer not in OPTIMIZER_RULES:
+    rule = optimizer_entry(params.optimizer).lr_rule
+    if rule is None:
         raise ConfigError(f"optimizer {params.optimizer!r} has no lr rule in a study; use one of "
-                          f"{', '.join(OPTIMIZER_RULES)}")
+                          f"{', '.join(study_optimizer_names())}")
     base_lr, probe_dim, probe_alpha = probe_lr(probe)
     lr = rescale_lr(base_lr, probe_dim, probe_alpha, params.network_dim, params.network_alpha,
                     rule=space.fixed.lr_rescale_rule)
     probe_kind = network_kind(probe.get("network_module") or "networks.lora", probe.get("network_args") or {})
     lr *= network_lr_factor(params.network_type) / network_lr_factor(probe_kind)
-    return OPTIMIZER_RULES[params.optimizer](lr, params, space)
+    fixed = space.fixed
+    return rule(LrInputs(lr, params.lr_multiplier, fixed.text_encoder_lr_fraction, fixed.weight_decay))
 
 
 def _train_values(params: TrialParams, opt: OptimizerValues, space: SearchSpace, steps: int) -> dict:

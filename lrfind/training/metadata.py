@@ -81,5 +81,6 @@ def training_metadata(config, dataset, components, state, started: float) -> dic
         max_token_length=config.max_token_length,
         v_parameterization=config.v_parameterization,
         network_module=config.network_module,
+        model_family=components.family,
         extra=run_metadata(config, dataset),
     )

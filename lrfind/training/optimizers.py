@@ -1,14 +1,9 @@
-"""Optimizers by kohya's names, as a registry of small builders.
+"""Build an optimizer from its registry entry (lrfind.optimizers), by kohya's names.
 
-Each builder returns the optimizer *class* (importing its package lazily, so that listing names or
-validating a config imports no torch); `build_optimizer` validates the param groups and the
-optimizer args once, for every optimizer alike, and constructs it.
-
-Names follow kohya sd-scripts' `--optimizer_type` and are looked up case-insensitively:
-AdamW, AdamW8bit, Lion, DAdaptAdam, DAdaptLion, Prodigy. The alias "DAdaptation" means DAdaptAdam
-here. Note: older kohya versions mapped "DAdaptation" to `dadaptation.DAdaptAdam` (the folk
-recipe's "DAdaptation, lr=1.0" comes from then); current kohya maps it to the experimental
-`DAdaptAdamPreprint`. lrfind keeps the maintained DAdaptAdam.
+`load_optimizer_class` imports the entry's class only here, when a run builds it (so listing names
+or validating a config imports no torch); `build_optimizer` validates the param groups and the
+optimizer args once, for every optimizer alike, and constructs it. Names are kohya sd-scripts'
+`--optimizer_type`, looked up case-insensitively with their aliases (lrfind.optimizers.registry).
 
 D-Adaptation and Prodigy estimate one step size `d` shared by all param groups; the groups' lrs
 only scale it, and both libraries raise on step 1 when two groups have different non-zero lrs.
@@ -17,121 +12,41 @@ only scale it, and both libraries raise on step 1 when two groups have different
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from lrfind.errors import ConfigError
+from lrfind.optimizers import OptimizerEntry, optimizer_entry
+# re-exported: the training layer's callers and tests name optimizers through this module
+from lrfind.optimizers import canonical_optimizer_name, is_adaptive, optimizer_names  # noqa: F401
 
 if TYPE_CHECKING:
     import torch
 
 
-@dataclass(frozen=True)
-class OptimizerEntry:
-    name: str  # canonical spelling, e.g. "DAdaptAdam"
-    load_class: Callable[[], type]  # imports lazily; raises ConfigError where unusable
-    adaptive: bool  # estimates its own step size d (lr is a multiplier, typically 1.0)
+def load_optimizer_class(entry: OptimizerEntry) -> type:
+    """The entry's class, imported now; ConfigError where its package or a CUDA GPU is missing."""
+    module_name, _, class_name = entry.class_path.partition(":")
+    package = module_name.split(".")[0]
+    if importlib.util.find_spec(package) is None:
+        where = " and a CUDA GPU" if entry.needs_cuda else ""
+        on = " on a GPU machine" if entry.needs_cuda else ""
+        raise ConfigError(f"optimizer {entry.name} needs the {package} package{where}; "
+                          f"install {package}{on} or use --optimizer-type AdamW")
+    if entry.needs_cuda:
+        import torch
 
-
-_REGISTRY: dict[str, OptimizerEntry] = {}  # lower-case name -> entry
-_ALIASES: dict[str, str] = {"dadaptation": "dadaptadam"}  # lower-case alias -> lower-case name
-
-
-def register_optimizer(name: str, *, adaptive: bool = False):
-    """Decorator: register a function returning the optimizer class under kohya's `name`."""
-
-    def decorate(load_class: Callable[[], type]) -> Callable[[], type]:
-        _REGISTRY[name.lower()] = OptimizerEntry(name, load_class, adaptive)
-        return load_class
-
-    return decorate
-
-
-@register_optimizer("AdamW")
-def _adamw() -> type:
-    import torch
-
-    return torch.optim.AdamW
-
-
-@register_optimizer("AdamW8bit")
-def _adamw_8bit() -> type:
-    import torch
-
-    # bitsandbytes' 8-bit states need CUDA kernels; on CPU it either fails to import or fails on
-    # the first step, so refuse before training starts.
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError(
-            "optimizer AdamW8bit needs the bitsandbytes package and a CUDA GPU; "
-            "install bitsandbytes on a GPU machine or use --optimizer-type AdamW"
-        )
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            "optimizer AdamW8bit needs a CUDA GPU and none is available; use --optimizer-type AdamW"
-        )
+        if not torch.cuda.is_available():
+            raise ConfigError(f"optimizer {entry.name} needs a CUDA GPU and none is available; "
+                              "use --optimizer-type AdamW")
     try:
-        import bitsandbytes
+        module = importlib.import_module(module_name)
     except Exception as err:  # broken CUDA setups raise all sorts of errors at import
-        raise ConfigError(
-            f"optimizer AdamW8bit: bitsandbytes failed to import ({err}); use --optimizer-type AdamW"
-        ) from None
-    return bitsandbytes.optim.AdamW8bit
-
-
-@register_optimizer("Lion")
-def _lion() -> type:
-    from lion_pytorch import Lion
-
-    return Lion
-
-
-@register_optimizer("DAdaptAdam", adaptive=True)
-def _dadapt_adam() -> type:
-    from dadaptation import DAdaptAdam
-
-    return DAdaptAdam
-
-
-@register_optimizer("DAdaptLion", adaptive=True)
-def _dadapt_lion() -> type:
-    from dadaptation import DAdaptLion
-
-    return DAdaptLion
-
-
-@register_optimizer("Prodigy", adaptive=True)
-def _prodigy() -> type:
-    from prodigyopt import Prodigy
-
-    return Prodigy
-
-
-def optimizer_names() -> list[str]:
-    """Canonical names, in registration order (aliases not included)."""
-    return [entry.name for entry in _REGISTRY.values()]
-
-
-def _entry(name: str) -> OptimizerEntry:
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        known = ", ".join(optimizer_names())
-        raise ConfigError(
-            f"unknown optimizer {name!r}; use one of {known} (DAdaptation is an alias of DAdaptAdam)"
-        )
-    return _REGISTRY[key]
-
-
-def canonical_optimizer_name(name: str) -> str:
-    """'adamw' -> 'AdamW', 'DAdaptation' -> 'DAdaptAdam'; ConfigError for unknown names."""
-    return _entry(name).name
-
-
-def is_adaptive(name: str) -> bool:
-    """True for D-Adaptation and Prodigy, which estimate d and use lr as a multiplier."""
-    return _entry(name).adaptive
+        raise ConfigError(f"optimizer {entry.name}: {package} failed to import ({err}); "
+                          "use --optimizer-type AdamW") from None
+    return getattr(module, class_name)
 
 
 def _shared_lr(entry: OptimizerEntry, param_groups: list[dict]) -> float:
@@ -204,9 +119,9 @@ def build_optimizer(
     Raises ConfigError for unknown names or args, unequal lrs with an adaptive optimizer, values
     the optimizer rejects, or AdamW8bit without bitsandbytes and a CUDA GPU.
     """
-    entry = _entry(name)
+    entry = optimizer_entry(name)
     default_lr = _shared_lr(entry, param_groups)
-    optimizer_class = entry.load_class()
+    optimizer_class = load_optimizer_class(entry)
     kwargs = _optimizer_kwargs(entry, optimizer_class, weight_decay, betas, extra)
     groups = [dict(group) for group in param_groups]  # the caller's dicts stay untouched
     try:
@@ -216,13 +131,11 @@ def build_optimizer(
 
 
 def _fused_kwargs(entry: OptimizerEntry, kwargs: dict, groups: list[dict]) -> dict:
-    """AdamW's fused kernel (one pass over all tensors) unless the optimizer args pick a kernel.
-
-    torch.optim.AdamW on the CPU otherwise loops over the parameters one by one: on the 256
-    tensors of an SD 1.5 LoRA that step took 120 ms against 35 ms fused (benchmarks/RESULTS.md,
-    cheap trials). The same update, to float rounding. Fused needs floating tensors on CPU or CUDA.
+    """The fused kernel (one pass over all tensors; AdamW's, lrfind.optimizers.adamw) unless the
+    optimizer args pick a kernel. The same update, to float rounding. Fused needs floating tensors
+    on CPU or CUDA.
     """
-    if entry.name != "AdamW" or {"fused", "foreach"} & set(kwargs):
+    if not entry.fused_kernel or {"fused", "foreach"} & set(kwargs):
         return {}
     params = [p for group in groups for p in group["params"]]
     if params and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
