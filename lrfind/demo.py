@@ -125,7 +125,7 @@ def _report(cfg: DemoConfig, study_dir: Path) -> Path:
 def _final_run(dataset: Path, study_dir: Path, store, progress: bool):
     from lrfind.final.from_study import from_study_values
     from lrfind.training.config import TrainConfig
-    from lrfind.training.run import train_lora
+    from lrfind.final.run import train_lora
 
     values = from_study_values(STUDY_NAME, study_dir)
     values.update(train_data_dir=dataset, progress=progress, sample_steps=10)

@@ -185,7 +185,7 @@ class TrialObjective:
         return tuple(twin.values) if self.ctx.cfg.pareto else twin.values[0]
 
     def _score(self, lora_state: dict, trial_dir: Path) -> dict:
-        from lrfind.study.samples import save_samples, score_samples
+        from lrfind.scoring.samples import save_samples, score_samples
 
         ctx = self.ctx
         scores = score_samples(ctx.components, lora_state, ctx.prompts, ctx.train_images, ctx.scorer,

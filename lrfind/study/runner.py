@@ -150,7 +150,7 @@ def objective_weights(cfg: StudyConfig, space):
 
 def _scorer(cfg: StudyConfig, weights, components):
     """A CLIP scorer, or None for loss-only scoring: tiny random CLIP for the tiny model."""
-    from lrfind.study.clip import scorer_for
+    from lrfind.scoring.clip import scorer_for
 
     if not weights.uses_clip:
         return None
@@ -210,8 +210,8 @@ def build_context(cfg: StudyConfig, study, space, weights):
     from lrfind.data.limits import check_repeats
     from lrfind.models.loading import load_components
     from lrfind.study.objective import StudyContext
-    from lrfind.study.prompts import validation_prompts
-    from lrfind.study.samples import load_training_images
+    from lrfind.scoring.prompts import validation_prompts
+    from lrfind.scoring.samples import load_training_images
     from lrfind.study.scoring import describe_objective
     from lrfind.study.stats import DatasetStats
 
