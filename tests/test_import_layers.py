@@ -54,6 +54,7 @@ PURE_NUMERICS = (
     "lrfind.data.limits",         # bounds on repeats and steps
     "lrfind.probe.plateau",       # where d*lr stabilises, and its confidence
     "lrfind.probe.derive",        # AdamW / Lion / text-encoder settings from the plateau
+    "lrfind.probe.lr_range",      # the LR range test's suggestion from (lr, loss) points
     "lrfind.study.space",         # the search space
     "lrfind.study.epoch_sweep",   # epoch counts one trial scores
     "lrfind.study.stats",         # dataset statistics for the recommendation

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from lrfind.atomic import write_json
+from lrfind.jsonfiles import finite
 from lrfind.probe.config import ProbeConfig
-from lrfind.probe.runner import ProbeOutcome, run_dadaptation_probe, run_range_test
+from lrfind.probe.runner import ProbeOutcome, run_adaptive_probe, run_range_test
 
 
 def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> dict:
@@ -29,7 +29,7 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
         dataset, components, store = _load(cfg, dataset, components, store)
         source = {"dataset": str(cfg.dataset), "model": components.name}
         if cfg.method in ("dadaptation", "both"):
-            outcome.curve, outcome.logdir = run_dadaptation_probe(cfg, components, dataset, store)
+            outcome.curve, outcome.logdir = run_adaptive_probe(cfg, components, dataset, store)
         if cfg.method in ("range", "both"):
             outcome.range_points, outcome.range_result = run_range_test(cfg, components, dataset, store)
     if outcome.curve:
@@ -76,10 +76,6 @@ def _derive(plateau, optimizer: str):
     return derive_settings(plateau.value, optimizer)
 
 
-def _finite(x):
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
-
-
 def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict) -> dict:
     report: dict = {"source": source, "optimizer": cfg.probe_optimizer, "method": cfg.method,
                     "network_dim": cfg.network_dim, "network_alpha": cfg.network_alpha,
@@ -87,7 +83,7 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict)
                     "resolution": cfg.resolution, "batch_size": cfg.batch_size, "seed": cfg.seed}
     if outcome.plateau is not None:
         p = outcome.plateau
-        report.update(status=p.status, plateau_value=_finite(p.value), plateau_step=_finite(p.plateau_step),
+        report.update(status=p.status, plateau_value=finite(p.value), plateau_step=finite(p.plateau_step),
                       confidence=round(p.confidence, 3), advice=p.advice, steps=len(outcome.curve))
     if outcome.derived is not None and p.status == "diverged":
         first, last, value = p.earlier_plateau
@@ -106,7 +102,7 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict)
                                 "points": outcome.range_points}
     if dataset is not None:
         report["dataset"] = _dataset_stats(dataset, cfg.batch_size)
-    report["curve"] = [[s, _finite(v), _finite(l)] for s, v, l in outcome.curve]
+    report["curve"] = [[s, finite(v), finite(l)] for s, v, l in outcome.curve]
     if outcome.logdir is not None:
         report["tensorboard"] = str(outcome.logdir)
     return report
