@@ -17,6 +17,11 @@ from typing import Literal
 from pydantic import Field
 
 from lrfind.config import StrictModel
+from lrfind.export.files import ExportConfig, export_kohya
+from lrfind.jsonfiles import read_json_object
+from lrfind.probe.config import ProbeConfig
+from lrfind.study.config import StudyConfig
+from lrfind.training.config import TrainConfig
 
 STUDY_NAME = "demo"
 
@@ -93,8 +98,6 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
 
 def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
-    from lrfind.jsonfiles import read_json_object
-    from lrfind.probe.config import ProbeConfig
     from lrfind.probe.probe import run_probe
 
     existing = study_dir / "probe.json"
@@ -106,7 +109,6 @@ def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
 
 
 def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
-    from lrfind.study.config import StudyConfig
     from lrfind.study.runner import run_study
 
     return run_study(StudyConfig(dataset=dataset, name=STUDY_NAME, model=cfg.model, space="tiny",
@@ -124,7 +126,6 @@ def _report(cfg: DemoConfig, study_dir: Path) -> Path:
 
 def _final_run(dataset: Path, study_dir: Path, store, progress: bool):
     from lrfind.final.from_study import from_study_values
-    from lrfind.training.config import TrainConfig
     from lrfind.final.run import train_lora
 
     values = from_study_values(STUDY_NAME, study_dir)
@@ -133,8 +134,6 @@ def _final_run(dataset: Path, study_dir: Path, store, progress: bool):
 
 
 def _export(study_dir: Path, dataset: Path):
-    from lrfind.export.files import ExportConfig, export_kohya
-
     return export_kohya(ExportConfig(name=STUDY_NAME, study_dir=study_dir, dataset=dataset,
                                      out=study_dir / "kohya"))
 

@@ -16,6 +16,10 @@ from lrfind.config import ModelConfig
 from lrfind.errors import ConfigError
 from lrfind.models.builtin import RANDOM_BUILTINS, is_builtin
 from lrfind.models.components import SDComponents
+from lrfind.models.loading import load_components
+from lrfind.models.single_file import SD1_VARIANTS, detect_architecture, read_shapes, write_single_file
+from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
+from lrfind.outputs import check_writable_dir
 
 COMPONENT_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."}
 
@@ -33,8 +37,6 @@ def _inference_scheduler():
     # The scheduler SD 1.5 ships for sampling, on SD 1.5's noise schedule; training builds its own DDPM.
     from diffusers import PNDMScheduler
 
-    from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
-
     return PNDMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "skip_prk_steps": True, "set_alpha_to_one": False})
 
 
@@ -50,8 +52,6 @@ def _add_slow_tokenizer_files(tokenizer_dir: Path) -> None:
 
 def check_new_folder(target: Path) -> None:
     """Refuse a target that holds anything: saving never replaces what is already there."""
-    from lrfind.outputs import check_writable_dir
-
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"{target}: already exists and is not empty; pass a new folder or remove it first")
     check_writable_dir(target, "DIR")
@@ -71,8 +71,6 @@ def save_model_folder(components: SDComponents, target: Path, single_file: bool 
 
 def _save_model_folder(components: SDComponents, target: Path, single_file: bool) -> dict[str, Path]:
     from diffusers import StableDiffusionPipeline
-
-    from lrfind.models.single_file import write_single_file
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -119,8 +117,6 @@ def _count_by_component(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
 
 def describe_model(cfg: ModelConfig) -> dict:
     """Name, source, architecture and parameter counts. Single files are read from their header only."""
-    from lrfind.models.single_file import SD1_VARIANTS, detect_architecture, read_shapes
-
     path = Path(cfg.model).expanduser()
     if not is_builtin(cfg.model) and path.is_file():
         shapes = read_shapes(path, cfg.allow_pickle)
@@ -131,7 +127,6 @@ def describe_model(cfg: ModelConfig) -> dict:
             "architecture": architecture,
             "parameters": _count_by_component(shapes),
         }
-    from lrfind.models.loading import load_components
 
     components = load_components(cfg)
     widths = (

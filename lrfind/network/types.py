@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Protocol, runtime_checkable
 
 from lrfind.errors import ConfigError
+from lrfind.network.lora import attach_lora
+from lrfind.network.lora_args import parse_lora_args
 from lrfind.network.spec import NetworkSpec
 
 
@@ -60,14 +62,10 @@ class NetworkType:
 
 
 def _attach_lora(components, spec: NetworkSpec, seed: Optional[int]) -> Network:
-    from lrfind.network.lora import attach_lora
-
     return attach_lora(components, spec, seed)
 
 
 def _check_lora_args(args: Mapping[str, object]) -> None:
-    from lrfind.network.lora_args import parse_lora_args
-
     parse_lora_args(args)
 
 

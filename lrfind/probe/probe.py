@@ -5,17 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrfind.atomic import write_json
+from lrfind.cache import TensorStore, check_cache_dir
+from lrfind.config import DatasetConfig, ModelConfig
+from lrfind.data.kohya import scan_dataset
+from lrfind.data.limits import check_repeats
+from lrfind.data.steps import dataset_steps_per_epoch
 from lrfind.jsonfiles import finite
+from lrfind.models.loading import load_components
+from lrfind.outputs import check_writable_dir
 from lrfind.probe.config import ProbeConfig
+from lrfind.probe.derive import derive_settings
+from lrfind.probe.plateau import analyse_curve
 from lrfind.probe.runner import ProbeOutcome, run_adaptive_probe, run_range_test
 
 
 def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> dict:
     """Runs what cfg asks for and writes DIR/probe.json and DIR/probe.html. Returns the report."""
-    from lrfind.probe.plateau import analyse_curve
-
-    from lrfind.outputs import check_writable_dir
-
     check_writable_dir(cfg.out_dir(), "--out")
     outcome = ProbeOutcome()
     if cfg.from_tensorboard is not None:
@@ -48,12 +53,6 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
 
 
 def _load(cfg: ProbeConfig, dataset, components, store):
-    from lrfind.cache import TensorStore, check_cache_dir
-    from lrfind.config import DatasetConfig, ModelConfig
-    from lrfind.data.kohya import scan_dataset
-    from lrfind.data.limits import check_repeats
-    from lrfind.models.loading import load_components
-
     cache_dir = check_cache_dir(cfg.cache_dir) if store is None else None  # before loading anything
     dataset = dataset or scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=cfg.resolution,
                                                     caption_extension=cfg.caption_extension,
@@ -65,8 +64,6 @@ def _load(cfg: ProbeConfig, dataset, components, store):
 
 
 def _derive(plateau, optimizer: str):
-    from lrfind.probe.derive import derive_settings
-
     if plateau.status == "diverged":
         # The last finite d*lr of a diverged run measured 24-78x the AdamW optimum (docs/probe.md):
         # derive only from a plateau the run held before it diverged, if it had one.
@@ -109,8 +106,6 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict)
 
 
 def _dataset_stats(dataset, batch_size: int) -> dict:
-    from lrfind.data.steps import dataset_steps_per_epoch
-
     groups = [[len(c.images), c.repeats] for c in dataset.concepts]
     return {"name": dataset.name, "concepts": [c.name for c in dataset.concepts], "images_repeats": groups,
             "images": sum(g[0] for g in groups), "steps_per_epoch": dataset_steps_per_epoch(dataset, batch_size)}

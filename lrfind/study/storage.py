@@ -12,7 +12,8 @@ import socket
 from pathlib import Path
 from typing import Optional
 
-from lrfind.secrets import mask_text, mask_url, remember
+from lrfind.errors import ConfigError
+from lrfind.secrets import mask_text, mask_url, password_needs_encoding, remember
 from lrfind.study.journal import journal_path, open_journal
 
 SCHEMA_RACE_RETRIES = 4
@@ -26,9 +27,6 @@ def engine_url(url: str) -> str:
     psycopg2-binary. Prefer psycopg when both are there; an explicit postgresql+DRIVER:// is kept.
     """
     import importlib.util
-
-    from lrfind.errors import ConfigError
-    from lrfind.secrets import password_needs_encoding
 
     problem = password_needs_encoding(url)
     if problem:
