@@ -57,6 +57,7 @@ class _Steps:
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
+    # lazy: lrfind --help loads this module (the parser's options); each step's modules load when it runs
     from lrfind.cache import TensorStore, check_cache_dir
     from lrfind.data.example import copy_example_dataset
     from lrfind.outputs import check_writable_dir
@@ -98,6 +99,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
 
 def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
+    # lazy: lrfind --help loads this module (the parser's options); the probe loads when it runs
     from lrfind.probe.probe import run_probe
 
     existing = study_dir / "probe.json"
@@ -109,6 +111,7 @@ def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
 
 
 def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
+    # lazy: lrfind --help loads this module (the parser's options); the study (Optuna) loads when it runs
     from lrfind.study.runner import run_study
 
     return run_study(StudyConfig(dataset=dataset, name=STUDY_NAME, model=cfg.model, space="tiny",
@@ -116,6 +119,7 @@ def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
 
 
 def _report(cfg: DemoConfig, study_dir: Path) -> Path:
+    # lazy: lrfind --help loads this module (the parser's options); the report loads when it runs
     from lrfind.report.data import load_study_data
     from lrfind.report.html import write_report
     from lrfind.report.info import gather_info
@@ -125,6 +129,7 @@ def _report(cfg: DemoConfig, study_dir: Path) -> Path:
 
 
 def _final_run(dataset: Path, study_dir: Path, store, progress: bool):
+    # lazy: lrfind --help loads this module (the parser's options); the final run loads when it runs
     from lrfind.final.from_study import from_study_values
     from lrfind.final.run import train_lora
 

@@ -19,6 +19,7 @@ from lrfind.models.components import SDComponents
 from lrfind.models.loading import load_components
 from lrfind.models.single_file import SD1_VARIANTS, detect_architecture, read_shapes, write_single_file
 from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
+from lrfind.models.tokenizer import tokenizer_files_dir
 from lrfind.outputs import check_writable_dir
 
 COMPONENT_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."}
@@ -43,8 +44,6 @@ def _inference_scheduler():
 def _add_slow_tokenizer_files(tokenizer_dir: Path) -> None:
     # transformers 5 saves only tokenizer.json; transformers 4.x's CLIPTokenizer (which kohya
     # sd-scripts and older diffusers use) needs vocab.json + merges.txt beside it.
-    from lrfind.models.tokenizer import tokenizer_files_dir
-
     for name in ("vocab.json", "merges.txt"):
         if not (tokenizer_dir / name).exists():
             shutil.copyfile(tokenizer_files_dir() / name, tokenizer_dir / name)

@@ -70,13 +70,13 @@ def _check_lora_args(args: Mapping[str, object]) -> None:
 
 
 def _attach_lycoris(components, spec: NetworkSpec, seed: Optional[int]) -> Network:
-    from lrfind.network.lycoris_net import attach_lycoris
+    from lrfind.network.lycoris_net import attach_lycoris  # lazy: lrfind --help loads this registry, not LyCORIS
 
     return attach_lycoris(components, spec, seed)
 
 
 def _check_lycoris_args(args: Mapping[str, object]) -> None:
-    from lrfind.network.lycoris_net import check_lycoris_args
+    from lrfind.network.lycoris_net import check_lycoris_args  # lazy: as _attach_lycoris
 
     check_lycoris_args(args)
 

@@ -15,8 +15,10 @@ from lrfind.models.loading import load_components
 from lrfind.outputs import check_writable_dir
 from lrfind.probe.config import ProbeConfig
 from lrfind.probe.derive import derive_settings
+from lrfind.probe.page import _get_probe_plot_info, write_probe_page
 from lrfind.probe.plateau import analyse_curve
 from lrfind.probe.runner import ProbeOutcome, run_adaptive_probe, run_range_test
+from lrfind.probe.tb_reader import read_dlr_curve
 
 
 def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> dict:
@@ -24,8 +26,6 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
     check_writable_dir(cfg.out_dir(), "--out")
     outcome = ProbeOutcome()
     if cfg.from_tensorboard is not None:
-        from lrfind.probe.tb_reader import read_dlr_curve
-
         tb = read_dlr_curve(cfg.from_tensorboard)
         losses = tb.losses_at_steps()
         outcome.curve = [[s, v, l] for s, v, l in zip(tb.steps, tb.values, losses)]
@@ -45,8 +45,6 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
     out = cfg.out_dir()
     write_json(out / "probe.json", report)
     if outcome.plateau is not None:
-        from lrfind.probe.page import _get_probe_plot_info, write_probe_page
-
         info = _get_probe_plot_info(outcome.curve, outcome.plateau, title=f"lrfind probe: {out.name}")
         write_probe_page(out / "probe.html", info)
     return report

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from lrfind.errors import LrfindError
 from lrfind.jsonfiles import finite
 from lrfind.network.kinds import network_label
+from lrfind.probe.page import _get_probe_plot_info
 from lrfind.probe.plateau import analyse_curve
 from lrfind.report.data import StudyData
 from lrfind.report.info_images import _get_sample_grid_info, _get_xy_grid_info, unreadable_image_warnings
@@ -180,8 +181,6 @@ def _get_probe_info(data: StudyData) -> dict:
     info: dict[str, Any] = {"available": True, "rows": rows, "advice": probe.get("advice", ""),
                             "status": probe.get("status"), "plot": None, "range_test": None}
     if probe.get("curve"):
-        from lrfind.probe.page import _get_probe_plot_info
-
         info["plot"] = _get_probe_plot_info(probe["curve"], _plateau_for(probe), title="d*lr probe")
     range_test = probe.get("range_test")
     if range_test and range_test.get("points"):

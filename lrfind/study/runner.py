@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
+import lrfind
 from lrfind.atomic import disk_full_as_error, write_json
 from lrfind.cache import TensorStore, default_cache_dir
 from lrfind.config import DatasetConfig, ModelConfig
@@ -21,6 +22,8 @@ from lrfind.data.kohya import scan_dataset
 from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.models.loading import load_components
+from lrfind.probe.config import ProbeConfig
+from lrfind.probe.probe import run_probe
 from lrfind.scoring.clip import scorer_for
 from lrfind.scoring.prompts import validation_prompts
 from lrfind.scoring.samples import load_training_images
@@ -120,9 +123,6 @@ def ensure_probe(cfg: StudyConfig, study, components, dataset, store) -> dict:
     if path.is_file():
         report = json.loads(path.read_text(encoding="utf-8"))
     else:
-        from lrfind.probe.config import ProbeConfig
-        from lrfind.probe.probe import run_probe
-
         space_fixed = _space_fixed(cfg)
         probe_cfg = ProbeConfig(dataset=cfg.dataset, model=cfg.model, allow_pickle=cfg.allow_pickle,
                                 steps=cfg.probe_steps, resolution=space_fixed["resolution"],
@@ -207,8 +207,6 @@ def _environment(components) -> dict:
     import diffusers
     import optuna
     import torch
-
-    import lrfind
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})"
     return {"lrfind": lrfind.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,

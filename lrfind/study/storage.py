@@ -155,8 +155,6 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int, storage_c
 
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            from lrfind.errors import ConfigError
-
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(f"cannot open study storage {mask_url(url)}: {mask_text(reason, url)}; "
                               "check --storage (and that the database server runs)") from None
