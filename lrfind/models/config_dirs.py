@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 from lrfind.atomic import write_json
-from lrfind.models.tiny import SD15_SCHEDULER_CONFIG, TINY_TEXT_ENCODER_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
 
 CONFIGS_ROOT = Path(__file__).parent / "configs"
 SD15_CONFIG_DIR = CONFIGS_ROOT / "sd15"
@@ -31,6 +30,13 @@ def sd15_config_dir() -> Path:
 
 def tiny_config_files() -> dict[str, dict]:
     """Relative path -> JSON content of the tiny model's config folder, from tiny.py's dicts."""
+    from lrfind.models.tiny import (  # lazy: lrfind --help loads this module (through lrfind.export)
+        SD15_SCHEDULER_CONFIG,
+        TINY_TEXT_ENCODER_CONFIG,
+        TINY_UNET_CONFIG,
+        TINY_VAE_CONFIG,
+    )
+
     model_index = json.loads((SD15_CONFIG_DIR / "model_index.json").read_text())
     text_encoder = {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", **TINY_TEXT_ENCODER_CONFIG}
     return {
