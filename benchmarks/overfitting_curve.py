@@ -125,7 +125,7 @@ def run(args) -> list[dict]:
     from lrfind.data.example import example_dataset_path
     from lrfind.models.loading import load_components
     from lrfind.training.config import TrainConfig
-    from lrfind.training.run import train_lora
+    from lrfind.final.run import train_lora
 
     torch.manual_seed(0)
     components = load_components(ModelConfig(model=args.model))

@@ -17,6 +17,11 @@ from typing import Literal
 from pydantic import Field
 
 from lrfind.config import StrictModel
+from lrfind.export.files import ExportConfig, export_kohya
+from lrfind.jsonfiles import read_json_object
+from lrfind.probe.config import ProbeConfig
+from lrfind.study.config import StudyConfig
+from lrfind.training.config import TrainConfig
 
 STUDY_NAME = "demo"
 
@@ -52,6 +57,7 @@ class _Steps:
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
+    # lazy: lrfind --help loads this module (the parser's options); each step's modules load when it runs
     from lrfind.cache import TensorStore, check_cache_dir
     from lrfind.data.example import copy_example_dataset
     from lrfind.outputs import check_writable_dir
@@ -93,8 +99,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
 
 def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
-    from lrfind.jsonfiles import read_json_object
-    from lrfind.probe.config import ProbeConfig
+    # lazy: lrfind --help loads this module (the parser's options); the probe loads when it runs
     from lrfind.probe.probe import run_probe
 
     existing = study_dir / "probe.json"
@@ -106,7 +111,7 @@ def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
 
 
 def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
-    from lrfind.study.config import StudyConfig
+    # lazy: lrfind --help loads this module (the parser's options); the study (Optuna) loads when it runs
     from lrfind.study.runner import run_study
 
     return run_study(StudyConfig(dataset=dataset, name=STUDY_NAME, model=cfg.model, space="tiny",
@@ -114,6 +119,7 @@ def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
 
 
 def _report(cfg: DemoConfig, study_dir: Path) -> Path:
+    # lazy: lrfind --help loads this module (the parser's options); the report loads when it runs
     from lrfind.report.data import load_study_data
     from lrfind.report.html import write_report
     from lrfind.report.info import gather_info
@@ -123,9 +129,9 @@ def _report(cfg: DemoConfig, study_dir: Path) -> Path:
 
 
 def _final_run(dataset: Path, study_dir: Path, store, progress: bool):
+    # lazy: lrfind --help loads this module (the parser's options); the final run loads when it runs
     from lrfind.final.from_study import from_study_values
-    from lrfind.training.config import TrainConfig
-    from lrfind.training.run import train_lora
+    from lrfind.final.run import train_lora
 
     values = from_study_values(STUDY_NAME, study_dir)
     values.update(train_data_dir=dataset, progress=progress, sample_steps=10)
@@ -133,8 +139,6 @@ def _final_run(dataset: Path, study_dir: Path, store, progress: bool):
 
 
 def _export(study_dir: Path, dataset: Path):
-    from lrfind.export.files import ExportConfig, export_kohya
-
     return export_kohya(ExportConfig(name=STUDY_NAME, study_dir=study_dir, dataset=dataset,
                                      out=study_dir / "kohya"))
 

@@ -88,7 +88,7 @@ def probe_report() -> dict:
 
 
 def _write_samples(study_dir: Path, number: int, seed: int) -> list[str]:
-    from lrfind.study.samples import save_samples
+    from lrfind.scoring.samples import save_samples
 
     names = ("chelsea", "coffee")
     images = [photo(n).resize((64, 64)).rotate(20 * seed) for n in names]

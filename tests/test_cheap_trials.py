@@ -124,7 +124,7 @@ def test_the_baseline_is_computed_once_and_read_back_by_another_worker(tiny, exa
         value = runner.ensure_baseline(study, (cfg, space, tiny, _scan(cfg, space), feature_store), memo)
         computed = len(forwards)
         other = optuna.load_study(study_name="b", storage=cfg.storage_url())  # a resumed run or another worker
-        monkeypatch.setattr("lrfind.training.setup.lora_run", _refuse)
+        monkeypatch.setattr("lrfind.study.runner.lora_run", _refuse)  # the one ensure_baseline calls
         again = runner.ensure_baseline(other, (cfg, space, tiny, _scan(cfg, space), feature_store), {})
     finally:
         hook.remove()

@@ -18,8 +18,8 @@ from lrfind.config import DatasetConfig
 from lrfind.data.images import load_bucket_pil
 from lrfind.data.kohya import scan_dataset
 from lrfind.errors import ModelError
-from lrfind.study.clip import TINY_CLIP_NAME, load_clip_scorer, tiny_clip_scorer
-from lrfind.study.samples import (
+from lrfind.scoring.clip import TINY_CLIP_NAME, load_clip_scorer, tiny_clip_scorer
+from lrfind.scoring.samples import (
     clip_i_matrix,
     load_training_images,
     save_sample_grid,
@@ -242,7 +242,7 @@ def test_score_samples_on_the_tiny_model(model, scorer, example_dataset, tmp_pat
 
 
 def test_sample_grid_layout(tmp_path, photos):
-    from lrfind.study.samples import sample_grid
+    from lrfind.scoring.samples import sample_grid
 
     grid = sample_grid(photos + photos[:1], columns=2)
     assert grid.size == (192, 288)

@@ -32,7 +32,7 @@ class StopAt:
 
 @pytest.fixture(scope="module")
 def uninterrupted(example_dataset, tmp_path_factory, tiny, feature_store):
-    from lrfind.training.run import train_lora
+    from lrfind.final.run import train_lora
 
     out = tmp_path_factory.mktemp("whole")
     return train_lora(final_config(example_dataset, out), components=tiny, store=feature_store), out
@@ -64,7 +64,7 @@ def test_saved_epochs_samples_grid_and_suggestion(uninterrupted):
 
 def test_interrupted_then_resumed_run_ends_with_the_same_weights(uninterrupted, example_dataset, tmp_path,
                                                                  tiny, feature_store):
-    from lrfind.training.run import train_lora
+    from lrfind.final.run import train_lora
 
     whole, whole_out = uninterrupted
     config = final_config(example_dataset, tmp_path)
@@ -86,7 +86,7 @@ def test_interrupted_then_resumed_run_ends_with_the_same_weights(uninterrupted, 
 
 def test_resume_with_other_settings_or_without_state_is_refused(example_dataset, tmp_path, tiny, feature_store):
     from lrfind.errors import ConfigError
-    from lrfind.training.run import train_lora
+    from lrfind.final.run import train_lora
 
     config = final_config(example_dataset, tmp_path, max_train_epochs=2, sample_every_n_epochs=None)
     with pytest.raises(ConfigError, match="no saved state"):
@@ -164,7 +164,7 @@ def test_unknown_concept_folder_in_repeats_is_refused(example_dataset, tmp_path,
 
 def test_ctrl_c_during_train_says_how_to_resume(example_dataset, tmp_path, capsys, monkeypatch):
     from lrfind.cli import main
-    from lrfind.training import run
+    from lrfind.final import run
 
     def interrupted(config, **kwargs):
         raise KeyboardInterrupt

@@ -48,7 +48,7 @@ def test_a_run_far_longer_than_the_dataset_needs_warns(example_dataset):
     from lrfind.data.kohya import scan_dataset
     from lrfind.errors import LrfindWarning
     from lrfind.training.config import TrainConfig
-    from lrfind.training.run import check_run_length
+    from lrfind.training.checks import check_run_length
 
     config = TrainConfig(train_data_dir=example_dataset, resolution=64, max_train_epochs=400)
     dataset = scan_dataset(config.dataset_config())

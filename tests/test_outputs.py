@@ -22,13 +22,28 @@ TRAIN = ["--model", "tiny", "--resolution", "64", "--network-dim", "4", "--train
 
 @pytest.fixture
 def no_model_load(monkeypatch):
-    """Fail the test if a command gets as far as loading a model (the check must come first)."""
+    """Fail the test if a command gets as far as loading a model (the check must come first).
+
+    Patched in lrfind.models.loading and in every lrfind module that imports load_components at its
+    top (the commands' orchestrators), so every lrfind module is imported first.
+    """
+    import importlib
+    import pkgutil
+    import sys
+
+    import lrfind
     from lrfind.models import loading
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the output places were checked")
 
-    monkeypatch.setattr(loading, "load_components", refuse)
+    for info in pkgutil.walk_packages(lrfind.__path__, "lrfind."):
+        if info.name != "lrfind.__main__":
+            importlib.import_module(info.name)
+    real = loading.load_components
+    for module in [m for name, m in sys.modules.items() if name.startswith("lrfind")]:
+        if getattr(module, "load_components", None) is real:
+            monkeypatch.setattr(module, "load_components", refuse)
 
 
 def commands(tmp_path: Path, dataset: Path, bad: Path) -> dict[str, tuple[list[str], str]]:
@@ -178,7 +193,7 @@ def test_needs_on_one_disk_add_up(tmp_path, monkeypatch):
 
 
 def test_train_on_a_too_small_disk_stops_before_training(example_dataset, tmp_path, monkeypatch, capsys):
-    from lrfind.training import loop
+    from lrfind.final import run  # the final run's loop: lrfind.training.loop.run_loop as final.run holds it
 
     real = shutil.disk_usage
 
@@ -190,7 +205,7 @@ def test_train_on_a_too_small_disk_stops_before_training(example_dataset, tmp_pa
         raise AssertionError("training started")
 
     monkeypatch.setattr(outputs.shutil, "disk_usage", small)
-    monkeypatch.setattr(loop, "run_loop", no_training)
+    monkeypatch.setattr(run, "run_loop", no_training)
     rc = main(["train", str(example_dataset), *TRAIN, "--output-dir", str(tmp_path / "out"), "--save-state"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith(f"lrfind: error: not enough free space in {tmp_path}: need ≈")

@@ -10,7 +10,7 @@ from lrfind.config import DatasetConfig
 from lrfind.data.kohya import scan_dataset
 from lrfind.data.types import Concept, Dataset, ImageRecord
 from lrfind.errors import DatasetError
-from lrfind.study.prompts import (
+from lrfind.scoring.prompts import (
     FIRST_SEED,
     VALIDATION_SCENES,
     concept_trigger,

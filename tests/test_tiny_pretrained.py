@@ -135,7 +135,7 @@ def test_a_lora_on_a_held_out_concept_learns_it(pretrained, example_dataset, tmp
     from lrfind.network import load_lora
     from lrfind.network.inference import generate_images
     from lrfind.training.config import TrainConfig
-    from lrfind.training.run import train_lora
+    from lrfind.final.run import train_lora
 
     config = TrainConfig(train_data_dir=example_dataset, pretrained_model_name_or_path="tiny-pretrained",
                          resolution=64, max_train_epochs=2, network_dim=8, network_alpha=8,

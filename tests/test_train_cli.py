@@ -214,3 +214,13 @@ def test_alpha_above_dim_warns_once_on_one_line(example_dataset, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 0 and len(err) == 1
     assert err[0].startswith("lrfind: warning: network_alpha 8 is above network_dim 4") and "alpha/dim = 2" in err[0]
+
+
+@pytest.mark.parametrize("command", ["train", "study"])
+def test_help_shows_no_default_for_a_required_option(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert stop.value.code == 0
+    assert "PydanticUndefined" not in text
+    assert "(default: tiny)" in text  # an optional field (the base model) still shows its default

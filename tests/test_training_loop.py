@@ -123,7 +123,7 @@ def test_text_encoder_lora_and_shuffled_captions_train(tiny, example_dataset, fe
 
 
 def test_adaptive_optimizer_with_two_lrs_is_refused_before_training(example_dataset, tmp_path):
-    from lrfind.training.run import preflight
+    from lrfind.training.checks import preflight
 
     config = make_config(example_dataset, tmp_path, optimizer_type="Prodigy", learning_rate=1.0,
                          network_train_unet_only=False, text_encoder_lr=0.5)

@@ -14,6 +14,7 @@ from collections import defaultdict
 from typing import Sequence
 
 from lrfind.cache.store import TensorStore, file_digest, make_key
+from lrfind.data.images import load_bucket_image
 from lrfind.data.types import ImageRecord
 
 # Bump when the way latents are computed changes, so old entries are never read.
@@ -91,8 +92,6 @@ class LatentCache:
     def encode(self, records: Sequence[ImageRecord], flip: bool) -> list:
         """Encode records of ONE bucket size with the VAE, without the cache."""
         import torch
-
-        from lrfind.data.images import load_bucket_image
 
         vae = self.components.vae
         param = next(vae.parameters())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lrfind.atomic import write_bytes
+from lrfind.outputs import check_writable_dir
 
 KEY_FIELD = "lrfind_key"
 DIGEST_FIELD = "lrfind_digest"
@@ -36,8 +37,6 @@ def default_cache_dir() -> Path:
 
 def check_cache_dir(cache_dir) -> Path:
     """The cache folder a run will use (--cache-dir, else the default), checked writable."""
-    from lrfind.outputs import check_writable_dir
-
     path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     check_writable_dir(path, "--cache-dir" if cache_dir is not None else "the cache folder (--cache-dir, "
                                                                          "LRFIND_CACHE_DIR or ~/.cache/lrfind)")

@@ -10,6 +10,7 @@ import hashlib
 from typing import Sequence
 
 from lrfind.cache.store import TensorStore, make_key
+from lrfind.models.text_encoding import encode_prompts
 
 TEXT_FORMAT = "text-v1"
 
@@ -95,8 +96,6 @@ class TextEmbeddingCache:
     def encode(self, captions: Sequence[str]) -> list:
         """Encode captions with the text encoder, without the cache."""
         import torch
-
-        from lrfind.models.text_encoding import encode_prompts
 
         with torch.no_grad():
             hidden = encode_prompts(

@@ -63,7 +63,8 @@ def add_model_options(
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else []) + aliases.get(name, [])
         # a field that parses its own text (e.g. lrfind.config.Resolution: "512,512") gets the text
         kind = str if any(isinstance(m, BeforeValidator) for m in field.metadata) else _scalar_type(field.annotation)
-        default = field.get_default(call_default_factory=True)
+        # a required field has no default to show (pydantic's get_default gives PydanticUndefined)
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
         help_text = help_texts.get(name, "") + (f" (default: {default})" if default not in (None, {}, ()) else "")
         common = dict(dest=name, default=argparse.SUPPRESS, help=help_text.strip() or None)
         if kind is bool:

@@ -82,7 +82,7 @@ def build_train_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from lrfind.training.distributed import launch_command, launched
-    from lrfind.training.run import train_lora
+    from lrfind.final.run import train_lora
 
     config = build_train_config(args)
     if args.num_processes < 1:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.data.types import Dataset
+from lrfind.errors import ConfigError, DatasetError
 
 MAX_REPEATS = 10_000
 MAX_TOTAL_STEPS = 1_000_000
@@ -56,8 +57,6 @@ def long_run_warning(total_steps: int, batch_size: int, train_images: int) -> Op
 
 def check_repeats(dataset: Dataset) -> None:
     """DatasetError naming the first folder above MAX_REPEATS: before anything lists its repeats."""
-    from lrfind.errors import DatasetError
-
     problems = repeat_problems(dataset)
     if problems:
         folder, problem, fix = problems[0]
@@ -65,8 +64,6 @@ def check_repeats(dataset: Dataset) -> None:
 
 
 def check_steps(total_steps: int) -> None:
-    from lrfind.errors import ConfigError
-
     problem = steps_problem(total_steps)
     if problem:
         raise ConfigError("; ".join(problem))

@@ -83,7 +83,7 @@ def _model_path(cfg: ExportConfig, source: dict, warnings: list[str]) -> str:
 
 def export_kohya(cfg: ExportConfig) -> ExportResult:
     """Write OUT/kohya_config.toml and OUT/kohya_dataset.toml; return their paths and the command."""
-    from lrfind.outputs import check_writable_dir
+    from lrfind.outputs import check_writable_dir  # lazy: lrfind --help loads this module
 
     check_writable_dir(cfg.out_folder(), "--out")
     study = cfg.study_folder()

@@ -13,6 +13,7 @@ from typing import Optional
 
 from lrfind.atomic import write_json
 from lrfind.final.xy_grid import save_xy_grid, suggest_epoch, xy_grid
+from lrfind.training.lora_files import lora_file_path
 
 GRID_PROMPTS = 2  # sections of the grid: the first sample prompts (each section is epochs x weights)
 
@@ -27,8 +28,6 @@ def xy_grid_path(config) -> Path:
 
 def epoch_files(config, final_epoch: int) -> list[tuple[int, Path]]:
     """(epoch, LoRA file) of every saved epoch still on disk, and the final file at its epoch."""
-    from lrfind.training.run import lora_file_path
-
     files = [(e, lora_file_path(config, e)) for e in range(1, final_epoch)]
     files = [(e, p) for e, p in files if p.is_file()]
     return files + [(final_epoch, lora_file_path(config))]

@@ -17,7 +17,9 @@ from typing import Optional
 from lrfind.atomic import write_json
 from lrfind.errors import ConfigError
 from lrfind.jsonfiles import finite
-from lrfind.study.prompts import FIRST_SEED, validation_prompts  # the same seeds as a study's prompts
+from lrfind.network import generate_images
+from lrfind.scoring.prompts import FIRST_SEED, validation_prompts  # the same seeds as a study's prompts
+from lrfind.scoring.samples import clip_i_matrix, save_png
 
 _SEED_OPTION = re.compile(r"\s--d\s+(-?\d+)")
 
@@ -89,9 +91,6 @@ class EpochWatch:
 
     def _samples(self, epoch: int) -> dict:
         import torch
-
-        from lrfind.network import generate_images
-        from lrfind.study.samples import clip_i_matrix, save_png
 
         unet, text_encoder = self.components.unet, self.components.text_encoder
         modes = unet.training, text_encoder.training

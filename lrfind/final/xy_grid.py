@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from lrfind.atomic import write_bytes
+from lrfind.network import generate_images, load_lora
 
 DEFAULT_WEIGHTS = (0.4, 0.6, 0.8, 1.0)
 LABEL_PAD = 4
@@ -105,8 +106,6 @@ def xy_grid(components, lora_files: Sequence[tuple[int, str | os.PathLike]], wei
     A weight of 0 gives the base model's image (handy as a reference column).
     """
     from PIL import Image
-
-    from lrfind.network import generate_images, load_lora
 
     if not lora_files or not weights or not prompts_seeds:
         raise ValueError("an X/Y grid needs at least one LoRA file, one weight and one (prompt, seed)")

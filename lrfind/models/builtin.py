@@ -12,14 +12,14 @@ from lrfind.models.components import SDComponents
 
 
 def _tiny(seed: int) -> SDComponents:
-    from lrfind.models.tiny import build_tiny
+    from lrfind.models.tiny import build_tiny  # lazy: lrfind --help loads this module, not the builders
 
     return build_tiny(seed)
 
 
 def _tiny_pretrained(seed: int) -> SDComponents:
     # Trained weights: the seed does not apply (the manifest records the one they were trained with).
-    from lrfind.models.tiny_pretrained import build_tiny_pretrained
+    from lrfind.models.tiny_pretrained import build_tiny_pretrained  # lazy: as build_tiny above
 
     return build_tiny_pretrained()
 

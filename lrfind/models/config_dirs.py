@@ -30,7 +30,7 @@ def sd15_config_dir() -> Path:
 
 def tiny_config_files() -> dict[str, dict]:
     """Relative path -> JSON content of the tiny model's config folder, from tiny.py's dicts."""
-    from lrfind.models.tiny import (
+    from lrfind.models.tiny import (  # lazy: lrfind --help loads this module (through lrfind.export)
         SD15_SCHEDULER_CONFIG,
         TINY_TEXT_ENCODER_CONFIG,
         TINY_UNET_CONFIG,

@@ -16,7 +16,12 @@ from lrfind.config import ModelConfig
 from lrfind.errors import ConfigError
 from lrfind.models.builtin import RANDOM_BUILTINS, is_builtin
 from lrfind.models.components import SDComponents
-
+from lrfind.models.loading import load_components
+from lrfind.models.families import detect_single_file, family_named
+from lrfind.models.single_file import read_shapes, write_single_file
+from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
+from lrfind.models.tokenizer import tokenizer_files_dir
+from lrfind.outputs import check_writable_dir
 
 
 def readable_mode(path: Path) -> None:
@@ -32,16 +37,12 @@ def _inference_scheduler():
     # The scheduler SD 1.5 ships for sampling, on SD 1.5's noise schedule; training builds its own DDPM.
     from diffusers import PNDMScheduler
 
-    from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
-
     return PNDMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "skip_prk_steps": True, "set_alpha_to_one": False})
 
 
 def _add_slow_tokenizer_files(tokenizer_dir: Path) -> None:
     # transformers 5 saves only tokenizer.json; transformers 4.x's CLIPTokenizer (which kohya
     # sd-scripts and older diffusers use) needs vocab.json + merges.txt beside it.
-    from lrfind.models.tokenizer import tokenizer_files_dir
-
     for name in ("vocab.json", "merges.txt"):
         if not (tokenizer_dir / name).exists():
             shutil.copyfile(tokenizer_files_dir() / name, tokenizer_dir / name)
@@ -49,8 +50,6 @@ def _add_slow_tokenizer_files(tokenizer_dir: Path) -> None:
 
 def check_new_folder(target: Path) -> None:
     """Refuse a target that holds anything: saving never replaces what is already there."""
-    from lrfind.outputs import check_writable_dir
-
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"{target}: already exists and is not empty; pass a new folder or remove it first")
     check_writable_dir(target, "DIR")
@@ -70,8 +69,6 @@ def save_model_folder(components: SDComponents, target: Path, single_file: bool 
 
 def _save_model_folder(components: SDComponents, target: Path, single_file: bool) -> dict[str, Path]:
     from diffusers import StableDiffusionPipeline
-
-    from lrfind.models.single_file import write_single_file
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -118,9 +115,6 @@ def _count_by_component(shapes: dict[str, tuple[int, ...]], family) -> dict[str,
 
 def describe_model(cfg: ModelConfig) -> dict:
     """Name, source, architecture and parameter counts. Single files are read from their header only."""
-    from lrfind.models.families import detect_single_file, family_named
-    from lrfind.models.single_file import read_shapes
-
     path = Path(cfg.model).expanduser()
     if not is_builtin(cfg.model) and path.is_file():
         shapes = read_shapes(path, cfg.allow_pickle)
@@ -131,7 +125,6 @@ def describe_model(cfg: ModelConfig) -> dict:
             "architecture": variant.name,
             "parameters": _count_by_component(shapes, family),
         }
-    from lrfind.models.loading import load_components
 
     components = load_components(cfg)
     family = family_named(components.family)

@@ -13,6 +13,7 @@ as kohya does; clip_skip = 1 is the plain last hidden state.
 from __future__ import annotations
 
 from lrfind.errors import ConfigError
+from lrfind.models.tokenizer import clean_prompt
 
 CHUNK_TOKENS = 75  # CLIP's 77 positions minus <BOS> and <EOS>
 MAX_TOKEN_LENGTHS = (75, 150, 225)
@@ -28,8 +29,6 @@ def validate_text_options(text_encoder, clip_skip: int, max_token_length: int) -
 
 def tokenize_prompts(tokenizer, prompts: list[str], max_token_length: int = 75):
     """Token ids [B, n_chunks, 77]: each chunk is <BOS> + 75 tokens + <EOS>, padded with <EOS>."""
-    from lrfind.models.tokenizer import clean_prompt
-
     total = max_token_length + 2
     prompts = [clean_prompt(prompt) for prompt in prompts]
     ids = tokenizer(prompts, padding="max_length", truncation=True, max_length=total, return_tensors="pt").input_ids

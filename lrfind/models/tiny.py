@@ -9,6 +9,7 @@ Tests and the demo use it; nothing is downloaded.
 from __future__ import annotations
 
 from lrfind.models.components import SDComponents
+from lrfind.models.tokenizer import get_clip_tokenizer
 
 # Configs as plain dicts: they are also written to disk by `lrfind model save tiny`.
 TINY_UNET_CONFIG = {
@@ -68,8 +69,6 @@ def build_tiny(seed: int = 0) -> SDComponents:
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
-
-    from lrfind.models.tokenizer import get_clip_tokenizer
 
     # A private generator state so building the model does not disturb the caller's RNG.
     with torch.random.fork_rng(devices=[]):

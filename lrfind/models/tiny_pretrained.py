@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lrfind.errors import ModelError
 from lrfind.models.components import SDComponents
+from lrfind.models.tiny import build_tiny
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny_pretrained"
 PARTS = ("unet", "vae", "text_encoder")
@@ -51,8 +52,6 @@ def build_tiny_pretrained(folder: Path = ASSET_DIR) -> SDComponents:
     """The tiny architecture (float32) with the shipped trained weights; frozen, eval mode."""
     import torch
     from safetensors.torch import load_file
-
-    from lrfind.models.tiny import build_tiny
 
     verify_files(folder)
     components = build_tiny(0)  # the architecture; every weight is replaced below

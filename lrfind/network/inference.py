@@ -191,7 +191,7 @@ def generate_images(
     """
     import torch
 
-    from lrfind.models.text_encoding import encode_prompts
+    from lrfind.models.text_encoding import encode_prompts  # lazy: lrfind --help loads lrfind.network
 
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds; give one seed each")

@@ -218,7 +218,7 @@ def attach_lora(components, spec: NetworkSpec, seed: int | None = None) -> LoraN
     """
     import torch
 
-    from lrfind.network.lora_module import LoRAModule
+    from lrfind.network.lora_module import LoRAModule  # lazy: it imports torch; lrfind --help loads this
 
     args = parse_lora_args(spec.network_args)
     wanted = [part for part, on in zip(PARTS, (spec.train_unet, spec.train_text_encoder)) if on]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from lrfind.errors import ConfigError
-from lrfind.network.kohya_format import torch_dtype
+from lrfind.network.kohya_format import file_algo, torch_dtype
 from lrfind.network.spec import NetworkSpec
 
 NETWORK_MODULE = "lycoris.kohya"
@@ -311,8 +311,6 @@ class LycorisKohyaNetwork:
         initialisation, as kohya's `load_weights(strict=False)` leaves them.
         """
         import torch
-
-        from lrfind.network.kohya_format import file_algo
 
         in_file, ours = file_algo(state_dict), file_algo(self._network.state_dict())
         if in_file != ours:

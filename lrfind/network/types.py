@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Protocol, runtime_checkable
 
 from lrfind.errors import ConfigError
+from lrfind.network.lora import attach_lora
+from lrfind.network.lora_args import parse_lora_args
 from lrfind.network.spec import NetworkSpec
 
 
@@ -60,25 +62,21 @@ class NetworkType:
 
 
 def _attach_lora(components, spec: NetworkSpec, seed: Optional[int]) -> Network:
-    from lrfind.network.lora import attach_lora
-
     return attach_lora(components, spec, seed)
 
 
 def _check_lora_args(args: Mapping[str, object]) -> None:
-    from lrfind.network.lora_args import parse_lora_args
-
     parse_lora_args(args)
 
 
 def _attach_lycoris(components, spec: NetworkSpec, seed: Optional[int]) -> Network:
-    from lrfind.network.lycoris_net import attach_lycoris
+    from lrfind.network.lycoris_net import attach_lycoris  # lazy: lrfind --help loads this registry, not LyCORIS
 
     return attach_lycoris(components, spec, seed)
 
 
 def _check_lycoris_args(args: Mapping[str, object]) -> None:
-    from lrfind.network.lycoris_net import check_lycoris_args
+    from lrfind.network.lycoris_net import check_lycoris_args  # lazy: as _attach_lycoris
 
     check_lycoris_args(args)
 

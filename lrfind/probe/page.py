@@ -8,12 +8,12 @@ the page and in the figure, whose labels plotly renders as HTML-like markup.
 from __future__ import annotations
 
 import html
-import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from lrfind.atomic import write_text
+from lrfind.jsonfiles import finite
 from lrfind.probe.plateau import PlateauResult
 
 STATUS_TEXT = {
@@ -135,9 +135,8 @@ def _curve_series(curve: Any) -> tuple[list, list, list, list, str]:
 
 
 def _finite_or_none(value: Any, positive: bool = False) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    if not math.isfinite(value) or (positive and value <= 0):
+    """lrfind.jsonfiles.finite as a float, and None for values <= 0 when `positive` (a log axis)."""
+    value = finite(float(value)) if value is not None else None  # float(): numpy scalars too
+    if value is None or (positive and value <= 0):
         return None
     return value

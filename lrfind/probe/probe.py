@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from lrfind.atomic import write_json
+from lrfind.cache import TensorStore, check_cache_dir
+from lrfind.config import DatasetConfig, ModelConfig
+from lrfind.data.kohya import scan_dataset
+from lrfind.data.limits import check_repeats
+from lrfind.data.steps import dataset_steps_per_epoch
+from lrfind.jsonfiles import finite
+from lrfind.models.loading import load_components
+from lrfind.outputs import check_writable_dir
 from lrfind.probe.config import ProbeConfig
-from lrfind.probe.runner import ProbeOutcome, run_dadaptation_probe, run_range_test
+from lrfind.probe.derive import derive_settings
+from lrfind.probe.page import _get_probe_plot_info, write_probe_page
+from lrfind.probe.plateau import analyse_curve
+from lrfind.probe.runner import ProbeOutcome, run_adaptive_probe, run_range_test
+from lrfind.probe.tb_reader import read_dlr_curve
 
 
 def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> dict:
     """Runs what cfg asks for and writes DIR/probe.json and DIR/probe.html. Returns the report."""
-    from lrfind.probe.plateau import analyse_curve
-
-    from lrfind.outputs import check_writable_dir
-
     check_writable_dir(cfg.out_dir(), "--out")
     outcome = ProbeOutcome()
     if cfg.from_tensorboard is not None:
-        from lrfind.probe.tb_reader import read_dlr_curve
-
         tb = read_dlr_curve(cfg.from_tensorboard)
         losses = tb.losses_at_steps()
         outcome.curve = [[s, v, l] for s, v, l in zip(tb.steps, tb.values, losses)]
@@ -29,7 +34,7 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
         dataset, components, store = _load(cfg, dataset, components, store)
         source = {"dataset": str(cfg.dataset), "model": components.name}
         if cfg.method in ("dadaptation", "both"):
-            outcome.curve, outcome.logdir = run_dadaptation_probe(cfg, components, dataset, store)
+            outcome.curve, outcome.logdir = run_adaptive_probe(cfg, components, dataset, store)
         if cfg.method in ("range", "both"):
             outcome.range_points, outcome.range_result = run_range_test(cfg, components, dataset, store)
     if outcome.curve:
@@ -40,20 +45,12 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
     out = cfg.out_dir()
     write_json(out / "probe.json", report)
     if outcome.plateau is not None:
-        from lrfind.probe.page import _get_probe_plot_info, write_probe_page
-
         info = _get_probe_plot_info(outcome.curve, outcome.plateau, title=f"lrfind probe: {out.name}")
         write_probe_page(out / "probe.html", info)
     return report
 
 
 def _load(cfg: ProbeConfig, dataset, components, store):
-    from lrfind.cache import TensorStore, check_cache_dir
-    from lrfind.config import DatasetConfig, ModelConfig
-    from lrfind.data.kohya import scan_dataset
-    from lrfind.data.limits import check_repeats
-    from lrfind.models.loading import load_components
-
     cache_dir = check_cache_dir(cfg.cache_dir) if store is None else None  # before loading anything
     dataset = dataset or scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=cfg.resolution,
                                                     caption_extension=cfg.caption_extension,
@@ -65,8 +62,6 @@ def _load(cfg: ProbeConfig, dataset, components, store):
 
 
 def _derive(plateau, optimizer: str):
-    from lrfind.probe.derive import derive_settings
-
     if plateau.status == "diverged":
         # The last finite d*lr of a diverged run measured 24-78x the AdamW optimum (docs/probe.md):
         # derive only from a plateau the run held before it diverged, if it had one.
@@ -76,10 +71,6 @@ def _derive(plateau, optimizer: str):
     return derive_settings(plateau.value, optimizer)
 
 
-def _finite(x):
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
-
-
 def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict) -> dict:
     report: dict = {"source": source, "optimizer": cfg.probe_optimizer, "method": cfg.method,
                     "network_dim": cfg.network_dim, "network_alpha": cfg.network_alpha,
@@ -87,7 +78,7 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict)
                     "resolution": cfg.resolution, "batch_size": cfg.batch_size, "seed": cfg.seed}
     if outcome.plateau is not None:
         p = outcome.plateau
-        report.update(status=p.status, plateau_value=_finite(p.value), plateau_step=_finite(p.plateau_step),
+        report.update(status=p.status, plateau_value=finite(p.value), plateau_step=finite(p.plateau_step),
                       confidence=round(p.confidence, 3), advice=p.advice, steps=len(outcome.curve))
     if outcome.derived is not None and p.status == "diverged":
         first, last, value = p.earlier_plateau
@@ -106,15 +97,13 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict)
                                 "points": outcome.range_points}
     if dataset is not None:
         report["dataset"] = _dataset_stats(dataset, cfg.batch_size)
-    report["curve"] = [[s, _finite(v), _finite(l)] for s, v, l in outcome.curve]
+    report["curve"] = [[s, finite(v), finite(l)] for s, v, l in outcome.curve]
     if outcome.logdir is not None:
         report["tensorboard"] = str(outcome.logdir)
     return report
 
 
 def _dataset_stats(dataset, batch_size: int) -> dict:
-    from lrfind.data.steps import dataset_steps_per_epoch
-
     groups = [[len(c.images), c.repeats] for c in dataset.concepts]
     return {"name": dataset.name, "concepts": [c.name for c in dataset.concepts], "images_repeats": groups,
             "images": sum(g[0] for g in groups), "steps_per_epoch": dataset_steps_per_epoch(dataset, batch_size)}

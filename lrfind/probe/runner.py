@@ -45,7 +45,7 @@ def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def run_dadaptation_probe(cfg: ProbeConfig, components, dataset, store) -> tuple[list, Path]:
+def run_adaptive_probe(cfg: ProbeConfig, components, dataset, store) -> tuple[list, Path]:
     from lrfind.training.callbacks import CurveRecorder, ProgressBar, TensorBoardLogger
     from lrfind.training.loop import run_loop
     from lrfind.training.setup import lora_run
@@ -69,7 +69,7 @@ class _RangeSweep:
     """Sets the sweep's lr before each step and stops once the validation loss diverges."""
 
     def __init__(self, parts, cfg: ProbeConfig):
-        from lrfind.probe.range_test import DIVERGENCE_FACTOR, exponential_lr
+        from lrfind.probe.lr_range import DIVERGENCE_FACTOR, exponential_lr
 
         self.parts, self.cfg, self.points = parts, cfg, []
         self.lr_at = lambda step: exponential_lr(step, cfg.range_steps, cfg.range_min_lr, cfg.range_max_lr)
@@ -96,7 +96,7 @@ class _RangeSweep:
 
 
 def run_range_test(cfg: ProbeConfig, components, dataset, store):
-    from lrfind.probe.range_test import analyse_range
+    from lrfind.probe.lr_range import analyse_range
     from lrfind.training.callbacks import ProgressBar
     from lrfind.training.loop import run_loop
     from lrfind.training.setup import lora_run

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lrfind.errors import ConfigError
+from lrfind.secrets import mask_text, mask_url, remember
+from lrfind.study.journal import JOURNAL_SUFFIX, journal_path, journal_url, open_journal
+from lrfind.study.storage import engine_url
 
 XY_GRID_GLOB = "*xy_grid*.png"  # final runs: NAME_xy_grid.png, epochs x LoRA weight (lrfind.final)
 FINAL_GLOB = "*final.json"  # beside the grid, NAME_final.json: {"suggested_epoch": N, "reason": "..."}
@@ -58,8 +61,6 @@ class StudyData:
 def default_storage_url(name: str, study_dir: Path) -> str:
     """The storage `lrfind study` uses by default: sqlite beside the study's folder, or the journal
     there of a study run with several workers (StudyConfig.storage_url)."""
-    from lrfind.study.journal import JOURNAL_SUFFIX, journal_url
-
     sqlite_file = Path(study_dir).parent / (name + ".db")
     journal_file = Path(study_dir).parent / (name + JOURNAL_SUFFIX)
     if journal_file.is_file() and not sqlite_file.exists():
@@ -80,10 +81,6 @@ def _check_sqlite_exists(url: str, name: str) -> None:
 def open_study(name: str, storage_url: str):
     """optuna.load_study with one-line errors: missing storage, unknown study (names listed)."""
     import optuna
-
-    from lrfind.secrets import mask_text, mask_url, remember
-    from lrfind.study.journal import journal_path, open_journal
-    from lrfind.study.storage import engine_url
 
     remember(storage_url)  # its password is masked in every message and log record from now on
     _check_sqlite_exists(storage_url, name)
@@ -118,8 +115,6 @@ def _read_json(path: Path) -> Optional[dict]:
 def load_study_data(name: str, storage_url: Optional[str] = None,
                     out_dir: Optional[str | Path] = None) -> StudyData:
     """The study `name` from `storage_url` and its files under `out_dir` (default studies/NAME)."""
-    from lrfind.secrets import mask_url
-
     study_dir = Path(out_dir) if out_dir is not None else Path("studies") / name
     url = storage_url or default_storage_url(name, study_dir)
     study = open_study(name, url)

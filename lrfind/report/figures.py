@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from typing import Optional
 
+from lrfind.probe.page import _probe_figure  # the probe page's own figure: one drawing of it
+
 TEMPLATE = "plotly_white"
 PRUNED_COLOUR = "#888888"
 
@@ -20,8 +22,6 @@ def plot_text(text) -> str:
 def probe_figure(info: dict):
     if not info.get("available") or not info.get("plot"):
         return None
-    from lrfind.probe.page import _probe_figure  # the probe page's own figure: one drawing of it
-
     figure = _probe_figure(info["plot"])
     figure.update_layout(height=520)
     return figure

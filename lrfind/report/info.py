@@ -12,13 +12,19 @@ import platform
 import shlex
 from typing import Any, Optional
 
+from lrfind.errors import LrfindError
 from lrfind.jsonfiles import finite
 from lrfind.network.kinds import network_label
+from lrfind.probe.page import _get_probe_plot_info
+from lrfind.probe.plateau import analyse_curve
 from lrfind.report.data import StudyData
 from lrfind.report.info_images import _get_sample_grid_info, _get_xy_grid_info, unreadable_image_warnings
 from lrfind.report.info_plots import (_get_dim_alpha_info, _get_history_info, _get_importance_info,
                                       _get_intermediate_info, _get_parallel_info, _get_pareto_info,
                                       objective_names)
+from lrfind.study.recommend import TrialRecord, recommend
+from lrfind.study.space import SearchSpace
+from lrfind.training.run_options import RUN_WIDE, RunOptions
 
 MAX_FAILED_LISTED = 20
 # Big or nested trial attributes that make the trials table unreadable (metrics.json keeps them).
@@ -65,10 +71,6 @@ def _get_status_info(data: StudyData) -> dict:
 
 def _provisional_recommendation(data: StudyData) -> Optional[dict]:
     """recommend() on the trials so far, for a study with no recommendation.json yet."""
-    from lrfind.errors import LrfindError
-    from lrfind.study.recommend import TrialRecord, recommend
-    from lrfind.study.space import SearchSpace
-
     attrs = data.user_attrs
     if data.multi_objective or not all(attrs.get(k) for k in ("space", "dataset_stats")) or not data.probe:
         return None
@@ -108,8 +110,6 @@ def _settings_rows(rec: dict) -> list[list[str]]:
 
 def _run_option_rows(values: dict) -> list[list]:
     """The study's run-wide options (lrfind study --clip-skip 2 ...) that are not train's defaults."""
-    from lrfind.training.run_options import RUN_WIDE, RunOptions
-
     defaults = RunOptions().model_dump(mode="json")
     shown = ("resolution", "train_batch_size")  # always in the table above
     return [[name, values[name]] for name in RUN_WIDE
@@ -161,8 +161,6 @@ PROBE_ROWS = ("status", "confidence", "plateau_value", "plateau_step", "unet_lr"
 def _plateau_for(probe: dict):
     """The plateau of probe.json's curve, re-analysed (same pure function and defaults as the probe)
     for its window; the stored status, value and advice win where the analysis differs."""
-    from lrfind.probe.plateau import analyse_curve
-
     curve = [row for row in probe.get("curve", []) if row and row[0] is not None]
     steps = [row[0] for row in curve]
     values = [row[1] if row[1] is not None else float("nan") for row in curve]
@@ -183,8 +181,6 @@ def _get_probe_info(data: StudyData) -> dict:
     info: dict[str, Any] = {"available": True, "rows": rows, "advice": probe.get("advice", ""),
                             "status": probe.get("status"), "plot": None, "range_test": None}
     if probe.get("curve"):
-        from lrfind.probe.page import _get_probe_plot_info
-
         info["plot"] = _get_probe_plot_info(probe["curve"], _plateau_for(probe), title="d*lr probe")
     range_test = probe.get("range_test")
     if range_test and range_test.get("points"):

@@ -56,7 +56,7 @@ def unreadable_image_warnings(*sections: dict) -> list[dict]:
 
 
 def _prompt_of(path: Path) -> Optional[str]:
-    """The prompt that lrfind.study.samples.save_samples writes into the PNG's text chunk."""
+    """The prompt that lrfind.scoring.samples.save_samples writes into the PNG's text chunk."""
     from PIL import Image
 
     try:

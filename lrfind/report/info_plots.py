@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 from lrfind.jsonfiles import finite
 from lrfind.report.data import StudyData, trial_values
+from lrfind.study.epoch_sweep import with_swept_epoch
+from lrfind.study.space import TrialParams
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
 
@@ -91,7 +93,6 @@ def _get_parallel_info(data: StudyData) -> dict:
     trials = _complete(data)
     if not trials:
         return {"available": False, "reason": "no completed trial yet", "dimensions": []}
-    from lrfind.study.epoch_sweep import with_swept_epoch
 
     params = [with_swept_epoch(t.params, t.user_attrs) for t in trials]  # swept trials: their best epoch
     names = sorted({name for p in params for name in p})
@@ -110,7 +111,6 @@ def _alpha_of(trial) -> Optional[float]:
         return float(trained)
     if "network_dim" not in trial.params or "network_alpha_fraction" not in trial.params:
         return None
-    from lrfind.study.space import TrialParams
 
     # the study's own rounding rule (TrialParams.network_alpha), not a copy of it
     point = TrialParams(network_dim=int(trial.params["network_dim"]),

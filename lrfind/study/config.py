@@ -112,7 +112,7 @@ class StudyConfig(StrictModel):
     def storage_url(self) -> str:
         """--storage; else the study's journal (lrfind.study.journal) when several workers share it or
         it already exists and no sqlite file does; else the sqlite file beside the study folder."""
-        from lrfind.study.journal import JOURNAL_SUFFIX, journal_url
+        from lrfind.study.journal import JOURNAL_SUFFIX, journal_url  # lazy: lrfind --help loads this module
 
         if self.storage:
             return self.storage

@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from lrfind.errors import ConfigError
+
 JOURNAL_SCHEME = "journal:///"
 JOURNAL_SUFFIX = ".journal"
 
@@ -37,8 +39,6 @@ def open_journal(path: Path, *, create: bool = True):
     (Optuna's backend would create an empty one, e.g. for a mistyped `lrfind status` name)."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
-
-    from lrfind.errors import ConfigError
 
     if not create and not path.is_file():
         raise ConfigError(f"study journal {path} does not exist; check the study NAME, --study-dir or --storage")

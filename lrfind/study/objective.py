@@ -11,8 +11,21 @@ from typing import Any, Optional
 
 from lrfind.atomic import write_json
 from lrfind.config import SEED_MAX
+from lrfind.data.types import with_repeats
 from lrfind.errors import LrfindError, TrainingStopped
+from lrfind.network import save_lora
+from lrfind.scoring.samples import save_samples, score_samples
+from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_epoch, epoch_losses
+from lrfind.study.progress import TrialProgress
+from lrfind.study.pruning import OptunaReporter, used_validation_steps
+from lrfind.study.scoring import loss_ratio, objective_value, pareto_values
+from lrfind.study.space import suggest
 from lrfind.study.storage import WORKER_ATTR, worker_identity
+from lrfind.study.trial_values import plan_trial
+from lrfind.training.config import TrainConfig
+from lrfind.training.loop import LoopState, run_loop
+from lrfind.training.metadata import training_metadata
+from lrfind.training.setup import lora_run
 
 
 SAMPLE_STEPS = 20  # DDIM steps per validation sample: enough to judge, cheap next to training
@@ -76,9 +89,6 @@ class TrialObjective:
         self.ctx = ctx
 
     def __call__(self, trial) -> float | tuple[float, ...]:
-        from lrfind.study.space import suggest
-        from lrfind.study.trial_values import plan_trial
-
         ctx = self.ctx
         trial.set_user_attr(WORKER_ATTR, worker_identity())
         mode = ctx.cfg.epoch_mode
@@ -104,15 +114,6 @@ class TrialObjective:
 
     def _train(self, trial, plan, trial_dir: Path):
         """Train the plan; returns (loop state, the LoRA to keep, metrics so far)."""
-        from lrfind.data.types import with_repeats
-        from lrfind.network import save_lora
-        from lrfind.study.progress import TrialProgress
-        from lrfind.study.pruning import OptunaReporter, used_validation_steps
-        from lrfind.training.config import TrainConfig
-        from lrfind.training.loop import LoopState, run_loop
-        from lrfind.training.metadata import training_metadata
-        from lrfind.training.setup import lora_run
-
         ctx = self.ctx
         config = TrainConfig(train_data_dir=ctx.cfg.dataset, pretrained_model_name_or_path=ctx.cfg.model,
                              caption_extension=ctx.cfg.caption_extension, seed=trial_seed(ctx.cfg, trial.number),
@@ -160,9 +161,6 @@ class TrialObjective:
         """The full run the trial stands for; a swept trial's epoch losses and best epoch."""
         from dataclasses import replace
 
-        from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, epoch_losses
-        from lrfind.study.trial_values import plan_trial
-
         if not plan.epoch_boundaries or snapshots.best is None:
             return {"full_run": {"steps": plan.full_run.total_steps, "text": plan.full_run.text}}
         epochs = snapshots.best[0]
@@ -185,8 +183,6 @@ class TrialObjective:
         return tuple(twin.values) if self.ctx.cfg.pareto else twin.values[0]
 
     def _score(self, lora_state: dict, trial_dir: Path) -> dict:
-        from lrfind.study.samples import save_samples, score_samples
-
         ctx = self.ctx
         scores = score_samples(ctx.components, lora_state, ctx.prompts, ctx.train_images, ctx.scorer,
                                size=ctx.space.fixed.resolution, steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE,
@@ -199,8 +195,6 @@ class TrialObjective:
 
     def _finish(self, trial, trial_dir: Path, metrics: dict, started: float):
         """Record the metrics on the trial and in metrics.json; return the objective value(s)."""
-        from lrfind.study.scoring import loss_ratio, objective_value, pareto_values
-
         ctx = self.ctx
         metrics["val_loss_ratio"] = loss_ratio(metrics["val_loss"], ctx.baseline_val_loss)
         metrics["seconds"] = round(time.time() - started, 2)
@@ -231,8 +225,6 @@ class BestEpochSnapshot:
         self.lora_state: Optional[dict] = None
 
     def on_validation(self, state) -> None:
-        from lrfind.study.epoch_sweep import best_epoch
-
         if state.step not in self.boundaries.values():
             return
         best = best_epoch(state.val_history, self.boundaries)  # epoch_sweep's rule (ties: fewer epochs)

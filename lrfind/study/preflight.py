@@ -3,6 +3,8 @@ for the trials still to run (lrfind.outputs does the checking)."""
 
 from __future__ import annotations
 
+from lrfind.cache import check_cache_dir
+from lrfind.outputs import Need, check_free_space, check_writable_dir, check_writable_file, study_output_bytes
 from lrfind.study.config import StudyConfig
 from lrfind.study.storage import sqlite_path
 
@@ -11,9 +13,6 @@ LORA_PARAMS_PER_RANK = "lora_parameters_per_rank"  # study attribute, set with t
 
 def check_output_places(cfg: StudyConfig) -> None:
     """The study folder, the cache and a sqlite database file can be written (before anything runs)."""
-    from lrfind.cache import check_cache_dir
-    from lrfind.outputs import check_writable_dir, check_writable_file
-
     check_writable_dir(cfg.out_dir(), "--out" if cfg.out is not None else "the study folder (--out)")
     check_cache_dir(cfg.cache_dir)
     database = sqlite_path(cfg.storage_url())
@@ -24,8 +23,6 @@ def check_output_places(cfg: StudyConfig) -> None:
 def check_study_space(cfg: StudyConfig, study, ctx, finished: int) -> None:
     """Room under the study folder for the trials still to run: a LoRA at the space's largest dim
     and the samples per trial."""
-    from lrfind.outputs import Need, check_free_space, study_output_bytes
-
     per_rank = study.user_attrs.get(LORA_PARAMS_PER_RANK)
     if per_rank is None:  # a study begun before lrfind recorded it
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lrfind.study.scoring import intermediate_value
+
 
 class OptunaReporter:
     """On each validation: report loss / baseline to the trial and stop the run when pruned.
@@ -20,8 +22,6 @@ class OptunaReporter:
 
     def on_validation(self, state) -> None:
         import optuna
-
-        from lrfind.study.scoring import intermediate_value
 
         self.last_step = state.step
         if not self.prune:  # multi-objective studies can't report intermediate values

@@ -14,15 +14,45 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
+import lrfind
+from lrfind.atomic import disk_full_as_error, write_json
+from lrfind.cache import TensorStore, default_cache_dir
+from lrfind.config import DatasetConfig, ModelConfig
+from lrfind.data.kohya import scan_dataset
+from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
+from lrfind.models.loading import load_components
+from lrfind.probe.config import ProbeConfig
+from lrfind.probe.probe import run_probe
+from lrfind.scoring.clip import scorer_for
+from lrfind.scoring.prompts import validation_prompts
+from lrfind.scoring.samples import load_training_images
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
+from lrfind.study.objective import QuietTrialLog, StudyContext, TrialFailed, TrialObjective
+from lrfind.study.overrides import with_train_options
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
+from lrfind.study.probe_point import PROBE_POINT_ATTR, probe_point
 from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.pruning import HYPERBAND_REDUCTION
+from lrfind.study.recommend import TrialRecord, recommend
+from lrfind.study.samplers import make_sampler
+from lrfind.study.scoring import ObjectiveWeights, describe_objective, objective_value, pareto_directions
+from lrfind.study.space import load_space
+from lrfind.study.stats import DatasetStats
 from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
-from lrfind.study.study_end import finished_trials
+from lrfind.study.study_end import (
+    EndAwareObjective,
+    counted_trials,
+    finished_trials,
+    optimize_surviving,
+    overrun_note,
+    settle_end,
+)
 from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials, keeps_heartbeats
+from lrfind.training.config import TrainConfig
+from lrfind.training.run_options import given
+from lrfind.training.setup import lora_run
 
 log = logging.getLogger("lrfind.study")
 
@@ -60,8 +90,6 @@ def sampler_seed(seed: int) -> int:
 
 def enqueue_probe_point(study, space, probe: dict) -> None:
     """A new study's first trial is the probe's own advice (lrfind.study.probe_point), once."""
-    from lrfind.study.probe_point import PROBE_POINT_ATTR, probe_point
-
     if study.user_attrs.get(PROBE_POINT_ATTR) or study.get_trials(deepcopy=False):
         return
     study.set_user_attr(PROBE_POINT_ATTR, True)  # before enqueueing: a second worker skips it
@@ -72,8 +100,6 @@ def enqueue_probe_point(study, space, probe: dict) -> None:
 
 def open_study(cfg: StudyConfig, directions: list[str], budget=None):
     import optuna
-
-    from lrfind.study.samplers import make_sampler
 
     storage = open_storage(cfg.storage_url(), cfg.heartbeat_interval, cfg.grace_period, storage_class=WorkerStorage)
     seed = cfg.sampler_seed if cfg.sampler_seed is not None else sampler_seed(cfg.seed)
@@ -97,9 +123,6 @@ def ensure_probe(cfg: StudyConfig, study, components, dataset, store) -> dict:
     if path.is_file():
         report = json.loads(path.read_text(encoding="utf-8"))
     else:
-        from lrfind.probe.config import ProbeConfig
-        from lrfind.probe.probe import run_probe
-
         space_fixed = _space_fixed(cfg)
         probe_cfg = ProbeConfig(dataset=cfg.dataset, model=cfg.model, allow_pickle=cfg.allow_pickle,
                                 steps=cfg.probe_steps, resolution=space_fixed["resolution"],
@@ -124,8 +147,6 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None) ->
     once per study and kept in its user attributes, which a resumed run and every worker read."""
     if "baseline_val_loss" in study.user_attrs:
         return float(study.user_attrs["baseline_val_loss"])
-    from lrfind.training.config import TrainConfig
-    from lrfind.training.setup import lora_run
 
     cfg, space, components, dataset, store = ctx_parts
     config = TrainConfig(train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model,
@@ -142,16 +163,12 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None) ->
 
 
 def objective_weights(cfg: StudyConfig, space):
-    from lrfind.study.scoring import ObjectiveWeights
-
     weights = ObjectiveWeights(**space.objective.model_dump())
     return weights.loss_only() if cfg.score == "loss" else weights
 
 
 def _scorer(cfg: StudyConfig, weights, components):
     """A CLIP scorer, or None for loss-only scoring: tiny random CLIP for the tiny model."""
-    from lrfind.study.clip import scorer_for
-
     if not weights.uses_clip:
         return None
     scorer = scorer_for(components, cfg.clip, allow_pickle=cfg.allow_pickle)
@@ -163,10 +180,6 @@ def _scorer(cfg: StudyConfig, weights, components):
 
 def _load_space(cfg: StudyConfig):
     """The space with --trial-budget and the study's training options (--resolution, ...) applied."""
-    from lrfind.study.overrides import with_train_options
-    from lrfind.study.space import load_space
-    from lrfind.training.run_options import given
-
     space = with_train_options(load_space(cfg.space), given(cfg.run), cfg.space)
     return space.with_budget(cfg.trial_budget) if cfg.trial_budget is not None else space
 
@@ -195,8 +208,6 @@ def _environment(components) -> dict:
     import optuna
     import torch
 
-    import lrfind
-
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})"
     return {"lrfind": lrfind.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
             "optuna": optuna.__version__, "python": platform.python_version(), "device": device,
@@ -204,17 +215,6 @@ def _environment(components) -> dict:
 
 
 def build_context(cfg: StudyConfig, study, space, weights):
-    from lrfind.cache import TensorStore, default_cache_dir
-    from lrfind.config import DatasetConfig, ModelConfig
-    from lrfind.data.kohya import scan_dataset
-    from lrfind.data.limits import check_repeats
-    from lrfind.models.loading import load_components
-    from lrfind.study.objective import StudyContext
-    from lrfind.study.prompts import validation_prompts
-    from lrfind.study.samples import load_training_images
-    from lrfind.study.scoring import describe_objective
-    from lrfind.study.stats import DatasetStats
-
     fixed = space.fixed  # buckets as each trial's TrainConfig.dataset_config() would make them
     dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, reg_dir=fixed.reg_data_dir, resolution=fixed.resolution,
                                          caption_extension=cfg.caption_extension, batch_size=fixed.train_batch_size,
@@ -305,8 +305,6 @@ def _malloc_trim():
 def run_study(cfg: StudyConfig, progress=None) -> StudyOutcome:
     """progress: None, or a callable(text, transient) for live status lines (lrfind.study.progress):
     transient ones (a running trial's step) are replaced by the next, the others are the study's."""
-    from lrfind.atomic import disk_full_as_error
-
     check_output_places(cfg)
     database = sqlite_path(cfg.storage_url())
     # A full disk under Optuna's sqlite file ("database or disk is full") names that file; trial
@@ -318,11 +316,6 @@ def run_study(cfg: StudyConfig, progress=None) -> StudyOutcome:
 
 def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=None) -> StudyOutcome:
     import optuna
-
-    from lrfind.study.objective import QuietTrialLog, TrialFailed, TrialObjective
-    from lrfind.study.study_end import EndAwareObjective, optimize_surviving
-
-    from lrfind.study.scoring import pareto_directions
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = _load_space(cfg)
@@ -373,10 +366,6 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
 def finish_study(cfg: StudyConfig, study, ctx) -> StudyOutcome:
     from dataclasses import replace
 
-    from lrfind.atomic import write_json
-    from lrfind.study.recommend import TrialRecord, recommend
-    from lrfind.study.study_end import counted_trials, overrun_note, settle_end
-
     still_running = []
     if finished_trials(study) >= cfg.n_trials:  # the study is done: recommend from its final trials
         still_running = settle_end(study, cfg.n_trials, cfg.grace_period, on_wait=_say_waiting)
@@ -398,8 +387,6 @@ def _say_waiting(running: list[int]) -> None:
 
 def _scalar_value(trial, ctx) -> float | None:
     """The trial's objective; a --pareto trial's is recomputed from its metrics with the weights."""
-    from lrfind.study.scoring import objective_value
-
     if not trial.values:
         return None
     if len(trial.values) == 1:

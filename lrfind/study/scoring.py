@@ -18,12 +18,12 @@ every intermediate value 0 and disable pruning).
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 from pydantic import Field, model_validator
 
 from lrfind.config import StrictModel
+from lrfind.jsonfiles import finite
 
 # (name, direction) of each objective of a multi-objective (--pareto) study, in this order.
 PARETO_OBJECTIVES = (("loss_ratio", "minimize"), ("clip_i", "maximize"), ("clip_t", "maximize"))
@@ -56,19 +56,20 @@ class ObjectiveWeights(StrictModel):
         return ObjectiveWeights(loss=self.loss or 1.0, clip_i=0.0, clip_t=0.0)
 
 
-def _finite(name: str, value: float) -> float:
+def _required_finite(name: str, value: float) -> float:
+    """float(value), or ScoreError when it is not a finite number (lrfind.jsonfiles.finite decides)."""
     value = float(value)
-    if not math.isfinite(value):
+    if finite(value) is None:
         raise ScoreError(f"{name} is {value}: the trial diverged or its samples are broken")
     return value
 
 
 def loss_ratio(val_loss: float, baseline_val_loss: float) -> float:
     """val_loss / baseline_val_loss; ScoreError if either is not finite or the baseline is not > 0."""
-    baseline = _finite("the baseline validation loss", baseline_val_loss)
+    baseline = _required_finite("the baseline validation loss", baseline_val_loss)
     if baseline <= 0:
         raise ScoreError(f"the baseline validation loss is {baseline}; it must be > 0 to scale losses by")
-    return _finite("the validation loss", val_loss) / baseline
+    return _required_finite("the validation loss", val_loss) / baseline
 
 
 def intermediate_value(val_loss: float, baseline_val_loss: float) -> float:
@@ -81,7 +82,7 @@ def _clip_term(name: str, value: Optional[float], weight: float) -> float:
         return 0.0  # not scored (e.g. --score loss): the value may be None
     if value is None:
         raise ScoreError(f"{name} is missing but its objective weight is {weight}")
-    value = _finite(name, value)
+    value = _required_finite(name, value)
     if not -1.0 - 1e-6 <= value <= 1.0 + 1e-6:
         raise ScoreError(f"{name} is {value}, outside [-1, 1]: it is not a cosine similarity")
     return weight * value

@@ -12,7 +12,8 @@ import socket
 from pathlib import Path
 from typing import Optional
 
-from lrfind.secrets import mask_text, mask_url, remember
+from lrfind.errors import ConfigError
+from lrfind.secrets import mask_text, mask_url, password_needs_encoding, remember
 from lrfind.study.journal import journal_path, open_journal
 
 SCHEMA_RACE_RETRIES = 4
@@ -26,9 +27,6 @@ def engine_url(url: str) -> str:
     psycopg2-binary. Prefer psycopg when both are there; an explicit postgresql+DRIVER:// is kept.
     """
     import importlib.util
-
-    from lrfind.errors import ConfigError
-    from lrfind.secrets import password_needs_encoding
 
     problem = password_needs_encoding(url)
     if problem:
@@ -157,8 +155,6 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int, storage_c
 
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            from lrfind.errors import ConfigError
-
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(f"cannot open study storage {mask_url(url)}: {mask_text(reason, url)}; "
                               "check --storage (and that the database server runs)") from None

@@ -31,6 +31,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from lrfind.errors import Interrupted, LrfindError
+from lrfind.study.preflight import check_output_places
+from lrfind.study.runner import finished_trials
+from lrfind.study.storage import open_storage
 
 MAX_RESTARTS = 2
 STOP_GRACE_S = 60.0
@@ -66,8 +69,6 @@ def worker_config(cfg, timeout_s: Optional[float]) -> dict:
 def _study_is_ready(cfg) -> bool:
     """The study holds the probe and the baseline loss (what the first worker prepares)."""
     import optuna
-
-    from lrfind.study.storage import open_storage
 
     try:
         storage = open_storage(cfg.storage_url(), cfg.heartbeat_interval, cfg.grace_period)
@@ -153,9 +154,6 @@ class WorkerPool:
     def _study_unfinished(self) -> bool:
         import optuna
 
-        from lrfind.study.runner import finished_trials
-        from lrfind.study.storage import open_storage
-
         remaining = self._remaining_timeout()
         if remaining is not None and remaining <= 0:
             return False
@@ -183,8 +181,6 @@ def _raise_interrupt(signum, frame) -> None:
 
 def run_workers(cfg, on_event: Callable[[str], None] = lambda text: None) -> int:
     """Run cfg.worker_count local workers on one study; see the module doc."""
-    from lrfind.study.preflight import check_output_places
-
     check_output_places(cfg)
     if cfg.storage_url().startswith("sqlite:///"):
         on_event(f"study {cfg.name} is in a sqlite file; several workers may wait on its lock. A new study "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from lrfind.models.text_encoding import encode_prompts
+
 
 class TextConditioner:
     def __init__(self, components, memo, *, clip_skip: int, max_token_length: int, trains_text_encoder: bool):
@@ -25,7 +27,6 @@ class TextConditioner:
 
         if as_written and not self.trains_text_encoder and all(c in self.memo for c in captions):
             return torch.stack([self.memo[c] for c in captions]).to(device)
-        from lrfind.models.text_encoding import encode_prompts
 
         with torch.set_grad_enabled(self.trains_text_encoder and torch.is_grad_enabled()):
             return encode_prompts(

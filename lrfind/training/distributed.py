@@ -10,7 +10,7 @@ generators and keeps its shard, so the random stream does not depend on the proc
 shard's loss is its sum over the global batch size x N, so the average over processes is the
 global batch's mean even when the last batch of a bucket does not divide evenly.
 
-Only the main process (rank 0) validates, samples and writes files (lrfind.training.run).
+Only the main process (rank 0) validates, samples and writes files (lrfind.final.run).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from typing import Any, Optional, Sequence
 from lrfind.errors import TrainingDiverged
 from lrfind.training.batches import TrainItem, epoch_batches, process_caption
 from lrfind.training.distributed import average_gradients, mean_across
+from lrfind.training.losses import min_snr_weights, noise_for, per_sample_mse, training_target
+from lrfind.training.optimizers import d_times_lr
 
 
 @dataclass
@@ -113,8 +115,6 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
 def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Random):
     import torch
 
-    from lrfind.training.losses import min_snr_weights, noise_for, per_sample_mse, training_target
-
     flips = [parts.flip_aug and rng.random() < 0.5 for _ in batch]
     latents = torch.stack([parts.latents[(it.record.path, flip)] for it, flip in zip(batch, flips)])
     captions = [process_caption(it.record.caption, parts.shuffle_caption, parts.keep_tokens, rng) for it in batch]
@@ -139,8 +139,6 @@ def _shard_loss(parts: LoopParts, batch, latents, noise, timesteps, captions):
     """This process's part of the global batch's mean loss (lrfind.training.distributed)."""
     import torch
 
-    from lrfind.training.losses import min_snr_weights, per_sample_mse, training_target
-
     keep = parts.group.shard(len(batch))
     if keep.start == keep.stop:
         return torch.zeros((), device=parts.device)
@@ -160,16 +158,12 @@ def _shard_loss(parts: LoopParts, batch, latents, noise, timesteps, captions):
 
 def _diverged(parts: LoopParts, state: LoopState, loss: float) -> TrainingDiverged:
     """The error for a non-finite loss at the step being taken, with the lrs that step uses."""
-    from lrfind.training.optimizers import d_times_lr
-
     groups = parts.optimizer.param_groups
     lrs = {g.get("name", f"group{i}"): float(g["lr"]) for i, g in enumerate(groups)}
     return TrainingDiverged(loss, state.step + 1, lrs, d_times_lr(parts.optimizer))
 
 
 def _optimizer_step(parts: LoopParts, state: LoopState) -> None:
-    from lrfind.training.optimizers import d_times_lr
-
     if parts.group is not None and parts.group.parallel:
         average_gradients([p for g in parts.optimizer.param_groups for p in g["params"]])
     if parts.max_grad_norm:  # after averaging, as accelerate's clip_grad_norm_ in kohya's loop

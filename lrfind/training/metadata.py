@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import time
 
+from lrfind.data.steps import regularisation_repeats
+from lrfind.network.metadata import bucket_info, bucket_metadata, kohya_metadata, network_metadata
+from lrfind.network.model_hash import sd_model_hashes
+from lrfind.training.optimizers import canonical_optimizer_name
+from lrfind.training.validation import split_validation
+
 
 def optimizer_label(config) -> str:
     """kohya writes the optimizer's class path followed by its arguments."""
-    from lrfind.training.optimizers import canonical_optimizer_name
-
     args = " ".join(f"{k}={v}" for k, v in sorted(config.optimizer_args.items()))
     return f"{canonical_optimizer_name(config.optimizer_type)}({args})"
 
 
 def run_metadata(config, dataset) -> dict:
     """The ss_ keys of the network, buckets, validation split and base model (kohya's values)."""
-    from lrfind.network.metadata import bucket_info, bucket_metadata, network_metadata
-    from lrfind.network.model_hash import sd_model_hashes
-    from lrfind.data.steps import regularisation_repeats
-    from lrfind.training.validation import split_validation
-
     train, validation = split_validation(dataset.train_images, config.validation_split, config.validation_seed)
     held_out = 0 if validation is train else len(validation)  # no split: validates on train
     n_train = sum(r.repeats for r in train)
@@ -41,8 +40,6 @@ def run_metadata(config, dataset) -> dict:
 
 
 def training_metadata(config, dataset, components, state, started: float) -> dict[str, str]:
-    from lrfind.network.metadata import kohya_metadata
-
     epochs = -(-state.total_steps // state.steps_per_epoch)
     return kohya_metadata(
         network_dim=config.network_dim,

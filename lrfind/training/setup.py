@@ -13,12 +13,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
+from lrfind.cache import LatentCache, TextEmbeddingCache
+from lrfind.data.limits import check_repeats, check_steps
 from lrfind.data.types import Dataset
+from lrfind.network import NetworkSpec, attach_network, load_lora
+from lrfind.network.types import check_weights_module
 from lrfind.training.batches import batches_per_epoch, epoch_items
+from lrfind.training.conditioning import TextConditioner
 from lrfind.training.config import TrainConfig
 from lrfind.training.distributed import process_group
 from lrfind.training.loop import LoopParts
-from lrfind.training.validation import split_validation
+from lrfind.training.optimizers import build_optimizer
+from lrfind.training.schedulers import build_scheduler
+from lrfind.training.validation import ValidationSet, shared_validation_set, split_validation, validation_key
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,6 @@ def make_accelerator(mixed_precision: str, cpu: bool):
 
 def cached_features(config: TrainConfig, components, records, store, *, flips, trains_te: bool):
     """Latents for every (image, flip) and, when cacheable, text embeddings per caption."""
-    from lrfind.cache import LatentCache, TextEmbeddingCache
-
     latent_cache = LatentCache(components, store)
     latents = {}
     for flip in flips:
@@ -80,8 +85,6 @@ def param_groups(config: TrainConfig, network) -> list[dict]:
 
 
 def network_spec(config: TrainConfig):
-    from lrfind.network import NetworkSpec
-
     return NetworkSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
                        train_text_encoder=config.trains_text_encoder,
                        network_module=config.network_module, network_args=dict(config.network_args),
@@ -93,15 +96,6 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
              validation_memo: Optional[dict] = None) -> Iterator[LoopParts]:
     """`validation_memo`: a dict a study keeps, so its trials share one ValidationSet."""
     import torch
-
-    from lrfind.network import attach_network, load_lora
-    from lrfind.network.types import check_weights_module
-    from lrfind.training.conditioning import TextConditioner
-    from lrfind.training.optimizers import build_optimizer
-    from lrfind.training.schedulers import build_scheduler
-    from lrfind.training.validation import ValidationSet, shared_validation_set, validation_key
-
-    from lrfind.data.limits import check_repeats, check_steps
 
     check_repeats(dataset)  # before the epoch's image-repeats are listed (memory grows with them)
     group = process_group()  # data-parallel: each step is one global batch of batch size x processes

@@ -20,7 +20,9 @@ from typing import Optional
 
 from lrfind.atomic import atomic_folder, write_bytes, write_text
 from lrfind.errors import ConfigError
+from lrfind.network import load_lora, save_lora
 from lrfind.training.config import TrainConfig
+from lrfind.training.loop import LoopState
 
 STATE_SUFFIX = "-state"
 # Options a resumed run may change: they do not alter what is trained, only how it is watched.
@@ -56,8 +58,6 @@ def save_state(config: TrainConfig, parts, loop_state) -> Path:
     A full disk raises DiskFullError naming the file; the older state is then kept, and no
     half-written folder is left.
     """
-    from lrfind.network import save_lora
-
     target = state_folder(config, loop_state.epoch)
     with atomic_folder(target) as tmp:
         save_lora(tmp / "lora.safetensors", parts.network.kohya_state_dict("fp32"), {}, "fp32")
@@ -121,9 +121,6 @@ def read_progress(folder: Path, config: TrainConfig) -> dict:
 def load_state(folder: Path, config: TrainConfig, parts):
     """Load the saved weights, optimizer and scheduler into `parts`; return the LoopState to go on from."""
     import torch
-
-    from lrfind.network import load_lora
-    from lrfind.training.loop import LoopState
 
     progress = read_progress(folder, config)
     if progress["total_steps"] != parts.total_steps:

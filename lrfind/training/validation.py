@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from lrfind.data.types import ImageRecord
+from lrfind.training.losses import training_target
 
 
 def split_validation(
@@ -69,8 +70,6 @@ class ValidationSet:
     def __init__(self, latents, captions: Sequence[str], *, timesteps: Sequence[int], seed: int,
                  noise_scheduler, prediction_type: str, batch_size: Optional[int] = None):
         import torch
-
-        from lrfind.training.losses import training_target
 
         self.batch_size = batch_size  # None: as many as LATENT_PIXELS_PER_CALL allows
         self.size = len(latents) * len(timesteps)

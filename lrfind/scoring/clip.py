@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from lrfind.data.images import to_rgb
 from lrfind.errors import ModelError
 from lrfind.models.builtin import is_builtin
+from lrfind.models.loading import offline_hub
+from lrfind.models.tokenizer import clean_prompt, get_clip_tokenizer
 
 TINY_CLIP_NAME = "tiny-random-clip"
 TINY_CLIP_IMAGE_SIZE = 64
@@ -85,8 +88,6 @@ class ClipScorer:
         """[N, D] float32 on the CPU, unit length, one row per PIL image (any size or mode)."""
         import torch
 
-        from lrfind.data.images import to_rgb
-
         rows = []
         with torch.no_grad():
             for start in range(0, len(images), EMBEDDING_BATCH):
@@ -102,8 +103,6 @@ class ClipScorer:
     def text_embeddings(self, texts: Sequence[str]) -> "torch.Tensor":  # noqa: F821
         """[N, D] float32 on the CPU, unit length; texts longer than CLIP's context are cut."""
         import torch
-
-        from lrfind.models.tokenizer import clean_prompt
 
         max_length = int(self.model.config.text_config.max_position_embeddings)
         rows = []
@@ -132,8 +131,6 @@ def tiny_clip_scorer(seed: int = 0) -> ClipScorer:
     """A tiny random CLIP (64 px images, 32-d embeddings); the same seed gives the same weights."""
     import torch
     from transformers import CLIPConfig, CLIPModel
-
-    from lrfind.models.tokenizer import get_clip_tokenizer
 
     config = CLIPConfig(text_config=TINY_CLIP_TEXT_CONFIG, vision_config=TINY_CLIP_VISION_CONFIG,
                         projection_dim=TINY_CLIP_PROJECTION_DIM)
@@ -175,8 +172,6 @@ def _check_clip_folder(folder: Path, allow_pickle: bool) -> None:
 
 
 def _load_tokenizer(folder: Path):
-    from lrfind.models.tokenizer import get_clip_tokenizer
-
     has_tokenizer = any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json"))
     if not has_tokenizer:
         return get_clip_tokenizer()  # every CLIP model of SD's family shares openai's BPE
@@ -190,8 +185,6 @@ def load_clip_scorer(path, *, allow_pickle: bool = False, device: str = "cpu") -
     folder = Path(path).expanduser()
     _check_clip_folder(folder, allow_pickle)
     from transformers import CLIPModel
-
-    from lrfind.models.loading import offline_hub
 
     try:
         with offline_hub():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lrfind.probe.range_test import analyse_range, exponential_lr, smooth
+from lrfind.probe.lr_range import analyse_range, exponential_lr, smooth
 
 
 def sweep(n=40, lo=1e-6, hi=1e-1):

@@ -18,7 +18,9 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from lrfind.atomic import write_bytes
+from lrfind.data.images import load_bucket_pil
 from lrfind.data.types import Dataset
+from lrfind.network.inference import generate_images
 
 Size = Union[int, tuple[int, int]]
 
@@ -55,8 +57,6 @@ def load_training_images(dataset: Dataset, limit: int = 8) -> list[Image.Image]:
 
     Round-robin over the concepts, so a small concept is not crowded out by a large one.
     """
-    from lrfind.data.images import load_bucket_pil
-
     queues = [list(concept.images) for concept in dataset.concepts]
     chosen = []
     while len(chosen) < limit and any(queues):
@@ -106,8 +106,6 @@ def score_samples(
     The model's weights are exactly as before afterwards (see network.inference.applied_loras).
     """
     import torch
-
-    from lrfind.network.inference import generate_images
 
     if not prompts:
         raise ValueError("no validation prompts to sample")

@@ -1,20 +1,37 @@
 """`train_lora`: one complete LoRA training run from a TrainConfig (what `lrfind train` does).
 
-Probe and study call `lora_run` + `run_loop` directly with their own callbacks and a model
-loaded once; this module adds what a user-facing run needs: checks before anything heavy,
-TensorBoard, progress, checkpoints every n epochs, and the final kohya-format LoRA file.
+Probe and study call `lora_run` + `run_loop` (lrfind.training) directly with their own callbacks
+and a model loaded once; this module adds what a user-facing run needs: checks before anything
+heavy, TensorBoard, progress, checkpoints every n epochs, samples with CLIP-I per epoch, the final
+kohya-format LoRA file, and after the run the X/Y grid and the suggested epoch (lrfind.final.after_run).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lrfind.errors import ConfigError
+from lrfind.cache import TensorStore, default_cache_dir
+from lrfind.data.kohya import scan_dataset
+from lrfind.data.types import with_repeats
+from lrfind.errors import ConfigError, DiskFullError, LrfindWarning
+from lrfind.final.after_run import GRID_PROMPTS, finish_final_run
+from lrfind.final.epochs import EpochWatch, read_records, sample_prompts_for
+from lrfind.models.loading import load_components
+from lrfind.outputs import Need, check_free_space, saved_lora_files, train_output_bytes
+from lrfind.scoring.clip import scorer_for
+from lrfind.scoring.samples import load_training_images
+from lrfind.training.callbacks import EpochCheckpoint, ProgressBar, TensorBoardLogger
+from lrfind.training.checks import check_cache_space, check_run_length, preflight
 from lrfind.training.config import TrainConfig
+from lrfind.training.lora_files import lora_file_path, save_network
+from lrfind.training.loop import run_loop
+from lrfind.training.setup import lora_run
+from lrfind.training.state import find_resume_folder, load_state, save_state, state_folder
 
 
 @dataclass
@@ -27,92 +44,8 @@ class TrainResult:
     extra: dict = field(default_factory=dict)
 
 
-def preflight(config: TrainConfig) -> None:
-    """Checks that need no model: fail before loading anything or writing any file."""
-    from lrfind.training.optimizers import canonical_optimizer_name, is_adaptive
-    from lrfind.training.schedulers import check_scheduler_args
-
-    canonical_optimizer_name(config.optimizer_type)
-    check_scheduler_args(config.lr_scheduler, num_training_steps=max(config.lr_warmup_steps, 1),
-                         num_warmup_steps=config.lr_warmup_steps, num_cycles=config.lr_scheduler_num_cycles,
-                         power=config.lr_scheduler_power)
-    if is_adaptive(config.optimizer_type) and config.trains_text_encoder and (
-        config.effective_unet_lr != config.effective_text_encoder_lr
-    ):
-        raise ConfigError(
-            f"{config.optimizer_type} shares one step size d across UNet and text encoder and needs one lr "
-            f"for both (got unet {config.effective_unet_lr}, text encoder {config.effective_text_encoder_lr}); "
-            "give the same value (e.g. --learning-rate 1.0 without --unet-lr/--text-encoder-lr) "
-            "or use --network-train-unet-only"
-        )
-    loraplus = sorted(k for k in config.network_args if k.startswith("loraplus_"))
-    if loraplus and is_adaptive(config.optimizer_type):
-        raise ConfigError(
-            f"--network-args {loraplus[0]}: {config.optimizer_type} estimates one step size for all parameters, "
-            "so LoRA+'s larger lr for lora_up cannot apply (kohya does not support it either); use AdamW, "
-            "AdamW8bit or Lion with LoRA+, or drop the loraplus_* args"
-        )
-    if config.network_weights is not None and not Path(config.network_weights).is_file():
-        raise ConfigError(f"{config.network_weights}: --network-weights file not found; check the path")
-    if config.network_alpha > config.network_dim:
-        import warnings
-
-        from lrfind.errors import LrfindWarning
-
-        warnings.warn(f"network_alpha {config.network_alpha:g} is above network_dim {config.network_dim}: the LoRA "
-                      f"is scaled by alpha/dim = {config.network_alpha / config.network_dim:.3g} (kohya users keep "
-                      "alpha <= dim); allowed, but lower --network-alpha (or the lr) unless you meant it",
-                      LrfindWarning, stacklevel=2)
-    check_output_places(config)
-
-
-def check_run_length(config: TrainConfig, dataset) -> None:
-    """Repeats and steps within lrfind.data.limits (exit 2 above), a warning for a very long run.
-
-    Before the model loads; counted from the dataset (lora_run checks again after the validation split).
-    """
-    import warnings
-
-    from lrfind.data.limits import check_repeats, check_steps, long_run_warning
-    from lrfind.data.steps import dataset_steps_per_epoch
-    from lrfind.errors import LrfindWarning
-    from lrfind.training.setup import plan_steps
-
-    check_repeats(dataset)
-    plan = plan_steps(config, dataset_steps_per_epoch(dataset, config.train_batch_size))
-    check_steps(plan.total_steps)
-    long_run = long_run_warning(plan.total_steps * config.gradient_accumulation_steps, config.train_batch_size,
-                                len(dataset.train_images))
-    if long_run:
-        warnings.warn(long_run, LrfindWarning, stacklevel=2)
-
-
-def check_output_places(config: TrainConfig) -> None:
-    """Every folder the run writes to can be created and written (before any model is loaded)."""
-    from lrfind.cache import check_cache_dir
-    from lrfind.outputs import check_writable_dir
-
-    check_writable_dir(config.output_dir, "--output-dir")
-    if config.logging_dir is not None:
-        check_writable_dir(config.logging_dir, "--logging-dir")
-    check_cache_dir(config.cache_dir)
-
-
-def check_cache_space(config: TrainConfig, components, dataset, store) -> None:
-    """Room for the latent and text cache entries (all of them, as if none were cached yet)."""
-    from lrfind.outputs import Need, cache_bytes, check_free_space
-
-    images = len(dataset.train_images) + len(dataset.reg_images)
-    captions = 0 if config.trains_text_encoder else images
-    need = cache_bytes(images * (2 if config.flip_aug else 1), config.resolution, captions,
-                       config.max_token_length + 2, components.text_encoder.config.hidden_size)
-    check_free_space([Need(store.root, need, "--cache-dir")])
-
-
 def check_output_space(config: TrainConfig, lora_params: int, epochs: int, prompts: int, grid_prompts: int) -> None:
     """Room in --output-dir for the LoRA files, states, samples and X/Y grid this run will write."""
-    from lrfind.outputs import Need, check_free_space, saved_lora_files, train_output_bytes
-
     files = saved_lora_files(epochs, config.save_every_n_epochs)
     every = config.sample_every_n_epochs
     sampled_epochs = (epochs // every + (epochs % every != 0)) if every else 0
@@ -122,26 +55,8 @@ def check_output_space(config: TrainConfig, lora_params: int, epochs: int, promp
     check_free_space([Need(config.output_dir, need, "--output-dir")])
 
 
-def lora_file_path(config: TrainConfig, epoch: Optional[int] = None) -> Path:
-    """kohya's names: NAME-000001.safetensors per saved epoch, NAME.safetensors at the end."""
-    suffix = f"-{epoch:06d}" if epoch is not None else ""
-    return Path(config.output_dir) / f"{config.output_name}{suffix}.safetensors"
-
-
-def save_network(path: Path, parts, config: TrainConfig, dataset, components, state, started: float) -> Path:
-    from lrfind.network import save_lora
-    from lrfind.training.metadata import training_metadata
-
-    metadata = training_metadata(config, dataset, components, state, started)
-    dtype = {"fp16": "fp16", "bf16": "bf16", "float": "fp32"}[config.save_precision]
-    save_lora(path, parts.network.kohya_state_dict(), metadata, dtype)
-    return path
-
-
 def with_concept_repeats(dataset, config: TrainConfig):
     """The dataset with config.concept_repeats applied (a study's recommended repeats)."""
-    from lrfind.data.types import with_repeats
-
     if not config.concept_repeats:
         return dataset
     folders = {c.folder.name for c in dataset.concepts}
@@ -154,9 +69,6 @@ def with_concept_repeats(dataset, config: TrainConfig):
 
 def _scorer_and_reference(config: TrainConfig, components, dataset):
     """CLIP for CLIP-I per sampled epoch: --clip, else the tiny CLIP for the tiny model, else none."""
-    from lrfind.study.clip import scorer_for
-    from lrfind.study.samples import load_training_images
-
     if not config.sample_every_n_epochs:
         return None, None
     scorer = scorer_for(components, config.clip, allow_pickle=config.allow_pickle)
@@ -167,15 +79,6 @@ def _scorer_and_reference(config: TrainConfig, components, dataset):
 
 def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None,
                callbacks: Sequence[Any] = ()) -> TrainResult:
-    from lrfind.cache import TensorStore, default_cache_dir
-    from lrfind.data.kohya import scan_dataset
-    from lrfind.final.after_run import GRID_PROMPTS, finish_final_run
-    from lrfind.final.epochs import EpochWatch, read_records, sample_prompts_for
-    from lrfind.models.loading import load_components
-    from lrfind.training.loop import run_loop
-    from lrfind.training.setup import lora_run
-    from lrfind.training.state import find_resume_folder, load_state
-
     preflight(config)
     resume_folder = find_resume_folder(config)
     dataset = with_concept_repeats(dataset or scan_dataset(config.dataset_config()), config)
@@ -211,8 +114,6 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
 
 
 def _run_callbacks(config: TrainConfig, files: "_RunFiles", epochs: int) -> list:
-    from lrfind.training.callbacks import EpochCheckpoint, ProgressBar, TensorBoardLogger
-
     result = [ProgressBar(f"train {config.output_name}", enabled=config.progress)]
     if config.logging_dir is not None:
         files.logdir = Path(config.logging_dir) / datetime.now().strftime("%Y%m%d%H%M%S") / "network_train"
@@ -257,11 +158,6 @@ class _StateSaver:
         self.files = files
 
     def on_epoch_end(self, state) -> None:
-        import warnings
-
-        from lrfind.errors import DiskFullError, LrfindWarning
-        from lrfind.training.state import save_state, state_folder
-
         if not self.files.config.save_state:
             return
         try:
