@@ -63,24 +63,6 @@ def detect_single_file(shapes: Shapes, source: str = "checkpoint") -> tuple[Mode
             f"{source}: not a Stable Diffusion {versions} checkpoint (no {first.parts['unet']}* U-Net "
             f"weights); pass a full {first.label} model such as {first.example_file}"
         )
-    variant = family.single_file_variant(shapes, source)
-    return family, variant
-    raise ModelError(f"unknown model variant {name!r}")
-
-
-def detect_single_file(shapes: Shapes, source: str = "checkpoint") -> tuple[ModelFamily, ModelVariant]:
-    """The family and variant of an original-layout checkpoint; ModelError naming anything else."""
-    refusal = unsupported.single_file_refusal(shapes)
-    if refusal:
-        raise ModelError(f"{source}: this is {refusal}")
-    family = next((f for f in _FAMILIES.values() if f.unet_marker in shapes), None)
-    if family is None:
-        first = next(iter(_FAMILIES.values()))
-        versions = " or ".join(f.label.removeprefix("SD ") for f in _FAMILIES.values())
-        raise ModelError(
-            f"{source}: not a Stable Diffusion {versions} checkpoint (no {first.parts['unet']}* U-Net "
-            f"weights); pass a full {first.label} model such as {first.example_file}"
-        )
     return family, family.single_file_variant(shapes, source)
 
 
