@@ -334,10 +334,8 @@ def test_toml_writer_refuses_values_kohya_cannot_read(bad):
 # --- the command ----------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def study(tmp_path):
-    """studies/NAME with recommendation.json and probe.json, and the dataset folders it names."""
-    rec = make_recommendation(tmp_path)
+def write_study(tmp_path, rec: dict):
+    """studies/mychar with rec as recommendation.json, a probe.json, and the dataset folders it names."""
     dataset = tmp_path / "data"
     for folder in ("10_mychar", "5_cup"):
         (dataset / folder).mkdir(parents=True)
@@ -346,6 +344,11 @@ def study(tmp_path):
     (folder / "recommendation.json").write_text(json.dumps(rec))
     (folder / "probe.json").write_text(json.dumps({**PROBE, "source": {"dataset": str(dataset), "model": "tiny"}}))
     return folder
+
+
+@pytest.fixture()
+def study(tmp_path):
+    return write_study(tmp_path, make_recommendation(tmp_path))
 
 
 def run_cli(monkeypatch, argv):

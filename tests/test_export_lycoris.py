@@ -6,7 +6,6 @@ lora name); the export writes lrfind's preset as a file and names it in network_
 
 from __future__ import annotations
 
-import json
 import tomllib
 
 import pytest
@@ -14,7 +13,8 @@ from lycoris.utils.preset import read_preset
 
 from lrfind.export.lycoris_preset import PRESET_FILE, kohya_preset_toml
 from lrfind.network import attach_network
-from test_export_kohya import kohya_flatten, make_recommendation, run_cli
+from lrfind.network.lycoris_net import resolved_preset
+from test_export_kohya import kohya_flatten, make_recommendation, run_cli, write_study
 from test_lycoris import lycoris_reference, model, spec  # noqa: F401 - model is a fixture
 
 
@@ -29,7 +29,7 @@ def test_the_preset_file_builds_in_lycoris_what_lrfind_trained(model, tmp_path, 
     """kohya hands preset=FILE.toml to lycoris' read_preset: the modules equal lrfind's, while
     the built-in preset name stops lycoris as it stops kohya."""
     with pytest.raises(AssertionError, match="duplicated lora name"):
-        lycoris_reference(model, {k: v for k, v in args.items() if k != "preset"}, read_preset_named("full"))
+        lycoris_reference(model, {k: v for k, v in args.items() if k != "preset"}, resolved_preset("full"))
     path = tmp_path / PRESET_FILE
     path.write_text(kohya_preset_toml("lycoris.kohya", args))
     built = lycoris_reference(model, {k: v for k, v in args.items() if k != "preset"}, read_preset(str(path)))
@@ -39,22 +39,10 @@ def test_the_preset_file_builds_in_lycoris_what_lrfind_trained(model, tmp_path, 
     assert ours == built
 
 
-def read_preset_named(name):
-    from lrfind.network.lycoris_net import resolved_preset
-
-    return resolved_preset(name)
-
-
 def test_export_of_a_loha_study_writes_and_names_the_preset(tmp_path, monkeypatch, capsys):
     rec = make_recommendation(tmp_path)
     rec["train_values"].update(network_module="lycoris.kohya", network_args={"algo": "loha"})
-    dataset = tmp_path / "data"
-    for folder in ("10_mychar", "5_cup"):
-        (dataset / folder).mkdir(parents=True)
-    study = tmp_path / "studies" / "mychar"
-    study.mkdir(parents=True)
-    (study / "recommendation.json").write_text(json.dumps(rec))
-    (study / "probe.json").write_text(json.dumps({"source": {"dataset": str(dataset), "model": "tiny"}}))
+    study = write_study(tmp_path, rec)
     out = tmp_path / "export"
     assert run_cli(monkeypatch, ["export-kohya", "mychar", "--study-dir", str(study), "--out", str(out)]) == 0
     config = kohya_flatten(tomllib.loads((out / "kohya_config.toml").read_text()))
