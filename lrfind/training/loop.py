@@ -164,11 +164,11 @@ def _diverged(parts: LoopParts, state: LoopState, loss: float) -> TrainingDiverg
 
 
 def _optimizer_step(parts: LoopParts, state: LoopState) -> None:
+    trained = [p for g in parts.optimizer.param_groups for p in g["params"]]
     if parts.group is not None and parts.group.parallel:
-        average_gradients([p for g in parts.optimizer.param_groups for p in g["params"]])
+        average_gradients(trained)
     if parts.max_grad_norm:  # after averaging, as accelerate's clip_grad_norm_ in kohya's loop
-        parts.accelerator.clip_grad_norm_([p for g in parts.optimizer.param_groups for p in g["params"]],
-                                          parts.max_grad_norm)
+        parts.accelerator.clip_grad_norm_(trained, parts.max_grad_norm)
     parts.optimizer.step()
     parts.optimizer.zero_grad(set_to_none=True)
     # d*lr is read after the step but before the scheduler moves lr: the lr this step used.
