@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The VAE's mean squared error (pixels in [-1, 1]) on 64 px crops of photos kept out of
 # pretraining; manifest.json and docs/tiny-pretrained.md give the measured value, this bound adds
 # a margin. The random `tiny` VAE is far above it (checked below, so the bound means something).
-HELD_OUT_RECONSTRUCTION_MSE_BOUND = 0.18
+HELD_OUT_RECONSTRUCTION_MSE_BOUND = 0.14  # measured 0.101 (docs/tiny-pretrained.md)
 
 
 @pytest.fixture(scope="module")
