@@ -27,6 +27,7 @@ step; target overhead <= 0.25 x that); the median step of each side (target lrfi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -76,9 +77,12 @@ def study_worker(times_path: Path, argv: list[str]) -> int:
     from lrfind.study import objective
     from lrfind.training import loop
 
-    record = {"trials": [], "steps": []}
+    from lrfind.training import validation
+
+    record = {"trials": [], "steps": [], "pieces": {}}
     micro, optimizer_step, call = loop._micro_step, loop._optimizer_step, objective.TrialObjective.__call__
     pending = {}
+    _time_pieces(record["pieces"], objective, validation)
 
     def timed_micro(parts, *args):
         pending.setdefault("start", time.time())  # first micro-step of this optimizer step
@@ -100,6 +104,40 @@ def study_worker(times_path: Path, argv: list[str]) -> int:
         return lrfind_main(argv)
     finally:
         times_path.write_text(json.dumps(record))
+
+
+def _timed(pieces: dict, name: str, func):
+    """func, adding each call's wall seconds to pieces[name] (a list, one entry per call)."""
+    def wrapper(*args, **kwargs):
+        started = time.time()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            pieces.setdefault(name, []).append((started, time.time() - started))
+    return wrapper
+
+
+def _time_pieces(pieces: dict, objective, validation) -> None:
+    """Where a trial's time beyond its steps goes: the validation passes, the network's set-up
+    (lora_run's entry: caches, attach, optimizer) and teardown (its exit: detach), the LoRA save,
+    the CLIP/sample scoring. Patched where the objective looks them up."""
+    validation.ValidationSet.loss = _timed(pieces, "validation", validation.ValidationSet.loss)
+    objective.save_lora = _timed(pieces, "save", objective.save_lora)
+    objective.TrialObjective._score = _timed(pieces, "scoring", objective.TrialObjective._score)
+    run = objective.lora_run
+
+    @contextlib.contextmanager
+    def timed_run(*args, **kwargs):
+        started = time.time()
+        with run(*args, **kwargs) as parts:
+            pieces.setdefault("set-up", []).append((started, time.time() - started))
+            try:
+                yield parts
+            finally:
+                ended = time.time()
+        pieces.setdefault("teardown", []).append((ended, time.time() - ended))
+
+    objective.lora_run = timed_run
 
 
 def prepare_study(work: Path, args) -> tuple[list[str], Path]:
@@ -147,7 +185,11 @@ def run_study_side(work: Path, cli: list[str]) -> dict:
     return {"total_s": finished - started, "startup_s": trials[0][0] - started, "span_s": span,
             "trial_s": [round(end - start, 1) for start, end in trials], "steps": len(steps),
             "step_s": statistics.median(step_s), "step_total_s": sum(step_s),
-            "overhead_per_trial_s": (span - sum(step_s)) / len(trials), "peak_rss_gib": usage.ru_maxrss / 2**20}
+            "overhead_per_trial_s": (span - sum(step_s)) / len(trials), "peak_rss_gib": usage.ru_maxrss / 2**20,
+            # seconds per trial of each piece inside the trials (the base model's pass before trial 0 is start-up)
+            "pieces_per_trial_s": {name: sum(d for t, d in calls if t >= trials[0][0]) / len(trials)
+                                   for name, calls in record["pieces"].items()},
+            "validation_calls": sum(1 for t, _ in record["pieces"].get("validation", []) if t >= trials[0][0])}
 
 
 def run_kohya_side(vs_kohya, args, work: Path, index: int) -> dict:
@@ -206,6 +248,10 @@ def main(argv=None) -> int:
                       f"{study['trial_s']} s, {study['steps']} steps at {study['step_s']:.3f} s (median), overhead "
                       f"{study['overhead_per_trial_s']:.1f} s/trial, peak RSS {study['peak_rss_gib']:.2f} GiB",
                       flush=True)
+                pieces = study["pieces_per_trial_s"]
+                print("  overhead per trial, by piece: " + ", ".join(f"{k} {v:.2f} s" for k, v in pieces.items())
+                      + f"; the rest {study['overhead_per_trial_s'] - sum(pieces.values()):.2f} s "
+                      f"({study['validation_calls']} validation passes in the trials)", flush=True)
                 continue
             k = run_kohya_side(vs_kohya, args, work, len(kohya))
             kohya.append(k)

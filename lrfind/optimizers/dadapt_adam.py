@@ -4,18 +4,18 @@ Older kohya versions mapped "DAdaptation" to `dadaptation.DAdaptAdam` (the folk 
 "DAdaptation, lr=1.0" comes from then); current kohya maps it to the experimental
 `DAdaptAdamPreprint`. lrfind keeps the maintained DAdaptAdam.
 
-Plateau factor, measured by `benchmarks/probe_accuracy.py` (issue #4, benchmarks/RESULTS.md "Probe
-accuracy"; the protocol is in lrfind.probe.derive's docstring): the plateau d*lr over the AdamW grid
-best for seeds 0..5 was 13.4, 6.74, 8.03, 4.12, (67.3), 5.03 -> geometric mean 6.85 (seed 4, in
-brackets, is a staircase the probe flagged with confidence 0.51 and is left out: with it the mean
-is 10.0), so the folk recipe "plateau = AdamW lr" is ~7x too high. Held-out seeds 6, 7, 8 then gave
-probe lr / grid best 1.38, 1.36, 4.24; over nine seeds the plateau scatters x7 (4.1..29, runs all
-"converged"): 7 of 9 probes land within x2. Measured on the tiny random-init model only.
+Plateau factor, measured by `benchmarks/probe_accuracy.py` (issue #4 and #15, benchmarks/RESULTS.md
+"Probe accuracy"; the protocol is in lrfind.probe.derive's docstring), on kohya's full module set:
+the plateau d*lr over the AdamW grid best on `tiny-pretrained` for seeds 0..5 was 1.31, 1.06,
+0.53, 0.27, 0.40, 0.40 -> geometric mean 0.56; with it 4 of 6 probes land within x2 (2.3x high and
+2.1x low miss). On the random `tiny` the plateau is 4.7-6.5x the optimum (round one, narrow network:
+4.1-29x, factor 6.85), 8-11x high with this factor: DAdaptAdam's plateau depends on the model far
+more than Prodigy's, which is why Prodigy is the default probe.
 """
 
 from lrfind.optimizers.entry import OptimizerEntry, lr_summary
 
-PLATEAU_OVER_ADAMW = 6.85
+PLATEAU_OVER_ADAMW = 0.56
 
 ENTRY = OptimizerEntry(
     name="DAdaptAdam",

@@ -5,15 +5,17 @@ Its settings are its authors' advice for diffusion models (prodigyopt README): l
 weight_decay=0.01, betas=(0.9, 0.99), decouple=True. The probe, the derived final-run settings and
 the study's trials all run it so; a trial's lr_multiplier becomes its d_coef.
 
-Plateau factor, measured by `benchmarks/probe_accuracy.py` (as DAdaptAdam's, lrfind.probe.derive):
-plateau d*lr over the AdamW grid best for seeds 0..5 was 2.92, 2.71, 2.63, 2.00, 1.95, 2.74 ->
-geometric mean 2.46; held-out seeds 6, 7, 8 then gave probe lr / grid best 1.02, 0.88, 0.90. Over
-nine seeds the plateau scatters x1.5: every probe lands within x2 of the optimum (9 of 9).
+Plateau factor, measured by `benchmarks/probe_accuracy.py` (as DAdaptAdam's, lrfind.probe.derive;
+benchmarks/RESULTS.md "Probe accuracy"), on kohya's full module set: plateau d*lr over the AdamW
+grid best on `tiny-pretrained` (the stand-in with a real prior) for seeds 0..5 was 0.87, 0.74,
+0.85, 0.54, 0.70, 0.62 -> geometric mean 0.71: the folk recipe "plateau = AdamW lr" is close. On
+the random `tiny` (seeds 0..2: 0.94, 1.01, 1.27) the same factor lands 1.3-1.8x high, so every
+probe of both models is within x2. Round one's 2.46 was measured on the narrow 176-module network.
 """
 
 from lrfind.optimizers.entry import LrInputs, OptimizerEntry, OptimizerValues
 
-PLATEAU_OVER_ADAMW = 2.46
+PLATEAU_OVER_ADAMW = 0.71
 SETTINGS = {"d_coef": 1.0, "use_bias_correction": True, "safeguard_warmup": True, "weight_decay": 0.01,
             "betas": (0.9, 0.99), "decouple": True}
 

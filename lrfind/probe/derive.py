@@ -5,7 +5,7 @@ module of lrfind.optimizers (one place to correct it if `benchmarks/probe_accura
 only the text-encoder rule is the recipe's own:
 
 - unet_lr        = plateau d*lr x the probe optimizer's `plateau_factor` (measured; the folk
-                   recipe's factor is 1): lrfind.optimizers.dadapt_adam (1/6.85), .prodigy (1/2.46).
+                   recipe's factor is 1): lrfind.optimizers.dadapt_adam (1/0.56), .prodigy (1/0.71).
 - adamw_lr       = unet_lr / AdamW's `lr_divisor` (1: unet_lr already is the AdamW lr).
 - lion_lr        = unet_lr / Lion's `lr_divisor` (3), lion_weight_decay_factor = Lion's
                    `weight_decay_factor` (3): lrfind.optimizers.lion says why.
