@@ -152,7 +152,7 @@ def _rederive(results: list[dict], name: str) -> None:
 
 def print_report(args, results: list[dict], summary: dict) -> None:
     lrs = results[0]["lrs"]
-    print(f"\nprobe accuracy: tiny model, example dataset, {args.resolution} px, batch {args.batch_size}, "
+    print(f"\nprobe accuracy: {args.model} model, example dataset, {args.resolution} px, batch {args.batch_size}, "
           f"AdamW {args.steps} steps per grid point, dim 8 / alpha 8; device {results[0]['device']}")
     print("lr        " + "".join(f"  seed {r['seed']:<5}" for r in results) + "  mean")
     for i, lr in enumerate(lrs):

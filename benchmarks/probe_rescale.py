@@ -165,7 +165,7 @@ def print_network_factors(rows: list[dict]) -> None:
 def print_report(args, summary: dict, device: str) -> None:
     rows = summary["rows"]
     rules = list(rows[0]["predicted"])
-    print(f"\ndim/alpha rescale: tiny model, example dataset, {args.resolution} px, batch {args.batch_size}, "
+    print(f"\ndim/alpha rescale: {args.model} model, example dataset, {args.resolution} px, batch {args.batch_size}, "
           f"AdamW {args.steps} steps x {args.grid_points} lrs ({args.grid_low:g}..{args.grid_high:g}), "
           f"seeds {args.seeds}; device {device}")
     head = f"{'dim':>4} {'alpha':>6} {'grid best':>10} {'parabola':>9} {'ratio':>7} " + "".join(
