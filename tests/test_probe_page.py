@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
 
-from lrfind.probe.page import _get_probe_plot_info, write_probe_page
+from lrfind.probe.page import _get_probe_plot_info, probe_figure, write_probe_page
 from lrfind.probe.plateau import analyse_curve
 from lrfind.probe.tb_reader import TBCurve
 
@@ -66,6 +67,32 @@ def test_info_of_a_still_rising_curve_marks_a_lower_bound_and_no_loss():
     _, info = info_for(make_curve(n=30, with_loss=False))
     assert info["status"] == "still_rising" and info["loss"] is None
     assert info["value_line"]["label"].startswith("lower bound")
+
+
+def test_values_a_log_axis_cannot_show_are_gaps_and_losses_stay():
+    curve = make_curve(n=60)
+    values = list(curve.values)
+    values[3], values[4] = 0.0, -1e-3
+    losses = list(curve.losses)
+    losses[5] = math.inf
+    curve = dataclasses.replace(curve, values=tuple(values), losses=tuple(losses))
+    result = analyse_curve(curve.steps, curve.values, d0=1e-6)
+    info = _get_probe_plot_info(curve, result)
+    assert info["dlr"]["values"][3:5] == [None, None] and info["dlr"]["values"][5] == pytest.approx(values[5])
+    assert info["loss"]["values"][5] is None and info["loss"]["values"][0] == pytest.approx(0.3)
+    json.dumps(info, allow_nan=False)
+
+
+def test_the_one_figure_draws_curve_value_line_and_loss_with_labels_escaped():
+    _, info = info_for(make_curve(), title="cats <b>")
+    figure = probe_figure(info)
+    assert [trace.name for trace in figure.data] == ["lr/d*lr/unet", info["value_line"]["label"], "loss"]
+    assert figure.layout.yaxis.type == "log" and len(figure.layout.shapes) == 1  # the plateau window
+    assert figure.layout.title.text.startswith("cats &lt;b&gt;: converged")
+    assert figure.layout.height == 650
+    assert probe_figure(info, height=520).layout.height == 520  # the report's size
+    _, no_loss = info_for(make_curve(n=30, with_loss=False))
+    assert probe_figure(no_loss).layout.height == 450
 
 
 def test_page_is_one_offline_file_with_one_plotly_bundle(tmp_path):

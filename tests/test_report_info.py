@@ -13,11 +13,20 @@ from PIL import Image
 
 from lrfind.errors import ConfigError
 from lrfind.report.data import load_study_data
-from lrfind.report.info import (_get_environment_info, _get_probe_info, _get_recommendation_info,
-                                _get_trials_table_info, _get_warnings_info, gather_info)
-from lrfind.report.info_images import _get_sample_grid_info, _get_xy_grid_info
-from lrfind.report.info_plots import (_get_dim_alpha_info, _get_history_info, _get_importance_info,
-                                      _get_intermediate_info, _get_parallel_info, _get_pareto_info, pareto_front)
+from lrfind.report.info import gather_info
+from lrfind.report.sections.dim_alpha import _get_dim_alpha_info
+from lrfind.report.sections.environment import _get_environment_info
+from lrfind.report.sections.history import _get_history_info
+from lrfind.report.sections.importance import _get_importance_info
+from lrfind.report.sections.intermediate import PrunedTotals, _get_intermediate_info
+from lrfind.report.sections.parallel import _get_parallel_info
+from lrfind.report.sections.pareto import _get_pareto_info, pareto_front
+from lrfind.report.sections.probe import _get_probe_info
+from lrfind.report.sections.recommendation import TopTrial, _get_recommendation_info
+from lrfind.report.sections.samples import _get_sample_grid_info
+from lrfind.report.sections.trials_table import _get_trials_table_info
+from lrfind.report.sections.warnings import ReportWarning, _get_warnings_info
+from lrfind.report.sections.xy_grid import _get_xy_grid_info
 from report_study import EVIL, PROMPTS, build_study
 
 # objective = ratio - 0.25 clip_i - 0.25 clip_t, clip_t = 0.25 + 0.01 trial (see report_study.COMPLETE)
@@ -52,18 +61,19 @@ def _small_study(root: Path, completes: list[dict]):
 
 def test_recommendation_card_from_recommendation_json(finished):
     info = _get_recommendation_info(finished)
-    assert info["available"] and not info["provisional"]
-    assert info["trial_number"] == 2 and info["value"] == pytest.approx(min(EXPECTED_VALUES))
-    settings = dict(info["settings"])
+    assert info.available and not info.provisional
+    assert info.trial_number == 2 and info.value == pytest.approx(min(EXPECTED_VALUES))
+    settings = dict(info.settings)
     assert settings["network_dim"] == "8" and settings["network_alpha"] == "4" and settings["epochs"] == "3"
     assert settings["optimizer"] == "Lion" and settings["total steps"] == "42"
-    assert info["steps_math"].endswith("× 3 epochs / batch 1 = 42 steps")
-    assert [t["trial"] for t in info["top"]] == [2, 1, 4]
-    commands = info["commands"]
-    assert commands["train"] == "lrfind train '/data/my cats' --from-study cats"
+    assert info.steps_math.endswith("× 3 epochs / batch 1 = 42 steps")
+    assert [t.trial for t in info.top] == [2, 1, 4]
+    assert info.top[0] == TopTrial(trial=2, value=pytest.approx(min(EXPECTED_VALUES)))
+    commands = info.commands
+    assert commands.train == "lrfind train '/data/my cats' --from-study cats"
     kohya = (finished.study_dir / "kohya").resolve()
-    assert commands["export"] == f"lrfind export-kohya cats --out {kohya}"
-    assert commands["accelerate"] == ("accelerate launch --num_cpu_threads_per_process 1 train_network.py "
+    assert commands.export == f"lrfind export-kohya cats --out {kohya}"
+    assert commands.accelerate == ("accelerate launch --num_cpu_threads_per_process 1 train_network.py "
                                       f"--config_file {kohya}/kohya_config.toml "
                                       f"--dataset_config {kohya}/kohya_dataset.toml")
 
@@ -71,47 +81,47 @@ def test_recommendation_card_from_recommendation_json(finished):
 def test_partial_study_gets_a_provisional_card_and_warnings(running):
     assert running.running and running.partial and running.recommendation is None
     card = _get_recommendation_info(running)
-    assert card["available"] and card["provisional"] and card["trial_number"] == 2
-    kinds = [w["kind"] for w in _get_warnings_info(running)]
+    assert card.available and card.provisional and card.trial_number == 2
+    kinds = [w.kind for w in _get_warnings_info(running)]
     assert kinds.count("partial") == 2
-    assert gather_info(running)["status"]["states"] == {"COMPLETE": 6, "PRUNED": 2, "FAIL": 1, "RUNNING": 1}
+    assert gather_info(running).status.states == {"COMPLETE": 6, "PRUNED": 2, "FAIL": 1, "RUNNING": 1}
 
 
 def test_probe_info_has_curve_plateau_and_range_test(finished):
     info = _get_probe_info(finished)
-    assert info["status"] == "converged"
-    plot = info["plot"]
+    assert info.status == "converged"
+    plot = info.plot
     assert len(plot["dlr"]["steps"]) == 80 and plot["plateau"] is not None
     assert plot["plateau"]["value"] == pytest.approx(0.02, rel=0.05)
     assert 20 <= plot["plateau"]["start_step"] <= 35 and plot["plateau"]["end_step"] == 80
-    assert len(info["range_test"]["lrs"]) == 25 and info["range_test"]["suggested_lr"] == 0.015
-    assert dict(info["rows"])["unet_lr"] == "0.02"
+    assert len(info.range_test.lrs) == 25 and info.range_test.suggested_lr == 0.015
+    assert dict(info.rows)["unet_lr"] == "0.02"
 
 
 def test_history_best_so_far(finished):
     info = _get_history_info(finished)
-    assert info["numbers"] == [0, 1, 2, 3, 4, 5]
-    assert info["values"][0] == pytest.approx(EXPECTED_VALUES)
-    assert info["best_so_far"] == pytest.approx([0.755, 0.68, 0.6525, 0.6525, 0.6525, 0.6525])
+    assert info.numbers == [0, 1, 2, 3, 4, 5]
+    assert info.values[0] == pytest.approx(EXPECTED_VALUES)
+    assert info.best_so_far == pytest.approx([0.755, 0.68, 0.6525, 0.6525, 0.6525, 0.6525])
 
 
 def test_importances_need_two_completed_trials(finished, tmp_path):
     info = _get_importance_info(finished)
-    assert info["available"]
-    assert sum(info["importances"].values()) == pytest.approx(1.0)
-    assert set(info["importances"]) == {"network_dim", "network_alpha_fraction", "epochs", "repeats",
+    assert info.available and info.method == "PED-ANOVA" and info.objective == "objective"
+    assert sum(info.importances.values()) == pytest.approx(1.0)
+    assert set(info.importances) == {"network_dim", "network_alpha_fraction", "epochs", "repeats",
                                         "lr_multiplier", "optimizer", "lr_scheduler"}
     one = _get_importance_info(_small_study(tmp_path, [{}]))
-    assert not one["available"] and "at least 2 completed trials" in one["reason"]
+    assert not one.available and "at least 2 completed trials" in one.reason and one.importances == {}
 
 
 def test_parallel_coordinates_axes(finished):
     info = _get_parallel_info(finished)
-    by_name = {d["name"]: d for d in info["dimensions"]}
-    assert info["dimensions"][-1]["name"] == "objective"
-    assert by_name["optimizer"]["labels"] == ["AdamW", "Lion"]
-    assert by_name["optimizer"]["values"] == [0.0, 0.0, 1.0, 0.0, 0.0, 1.0]
-    assert by_name["network_dim"]["labels"] is None and by_name["network_dim"]["values"][:2] == [4.0, 8.0]
+    by_name = {d.name: d for d in info.dimensions}
+    assert info.dimensions[-1].name == "objective" and info.numbers == [0, 1, 2, 3, 4, 5]
+    assert by_name["optimizer"].labels == ["AdamW", "Lion"]
+    assert by_name["optimizer"].values == [0.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+    assert by_name["network_dim"].labels is None and by_name["network_dim"].values[:2] == [4.0, 8.0]
 
 
 def test_parallel_coordinates_give_swept_trials_their_best_epoch(tmp_path):
@@ -128,31 +138,31 @@ def test_parallel_coordinates_give_swept_trials_their_best_epoch(tmp_path):
     (tmp_path / "mixed").mkdir()
     data = load_study_data("mixed", url, tmp_path / "mixed")
     info = _get_parallel_info(data)
-    assert {d["name"]: d["values"] for d in info["dimensions"]}["epochs"] == [2.0, 3.0]
+    assert {d.name: d.values for d in info.dimensions}["epochs"] == [2.0, 3.0]
     assert list(_get_trials_table_info(data)["epochs"]) == [2, 3]  # the table fills it in too
 
 
 def test_dim_alpha_grid_keeps_the_best_value_per_cell(finished):
     info = _get_dim_alpha_info(finished)
-    assert info["kind"] == "contour"
-    grid = info["grid"]
-    assert grid["dims"] == [4, 8] and grid["alphas"] == [2.0, 4.0, 8.0]
+    assert info.kind == "contour"
+    grid = info.grid
+    assert grid.dims == [4, 8] and grid.alphas == [2.0, 4.0, 8.0]
     # (alpha 4, dim 8): trials 2 (0.6525) and 4 (0.6825); (alpha 8, dim 4) was never tried
-    assert grid["values"][1][1] == pytest.approx(0.6525)
-    assert grid["values"][2][0] is None
-    assert len(info["points"]) == 6
+    assert grid.values[1][1] == pytest.approx(0.6525)
+    assert grid.values[2][0] is None
+    assert len(info.points) == 6 and {p.trial for p in info.points} == {0, 1, 2, 3, 4, 5}
 
 
 def test_intermediate_values_and_compute_pruning_saved(finished):
     info = _get_intermediate_info(finished)
-    assert len(info["series"]) == 8
-    assert info["pruned"]["trials"] == 2
-    assert info["pruned"]["steps_done"] == 20 and info["pruned"]["steps_planned"] == 60 + 20
-    assert info["steps_saved"] == 60
+    assert len(info.series) == 8
+    assert info.pruned == PrunedTotals(trials=2, steps_done=20, steps_planned=60 + 20,
+                                       seconds=info.pruned.seconds)
+    assert info.steps_saved == 60
     complete_steps = sum(10 * row_epochs * row_repeats for row_epochs, row_repeats in
                          [(1, 1), (2, 2), (3, 2), (2, 1), (2, 1), (3, 2)])
-    assert info["steps_planned_total"] == complete_steps + 80
-    assert info["saved_fraction"] == pytest.approx(60 / (complete_steps + 80))
+    assert info.steps_planned_total == complete_steps + 80
+    assert info.saved_fraction == pytest.approx(60 / (complete_steps + 80))
 
 
 @pytest.mark.parametrize("points, front", [
@@ -167,10 +177,10 @@ def test_pareto_front(points, front):
 
 def test_pareto_info_and_its_absence_without_clip(finished, tmp_path):
     info = _get_pareto_info(finished)
-    assert info["x_name"] == "val_loss_ratio" and info["y_name"] == "clip_i"
-    assert info["front_trials"] == [2, 1, 3]
+    assert info.x_name == "val_loss_ratio" and info.y_name == "clip_i"
+    assert info.front_trials == [2, 1, 3]
     loss_only = _small_study(tmp_path, [{"val_loss": 0.1, "clip_i": None}, {"val_loss": 0.2, "clip_i": None}])
-    assert not _get_pareto_info(loss_only)["available"]
+    assert not _get_pareto_info(loss_only).available
 
 
 def test_trials_table_is_a_dataframe_without_nested_attributes(finished):
@@ -183,9 +193,10 @@ def test_trials_table_is_a_dataframe_without_nested_attributes(finished):
 
 def test_sample_grid_rows_are_trials_best_first_with_png_data_uris(finished):
     info = _get_sample_grid_info(finished)
-    assert info["prompts"] == list(PROMPTS)  # read from the PNGs' text chunks
-    assert [r["trial"] for r in info["rows"]] == [2, 1, 4, 5, 3, 0]
-    uri = info["rows"][0]["cells"][0]["uri"]
+    assert info.prompts == list(PROMPTS)  # read from the PNGs' text chunks
+    assert [r.trial for r in info.rows] == [2, 1, 4, 5, 3, 0]
+    assert info.shown == info.trials_with_samples == 6
+    uri = info.rows[0].cells[0].uri
     assert uri.startswith("data:image/png;base64,")
     image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert image.format == "PNG" and image.size == (64, 64)
@@ -193,18 +204,18 @@ def test_sample_grid_rows_are_trials_best_first_with_png_data_uris(finished):
 
 def test_xy_grid_of_a_final_run(finished):
     info = _get_xy_grid_info(finished)
-    assert info["available"] and len(info["grids"]) == 1 and info["suggested_epoch"] == 2
-    assert info["grids"][0]["width"] == 256 and info["grids"][0]["height"] == 128
-    assert [(r["epoch"], r["suggested"]) for r in info["epochs"]] == [(1, False), (2, True), (3, False)]
-    assert info["epochs"][0]["clip_i"] is None and info["epochs"][1]["val_loss"] == 0.88
+    assert info.available and len(info.grids) == 1 and info.suggested_epoch == 2
+    assert info.grids[0].image.width == 256 and info.grids[0].image.height == 128
+    assert [(r.epoch, r.suggested) for r in info.epochs] == [(1, False), (2, True), (3, False)]
+    assert info.epochs[0].clip_i is None and info.epochs[1].val_loss == 0.88
 
 
 def test_warnings_name_failed_trials_and_uncalibrated_clip(finished):
     warnings = _get_warnings_info(finished)
-    failed = [w for w in warnings if w["kind"] == "failed"]
-    assert failed == [{"kind": "failed", "trial": 8, "text": f"trial 8 failed: the validation loss is nan {EVIL}"}]
-    assert any(w["kind"] == "clip" for w in warnings)
-    assert not any(w["kind"] in ("partial", "probe") for w in warnings)
+    failed = [w for w in warnings if w.kind == "failed"]
+    assert failed == [ReportWarning("failed", f"trial 8 failed: the validation loss is nan {EVIL}", trial=8)]
+    assert any(w.kind == "clip" for w in warnings)
+    assert not any(w.kind in ("partial", "probe") for w in warnings)
 
 
 def test_probe_not_converged_is_a_warning(finished, tmp_path):
@@ -212,14 +223,15 @@ def test_probe_not_converged_is_a_warning(finished, tmp_path):
 
     probe = dict(finished.probe, status="still_rising", advice="run more steps")
     warnings = _get_warnings_info(dataclasses.replace(finished, probe=probe))
-    assert {"kind": "probe", "text": "probe not converged (still_rising): run more steps"} in warnings
+    assert ReportWarning("probe", "probe not converged (still_rising): run more steps") in warnings
 
 
 def test_environment(finished):
     info = _get_environment_info(finished)
-    assert info["dataset_images"] == 8 and len(info["dataset"]) == 2
-    assert dict(info["study"])["model"] == "tiny"
-    assert dict(info["study_environment"])["torch"] == "2.13.0"
+    assert info.dataset_images == 8 and len(info.dataset) == 2
+    assert dict(info.study)["model"] == "tiny"
+    assert dict(info.study_environment)["torch"] == "2.13.0"
+    assert set(dict(info.report_environment)) == {"lrfind", "optuna", "plotly", "pandas", "python"}
 
 
 def test_user_text_is_escaped_and_plotly_inlined_once(finished, tmp_path):
@@ -302,11 +314,11 @@ def test_multi_objective_study_renders_with_named_objectives(tmp_path):
     (tmp_path / "pareto").mkdir()
     data = load_study_data("pareto", url, tmp_path / "pareto")
     info = gather_info(data)
-    assert info["history"]["objective_names"] == ["loss_ratio", "clip_i"]
-    assert info["history"]["values"][1] == [0.6, 0.5, 0.7] and info["history"]["best_so_far"] is None
-    assert info["pareto"]["front_trials"] == [1, 0, 2]
-    assert {"value loss_ratio", "value clip_i", "clip_i"} <= set(info["trials"].columns)
-    assert not info["recommendation"]["available"]  # no recommendation.json; none provisional either
+    assert info.history.objective_names == ["loss_ratio", "clip_i"]
+    assert info.history.values[1] == [0.6, 0.5, 0.7] and info.history.best_so_far is None
+    assert info.pareto.front_trials == [1, 0, 2]
+    assert {"value loss_ratio", "value clip_i", "clip_i"} <= set(info.trials.columns)
+    assert not info.recommendation.available  # no recommendation.json; none provisional either
     page, figures = render_page(info)
     assert figures >= 5 and "no recommendation yet" in page
 
@@ -317,7 +329,7 @@ def test_a_corrupt_sample_or_grid_png_is_a_placeholder_and_a_warning(damage, tmp
 
     url, study_dir = build_study(tmp_path)
     data = load_study_data("cats", url, study_dir)
-    sample = Path(_get_sample_grid_info(data)["rows"][0]["cells"][0]["file"])
+    sample = Path(_get_sample_grid_info(data).rows[0].cells[0].file)
     grid = data.xy_grids[0]
     for path in (sample, grid):
         raw = path.read_bytes()
@@ -326,6 +338,7 @@ def test_a_corrupt_sample_or_grid_png_is_a_placeholder_and_a_warning(damage, tmp
     info = gather_info(data)
     page, _ = render_page(info)
     assert page.count('class="unreadable"') == 2 and "unreadable image<br>" + sample.name in page
-    texts = [w["text"] for w in info["warnings"] if w["kind"] == "image"]
+    texts = [w.text for w in info.warnings if w.kind == "image"]
     assert len(texts) == 2 and str(sample) in texts[0] and str(grid) in texts[1]
-    assert info["samples"]["rows"][0]["cells"][1]["uri"].startswith("data:image/png")  # the others still shown
+    assert info.samples.rows[0].cells[0].uri is None and info.xy_grid.grids[0].image.uri is None
+    assert info.samples.rows[0].cells[1].uri.startswith("data:image/png")  # the others still shown

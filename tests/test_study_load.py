@@ -166,9 +166,9 @@ def test_the_study_ends_once_and_every_survivor_recommends_the_same(killed_study
 
 def test_the_report_shows_why_the_killed_workers_trial_failed(killed_study):
     from lrfind.report.data import load_study_data
-    from lrfind.report.info import _get_warnings_info
+    from lrfind.report.sections.warnings import _get_warnings_info
 
     data = load_study_data(killed_study["name"], killed_study["pg"]["url"], killed_study["out"])
-    texts = [w["text"] for w in _get_warnings_info(data) if w["kind"] == "failed"]
+    texts = [w.text for w in _get_warnings_info(data) if w.kind == "failed"]
     number, pid = killed_study["killed_trial"], killed_study["victim"].pid
     assert any(t.startswith(f"trial {number} failed: worker ") and f"pid {pid}" in t for t in texts), texts

@@ -37,7 +37,7 @@ def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
 def test_run_options_reach_every_trial_the_recommendation_export_and_the_final_run(
         example_dataset, tmp_path, probe_report, capsys):
     from lrfind.final.from_study import from_study_values
-    from lrfind.report.info import _settings_rows
+    from lrfind.report.sections.recommendation import _settings_rows
     from lrfind.training.config import TrainConfig
 
     out = tmp_path / "studies" / "opts"

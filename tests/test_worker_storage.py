@@ -167,7 +167,8 @@ def test_a_trial_whose_local_worker_died_fails_at_once_with_the_pid(tmp_path):
 
 def test_the_report_lists_a_dead_workers_trial_with_its_reason(tmp_path):
     from lrfind.report.data import load_study_data
-    from lrfind.report.info import _get_trials_table_info, _get_warnings_info
+    from lrfind.report.sections.trials_table import _get_trials_table_info
+    from lrfind.report.sections.warnings import _get_warnings_info
 
     path = tmp_path / "s.db"
     study = _study(_storage(path))
@@ -176,7 +177,7 @@ def test_the_report_lists_a_dead_workers_trial_with_its_reason(tmp_path):
     trial = _running_trial(study, dict(worker_identity(), pid=dead.pid, started=1.0))
     fail_dead_trials(study)
     data = load_study_data("s", f"sqlite:///{path}", tmp_path / "out")
-    texts = [w["text"] for w in _get_warnings_info(data) if w["kind"] == "failed"]
+    texts = [w.text for w in _get_warnings_info(data) if w.kind == "failed"]
     assert any(f"trial {trial.number} failed" in t and f"pid {dead.pid} died" in t for t in texts), texts
     table = _get_trials_table_info(data)
     assert f"pid {dead.pid} died" in table.set_index("number").loc[trial.number, "fail_reason"]

@@ -1,8 +1,10 @@
 """The probe's small HTML page (next to probe.json): the d*lr curve, its plateau, and the loss.
 
-Pure data first (`_get_probe_plot_info`, tested), then the figure (plotly, imported lazily). The page
-works offline: plotly.js is inlined once. User text (dataset names, advice) is HTML-escaped both in
-the page and in the figure, whose labels plotly renders as HTML-like markup.
+Pure data first (`_get_probe_plot_info`, tested), then the figure (plotly, imported lazily):
+`probe_figure` is the one drawing of the curve, here and in the report's probe section
+(lrfind.report.sections.probe). The page works offline: plotly.js is inlined once. User text
+(dataset names, advice) is HTML-escaped both in the page and in the figure, whose labels plotly
+renders as HTML-like markup.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from lrfind.atomic import write_text
 from lrfind.jsonfiles import finite
@@ -48,8 +50,8 @@ def _get_probe_plot_info(curve: Any, result: PlateauResult, *, title: str = "lrf
     return {
         "title": title,
         "tag": tag,
-        "dlr": {"steps": steps, "values": [_finite_or_none(v, positive=True) for v in values]},
-        "loss": ({"steps": loss_steps, "values": [_finite_or_none(v) for v in losses]}
+        "dlr": {"steps": steps, "values": [_on_log_axis(v) for v in values]},
+        "loss": ({"steps": loss_steps, "values": [finite(v) for v in losses]}
                  if loss_steps else None),
         "plateau": plateau,
         "earlier_plateau": ({"start_step": earlier[0], "end_step": earlier[1], "value": earlier[2]}
@@ -64,7 +66,7 @@ def _get_probe_plot_info(curve: Any, result: PlateauResult, *, title: str = "lrf
 
 def write_probe_page(path: str | os.PathLike, info: dict) -> Path:
     """Write the page atomically; returns its path."""
-    figure = _probe_figure(info)
+    figure = probe_figure(info)
     figure_html = figure.to_html(include_plotlyjs=True, full_html=False)
     escape = html.escape
     page = (
@@ -81,7 +83,11 @@ def write_probe_page(path: str | os.PathLike, info: dict) -> Path:
     return Path(path)
 
 
-def _probe_figure(info: dict):
+def probe_figure(info: dict, *, height: Optional[int] = None):
+    """The d*lr curve (log axis), its plateau window and value line, and the loss below it.
+
+    `height` overrides the page's own (650 with the loss, 450 without).
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -93,7 +99,7 @@ def _probe_figure(info: dict):
     )
     dlr = info["dlr"]
     figure.add_trace(go.Scatter(x=dlr["steps"], y=dlr["values"], mode="lines+markers",
-                                name=_plot_text(info["tag"] or "d*lr"), marker={"size": 4}),
+                                name=plot_text(info["tag"] or "d*lr"), marker={"size": 4}),
                      row=1, col=1)
     for key, colour in (("plateau", "rgba(44,160,44,0.18)"), ("earlier_plateau",
                                                               "rgba(150,150,150,0.18)")):
@@ -104,7 +110,7 @@ def _probe_figure(info: dict):
     line = info["value_line"]
     if line:  # a trace, not a shape: shape y on a log axis is ambiguous
         figure.add_trace(go.Scatter(x=line["steps"], y=[line["value"]] * 2, mode="lines",
-                                    name=_plot_text(line["label"]),
+                                    name=plot_text(line["label"]),
                                     line={"dash": "dash", "color": "green"}), row=1, col=1)
     if has_loss:
         loss = info["loss"]
@@ -113,14 +119,14 @@ def _probe_figure(info: dict):
         figure.update_yaxes(title_text="loss", row=2, col=1)
     figure.update_yaxes(type="log", title_text="d*lr", row=1, col=1)
     figure.update_xaxes(title_text="step", row=2 if has_loss else 1, col=1)
-    figure.update_layout(title=_plot_text(f"{info['title']}: {info['status_text']}"),
-                         height=650 if has_loss else 450, template="plotly_white")
+    figure.update_layout(title=plot_text(f"{info['title']}: {info['status_text']}"),
+                         height=height or (650 if has_loss else 450), template="plotly_white")
     return figure
 
 
-def _plot_text(text: str) -> str:
+def plot_text(text: Any) -> str:
     """Escape for plotly's HTML-like labels (< > &; quotes need no escaping there)."""
-    return html.escape(text, quote=False)
+    return html.escape(str(text), quote=False)
 
 
 def _curve_series(curve: Any) -> tuple[list, list, list, list, str]:
@@ -134,9 +140,7 @@ def _curve_series(curve: Any) -> tuple[list, list, list, list, str]:
     return steps, values, [s for s, _ in with_loss], [loss for _, loss in with_loss], "d*lr"
 
 
-def _finite_or_none(value: Any, positive: bool = False) -> float | None:
-    """lrfind.jsonfiles.finite as a float, and None for values <= 0 when `positive` (a log axis)."""
-    value = finite(float(value)) if value is not None else None  # float(): numpy scalars too
-    if value is None or (positive and value <= 0):
-        return None
-    return value
+def _on_log_axis(value: Any) -> Optional[float]:
+    """A d*lr value for the log axis: finite and positive, else None (a gap in the line)."""
+    number = finite(value)
+    return number if number is not None and number > 0 else None
