@@ -12,6 +12,7 @@ import platform
 import shlex
 from typing import Any, Optional
 
+from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.errors import LrfindError
 from lrfind.jsonfiles import finite
 from lrfind.network.kinds import network_label
@@ -24,6 +25,7 @@ from lrfind.report.info_plots import (_get_dim_alpha_info, _get_history_info, _g
                                       objective_names)
 from lrfind.study.recommend import TrialRecord, recommend
 from lrfind.study.space import SearchSpace
+from lrfind.study.stats import DatasetStats
 from lrfind.training.run_options import RUN_WIDE, RunOptions
 
 MAX_FAILED_LISTED = 20
@@ -77,7 +79,8 @@ def _provisional_recommendation(data: StudyData) -> Optional[dict]:
     try:
         records = [TrialRecord.from_frozen_trial(t) for t in data.trials]
         space = SearchSpace(**attrs["space"])
-        return recommend(records, space, data.probe, attrs["dataset_stats"], data.directions[0]).to_dict()
+        probe, stats = ProbeReport.from_dict(data.probe), DatasetStats.from_dict(attrs["dataset_stats"])
+        return recommend(records, space, probe, stats, data.directions[0]).to_dict()
     except (LrfindError, ValueError, TypeError, KeyError):
         return None  # nothing completed yet, or attributes of another version: the card says so
 
