@@ -1,21 +1,24 @@
 """lrfind: find the learning rate and LoRA hyperparameters for Stable Diffusion LoRA training.
 
-The public API (docs/api.md): lrfind.probe, lrfind.study, lrfind.train, lrfind.report,
-lrfind.export_kohya and their config and result types, from lrfind.api. They load on first use
-(PEP 562), so `import lrfind` and `lrfind --help` stay light (no torch).
+The public API is lrfind.api (docs/api.md): `from lrfind import api; api.probe(cfg)`, api.study,
+api.train, api.report, api.export_kohya. This package also re-exports the API's functions whose
+names are free (train, export_kohya, train_config_from_study) and its config and result types;
+probe, study and report are names of lrfind's subpackages, so those three are called as api.NAME.
+Everything loads on first use (PEP 562): `import lrfind` and `lrfind --help` stay light (no torch).
 """
 
 __version__ = "0.1.0"
 
-PUBLIC_API = ("probe", "study", "train", "report", "export_kohya", "ProbeConfig", "StudyConfig", "TrainConfig",
+PUBLIC_API = ("api", "train", "train_config_from_study", "export_kohya", "ProbeConfig", "StudyConfig", "TrainConfig",
               "ExportConfig", "ProbeReport", "StudyOutcome", "FinalRun", "ExportResult")
 
 
 def __getattr__(name: str):
     if name in PUBLIC_API:
-        from lrfind import api
+        import lrfind.api  # not `from lrfind import api`: its hasattr(lrfind, "api") would call this again
 
-        return getattr(api, name)
+        api = globals()["api"]  # the import set it
+        return api if name == "api" else getattr(api, name)
     raise AttributeError(f"module 'lrfind' has no attribute {name!r}")
 
 

@@ -4,6 +4,7 @@ result. The CLI and the demo call these and nothing below them; a notebook can t
     probe(ProbeConfig)          -> ProbeReport     (OUT/probe.json, OUT/probe.html)
     study(StudyConfig)          -> StudyOutcome    (studies/NAME/recommendation.json, trials, database)
     train(TrainConfig)          -> FinalRun        (the LoRA files, NAME_final.json, X/Y grid)
+        train_config_from_study(NAME, ...) -> TrainConfig: the run a study recommends
     report(name)                -> Path            (reports/NAME.html)
     export_kohya(ExportConfig)  -> ExportResult    (kohya_config.toml, kohya_dataset.toml)
 
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from lrfind.artifacts.probe_report import ProbeReport
+from lrfind.config import build
 from lrfind.export.files import ExportConfig, ExportResult
 from lrfind.export.files import export_kohya as _export_kohya
+from lrfind.final.from_study import from_study_values
 from lrfind.final.run import FinalRun, train_lora
 from lrfind.outputs import check_writable_file
 from lrfind.probe.config import ProbeConfig
@@ -55,6 +58,12 @@ def train(cfg: TrainConfig, *, components=None, dataset=None, store=None, callba
     return train_lora(cfg, components=components, dataset=dataset, store=store, callbacks=callbacks)
 
 
+def train_config_from_study(name: str, *, study_dir: Optional[Path] = None, **overrides) -> TrainConfig:
+    """The TrainConfig of study NAME's recommended full run (what `lrfind train --from-study NAME`
+    starts from), with `overrides` (TrainConfig fields) on top; a bad value is one LrfindError line."""
+    return build(TrainConfig, f"the run study {name} recommends", **{**from_study_values(name, study_dir), **overrides})
+
+
 def report(name: str, *, study_dir: Optional[Path] = None, storage: Optional[str] = None,
            out: Optional[Path] = None, on_partial: Optional[Callable[[str], None]] = None) -> Path:
     """Write the study's self-contained HTML report (default reports/NAME.html); returns its path.
@@ -76,4 +85,4 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
 
 
 __all__ = ["ExportConfig", "ExportResult", "FinalRun", "ProbeConfig", "ProbeReport", "StudyConfig", "StudyOutcome",
-           "TrainConfig", "export_kohya", "probe", "report", "study", "train"]
+           "TrainConfig", "export_kohya", "probe", "report", "study", "train", "train_config_from_study"]

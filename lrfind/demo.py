@@ -20,7 +20,6 @@ from lrfind.config import StrictModel
 from lrfind.export.files import ExportConfig
 from lrfind.probe.config import ProbeConfig
 from lrfind.study.config import StudyConfig
-from lrfind.training.config import TrainConfig
 
 STUDY_NAME = "demo"
 
@@ -122,11 +121,10 @@ def _report(cfg: DemoConfig, study_dir: Path) -> Path:
 
 def _final_run(dataset: Path, study_dir: Path, store, progress: bool):
     from lrfind import api
-    from lrfind.final.from_study import from_study_values
 
-    values = from_study_values(STUDY_NAME, study_dir)
-    values.update(train_data_dir=dataset, progress=progress, sample_steps=10)
-    return api.train(TrainConfig(**values), store=store)
+    config = api.train_config_from_study(STUDY_NAME, study_dir=study_dir, train_data_dir=dataset, progress=progress,
+                                         sample_steps=10)
+    return api.train(config, store=store)
 
 
 def _export(study_dir: Path, dataset: Path):
