@@ -3,6 +3,7 @@ result. The CLI and the demo call these and nothing below them; a notebook can t
 
     probe(ProbeConfig)          -> ProbeReport     (OUT/probe.json, OUT/probe.html)
     study(StudyConfig)          -> StudyOutcome    (studies/NAME/recommendation.json, trials, database)
+        study_workers(StudyConfig) -> exit code: the same study in --workers N local processes
     train(TrainConfig)          -> FinalRun        (the LoRA files, NAME_final.json, X/Y grid)
         train_config_from_study(NAME, ...) -> TrainConfig: the run a study recommends
     report(name)                -> Path            (reports/NAME.html)
@@ -32,6 +33,7 @@ from lrfind.report.html import write_report
 from lrfind.report.info import gather_info
 from lrfind.study.config import StudyConfig
 from lrfind.study.runner import StudyOutcome, run_study
+from lrfind.study.workers import run_workers
 from lrfind.training.config import TrainConfig
 
 
@@ -51,6 +53,12 @@ def study(cfg: StudyConfig, *, progress: Optional[Callable[[str, bool], None]] =
     It uses studies/NAME/probe.json when there is one, else probes first. progress: None, or a
     callable(text, transient) for live status lines (transient ones replace each other)."""
     return run_study(cfg, progress=progress)
+
+
+def study_workers(cfg: StudyConfig, *, on_event: Callable[[str], None] = lambda text: None) -> int:
+    """cfg.worker_count local worker processes on one study (`lrfind study --workers N`); returns
+    their exit code. At 0 the last worker to finish wrote recommendation.json from every trial."""
+    return run_workers(cfg, on_event=on_event)
 
 
 def train(cfg: TrainConfig, *, components=None, dataset=None, store=None, callbacks: Sequence[Any] = ()) -> FinalRun:
@@ -85,4 +93,5 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
 
 
 __all__ = ["ExportConfig", "ExportResult", "FinalRun", "ProbeConfig", "ProbeReport", "StudyConfig", "StudyOutcome",
-           "TrainConfig", "export_kohya", "probe", "report", "study", "train", "train_config_from_study"]
+           "TrainConfig", "export_kohya", "probe", "report", "study", "study_workers", "train",
+           "train_config_from_study"]

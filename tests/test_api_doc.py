@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # what lrfind.api wraps: the CLI and the demo reach these only through it
 BELOW_THE_API = {"lrfind.probe.probe": {"run_probe", "reuse_or_run_probe"}, "lrfind.study.runner": {"run_study"},
+                 "lrfind.study.workers": {"run_workers"},
                  "lrfind.final.run": {"train_lora"}, "lrfind.export.files": {"export_kohya"},
                  "lrfind.report.html": {"write_report"}, "lrfind.report.info": {"gather_info"},
                  "lrfind.report.data": {"load_study_data"}}

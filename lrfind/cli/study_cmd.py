@@ -84,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = build(StudyConfig, args.config_file or "", **study_values(args))
     if cfg.worker_count > 1:
-        from lrfind.study.workers import run_workers
-
-        code = run_workers(cfg, on_event=lambda text: print(f"lrfind study: {text}", flush=True))
+        code = api.study_workers(cfg, on_event=lambda text: print(f"lrfind study: {text}", flush=True))
         rec_path = cfg.out_dir() / "recommendation.json"
         if code == 0 and rec_path.is_file():  # the last worker to finish wrote it from every trial
             print(read_recommendation(rec_path).summary)
