@@ -204,3 +204,17 @@ def test_lrfind_study_with_a_broken_probe_json(example_dataset, tmp_path, capsys
     assert rc == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"lrfind: error: {out / 'probe.json'}: field unet_lr: Input should be a valid number")
     assert err.endswith("; rerun lrfind probe")
+
+
+def test_artifacts_import_only_pydantic_the_stdlib_and_lrfinds_root_modules():
+    import sys
+
+    from test_import_layers import IMPORTS, LAYERS, PACKAGE_ROOT, module_files, owner
+
+    modules = [m for m in module_files(PACKAGE_ROOT) if m.startswith("lrfind.artifacts")]
+    assert "lrfind.artifacts.probe_report" in modules
+    bad = [str(i) for i in IMPORTS if i.module in modules
+           and not (i.target.split(".")[0] in sys.stdlib_module_names or i.target.split(".")[0] == "pydantic"
+                    or i.target.startswith("lrfind.artifacts")
+                    or (i.target.startswith("lrfind.") and owner(i.target, LAYERS) == "lrfind"))]
+    assert not bad, "\n".join(bad)
