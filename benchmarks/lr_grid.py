@@ -126,7 +126,7 @@ def grid_best(lrs: Sequence[float], losses: Sequence[float]) -> GridBest:
 
 def run_probe_on(bench: Bench, optimizer: str, seed: int, dim: int = 8, alpha: float = 8.0,
                  method: str = "dadaptation", steps: int | None = None) -> dict:
-    """lrfind's probe (as `lrfind probe` runs it) on the bench's data: its probe.json report."""
+    """lrfind's probe (as `lrfind probe` runs it) on the bench's data: its probe.json report, as the file's dict."""
     from lrfind.probe.config import ProbeConfig
     from lrfind.probe.probe import run_probe
 
@@ -139,7 +139,7 @@ def run_probe_on(bench: Bench, optimizer: str, seed: int, dim: int = 8, alpha: f
     report = run_probe(cfg, components=bench.components, dataset=bench.dataset, store=bench.store)
     n_steps = cfg.range_steps if method == "range" else cfg.steps
     bench.add_time(f"probe {method if method == 'range' else optimizer}", time.perf_counter() - start, n_steps)
-    return report
+    return report.to_dict()
 
 
 def load_saved(path: Path) -> tuple[dict, list[dict]]:

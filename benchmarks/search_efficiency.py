@@ -290,7 +290,7 @@ def fmt_params(params: dict) -> str:
 
 def print_grid(grid: Phase, ctx) -> None:
     print(f"\ngrid: {len(grid.rows)} trials, baseline val loss {ctx.baseline_val_loss:.4f}, probe unet_lr "
-          f"{ctx.probe['unet_lr']:.3g} (dim {ctx.probe['network_dim']:g}, alpha {ctx.probe['network_alpha']:g})")
+          f"{ctx.probe.unet_lr:.3g} (dim {ctx.probe.network_dim:g}, alpha {ctx.probe.network_alpha:g})")
     ranked = sorted(grid.rows, key=lambda r: (r.val_loss is None, r.val_loss or 0.0))
     for rank, row in enumerate(ranked, 1):
         val = f"{row.val_loss:.4f}" if row.val_loss is not None else row.state

@@ -17,11 +17,9 @@ from typing import Literal
 from pydantic import Field
 
 from lrfind.config import StrictModel
-from lrfind.export.files import ExportConfig, export_kohya
-from lrfind.jsonfiles import read_json_object
+from lrfind.export.files import ExportConfig
 from lrfind.probe.config import ProbeConfig
 from lrfind.study.config import StudyConfig
-from lrfind.training.config import TrainConfig
 
 STUDY_NAME = "demo"
 
@@ -75,21 +73,19 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     report = steps.run("probe (Prodigy, d*lr plateau)", _probe, cfg, dataset, study_dir, store)
     result.outputs.append(("probe report", study_dir / "probe.json"))
     result.outputs.append(("probe page (d*lr curve)", study_dir / "probe.html"))
-    print(f"[demo] probe: unet_lr {report.get('unet_lr')} ({report.get('status')}, "
-          f"confidence {report.get('confidence')})")
+    print(f"[demo] probe: unet_lr {report.unet_lr} ({report.status}, confidence {report.confidence})")
     outcome = steps.run(f"study ({cfg.trials} trials, Optuna + pruning)", _study, cfg, dataset, study_dir)
-    print(f"[demo] {outcome.recommendation.summary_text()}")
+    print(f"[demo] {outcome.recommendation.summary}")
     result.outputs.append(("study database (optuna-dashboard opens it)", study_dir.parent / f"{STUDY_NAME}.db"))
     result.outputs.append(("recommendation", study_dir / "recommendation.json"))
     steps.run("report", _report, cfg, study_dir)
     final = steps.run("final run (--from-study)", _final_run, dataset, study_dir, store, cfg.progress)
-    summary = final.extra["final"]
     result.outputs.append(("final LoRA (kohya format)", final.output_path))
-    result.outputs.append(("suggested epoch's LoRA", final.output_path.parent / summary["suggested_file"]))
+    result.outputs.append(("suggested epoch's LoRA", final.suggested_file))
     result.outputs.append(("final run summary (epochs, suggested epoch)",
                            final.output_path.parent / f"{final.output_path.stem}_final.json"))
-    if summary.get("xy_grid"):
-        result.outputs.append(("X/Y grid: epochs x LoRA weights", final.output_path.parent / summary["xy_grid"]))
+    if final.summary.xy_grid:
+        result.outputs.append(("X/Y grid: epochs x LoRA weights", final.output_path.parent / final.summary.xy_grid))
     export = steps.run("kohya config export", _export, study_dir, dataset)
     result.outputs.append(("kohya sd-scripts config", export.config_path))
     result.outputs.append(("kohya dataset config", export.dataset_path))
@@ -98,49 +94,44 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     return result
 
 
-def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store) -> dict:
-    # lazy: lrfind --help loads this module (the parser's options); the probe loads when it runs
-    from lrfind.probe.probe import run_probe
+# Each step imports lrfind.api when it runs: `lrfind --help` loads this module (the parser's options).
 
-    existing = study_dir / "probe.json"
-    if existing.is_file():
-        print(f"[demo] reusing {existing}")
-        return read_json_object(existing, "")
-    return run_probe(ProbeConfig(dataset=dataset, model=cfg.model, steps=cfg.probe_steps, resolution=64,
-                                 batch_size=1, out=study_dir, progress=cfg.progress), store=store)
+
+def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store):
+    from lrfind import api
+
+    if (study_dir / "probe.json").is_file():
+        print(f"[demo] reusing {study_dir / 'probe.json'}")
+    return api.probe(ProbeConfig(dataset=dataset, model=cfg.model, steps=cfg.probe_steps, resolution=64,
+                                 batch_size=1, out=study_dir, progress=cfg.progress), reuse=True, store=store)
 
 
 def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
-    # lazy: lrfind --help loads this module (the parser's options); the study (Optuna) loads when it runs
-    from lrfind.study.runner import run_study
+    from lrfind import api
 
-    return run_study(StudyConfig(dataset=dataset, name=STUDY_NAME, model=cfg.model, space="tiny",
+    return api.study(StudyConfig(dataset=dataset, name=STUDY_NAME, model=cfg.model, space="tiny",
                                  n_trials=cfg.trials, out=study_dir, progress=cfg.progress))
 
 
 def _report(cfg: DemoConfig, study_dir: Path) -> Path:
-    # lazy: lrfind --help loads this module (the parser's options); the report loads when it runs
-    from lrfind.report.data import load_study_data
-    from lrfind.report.html import write_report
-    from lrfind.report.info import gather_info
+    from lrfind import api
 
-    data = load_study_data(STUDY_NAME, None, study_dir)
-    return write_report(cfg.out / "reports" / f"{STUDY_NAME}.html", gather_info(data))
+    return api.report(STUDY_NAME, study_dir=study_dir, out=cfg.out / "reports" / f"{STUDY_NAME}.html")
 
 
 def _final_run(dataset: Path, study_dir: Path, store, progress: bool):
-    # lazy: lrfind --help loads this module (the parser's options); the final run loads when it runs
-    from lrfind.final.from_study import from_study_values
-    from lrfind.final.run import train_lora
+    from lrfind import api
 
-    values = from_study_values(STUDY_NAME, study_dir)
-    values.update(train_data_dir=dataset, progress=progress, sample_steps=10)
-    return train_lora(TrainConfig(**values), store=store)
+    config = api.train_config_from_study(STUDY_NAME, study_dir=study_dir, train_data_dir=dataset, progress=progress,
+                                         sample_steps=10)
+    return api.train(config, store=store)
 
 
 def _export(study_dir: Path, dataset: Path):
-    return export_kohya(ExportConfig(name=STUDY_NAME, study_dir=study_dir, dataset=dataset,
-                                     out=study_dir / "kohya"))
+    from lrfind import api
+
+    return api.export_kohya(ExportConfig(name=STUDY_NAME, study_dir=study_dir, dataset=dataset,
+                                         out=study_dir / "kohya"))
 
 
 def summary_lines(result: DemoResult) -> list[str]:

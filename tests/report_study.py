@@ -117,7 +117,9 @@ def build_study(root: Path, name: str = "cats", *, running: bool = False, recomm
     """Creates ROOT/NAME.db and ROOT/NAME/...; returns (storage_url, study_dir)."""
     import optuna
 
+    from lrfind.artifacts.probe_report import ProbeReport
     from lrfind.study.recommend import TrialRecord, recommend
+    from lrfind.study.stats import DatasetStats
     from lrfind.study.space import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -150,8 +152,8 @@ def build_study(root: Path, name: str = "cats", *, running: bool = False, recomm
         study.ask()  # RUNNING: a worker is at it
     if recommendation:
         records = [TrialRecord.from_frozen_trial(t) for t in study.get_trials()]
-        rec = recommend(records, space, compact, _dataset_stats())
-        (study_dir / "recommendation.json").write_text(json.dumps(rec.to_dict()), encoding="utf-8")
+        rec = recommend(records, space, ProbeReport.from_dict(compact), DatasetStats.from_dict(_dataset_stats()))
+        (study_dir / "recommendation.json").write_text(rec.to_json(), encoding="utf-8")
     final = study_dir / "final"
     final.mkdir(exist_ok=True)
     grid = Image.new("RGB", (4 * 64, 2 * 64), "white")

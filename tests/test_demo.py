@@ -6,6 +6,8 @@ import json
 import re
 import tomllib
 
+import pytest
+
 
 def test_demo_runs_every_step_and_says_where_outputs_are(tmp_path, capsys):
     from lrfind.cli import main
@@ -37,3 +39,47 @@ def test_demo_runs_every_step_and_says_where_outputs_are(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     assert "reusing" in capsys.readouterr().out
     assert len(optuna.load_study(study_name="demo", storage=url).trials) == before
+
+
+# What `lrfind demo --model tiny --trials 1 --probe-steps 40` made on main at 89919a1 (before the
+# typed artifacts and lrfind.api), on this project's 2-core CPU machine: the test below ran there
+# (its code, with main's lrfind) and printed these values. One trial, so the recommendation is
+# that trial's (the probe's own point, lrfind.study.probe_point); the sampler's seed pinned, since
+# it otherwise mixes in the process id and the trial's repeats would be drawn differently each run.
+# 40 probe steps: the fewest the demo's Prodigy probe needs on the tiny model to report an lr (at 8
+# it is still at d0 and the study refuses to start).
+PINNED_PROBE = {"status": "still_rising", "steps": 40, "plateau_value": 1.059319716726639e-05, "plateau_step": None,
+                "confidence": 0.1, "unet_lr": 4.306177710270891e-06, "lion_lr": 1.4353925700902969e-06,
+                "text_encoder_lr": 1.0765444275677227e-06}
+PINNED_RECOMMENDATION = {"trial_number": 0, "value": 0.7790865612261538, "network_dim": 8, "network_alpha": 8.0,
+                         "epochs": 3, "repeats": 1, "optimizer": "AdamW", "unet_lr": 4.306177710270891e-06,
+                         "total_steps": 24, "trial_steps": 23,
+                         "epoch_losses": {"1": 1.167576851323247, "2": 1.1675318963825703, "3": 1.1674769576638937}}
+PINNED_FINAL = {"suggested_epoch": 2, "suggested_file": "demo-000002.safetensors",
+                "val_losses": [1.167576851323247, 1.1675256472080946, 1.1674697194248438]}
+
+
+def _close(actual, expected, rel=1e-4):
+    if isinstance(expected, dict):
+        return actual.keys() == expected.keys() and all(_close(actual[k], v, rel) for k, v in expected.items())
+    if isinstance(expected, list):
+        return len(actual) == len(expected) and all(_close(a, e, rel) for a, e in zip(actual, expected))
+    if isinstance(expected, float):
+        return actual == pytest.approx(expected, rel=rel)
+    return actual == expected
+
+
+def test_demo_outputs_are_those_main_made_before_the_refactor(tmp_path, monkeypatch, capsys):
+    from lrfind.cli import main
+
+    monkeypatch.setattr("lrfind.study.runner.sampler_seed", lambda seed: 12345)
+    rc = main(["demo", "--model", "tiny", "--trials", "1", "--probe-steps", "40", "--out", str(tmp_path)])
+    assert rc == 0, capsys.readouterr().out
+    study = tmp_path / "studies" / "demo"
+    probe = json.loads((study / "probe.json").read_text())
+    rec = json.loads((study / "recommendation.json").read_text())
+    final = json.loads((study / "final" / "demo_final.json").read_text())
+    assert _close({k: probe.get(k) for k in PINNED_PROBE}, PINNED_PROBE), probe
+    assert _close({k: rec[k] for k in PINNED_RECOMMENDATION}, PINNED_RECOMMENDATION), rec
+    assert _close({"suggested_epoch": final["suggested_epoch"], "suggested_file": final["suggested_file"],
+                   "val_losses": [e["val_loss"] for e in final["epochs"]]}, PINNED_FINAL), final

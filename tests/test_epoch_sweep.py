@@ -3,7 +3,6 @@ trial, and completed twins reused: pure functions on tables, then studies on the
 
 from __future__ import annotations
 
-import json
 import math
 
 import optuna
@@ -12,6 +11,8 @@ from optuna.trial import TrialState
 
 from lrfind.study.epoch_sweep import (best_epoch, boundary_steps, epoch_counts, epoch_losses, sweeps,
                                       with_swept_epoch)
+from lrfind.artifacts.probe_report import ProbeReport, read_probe_report
+from probe_reports import probe_with_lr
 from test_study import probe_report, study_config, trials  # noqa: F401  (the module-scoped probe fixture)
 
 NAN, INF = math.nan, math.inf
@@ -71,7 +72,7 @@ def test_plan_of_a_swept_trial_validates_where_shorter_trials_end():
 
     space = load_space("tiny")  # epochs 1..3, 40-step longest trial
     stats = DatasetStats("d", (ConceptStats("10_a a", "a a", 10, (((64, 64), 30),)),), ())
-    probe = {"unet_lr": 1e-4, "network_dim": 8, "network_alpha": 8}
+    probe = probe_with_lr(1e-4, 8, 8)
     params = TrialParams(4, 1.0, 3, 2, 1.0, "AdamW", "constant")
     swept = plan_trial(params, probe, space, stats, epoch_mode="sweep")
     shorter = [plan_trial(TrialParams(4, 1.0, e, 2, 1.0, "AdamW", "constant"), probe, space, stats).trial_steps
@@ -102,18 +103,18 @@ def test_probe_point_takes_what_the_space_allows():
     from lrfind.study.space import load_space
 
     tiny = load_space("tiny")  # dims 4/8, alpha fraction 0.5/1, lr multiplier range 0.5..2
-    point = probe_point(tiny, {"network_dim": 8, "network_alpha": 4.0})
+    point = probe_point(tiny, ProbeReport(network_dim=8, network_alpha=4.0))
     assert point == {"lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant",
                      "network_type": "lora", "network_dim": 8, "network_alpha_fraction": 0.5}
     # dim 16 and alpha 2/16 are not choices here: the sampler picks those
-    assert probe_point(tiny, {"network_dim": 16, "network_alpha": 2}) == {
+    assert probe_point(tiny, ProbeReport(network_dim=16, network_alpha=2)) == {
         "lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant", "network_type": "lora"}
     # a probe of a LoHa: its point is a LoHa trial (tiny searches loha); lycoris_locon is not a choice
     loha = {"network_module": "lycoris.kohya", "network_args": {"algo": "loha"}}
-    assert probe_point(tiny, {"network_dim": 8, "network_alpha": 8, **loha})["network_type"] == "loha"
-    assert "network_type" not in probe_point(tiny, {"network_module": "lycoris.kohya",
-                                                    "network_args": {"algo": "locon"}})
-    assert probe_point(tiny, {"network_dim": None, "network_alpha": None})["lr_multiplier"] == 1.0
+    assert probe_point(tiny, ProbeReport(network_dim=8, network_alpha=8, **loha))["network_type"] == "loha"
+    assert "network_type" not in probe_point(tiny, ProbeReport(network_module="lycoris.kohya",
+                                                               network_args={"algo": "locon"}))
+    assert probe_point(tiny, ProbeReport(network_dim=None, network_alpha=None))["lr_multiplier"] == 1.0
 
 
 SWEEP_SPACE = """\
@@ -178,7 +179,7 @@ def test_a_new_study_starts_at_the_probe_point(example_dataset, tmp_path, probe_
     run_study(cfg)
     study, all_trials = trials(cfg)
     first = all_trials[0]
-    point = probe_point(load_space("tiny"), json.loads(probe_report.read_text()))
+    point = probe_point(load_space("tiny"), read_probe_report(probe_report))
     assert point and {k: first.params[k] for k in point} == point
     assert study.user_attrs["probe_point_enqueued"] is True
     run_study(cfg.model_copy(update={"n_trials": 3}))  # resuming enqueues nothing more

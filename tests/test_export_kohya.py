@@ -16,15 +16,18 @@ The option tables below are DATA copied from kohya-ss/sd-scripts at commit
 from __future__ import annotations
 
 import ast
-import json
 import shlex
 import tomllib
 
 import pytest
 
+from lrfind.artifacts.probe_report import ProbeSource
+from lrfind.artifacts.recommendation import Recommendation
 from lrfind.export.kohya_config import (accelerate_command, kohya_dataset_toml, kohya_optimizer_arg,
                                         kohya_training_toml)
 from lrfind.export.toml_writer import Commented, dumps
+from lrfind.study.stats import DatasetStats
+from probe_reports import probe_with_lr
 
 # option -> "bool" (store_true), "str", "int", "float", "int_or_float", "list[str]", "list[float]", "Path"
 KOHYA_TRAIN_NETWORK_OPTIONS = {
@@ -184,14 +187,14 @@ network_train_unet_only = %s
 min_snr_gamma = 5.0
 lr_warmup_fraction = 0.05
 """
-STATS = {"name": "ds", "reg_images": [], "concepts": [
+STATS = DatasetStats.from_dict({"name": "ds", "reg_images": [], "concepts": [
     {"folder": "10_mychar", "name": "mychar", "repeats": 10, "images_per_bucket": [[[512, 512], 6]]},
     {"folder": "5_cup", "name": "cup", "repeats": 5, "images_per_bucket": [[[512, 512], 2]]},
-]}
-PROBE = {"unet_lr": 2e-4, "network_dim": 8, "network_alpha": 1.0, "status": "converged"}
+]})
+PROBE = probe_with_lr(2e-4, 8, 1.0, status="converged")
 
 
-def make_recommendation(tmp_path, optimizer="AdamW", scheduler="cosine", unet_only=False) -> dict:
+def make_recommendation(tmp_path, optimizer="AdamW", scheduler="cosine", unet_only=False) -> Recommendation:
     from lrfind.study.recommend import TrialRecord, recommend
     from lrfind.study.space import load_space
 
@@ -203,8 +206,7 @@ def make_recommendation(tmp_path, optimizer="AdamW", scheduler="cosine", unet_on
     trials = [TrialRecord(0, "COMPLETE", 0.30, params),
               TrialRecord(1, "COMPLETE", 0.35, {**params, "network_dim": 8, "epochs": 4}),
               TrialRecord(2, "PRUNED", None, params)]
-    rec = recommend(trials, space, PROBE, STATS).to_dict()
-    return json.loads(json.dumps(rec))  # as recommendation.json holds it
+    return Recommendation.from_json(recommend(trials, space, PROBE, STATS).to_json())  # as recommendation.json holds it
 
 
 def write_training(rec, tmp_path, **options) -> dict:
@@ -237,13 +239,13 @@ def test_every_training_key_is_a_kohya_option_of_the_type_kohya_expects(tmp_path
 def test_training_values_are_the_recommendation(tmp_path):
     rec = make_recommendation(tmp_path, "AdamW", "cosine")
     flat = kohya_flatten(write_training(rec, tmp_path, mixed_precision="bf16", save_every_n_epochs=2, seed=7))
-    expected_lr = PROBE["unet_lr"] * 1.5 * (1.0 / 8) ** 0.5  # x multiplier, sqrt_alpha rescale (probe alpha 1)
+    expected_lr = PROBE.unet_lr * 1.5 * (1.0 / 8) ** 0.5  # x multiplier, sqrt_alpha rescale (probe alpha 1)
     assert flat["unet_lr"] == pytest.approx(expected_lr) == pytest.approx(flat["learning_rate"])
-    assert flat["text_encoder_lr"] == pytest.approx(rec["text_encoder_lr"])
+    assert flat["text_encoder_lr"] == pytest.approx(rec.text_encoder_lr)
     assert (flat["network_dim"], flat["network_alpha"]) == (16, 8.0)
     assert flat["max_train_epochs"] == 6 and "max_train_steps" not in flat
     assert flat["lr_scheduler"] == "cosine"
-    assert flat["lr_warmup_steps"] == round(0.05 * rec["total_steps"]) > 0
+    assert flat["lr_warmup_steps"] == round(0.05 * rec.total_steps) > 0
     assert flat["min_snr_gamma"] == 5.0
     assert (flat["mixed_precision"], flat["save_every_n_epochs"], flat["seed"]) == ("bf16", 2, 7)
     assert kohya_optimizer_kwargs(flat["optimizer_args"]) == {"weight_decay": 0.01}
@@ -266,7 +268,7 @@ def test_lrfind_reads_the_exported_optimizer_args_back(tmp_path):
     path = tmp_path / "kohya_config.toml"
     path.write_text(kohya_training_toml(rec, model_path="m", dataset_dir=None, output_dir="o", output_name="n",
                                         logging_dir=None))
-    assert read_toml_config(path, TrainConfig)["optimizer_args"] == rec["optimizer_args"]
+    assert read_toml_config(path, TrainConfig)["optimizer_args"] == rec.optimizer_args
 
 
 @pytest.mark.parametrize("key,value,text", [("weight_decay", 0.01, "weight_decay=0.01"),
@@ -306,8 +308,8 @@ def test_dataset_config_matches_kohya_schema_with_recommended_repeats(tmp_path):
     assert document["general"]["caption_extension"] == ".txt"  # kohya's default would be .caption
     # kohya's step count from this file is the recommendation's (one bucket, batch 1)
     images = {"10_mychar": 6, "5_cup": 2}
-    kohya_steps = sum(images[dir_.rsplit("/", 1)[1]] * r for dir_, (r, _) in subsets.items()) * rec["epochs"]
-    assert kohya_steps == rec["total_steps"] == (6 * 5 + 2 * 3) * 6
+    kohya_steps = sum(images[dir_.rsplit("/", 1)[1]] * r for dir_, (r, _) in subsets.items()) * rec.epochs
+    assert kohya_steps == rec.total_steps == (6 * 5 + 2 * 3) * 6
 
 
 def test_accelerate_command_is_one_shell_line():
@@ -334,15 +336,16 @@ def test_toml_writer_refuses_values_kohya_cannot_read(bad):
 # --- the command ----------------------------------------------------------------------------------
 
 
-def write_study(tmp_path, rec: dict):
+def write_study(tmp_path, rec: Recommendation):
     """studies/mychar with rec as recommendation.json, a probe.json, and the dataset folders it names."""
     dataset = tmp_path / "data"
     for folder in ("10_mychar", "5_cup"):
         (dataset / folder).mkdir(parents=True)
     folder = tmp_path / "studies" / "mychar"
     folder.mkdir(parents=True)
-    (folder / "recommendation.json").write_text(json.dumps(rec))
-    (folder / "probe.json").write_text(json.dumps({**PROBE, "source": {"dataset": str(dataset), "model": "tiny"}}))
+    (folder / "recommendation.json").write_text(rec.to_json())
+    probe = PROBE.model_copy(update={"source": ProbeSource(dataset=str(dataset), model="tiny")})
+    (folder / "probe.json").write_text(probe.to_json())
     return folder
 
 

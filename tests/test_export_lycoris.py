@@ -41,7 +41,8 @@ def test_the_preset_file_builds_in_lycoris_what_lrfind_trained(model, tmp_path, 
 
 def test_export_of_a_loha_study_writes_and_names_the_preset(tmp_path, monkeypatch, capsys):
     rec = make_recommendation(tmp_path)
-    rec["train_values"].update(network_module="lycoris.kohya", network_args={"algo": "loha"})
+    rec = rec.model_copy(update={"train_values": {**rec.train_values, "network_module": "lycoris.kohya",
+                                                  "network_args": {"algo": "loha"}}})
     study = write_study(tmp_path, rec)
     out = tmp_path / "export"
     assert run_cli(monkeypatch, ["export-kohya", "mychar", "--study-dir", str(study), "--out", str(out)]) == 0

@@ -74,7 +74,7 @@ def test_interrupted_then_resumed_run_ends_with_the_same_weights(uninterrupted, 
     assert not (tmp_path / "cat.safetensors").exists()
     assert [p.name for p in tmp_path.glob("cat-*-state")] == ["cat-000002-state"]
     resumed = train_lora(config.model_copy(update={"resume": "last"}), components=tiny, store=feature_store)
-    assert resumed.extra["resumed_from"].name == "cat-000002-state"
+    assert resumed.resumed_from.name == "cat-000002-state"
     assert resumed.state.step == whole.state.step and resumed.state.val_history == whole.state.val_history
     a, b = load_file(whole_out / "cat.safetensors"), load_file(tmp_path / "cat.safetensors")
     assert a.keys() == b.keys()
@@ -111,17 +111,26 @@ def test_sample_prompt_file_reads_kohya_lines(tmp_path):
 
 
 def write_recommendation(study_dir, dataset_name="example"):
+    from lrfind.artifacts.probe_report import ProbeReport, ProbeSource
+    from lrfind.artifacts.recommendation import Closeness, ConceptRepeat, Recommendation
+
     study_dir.mkdir(parents=True)
-    rec = {"trial_number": 3, "train_values": {
+    train_values = {
         "resolution": 64, "train_batch_size": 2, "network_dim": 4, "network_alpha": 2.0,
         "network_train_unet_only": True, "optimizer_type": "AdamW", "optimizer_args": {"weight_decay": 0.01},
         "learning_rate": 0.002, "unet_lr": 0.002, "text_encoder_lr": None, "lr_scheduler": "cosine",
         "lr_warmup_steps": 0, "min_snr_gamma": 5.0, "noise_offset": 0.0, "max_train_steps": None,
-        "max_train_epochs": 2},
-        "concept_repeats": [{"folder": "10_lrfcat cat", "concept": "lrfcat cat", "repeats": 2},
-                            {"folder": "5_lrfcup cup", "concept": "lrfcup cup", "repeats": 1}]}
-    (study_dir / "recommendation.json").write_text(json.dumps(rec), encoding="utf-8")
-    (study_dir / "probe.json").write_text(json.dumps({"source": {"model": "tiny", "dataset": "x"}}), encoding="utf-8")
+        "max_train_epochs": 2}
+    rec = Recommendation(
+        trial_number=3, value=0.9, direction="minimize", params={}, network_dim=4, network_alpha=2.0, epochs=2,
+        optimizer="AdamW", optimizer_args={"weight_decay": 0.01}, unet_lr=0.002, lr_scheduler="cosine",
+        total_steps=12, steps_math="", trial_steps=12, budget_scale=1.0, train_values=train_values,
+        closeness=Closeness(completed=1, pruned=0, failed=0), confidence="low",
+        concept_repeats=[ConceptRepeat(folder="10_lrfcat cat", concept="lrfcat cat", repeats=2, folder_name="2_lrfcat cat"),
+                         ConceptRepeat(folder="5_lrfcup cup", concept="lrfcup cup", repeats=1, folder_name="1_lrfcup cup")])
+    (study_dir / "recommendation.json").write_text(rec.to_json(), encoding="utf-8")
+    probe = ProbeReport(source=ProbeSource(model="tiny", dataset="x"))
+    (study_dir / "probe.json").write_text(probe.to_json(), encoding="utf-8")
 
 
 def test_train_from_study_uses_the_recommendation(example_dataset, tmp_path, capsys):
@@ -163,13 +172,13 @@ def test_unknown_concept_folder_in_repeats_is_refused(example_dataset, tmp_path,
 
 
 def test_ctrl_c_during_train_says_how_to_resume(example_dataset, tmp_path, capsys, monkeypatch):
+    from lrfind import api
     from lrfind.cli import main
-    from lrfind.final import run
 
     def interrupted(config, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run, "train_lora", interrupted)
+    monkeypatch.setattr(api, "train", interrupted)
     rc = main(["train", str(example_dataset), "--resolution", "64", "--max-train-epochs", "1",
                "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 
 import pytest
@@ -14,6 +13,9 @@ from lrfind.probe.derive import network_lr_factor
 from lrfind.study.recommend import TrialRecord, recommend
 from lrfind.study.space import TrialParams, load_space
 from lrfind.study.trial_values import plan_trial
+from lrfind.artifacts.recommendation import Recommendation
+from lrfind.study.stats import DatasetStats
+from probe_reports import probe_with_lr
 
 SPACE = """
 network_dim = [8, 16]
@@ -23,9 +25,9 @@ network_type = ["lora", "locon", "lycoris_locon", "loha", "lokr"]
 conv_dim_fraction = [0.25, 0.5]
 lokr_factor = [4, 8]
 """
-STATS = {"name": "ds", "reg_images": [], "concepts": [
-    {"folder": "10_mychar", "name": "mychar", "repeats": 10, "images_per_bucket": [[[512, 512], 6]]}]}
-PROBE = {"unet_lr": 2e-4, "network_dim": 8, "network_alpha": 8.0, "status": "converged"}
+STATS = DatasetStats.from_dict({"name": "ds", "reg_images": [], "concepts": [
+    {"folder": "10_mychar", "name": "mychar", "repeats": 10, "images_per_bucket": [[[512, 512], 6]]}]})
+PROBE = probe_with_lr(2e-4, 8, 8.0, status="converged")
 
 
 @pytest.mark.parametrize("kind", NETWORK_KINDS)
@@ -59,7 +61,7 @@ def test_trial_lr_is_the_probes_times_the_measured_type_factor(tmp_path, kind):
     assert other["unet_lr"] == pytest.approx(lora["unet_lr"] * network_lr_factor(kind))
     assert other["network_module"] == network_values(kind, 8, 8.0)["network_module"]
     # a probe of another type: the ratio of the two factors
-    probe = {**PROBE, "network_module": "lycoris.kohya", "network_args": {"algo": "loha"}}
+    probe = PROBE.model_copy(update={"network_module": "lycoris.kohya", "network_args": {"algo": "loha"}})
     from_loha = plan_trial(params(kind, lokr_factor=4 if kind == "lokr" else None), probe, space, STATS)
     assert from_loha.train_values["unet_lr"] == pytest.approx(
         other["unet_lr"] / network_lr_factor("loha"))
@@ -74,11 +76,11 @@ def test_recommendation_and_kohya_export_carry_the_network(tmp_path):
     trials = [TrialRecord(0, "COMPLETE", 0.3, best),
               TrialRecord(1, "COMPLETE", 0.4, {**best, "network_type": "lora"}),
               TrialRecord(2, "COMPLETE", 0.5, {**best, "network_type": "loha"})]
-    rec = json.loads(json.dumps(recommend(trials, space, PROBE, STATS).to_dict()))
-    assert rec["network_module"] == rec["train_values"]["network_module"] == "lycoris.kohya"
-    assert rec["train_values"]["network_args"] == {"algo": "lokr", "conv_dim": 8, "conv_alpha": 4.0, "factor": 8}
-    assert "LoKr (lycoris.kohya algo=lokr conv_dim=8 conv_alpha=4.0 factor=8)" in rec["summary"]
-    assert {a for a in rec["agreement"]} >= {"network_type"} and not rec["agreement"]["network_type"]["agree"]
+    rec = Recommendation.from_json(recommend(trials, space, PROBE, STATS).to_json())
+    assert rec.network_module == rec.train_values["network_module"] == "lycoris.kohya"
+    assert rec.train_values["network_args"] == {"algo": "lokr", "conv_dim": 8, "conv_alpha": 4.0, "factor": 8}
+    assert "LoKr (lycoris.kohya algo=lokr conv_dim=8 conv_alpha=4.0 factor=8)" in rec.summary
+    assert set(rec.agreement) >= {"network_type"} and not rec.agreement["network_type"].agree
     text = kohya_training_toml(rec, model_path="/m.safetensors", dataset_dir=tmp_path, output_dir=tmp_path / "o",
                                output_name="x", logging_dir=None)
     flat = {k: v for section in tomllib.loads(text).values() for k, v in section.items()}

@@ -7,7 +7,6 @@ in one place, registered through `register_optimizer`, shows up everywhere.
 
 from __future__ import annotations
 
-import json
 import math
 import tomllib
 from dataclasses import fields
@@ -20,6 +19,8 @@ from lrfind.optimizers import (LrInputs, OptimizerEntry, OptimizerValues, lr_sum
                                optimizer_entry, optimizer_names, register_optimizer, scaled_lr_rule,
                                study_optimizer_names)
 from lrfind.optimizers import registry
+from lrfind.study.stats import DatasetStats
+from probe_reports import probe_with_lr
 
 # --- the tables before the registry (lrfind at 206ce58), value for value -------------------------
 
@@ -191,14 +192,14 @@ def test_a_new_optimizer_goes_from_the_space_to_the_kohya_export(toy_optimizers,
 
     stats = {"name": "ds", "reg_images": [], "concepts": [
         {"folder": "10_me", "name": "me", "repeats": 10, "images_per_bucket": [[[512, 512], 4]]}]}
-    probe = {"unet_lr": 2e-4, "network_dim": 8, "network_alpha": 8.0, "status": "converged"}
+    probe = probe_with_lr(2e-4, 8, 8.0, status="converged")
     params = {"network_dim": 8, "network_alpha_fraction": 1.0, "epochs": 2, "lr_multiplier": 1.5,
               "optimizer": "SGDToy", "lr_scheduler": "constant"}
-    rec = recommend([TrialRecord(0, "COMPLETE", 0.3, params)], space, probe, stats)
+    rec = recommend([TrialRecord(0, "COMPLETE", 0.3, params)], space, probe, DatasetStats.from_dict(stats))
     assert rec.unet_lr == pytest.approx(2e-4 * 1.5 / 2.0) and rec.optimizer_args == {"weight_decay": 0.02}
-    assert f"SGDToy at unet_lr {rec.unet_lr:.3g}, weight decay 0.02" in rec.summary_text()
-    saved = json.loads(json.dumps(rec.to_dict()))
-    saved["train_values"]["optimizer_type"] = "toy_sgd"  # an accepted spelling is exported as kohya's name
+    assert f"SGDToy at unet_lr {rec.unet_lr:.3g}, weight decay 0.02" in rec.summary
+    # an accepted spelling is exported as kohya's name
+    saved = rec.model_copy(update={"train_values": {**rec.train_values, "optimizer_type": "toy_sgd"}})
     toml = kohya_training_toml(saved, model_path="/m.safetensors", dataset_dir=tmp_path,
                                output_dir=tmp_path / "out", output_name="me", logging_dir=None)
     assert tomllib.loads(toml)["optimizer_arguments"]["optimizer_type"] == "SGDToy"

@@ -12,8 +12,9 @@ from lrfind.errors import LrfindError
 from lrfind.study.recommend import NoCompletedTrials, TrialRecord, recommend
 from lrfind.study.space import load_space, suggest
 from lrfind.study.stats import ConceptStats, DatasetStats
+from probe_reports import probe_with_lr
 
-PROBE = {"unet_lr": 1e-3, "network_dim": 8, "network_alpha": 8}
+PROBE = probe_with_lr(1e-3, 8, 8)
 STATS = DatasetStats("d", (ConceptStats("10_me", "me", 10, (((512, 512), 20),)),
                            ConceptStats("5_hat", "hat", 5, (((512, 512), 4),))))
 SPACE_TEXT = """
@@ -69,7 +70,7 @@ def test_full_run_values_and_step_math(space):
     assert rec.text_encoder_lr == pytest.approx(rec.unet_lr * 0.25)
     assert rec.optimizer_args == {"weight_decay": pytest.approx(0.03)}
     # repeats 5 for the most-repeated folder (10_me), 10_me : 5_hat keeps 2 : 1 -> 5 and 3 (2.5 rounds up)
-    assert [r for _, _, r in rec.concept_repeats] == [5, 3]
+    assert [c.repeats for c in rec.concept_repeats] == [5, 3]
     samples = 20 * 5 + 4 * 3
     assert rec.total_steps == math.ceil(samples / 2) * 6 == 336
     assert rec.steps_math == ("(20 images × 5 repeats + 4 images × 3 repeats = 112) × 6 epochs / batch 2 = "
@@ -77,11 +78,11 @@ def test_full_run_values_and_step_math(space):
     # the trial trained a scaled run; the longest: repeats 10 and 5, 12 epochs = (200 + 20) / 2 x 12 steps
     assert rec.trial_steps == round(336 * 100 / 1320) == 25
     assert rec.train_values["max_train_epochs"] == 6
-    summary = rec.summary_text()
+    summary = rec.summary
     assert "336 steps" in summary and "trial 7" in summary
     assert "'10_me' → '5_me'" in summary and "'5_hat' → '3_hat'" in summary
     assert "only one of 1 completed" in summary and rec.confidence == "low"
-    assert rec.agreement == ()
+    assert rec.agreement == {}
 
 
 def test_closeness_numbers(space):
@@ -117,7 +118,7 @@ def test_top_three_agreement(space, top, agree):
     trials = [trial(i, 0.1 * (i + 1), dim=d, fraction=f, epochs=e, multiplier=m, optimizer=o)
               for i, (d, f, e, m, o) in enumerate(top)]
     trials.append(trial(9, 5.0, dim=8, epochs=12))  # outside the top 3: ignored
-    agreement = {a.name: a.agree for a in recommend(trials, space, PROBE, STATS).agreement}
+    agreement = {name: a.agree for name, a in recommend(trials, space, PROBE, STATS).agreement.items()}
     assert "lr_scheduler" not in agreement  # fixed in this space: nothing to agree on
     for name, expected in agree.items():
         assert agreement[name] is expected, name
@@ -140,7 +141,7 @@ def test_confidence(space, n, vary, confidence):
         trials.append(trial(i, 1.0 + i * 0.1, **kw))
     rec = recommend(trials, space, PROBE, STATS)
     assert rec.confidence == confidence
-    assert f"How sure: {confidence}" in rec.summary_text()
+    assert f"How sure: {confidence}" in rec.summary
 
 
 def test_no_completed_trial_is_a_clear_error(space):
@@ -167,8 +168,8 @@ def test_from_optuna_study_and_json(space):
     rec = recommend(records, space, PROBE, STATS)
     assert rec.trial_number == study.best_trial.number and rec.value == study.best_value
     data = json.loads(json.dumps(rec.to_dict()))
-    assert data["summary"] == rec.summary_text()
+    assert data["summary"] == rec.summary
     assert data["total_steps"] == rec.total_steps and data["closeness"]["pruned"] == 1
-    assert data["concept_repeats"][0]["folder_name"] == f"{rec.concept_repeats[0][2]}_me"
+    assert data["concept_repeats"][0]["folder_name"] == f"{rec.concept_repeats[0].repeats}_me"
     assert set(data["agreement"]) <= {"network_dim", "network_alpha_fraction", "epochs", "repeats",
                                       "lr_multiplier", "optimizer"}

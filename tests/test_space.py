@@ -23,10 +23,11 @@ from lrfind.study.stats import ConceptStats, DatasetStats
 from lrfind.study.trial_values import plan_trial, trial_train_values
 from lrfind.study.scoring import ObjectiveWeights
 from lrfind.training.config import TrainConfig
+from probe_reports import probe_with_lr
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = 'network_dim = [4, 8]\nnetwork_alpha_fraction = 1.0\nepochs = 2\n'
-PROBE = {"unet_lr": 1e-3, "network_dim": 8, "network_alpha": 4, "status": "converged"}
+PROBE = probe_with_lr(1e-3, 8, 4, status="converged")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -288,7 +289,7 @@ def test_alpha_is_a_fraction_of_dim_with_three_digits():
 
 def test_probe_without_lr_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="probe status: stuck_at_d0"):
-        trial_train_values(params(), {"status": "stuck_at_d0", "network_dim": 8, "network_alpha": 1},
+        trial_train_values(params(), probe_with_lr(None, 8, 1, status="stuck_at_d0"),
                            lr_space(tmp_path, "AdamW"), one_concept_stats())
 
 

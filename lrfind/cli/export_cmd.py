@@ -32,11 +32,12 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from lrfind.cli.options import collect_options
     from lrfind.config import build
-    from lrfind.export.files import ExportConfig, export_kohya
+    from lrfind import api
+    from lrfind.export.files import ExportConfig
 
     values = collect_options(args, ExportConfig)
     values["name"] = args.name_arg
-    result = export_kohya(build(ExportConfig, **values))
+    result = api.export_kohya(build(ExportConfig, **values))
     for warning in result.warnings:
         print(f"lrfind: warning: {warning}")
     print(f"wrote {result.config_path}")

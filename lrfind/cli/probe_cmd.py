@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from lrfind.cli.options import collect_options
     from lrfind.config import build
     from lrfind.errors import ConfigError
+    from lrfind import api
     from lrfind.probe.config import ProbeConfig
-    from lrfind.probe.probe import run_probe, summary_text
+    from lrfind.probe.probe import summary_text
 
     values = collect_options(args, ProbeConfig)
     if args.dataset_arg:
@@ -40,6 +41,6 @@ def run(args: argparse.Namespace) -> int:
     if values.get("dataset") is None and values.get("from_tensorboard") is None:
         raise ConfigError("give a DATASET to probe, or --from-tensorboard LOGDIR to analyse a kohya log")
     cfg = build(ProbeConfig, **values)
-    report = run_probe(cfg)
+    report = api.probe(cfg)
     print(summary_text(report, cfg.out_dir()))
     return 0

@@ -22,16 +22,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrfind.report.data import load_study_data
-    from lrfind.report.html import write_report
-    from lrfind.report.info import gather_info
-    from lrfind.outputs import check_writable_file
+    from lrfind import api
 
-    out = args.out if args.out is not None else Path("reports") / f"{args.name}.html"
-    check_writable_file(out, "--out")
-    data = load_study_data(args.name, args.storage, args.study_dir)
-    path = write_report(out, gather_info(data))
-    if data.partial:
-        print(f"partial report (the study {'is still running' if data.running else 'has not finished'}):")
+    path = api.report(args.name, study_dir=args.study_dir, storage=args.storage, out=args.out,
+                      on_partial=lambda why: print(f"partial report ({why}):"))
     print(path)
     return 0

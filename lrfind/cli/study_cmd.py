@@ -71,12 +71,11 @@ def study_values(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
+    from lrfind import api
+    from lrfind.artifacts.recommendation import read_recommendation
     from lrfind.config import build
     from lrfind.secrets import mask_url
     from lrfind.study.config import StudyConfig
-    from lrfind.study.runner import run_study
 
     if args.worker_config:  # one of several workers started by lrfind.study.workers
         from lrfind.study.workers import read_worker_config
@@ -85,18 +84,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = build(StudyConfig, args.config_file or "", **study_values(args))
     if cfg.worker_count > 1:
-        from lrfind.study.workers import run_workers
-
-        code = run_workers(cfg, on_event=lambda text: print(f"lrfind study: {text}", flush=True))
+        code = api.study_workers(cfg, on_event=lambda text: print(f"lrfind study: {text}", flush=True))
         rec_path = cfg.out_dir() / "recommendation.json"
         if code == 0 and rec_path.is_file():  # the last worker to finish wrote it from every trial
-            print(json.loads(rec_path.read_text(encoding="utf-8")).get("summary", ""))
+            print(read_recommendation(rec_path).summary)
         print(f"{cfg.worker_count} workers done" + (f" (exit code {code})" if code else "")
               + f"; storage {mask_url(cfg.storage_url())}, recommendation in {rec_path}")
         return code
     from lrfind.cli.progress_print import StatusPrinter
 
-    outcome = run_study(cfg, progress=StatusPrinter(rewrite=not args.worker_config))
+    outcome = api.study(cfg, progress=StatusPrinter(rewrite=not args.worker_config))
     # a worker of several: the launcher prints the final recommendation once
     print(outcome.summary.splitlines()[-1] if args.worker_config else outcome.summary)
     return 0

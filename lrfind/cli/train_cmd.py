@@ -81,8 +81,8 @@ def build_train_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from lrfind import api
     from lrfind.training.distributed import launch_command, launched
-    from lrfind.final.run import train_lora
 
     config = build_train_config(args)
     if args.num_processes < 1:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
         return subprocess.run(launch_command(args.num_processes, list(args.argv))).returncode
     try:
-        result = train_lora(config)
+        result = api.train(config)
     except KeyboardInterrupt:
         if config.save_state:
             from lrfind.errors import Interrupted
@@ -102,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
             raise Interrupted(f"training interrupted; rerun the same command with --resume to continue from the "
                               f"last finished epoch (states in {config.output_dir})") from None
         raise
-    if not result.extra.get("main_process", True):
+    if not result.main_process:
         return 0  # the main process reports
     state = result.state
-    processes = result.extra.get("processes", 1)
+    processes = result.processes
     if processes > 1:
         print(f"data-parallel: {processes} processes x batch {config.train_batch_size} = global batch "
               f"{processes * config.train_batch_size}; {state.steps_per_epoch} steps per epoch, {state.total_steps} "
@@ -113,15 +113,15 @@ def run(args: argparse.Namespace) -> int:
     val = f"; final validation loss {state.val_loss:.5f}" if state.val_loss is not None else ""
     epochs = state.step / state.steps_per_epoch if state.steps_per_epoch else state.epoch  # a cut run: a fraction
     print(f"trained {state.step} steps ({epochs:.3g} epoch{'' if epochs == 1 else 's'}) in {result.seconds:.1f} s{val}")
-    if result.extra.get("resumed_from"):
-        print(f"resumed from {result.extra['resumed_from']}")
+    if result.resumed_from:
+        print(f"resumed from {result.resumed_from}")
     for path in result.saved:
         print(f"saved {path}")
-    final = result.extra.get("final") or {}
-    if final.get("xy_grid"):
-        print(f"X/Y grid (epochs x LoRA weights): {config.output_dir / final['xy_grid']}")
-    if final.get("suggested_epoch") is not None and len(final.get("epochs", [])) > 1:
-        print(f"suggested epoch: {final['suggested_file']} — {final['reason']}")
+    final = result.summary
+    if final is not None and final.xy_grid:
+        print(f"X/Y grid (epochs x LoRA weights): {config.output_dir / final.xy_grid}")
+    if final is not None and len(final.epochs) > 1:
+        print(f"suggested epoch: {final.suggested_file} — {final.reason}")
     if result.logdir:
         print(f"TensorBoard logs: {result.logdir}")
     return 0

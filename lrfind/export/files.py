@@ -9,10 +9,11 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
+from lrfind.artifacts.probe_report import ProbeSource, probe_source
+from lrfind.artifacts.recommendation import Recommendation, read_recommendation
 from lrfind.atomic import write_text
 from lrfind.config import Seed, StrictModel
 from lrfind.errors import ConfigError, DatasetError
-from lrfind.jsonfiles import probe_source, read_json_object
 from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
                                         kohya_training_toml)
 from lrfind.export.lycoris_preset import PRESET_FILE, kohya_preset_toml
@@ -56,8 +57,8 @@ class ExportResult:
     preset_path: Optional[Path] = None  # a LyCORIS preset file the config names (lrfind.export.lycoris_preset)
 
 
-def _dataset_dir(cfg: ExportConfig, source: dict, rec: dict) -> Path:
-    given = cfg.dataset if cfg.dataset is not None else source.get("dataset")
+def _dataset_dir(cfg: ExportConfig, source: ProbeSource, rec: Recommendation) -> Path:
+    given = cfg.dataset if cfg.dataset is not None else source.dataset
     if given is None:
         raise ConfigError(f"{cfg.study_folder()}: no probe.json says where the dataset is; pass --dataset DIR")
     dataset = Path(given).resolve()
@@ -68,11 +69,11 @@ def _dataset_dir(cfg: ExportConfig, source: dict, rec: dict) -> Path:
     return dataset
 
 
-def _model_path(cfg: ExportConfig, source: dict, warnings: list[str]) -> str:
+def _model_path(cfg: ExportConfig, source: ProbeSource, warnings: list[str]) -> str:
     if cfg.model is not None:
         model = cfg.model
     else:
-        model = str(source.get("model") or "tiny")
+        model = str(source.model or "tiny")
     if Path(model).exists():
         return str(Path(model).resolve())
     if cfg.model is None or is_builtin(model):
@@ -87,9 +88,9 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
 
     check_writable_dir(cfg.out_folder(), "--out")
     study = cfg.study_folder()
-    rec = read_json_object(study / "recommendation.json",
-                     f"no recommendation yet: run `lrfind study DATASET --name {cfg.name}` first "
-                     "(or pass --study-dir where it wrote its files)")
+    rec = read_recommendation(study / "recommendation.json",
+                              f"no recommendation yet: run `lrfind study DATASET --name {cfg.name}` first "
+                              "(or pass --study-dir where it wrote its files)")
     source = probe_source(study)
     warnings: list[str] = []
     dataset = _dataset_dir(cfg, source, rec)
@@ -111,11 +112,12 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
                         preset_path if preset_text is not None else None)
 
 
-def _with_kohya_preset(rec: dict, preset_path: Path) -> tuple[dict, Path, Optional[str]]:
+def _with_kohya_preset(rec: Recommendation, preset_path: Path) -> tuple[Recommendation, Path, Optional[str]]:
     """rec with network_args preset=preset_path when kohya needs lrfind's preset as a file."""
-    train = rec.get("train_values") if isinstance(rec.get("train_values"), dict) else {}
+    train = rec.train_values
     args = train.get("network_args") if isinstance(train.get("network_args"), dict) else {}
     text = kohya_preset_toml(train.get("network_module"), args)
     if text is None:
         return rec, preset_path, None
-    return {**rec, "train_values": {**train, "network_args": {**args, "preset": str(preset_path)}}}, preset_path, text
+    with_preset = {**train, "network_args": {**args, "preset": str(preset_path)}}
+    return rec.model_copy(update={"train_values": with_preset}), preset_path, text

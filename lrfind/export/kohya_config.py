@@ -1,6 +1,6 @@
 """A study's recommendation as kohya sd-scripts configs, for people who keep their own trainer. Pure.
 
-Three things come out of recommendation.json (lrfind.study.recommend.Recommendation.to_dict()):
+Three things come out of recommendation.json (lrfind.artifacts.recommendation.Recommendation):
 - the training config for `train_network.py --config_file`: kohya flattens its sections
   (library/train_util.py `read_config_from_file`) and takes the values as they are, without
   argparse's type conversion, so each value is written in the type kohya's code expects
@@ -22,6 +22,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Optional
 
+from lrfind.artifacts.recommendation import Recommendation
 from lrfind.config import DatasetConfig
 from lrfind.errors import ConfigError
 from lrfind.export.toml_writer import Commented, dumps
@@ -54,9 +55,9 @@ SECTIONS = {
 }
 
 
-def _train_values(rec: dict) -> dict:
-    values = rec.get("train_values")
-    if not isinstance(values, dict) or not values.get("network_dim"):
+def _train_values(rec: Recommendation) -> dict:
+    values = rec.train_values
+    if not values.get("network_dim"):
         raise ConfigError("recommendation.json has no train_values with network_dim; rerun `lrfind study` "
                           "to write a complete recommendation")
     return values
@@ -88,7 +89,7 @@ def kohya_network_arg(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
-def kohya_training_values(rec: dict, *, model_path: str, dataset_dir: Optional[Path | str], output_dir: Path | str,
+def kohya_training_values(rec: Recommendation, *, model_path: str, dataset_dir: Optional[Path | str], output_dir: Path | str,
                           output_name: str, logging_dir: Optional[Path | str], dataset_config: Optional[Path | str] = None,
                           mixed_precision: str = "fp16", save_precision: str = "fp16", save_every_n_epochs: int = 1,
                           seed: int = 42, clip_skip: int = 1, caption_extension: str = ".txt",
@@ -139,24 +140,23 @@ def kohya_training_values(rec: dict, *, model_path: str, dataset_dir: Optional[P
     return values
 
 
-def _training_comment(rec: dict) -> str:
-    trial = rec.get("trial_number")
-    sure = rec.get("confidence")
+def _training_comment(rec: Recommendation) -> str:
+    trial = rec.trial_number
+    sure = rec.confidence
     parts = [f"trial {trial}" if trial is not None else "", f"confidence {sure}" if sure else ""]
     details = ", ".join(p for p in parts if p)
     return "lrfind study recommendation" + (f" ({details})" if details else "")
 
 
-def _comments(rec: dict) -> dict[str, str]:
+def _comments(rec: Recommendation) -> dict[str, str]:
     module = _train_values(rec).get("network_module") or NETWORK_MODULE
     notes = {"network_module": "kohya's LoRA" if module == NETWORK_MODULE else
              "LyCORIS: pip install lycoris-lora in kohya's environment",
              "resolution": "kohya reads 'width,height'",
              "optimizer_args": "kohya's key=value strings", "cache_latents": "fine without augmentations"}
-    if rec.get("steps_math"):
-        notes["max_train_epochs"] = str(rec["steps_math"])
-    if rec.get("trial_number") is not None:
-        notes["network_dim"] = f"from study trial {rec['trial_number']}"
+    if rec.steps_math:
+        notes["max_train_epochs"] = rec.steps_math
+    notes["network_dim"] = f"from study trial {rec.trial_number}"
     return notes
 
 
@@ -174,15 +174,15 @@ def _sectioned(values: dict, comments: dict[str, str]) -> dict:
     return document
 
 
-def kohya_training_toml(rec: dict, *, model_path: str, dataset_dir: Optional[Path | str], output_dir: Path | str,
+def kohya_training_toml(rec: Recommendation, *, model_path: str, dataset_dir: Optional[Path | str], output_dir: Path | str,
                         output_name: str, logging_dir: Optional[Path | str], **options) -> str:
     """kohya's `--config_file` TOML for the recommended run (options: see kohya_training_values)."""
     values = kohya_training_values(rec, model_path=model_path, dataset_dir=dataset_dir, output_dir=output_dir,
                                    output_name=output_name, logging_dir=logging_dir, **options)
     header = (f"kohya sd-scripts training config (train_network.py --config_file), written by lrfind export-kohya\n"
               f"from the study's recommendation.json. Option names and types: {KOHYA_REF}.\n")
-    if rec.get("summary"):
-        header += "\n" + textwrap.fill(str(rec["summary"]), width=100) + "\n"
+    if rec.summary:
+        header += "\n" + textwrap.fill(rec.summary, width=100) + "\n"
     if "dataset_config" in values:
         header += "No folder needs renaming: the dataset config's num_repeats replace the N of N_name folders.\n"
     return dumps(_sectioned(values, _comments(rec)), header=header)
@@ -191,23 +191,16 @@ def kohya_training_toml(rec: dict, *, model_path: str, dataset_dir: Optional[Pat
 # --- the dataset config ---------------------------------------------------------------------------
 
 
-def concept_repeats(rec: dict) -> list[tuple[str, str, int]]:
-    """(folder, concept, recommended repeats) from to_dict()'s dicts or the dataclass's tuples."""
-    rows = rec.get("concept_repeats") or []
-    result = []
-    for row in rows:
-        if isinstance(row, dict):
-            result.append((str(row["folder"]), str(row["concept"]), int(row["repeats"])))
-        else:
-            folder, concept, repeats = row
-            result.append((str(folder), str(concept), int(repeats)))
+def concept_repeats(rec: Recommendation) -> list[tuple[str, str, int]]:
+    """(folder, concept, recommended repeats) per concept folder."""
+    result = [(c.folder, c.concept, c.repeats) for c in rec.concept_repeats]
     if not result:
         raise ConfigError("recommendation.json lists no concept_repeats; rerun `lrfind study` to write a "
                           "complete recommendation")
     return result
 
 
-def kohya_dataset_values(rec: dict, *, dataset_dir: Path | str, caption_extension: str = ".txt") -> dict:
+def kohya_dataset_values(rec: Recommendation, *, dataset_dir: Path | str, caption_extension: str = ".txt") -> dict:
     """kohya's dataset config as a dict: [general] bucketing, one [[datasets]], a subset per concept."""
     train = _train_values(rec)
     resolution = int(train.get("resolution", 512))
@@ -225,7 +218,7 @@ def kohya_dataset_values(rec: dict, *, dataset_dir: Path | str, caption_extensio
     return {"general": general, "datasets": [dataset]}
 
 
-def kohya_dataset_toml(rec: dict, *, dataset_dir: Path | str, caption_extension: str = ".txt") -> str:
+def kohya_dataset_toml(rec: Recommendation, *, dataset_dir: Path | str, caption_extension: str = ".txt") -> str:
     """kohya's `--dataset_config` TOML with the recommended num_repeats per concept folder."""
     document = kohya_dataset_values(rec, dataset_dir=dataset_dir, caption_extension=caption_extension)
     for subset in document["datasets"][0]["subsets"]:
@@ -233,8 +226,8 @@ def kohya_dataset_toml(rec: dict, *, dataset_dir: Path | str, caption_extension:
         subset["num_repeats"] = Commented(subset["num_repeats"], f"recommended (folder name says {folder})")
     header = (f"kohya sd-scripts dataset config (--dataset_config), written by lrfind export-kohya.\n"
               f"num_repeats here replaces the N of each N_name folder. Schema: library/config_util.py, {KOHYA_REF}.\n")
-    if rec.get("steps_math"):
-        header += f"Steps: {rec['steps_math']}\n"
+    if rec.steps_math:
+        header += f"Steps: {rec.steps_math}\n"
     return dumps(document, header=header)
 
 

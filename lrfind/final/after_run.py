@@ -1,9 +1,7 @@
 """After a final run: the X/Y grid of saved epochs x LoRA weights, the suggested epoch, NAME_final.json.
 
-`NAME_final.json` (beside the LoRA files) is what `lrfind report` shows for a final run:
-  {"output_name", "epochs": [{epoch, step, val_loss, clip_i, file, samples}], "suggested_epoch",
-   "suggested_file", "reason", "xy_grid" (file name or null), "xy_weights", "prompts": [[prompt, seed]],
-   "clip_calibrated" (null without CLIP)}
+`NAME_final.json` (beside the LoRA files) is what `lrfind report` shows for a final run: a
+lrfind.artifacts.final_summary.FinalSummary (its epochs, the suggested epoch and file, the grid).
 """
 
 from __future__ import annotations
@@ -11,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from lrfind.atomic import write_json
+from lrfind.artifacts.final_summary import FinalSummary
+from lrfind.atomic import write_text
 from lrfind.final.xy_grid import save_xy_grid, suggest_epoch, xy_grid
 from lrfind.training.lora_files import lora_file_path
 
@@ -34,7 +33,7 @@ def epoch_files(config, final_epoch: int) -> list[tuple[int, Path]]:
 
 
 def finish_final_run(config, components, records: dict[int, dict], prompts, final_epoch: int,
-                     clip_calibrated: Optional[bool]) -> dict:
+                     clip_calibrated: Optional[bool]) -> FinalSummary:
     """Grid (when samples were asked for), suggested epoch, and NAME_final.json. Returns the summary."""
     files = epoch_files(config, final_epoch)
     rows = []
@@ -52,9 +51,9 @@ def finish_final_run(config, components, records: dict[int, dict], prompts, fina
                         size=config.resolution, steps=config.sample_steps, clip_skip=config.clip_skip,
                         max_token_length=config.max_token_length)
         grid = save_xy_grid(image, xy_grid_path(config)).name
-    summary = {"output_name": config.output_name, "epochs": rows, "suggested_epoch": suggested,
-               "suggested_file": dict((e, p.name) for e, p in files)[suggested], "reason": reason,
-               "xy_grid": grid, "xy_weights": list(config.xy_grid_weights),
-               "prompts": [list(p) for p in prompts], "clip_calibrated": clip_calibrated}
-    write_json(final_json_path(config), summary)
+    summary = FinalSummary(output_name=config.output_name, epochs=rows, suggested_epoch=suggested,
+                           suggested_file=dict((e, p.name) for e, p in files)[suggested], reason=reason,
+                           xy_grid=grid, xy_weights=config.xy_grid_weights, prompts=prompts,
+                           clip_calibrated=clip_calibrated)
+    write_text(final_json_path(config), summary.to_json())
     return summary

@@ -13,8 +13,8 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from lrfind.errors import ConfigError
-from lrfind.jsonfiles import probe_source, read_json_object
+from lrfind.artifacts.probe_report import probe_source
+from lrfind.artifacts.recommendation import read_recommendation
 
 MAX_SAVED_EPOCHS = 10
 
@@ -31,24 +31,19 @@ def every_n_epochs(epochs: int) -> int:
 def from_study_values(name: str, study_dir: Optional[Path] = None) -> dict:
     """TrainConfig field values for the final run of study NAME (see the module doc)."""
     folder = study_folder(name, study_dir)
-    rec = read_json_object(folder / "recommendation.json",
-                f"no recommendation yet: run `lrfind study DATASET --name {name}` first "
-                "(or pass --study-dir where it wrote its files)")
-    values = rec.get("train_values")
-    if not isinstance(values, dict) or "max_train_epochs" not in values:
-        raise ConfigError(f"{folder / 'recommendation.json'}: has no train_values of a full run; rerun "
-                          "`lrfind study` with this lrfind version to rewrite it")
-    values = {k: v for k, v in values.items() if v is not None}
+    rec = read_recommendation(folder / "recommendation.json",
+                              f"no recommendation yet: run `lrfind study DATASET --name {name}` first "
+                              "(or pass --study-dir where it wrote its files)")
+    values = {k: v for k, v in rec.train_values.items() if v is not None}
     epochs = int(values["max_train_epochs"])
     every = every_n_epochs(epochs)
     out = folder / "final"
     values.update(output_dir=out, output_name=name, save_every_n_epochs=every, sample_every_n_epochs=every,
                   logging_dir=out / "logs")
-    repeats = {c["folder"]: int(c["repeats"]) for c in rec.get("concept_repeats", [])
-               if isinstance(c, dict) and "folder" in c and "repeats" in c}
+    repeats = rec.repeats_by_folder()
     if repeats:
         values["concept_repeats"] = repeats
-    model = probe_source(folder).get("model")
+    model = probe_source(folder).model
     if model:
         values["pretrained_model_name_or_path"] = str(model)
     return values

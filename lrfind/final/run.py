@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from lrfind.artifacts.final_summary import FinalSummary
 from lrfind.cache import TensorStore, default_cache_dir
 from lrfind.data.kohya import scan_dataset
 from lrfind.data.types import with_repeats
@@ -34,14 +35,24 @@ from lrfind.training.setup import lora_run
 from lrfind.training.state import find_resume_folder, load_state, save_state, state_folder
 
 
-@dataclass
-class TrainResult:
-    output_path: Path
-    saved: list[Path]
-    state: Any  # LoopState
-    logdir: Optional[Path] = None
+@dataclass(frozen=True)
+class FinalRun:
+    """What a final run made: its LoRA files, the suggested epoch, and how the loop ended."""
+
+    output_path: Path  # the final LoRA file
+    saved: list[Path]  # every LoRA file written, the final one last
+    state: Any  # LoopState: steps, epochs, the last validation loss
+    logdir: Optional[Path] = None  # TensorBoard logs
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
+    summary: Optional[FinalSummary] = None  # NAME_final.json; None in a data-parallel run's other processes
+    resumed_from: Optional[Path] = None  # the state folder the run continued from
+    processes: int = 1  # data-parallel processes
+    main_process: bool = True  # False: another process writes the files and reports
+
+    @property
+    def suggested_file(self) -> Optional[Path]:
+        """The suggested epoch's LoRA file (lrfind.final.xy_grid.suggest_epoch says why)."""
+        return self.output_path.parent / self.summary.suggested_file if self.summary is not None else None
 
 
 def check_output_space(config: TrainConfig, lora_params: int, epochs: int, prompts: int, grid_prompts: int) -> None:
@@ -78,7 +89,7 @@ def _scorer_and_reference(config: TrainConfig, components, dataset):
 
 
 def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None,
-               callbacks: Sequence[Any] = ()) -> TrainResult:
+               callbacks: Sequence[Any] = ()) -> FinalRun:
     preflight(config)
     resume_folder = find_resume_folder(config)
     dataset = with_concept_repeats(dataset or scan_dataset(config.dataset_config()), config)
@@ -103,14 +114,13 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
             all_callbacks = list(callbacks)
         state = run_loop(parts, all_callbacks, state)
         if not parts.group.is_main:
-            return TrainResult(lora_file_path(config), [], state, None, time.time() - started,
-                               extra={"processes": parts.group.world_size, "main_process": False})
+            return FinalRun(lora_file_path(config), [], state, None, time.time() - started,
+                               processes=parts.group.world_size, main_process=False)
         final = files.final or files.save(lora_file_path(config), state)  # resumed from the last epoch's state
     summary = finish_final_run(config, components, watch.records, prompts, state.epoch,
                                scorer.calibrated if scorer else None)
-    return TrainResult(final, files.saved + [final], state, files.logdir, time.time() - started,
-                       extra={"final": summary, "resumed_from": resume_folder, "processes": parts.group.world_size,
-                              "main_process": True})
+    return FinalRun(final, files.saved + [final], state, files.logdir, time.time() - started, summary=summary,
+                       resumed_from=resume_folder, processes=parts.group.world_size)
 
 
 def _run_callbacks(config: TrainConfig, files: "_RunFiles", epochs: int) -> list:

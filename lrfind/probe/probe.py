@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrfind.atomic import write_json
+from lrfind.artifacts.probe_report import (DatasetSummary, DerivedLrs, ProbeReport, ProbeSource, RangeTestResult,
+                                           read_probe_report)
+from lrfind.atomic import write_text
 from lrfind.cache import TensorStore, check_cache_dir
 from lrfind.config import DatasetConfig, ModelConfig
 from lrfind.data.kohya import scan_dataset
@@ -21,7 +23,7 @@ from lrfind.probe.runner import ProbeOutcome, run_adaptive_probe, run_range_test
 from lrfind.probe.tb_reader import read_dlr_curve
 
 
-def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> dict:
+def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> ProbeReport:
     """Runs what cfg asks for and writes DIR/probe.json and DIR/probe.html. Returns the report."""
     check_writable_dir(cfg.out_dir(), "--out")
     outcome = ProbeOutcome()
@@ -29,10 +31,10 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
         tb = read_dlr_curve(cfg.from_tensorboard)
         losses = tb.losses_at_steps()
         outcome.curve = [[s, v, l] for s, v, l in zip(tb.steps, tb.values, losses)]
-        source = {"tensorboard": str(tb.run_dir), "tag": tb.tag}
+        source = ProbeSource(tensorboard=str(tb.run_dir), tag=tb.tag)
     else:
         dataset, components, store = _load(cfg, dataset, components, store)
-        source = {"dataset": str(cfg.dataset), "model": components.name}
+        source = ProbeSource(dataset=str(cfg.dataset), model=components.name)
         if cfg.method in ("dadaptation", "both"):
             outcome.curve, outcome.logdir = run_adaptive_probe(cfg, components, dataset, store)
         if cfg.method in ("range", "both"):
@@ -43,11 +45,20 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
         outcome.derived = _derive(outcome.plateau, cfg.probe_optimizer)
     report = build_report(cfg, outcome, dataset, source)
     out = cfg.out_dir()
-    write_json(out / "probe.json", report)
+    write_text(out / "probe.json", report.to_json())
     if outcome.plateau is not None:
         info = _get_probe_plot_info(outcome.curve, outcome.plateau, title=f"lrfind probe: {out.name}")
         write_probe_page(out / "probe.html", info)
     return report
+
+
+def reuse_or_run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> ProbeReport:
+    """The report in OUT/probe.json when there is one (validated: a broken file is an LrfindError
+    naming it and the field), else run_probe's. A study and the demo both start this way."""
+    existing = cfg.out_dir() / "probe.json"
+    if existing.is_file():
+        return read_probe_report(existing)
+    return run_probe(cfg, components=components, dataset=dataset, store=store)
 
 
 def _load(cfg: ProbeConfig, dataset, components, store):
@@ -71,69 +82,72 @@ def _derive(plateau, optimizer: str):
     return derive_settings(plateau.value, optimizer)
 
 
-def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: dict) -> dict:
-    report: dict = {"source": source, "optimizer": cfg.probe_optimizer, "method": cfg.method,
+def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: ProbeSource) -> ProbeReport:
+    values: dict = {"source": source, "optimizer": cfg.probe_optimizer, "method": cfg.method,
                     "network_dim": cfg.network_dim, "network_alpha": cfg.network_alpha,
                     "network_module": cfg.network_module, "network_args": dict(cfg.network_args),
                     "resolution": cfg.resolution, "batch_size": cfg.batch_size, "seed": cfg.seed}
     if outcome.plateau is not None:
         p = outcome.plateau
-        report.update(status=p.status, plateau_value=finite(p.value), plateau_step=finite(p.plateau_step),
+        values.update(status=p.status, plateau_value=finite(p.value), plateau_step=finite(p.plateau_step),
                       confidence=round(p.confidence, 3), advice=p.advice, steps=len(outcome.curve))
     if outcome.derived is not None and p.status == "diverged":
         first, last, value = p.earlier_plateau
-        report["advice"] = (f"{report['advice']} The settings below come from the plateau the run held before "
+        values["advice"] = (f"{values['advice']} The settings below come from the plateau the run held before "
                             f"it diverged (d*lr {value:.3g}, steps {first:g}-{last:g}).")
     if outcome.derived is not None:
-        d = outcome.derived.to_dict()
-        report.update({k: d[k] for k in ("unet_lr", "adamw_lr", "lion_lr", "lion_weight_decay_factor",
-                                          "text_encoder_lr", "text_encoder_lr_range", "prodigy")})
-        report["rescale_rule"] = ("lr(dim, alpha) = unet_lr * (probe_alpha / alpha) ** 0.5, dim ignored "
-                                  "(measured on the tiny model: docs/probe.md)")
+        d = outcome.derived
+        values["derived"] = DerivedLrs(
+            unet_lr=d.unet_lr, adamw_lr=d.adamw_lr, lion_lr=d.lion_lr,
+            lion_weight_decay_factor=d.lion_weight_decay_factor, text_encoder_lr=d.text_encoder_lr,
+            text_encoder_lr_range=d.text_encoder_lr_range, prodigy=d.prodigy,
+            rescale_rule=("lr(dim, alpha) = unet_lr * (probe_alpha / alpha) ** 0.5, dim ignored "
+                          "(measured on the tiny model: docs/probe.md)"))
     if outcome.range_result is not None:
         r = outcome.range_result
-        report["range_test"] = {"status": r.status, "suggested_lr": r.suggested_lr, "min_loss_lr": r.min_loss_lr,
-                                "diverged_at_lr": r.diverged_at_lr, "advice": r.advice,
-                                "points": outcome.range_points}
+        values["range_test"] = RangeTestResult(status=r.status, suggested_lr=r.suggested_lr, min_loss_lr=r.min_loss_lr,
+                                               diverged_at_lr=r.diverged_at_lr, advice=r.advice,
+                                               points=outcome.range_points)
     if dataset is not None:
-        report["dataset"] = _dataset_stats(dataset, cfg.batch_size)
-    report["curve"] = [[s, finite(v), finite(l)] for s, v, l in outcome.curve]
+        values["dataset"] = _dataset_summary(dataset, cfg.batch_size)
+    values["curve"] = [[s, finite(v), finite(l)] for s, v, l in outcome.curve]
     if outcome.logdir is not None:
-        report["tensorboard"] = str(outcome.logdir)
-    return report
+        values["tensorboard"] = str(outcome.logdir)
+    return ProbeReport(**values)
 
 
-def _dataset_stats(dataset, batch_size: int) -> dict:
-    groups = [[len(c.images), c.repeats] for c in dataset.concepts]
-    return {"name": dataset.name, "concepts": [c.name for c in dataset.concepts], "images_repeats": groups,
-            "images": sum(g[0] for g in groups), "steps_per_epoch": dataset_steps_per_epoch(dataset, batch_size)}
+def _dataset_summary(dataset, batch_size: int) -> DatasetSummary:
+    groups = [(len(c.images), c.repeats) for c in dataset.concepts]
+    return DatasetSummary(name=dataset.name, concepts=[c.name for c in dataset.concepts], images_repeats=groups,
+                          images=sum(g[0] for g in groups),
+                          steps_per_epoch=dataset_steps_per_epoch(dataset, batch_size))
 
 
-def summary_text(report: dict, out: Path) -> str:
+def summary_text(report: ProbeReport, out: Path) -> str:
     lines = []
-    if "status" in report:
-        lines.append(f"d*lr probe ({report['optimizer']}, dim {report['network_dim']}, alpha {report['network_alpha']}, "
-                     f"{report['steps']} steps): {report['status']}, confidence {report['confidence']:.2f}")
-        if report.get("plateau_value") is not None:
-            lines.append(f"  plateau d*lr {report['plateau_value']:.4g} from step {report.get('plateau_step')}")
-        lines.append(f"  {report['advice']}")
-    if "unet_lr" in report:
-        lo, hi = report["text_encoder_lr_range"]
-        lines += [f"  unet_lr          {report['unet_lr']:.3g}   (AdamW lr {report['adamw_lr']:.3g})",
-                  f"  Lion lr          {report['lion_lr']:.3g}   (weight decay x{report['lion_weight_decay_factor']:g})",
-                  f"  text_encoder_lr  {report['text_encoder_lr']:.3g}   (range {lo:.3g} .. {hi:.3g})",
-                  f"  Prodigy          lr=1.0 d_coef={report['prodigy']['d_coef']} (no lr to pick)"]
-    if "range_test" in report:
-        r = report["range_test"]
-        sug = f"{r['suggested_lr']:.3g}" if r["suggested_lr"] else "none"
-        lines.append(f"LR range test (AdamW, validation loss): suggested lr {sug} ({r['status']}); {r['advice']}")
-        if "unet_lr" in report and r["suggested_lr"]:
-            lines.append(f"  side by side: d*lr probe {report['unet_lr']:.3g} vs range test {r['suggested_lr']:.3g} "
-                         f"(ratio {report['unet_lr'] / r['suggested_lr']:.2f})")
-    if "dataset" in report:
-        d = report["dataset"]
-        groups = " + ".join(f"{n} images × {r} repeats" for n, r in d["images_repeats"])
-        lines.append(f"step math: {groups} / batch {report['batch_size']} = {d['steps_per_epoch']} steps per epoch; "
-                     "total steps = that × epochs")
-    lines.append(f"wrote {out / 'probe.json'}" + (f" and {out / 'probe.html'}" if "status" in report else ""))
+    if report.status is not None:
+        lines.append(f"d*lr probe ({report.optimizer}, dim {report.network_dim}, alpha {report.network_alpha}, "
+                     f"{report.steps} steps): {report.status}, confidence {report.confidence:.2f}")
+        if report.plateau_value is not None:
+            lines.append(f"  plateau d*lr {report.plateau_value:.4g} from step {report.plateau_step}")
+        lines.append(f"  {report.advice}")
+    d = report.derived
+    if d is not None:
+        lo, hi = d.text_encoder_lr_range
+        lines += [f"  unet_lr          {d.unet_lr:.3g}   (AdamW lr {d.adamw_lr:.3g})",
+                  f"  Lion lr          {d.lion_lr:.3g}   (weight decay x{d.lion_weight_decay_factor:g})",
+                  f"  text_encoder_lr  {d.text_encoder_lr:.3g}   (range {lo:.3g} .. {hi:.3g})",
+                  f"  Prodigy          lr=1.0 d_coef={d.prodigy['d_coef']} (no lr to pick)"]
+    r = report.range_test
+    if r is not None:
+        sug = f"{r.suggested_lr:.3g}" if r.suggested_lr else "none"
+        lines.append(f"LR range test (AdamW, validation loss): suggested lr {sug} ({r.status}); {r.advice}")
+        if d is not None and r.suggested_lr:
+            lines.append(f"  side by side: d*lr probe {d.unet_lr:.3g} vs range test {r.suggested_lr:.3g} "
+                         f"(ratio {d.unet_lr / r.suggested_lr:.2f})")
+    if report.dataset is not None:
+        groups = " + ".join(f"{n} images × {r} repeats" for n, r in report.dataset.images_repeats)
+        lines.append(f"step math: {groups} / batch {report.batch_size} = {report.dataset.steps_per_epoch} steps per "
+                     "epoch; total steps = that × epochs")
+    lines.append(f"wrote {out / 'probe.json'}" + (f" and {out / 'probe.html'}" if report.status is not None else ""))
     return "\n".join(lines)

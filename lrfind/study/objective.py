@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from lrfind.atomic import write_json
+from lrfind.artifacts.probe_report import ProbeReport
+from lrfind.artifacts.trial_metrics import TrialMetrics
+from lrfind.atomic import write_text
 from lrfind.config import SEED_MAX
 from lrfind.data.types import with_repeats
 from lrfind.errors import LrfindError, TrainingStopped
@@ -68,7 +70,7 @@ class StudyContext:
 
     cfg: Any  # StudyConfig
     space: Any  # SearchSpace
-    probe: dict
+    probe: ProbeReport  # without its curves
     components: Any
     dataset: Any
     stats: Any  # DatasetStats
@@ -175,11 +177,9 @@ class TrialObjective:
         point only spends compute; samplers on a small categorical space propose repeats often.
         """
         kept = {k: v for k, v in twin.user_attrs.items() if k not in (WORKER_ATTR, "seconds", "steps_done")}
-        metrics = {**kept, "duplicate_of": twin.number, "steps_done": 0}
-        metrics["seconds"] = round(time.time() - started, 2)
-        for key, value in metrics.items():
-            trial.set_user_attr(key, value)
-        write_json(trial_dir / "metrics.json", {"number": trial.number, "params": trial.params, **metrics})
+        metrics = TrialMetrics.from_user_attributes(trial.number, trial.params, {
+            **kept, "duplicate_of": twin.number, "steps_done": 0, "seconds": round(time.time() - started, 2)})
+        _record(trial, trial_dir, metrics)
         return tuple(twin.values) if self.ctx.cfg.pareto else twin.values[0]
 
     def _score(self, lora_state: dict, trial_dir: Path) -> dict:
@@ -196,12 +196,11 @@ class TrialObjective:
     def _finish(self, trial, trial_dir: Path, metrics: dict, started: float):
         """Record the metrics on the trial and in metrics.json; return the objective value(s)."""
         ctx = self.ctx
-        metrics["val_loss_ratio"] = loss_ratio(metrics["val_loss"], ctx.baseline_val_loss)
-        metrics["seconds"] = round(time.time() - started, 2)
-        for key, value in metrics.items():
-            trial.set_user_attr(key, value)
-        write_json(trial_dir / "metrics.json", {"number": trial.number, "params": trial.params, **metrics})
-        args = (metrics["val_loss"], ctx.baseline_val_loss, metrics["clip_i"], metrics["clip_t"], ctx.weights)
+        metrics = TrialMetrics(number=trial.number, params=trial.params, **metrics,
+                               val_loss_ratio=loss_ratio(metrics["val_loss"], ctx.baseline_val_loss),
+                               seconds=round(time.time() - started, 2))
+        _record(trial, trial_dir, metrics)
+        args = (metrics.val_loss, ctx.baseline_val_loss, metrics.clip_i, metrics.clip_t, ctx.weights)
         if ctx.cfg.pareto:
             return tuple(pareto_values(*args))
         return objective_value(*args)
@@ -238,6 +237,13 @@ class BestEpochSnapshot:
 
         return replace(state, step=self.best_step, val_loss=self.best[1],
                        epoch=-(-self.best_step // max(1, state.steps_per_epoch)))
+
+
+def _record(trial, trial_dir: Path, metrics: TrialMetrics) -> None:
+    """The metrics in the trial's user attributes and in its metrics.json."""
+    for key, value in metrics.user_attributes().items():
+        trial.set_user_attr(key, value)
+    write_text(trial_dir / "metrics.json", metrics.to_json())
 
 
 def _completed_twin(trial, cfg):

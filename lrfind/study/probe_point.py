@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.network.kinds import network_kind
 from lrfind.study.space import FloatDimension, IntDimension, NameDimension, SearchSpace
 
@@ -35,13 +36,12 @@ def _choice_value(dimension, value):
     return int(value) if isinstance(dimension, IntDimension) else value
 
 
-def probe_point(space: SearchSpace, probe: dict) -> dict:
+def probe_point(space: SearchSpace, probe: ProbeReport) -> dict:
     """Optuna params for the probe's advice, restricted to what `space` allows (maybe empty)."""
     wanted: dict = {"lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant",
                     # the network the probe trained (its lr needs no type factor)
-                    "network_type": network_kind(probe.get("network_module") or "networks.lora",
-                                                 probe.get("network_args") or {})}
-    dim, alpha = probe.get("network_dim"), probe.get("network_alpha")
+                    "network_type": network_kind(probe.network_module or "networks.lora", probe.network_args or {})}
+    dim, alpha = probe.network_dim, probe.network_alpha
     if isinstance(dim, (int, float)) and dim > 0 and float(dim).is_integer():
         wanted["network_dim"] = int(dim)
         if isinstance(alpha, (int, float)) and 0 < alpha <= dim:

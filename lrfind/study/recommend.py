@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional
 
-from lrfind.data.types import Dataset
+from lrfind.artifacts.probe_report import ProbeReport
+from lrfind.artifacts.recommendation import Agreement, Closeness, ConceptRepeat, Recommendation
 from lrfind.errors import LrfindError
 from lrfind.network.kinds import LABELS
 from lrfind.optimizers import optimizer_entry
@@ -60,72 +61,6 @@ class TrialRecord:
         value = float(values[0]) if len(values) == 1 else None
         return cls(trial.number, trial.state.name, value, with_swept_epoch(trial.params, trial.user_attrs),
                    dict(trial.user_attrs))
-
-
-@dataclass(frozen=True)
-class ParameterAgreement:
-    name: str
-    values: tuple  # the top trials' values, best first
-    agree: bool
-
-
-@dataclass(frozen=True)
-class Closeness:
-    completed: int
-    pruned: int
-    failed: int
-    runner_up: Optional[int]  # trial number
-    runner_up_gap: Optional[float]  # |runner-up value - best value|
-    spread: Optional[float]  # interquartile range of completed values
-    relative_gap: Optional[float]  # runner_up_gap / spread
-    top: tuple[tuple[int, float], ...]  # (trial number, value) of the top trials, best first
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    trial_number: int
-    value: float
-    direction: str
-    params: dict  # the trial's Optuna params
-    network_dim: int
-    network_alpha: float
-    epochs: int
-    repeats: Optional[int]  # the searched repeats (most-repeated folder); None: folders' own
-    concept_repeats: tuple[tuple[str, str, int], ...]  # (folder, concept, repeats)
-    optimizer: str
-    optimizer_args: dict
-    unet_lr: float
-    text_encoder_lr: Optional[float]  # None: the text encoder does not train
-    lr_scheduler: str
-    total_steps: int  # the full run's, not the trial's budget-scaled steps
-    steps_math: str
-    trial_steps: int
-    budget_scale: float
-    train_values: dict  # TrainConfig fields of the full run
-    closeness: Closeness
-    agreement: tuple[ParameterAgreement, ...]
-    confidence: str  # "high" | "medium" | "low"
-    metrics: dict  # the best trial's numeric user attributes (val_loss, clip_i, ...)
-    epoch_losses: dict = field(default_factory=dict)  # a swept trial's {"epochs": val loss}; else {}
-    network_type: str = "lora"  # lrfind.network.kinds; train_values has its network_module/args
-    network_module: str = "networks.lora"
-    network_args: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """JSON-ready (recommendation.json)."""
-        data = asdict(self)
-        data["concept_repeats"] = [
-            {"folder": f, "concept": c, "repeats": r, "folder_name": f"{r}_{c}"}
-            for f, c, r in self.concept_repeats
-        ]
-        data["agreement"] = {a.name: {"values": list(a.values), "agree": a.agree} for a in self.agreement}
-        data["closeness"]["top"] = [list(t) for t in self.closeness.top]
-        data["summary"] = self.summary_text()
-        return data
-
-    def summary_text(self) -> str:
-        return " ".join(part for part in (_settings_sentence(self), _epochs_sentence(self), _steps_sentence(self),
-                                          _sureness_sentence(self)) if part)
 
 
 def _finite(value) -> bool:
@@ -168,18 +103,18 @@ def _values_agree(values: list, dimension) -> bool:
     return max(values) - min(values) <= AGREEMENT_RANGE_SHARE * (high - low)
 
 
-def _agreement(ranked: list[TrialRecord], space: SearchSpace) -> tuple[ParameterAgreement, ...]:
+def _agreement(ranked: list[TrialRecord], space: SearchSpace) -> dict[str, Agreement]:
     top = ranked[:TOP_K]
     if len(top) < 2:
-        return ()
-    result = []
+        return {}
+    result = {}
     for name in PARAM_NAMES:
         dimension = getattr(space, name)
         if not _searched(space, name) or any(name not in t.params for t in top):
             continue  # a fixed setting trivially agrees: listing it would only pad the summary
         values = [t.params[name] for t in top]
-        result.append(ParameterAgreement(name, tuple(values), _values_agree(values, dimension)))
-    return tuple(result)
+        result[name] = Agreement(values=tuple(values), agree=_values_agree(values, dimension))
+    return result
 
 
 def _searched(space: SearchSpace, name: str) -> bool:
@@ -194,14 +129,14 @@ def _searched(space: SearchSpace, name: str) -> bool:
 def _confidence(closeness: Closeness, agreement) -> str:
     if closeness.completed < MIN_COMPLETED:
         return "low"
-    share = sum(a.agree for a in agreement) / len(agreement) if agreement else 1.0
+    share = sum(a.agree for a in agreement.values()) / len(agreement) if agreement else 1.0
     if closeness.completed >= CONFIDENT_COMPLETED and share >= 0.75:
         return "high"
     return "medium" if share >= 0.5 else "low"
 
 
-def recommend(trials: list[TrialRecord], space: SearchSpace, probe: dict,
-              dataset_stats: DatasetStats | Dataset | dict, direction: str = "minimize") -> Recommendation:
+def recommend(trials: list[TrialRecord], space: SearchSpace, probe: ProbeReport, stats: DatasetStats,
+              direction: str = "minimize") -> Recommendation:
     """The recommended full run: the best completed trial's parameters at full length."""
     if direction not in ("minimize", "maximize"):
         raise ValueError(f"direction must be minimize or maximize, got {direction!r}")
@@ -215,14 +150,16 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: dict,
         )
     best = ranked[0]
     params = TrialParams.from_params(best.params, space)
-    plan = plan_trial(params, probe, space, dataset_stats)
+    plan = plan_trial(params, probe, space, stats)
     values = plan.full_run_values
     closeness = _closeness(ranked, trials)
     agreement = _agreement(ranked, space)
-    return Recommendation(
+    rec = Recommendation(
         trial_number=best.number, value=best.value, direction=direction, params=dict(best.params),
         network_dim=params.network_dim, network_alpha=params.network_alpha, epochs=params.epochs,
-        repeats=params.repeats, concept_repeats=plan.concept_repeats, optimizer=params.optimizer,
+        repeats=params.repeats, optimizer=params.optimizer,
+        concept_repeats=[ConceptRepeat(folder=f, concept=c, repeats=r, folder_name=f"{r}_{c}")
+                         for f, c, r in plan.concept_repeats],
         optimizer_args=dict(values["optimizer_args"]), unet_lr=values["unet_lr"],
         text_encoder_lr=values["text_encoder_lr"], lr_scheduler=params.lr_scheduler,
         total_steps=plan.full_run.total_steps, steps_math=plan.full_run.text,
@@ -234,9 +171,16 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: dict,
         network_type=params.network_type, network_module=values["network_module"],
         network_args=dict(values["network_args"]),
     )
+    return rec.model_copy(update={"summary": summary_text(rec)})
 
 
 # --- the human paragraph -------------------------------------------------------------------------
+
+
+def summary_text(r: Recommendation) -> str:
+    """The paragraph recommendation.json keeps as `summary` (and the study prints)."""
+    return " ".join(part for part in (_settings_sentence(r), _epochs_sentence(r), _steps_sentence(r),
+                                      _sureness_sentence(r)) if part)
 
 
 def _settings_sentence(r: Recommendation) -> str:
@@ -244,7 +188,7 @@ def _settings_sentence(r: Recommendation) -> str:
     te = "text encoder not trained" if r.text_encoder_lr is None else f"text_encoder_lr {r.text_encoder_lr:.3g}"
     if optimizer.adaptive and r.text_encoder_lr is not None:
         te += f" ({optimizer.name} shares one step size across both)"
-    renames = [f"{f!r} → '{n}_{c}'" for f, c, n in r.concept_repeats if f != f"{n}_{c}"]
+    renames = [f"{c.folder!r} → '{c.folder_name}'" for c in r.concept_repeats if c.folder != c.folder_name]
     repeats = f"; rename {', '.join(renames)} for these repeats" if renames else ""
     args = " ".join(f"{k}={v}" for k, v in r.network_args.items())
     network = f"{LABELS.get(r.network_type, r.network_type)} ({r.network_module}{' ' + args if args else ''}), "
@@ -280,8 +224,8 @@ def _sureness_sentence(r: Recommendation) -> str:
                    "clearly ahead" if c.relative_gap >= CLEARLY_AHEAD else "somewhat ahead")
         gap = (f"the runner-up (trial {c.runner_up}) is {c.runner_up_gap:.3g} behind, {c.relative_gap:.2f}x "
                f"the spread of completed values (IQR {c.spread:.3g}): {verdict}")
-    agree = [a.name for a in r.agreement if a.agree]
-    differ = [a.name for a in r.agreement if not a.agree]
+    agree = [name for name, a in r.agreement.items() if a.agree]
+    differ = [name for name, a in r.agreement.items() if not a.agree]
     top = f"the top {len(c.top)} agree on {', '.join(agree) or 'no parameter'}"
     if differ:
         top += f" but not on {', '.join(differ)}"

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 from dataclasses import dataclass
 from typing import Optional
 
 import lrfind
-from lrfind.atomic import disk_full_as_error, write_json
+from lrfind.artifacts.probe_report import ProbeReport
+from lrfind.artifacts.recommendation import Recommendation
+from lrfind.atomic import disk_full_as_error, write_text
 from lrfind.cache import TensorStore, default_cache_dir
 from lrfind.config import DatasetConfig, ModelConfig
 from lrfind.data.kohya import scan_dataset
@@ -23,7 +24,7 @@ from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.models.loading import load_components
 from lrfind.probe.config import ProbeConfig
-from lrfind.probe.probe import run_probe
+from lrfind.probe.probe import reuse_or_run_probe
 from lrfind.scoring.clip import scorer_for
 from lrfind.scoring.prompts import validation_prompts
 from lrfind.scoring.samples import load_training_images
@@ -88,7 +89,7 @@ def sampler_seed(seed: int) -> int:
     return (seed * 1_000_003 + os.getpid()) % 2**32
 
 
-def enqueue_probe_point(study, space, probe: dict) -> None:
+def enqueue_probe_point(study, space, probe: ProbeReport) -> None:
     """A new study's first trial is the probe's own advice (lrfind.study.probe_point), once."""
     if study.user_attrs.get(PROBE_POINT_ATTR) or study.get_trials(deepcopy=False):
         return
@@ -115,26 +116,23 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
     return study
 
 
-def ensure_probe(cfg: StudyConfig, study, components, dataset, store) -> dict:
-    """The probe's report: from the study, else studies/NAME/probe.json, else run the probe."""
+def ensure_probe(cfg: StudyConfig, study, components, dataset, store) -> ProbeReport:
+    """The probe's report (without its curves): from the study, else studies/NAME/probe.json, else
+    run the probe there."""
     if "probe" in study.user_attrs:
-        return study.user_attrs["probe"]
+        return ProbeReport.from_dict(study.user_attrs["probe"], f"study {cfg.name} (its probe attribute)")
     path = cfg.out_dir() / "probe.json"
-    if path.is_file():
-        report = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        space_fixed = _space_fixed(cfg)
-        probe_cfg = ProbeConfig(dataset=cfg.dataset, model=cfg.model, allow_pickle=cfg.allow_pickle,
-                                steps=cfg.probe_steps, resolution=space_fixed["resolution"],
-                                batch_size=space_fixed["batch_size"], caption_extension=cfg.caption_extension,
-                                seed=cfg.seed, out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress)
-        report = run_probe(probe_cfg, components=components, dataset=dataset, store=store)
-    if not report.get("unet_lr"):
-        raise LrfindError(f"{path}: the probe found no learning rate (status {report.get('status')}): "
-                          f"{report.get('advice', '')} Rerun `lrfind probe` with more --steps, then the study")
-    compact = {k: v for k, v in report.items() if k not in ("curve", "range_test")}
-    study.set_user_attr("probe", compact)
-    return compact
+    space_fixed = _space_fixed(cfg)
+    probe_cfg = ProbeConfig(dataset=cfg.dataset, model=cfg.model, allow_pickle=cfg.allow_pickle,
+                            steps=cfg.probe_steps, resolution=space_fixed["resolution"],
+                            batch_size=space_fixed["batch_size"], caption_extension=cfg.caption_extension,
+                            seed=cfg.seed, out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress)
+    report = reuse_or_run_probe(probe_cfg, components=components, dataset=dataset, store=store)
+    if not report.unet_lr:
+        raise LrfindError(f"{path}: the probe found no learning rate (status {report.status}): "
+                          f"{report.advice or ''} Rerun `lrfind probe` with more --steps, then the study")
+    study.set_user_attr("probe", report.study_attribute())
+    return report.without_curves()
 
 
 def _space_fixed(cfg: StudyConfig) -> dict:
@@ -245,10 +243,12 @@ def build_context(cfg: StudyConfig, study, space, weights):
     return ctx
 
 
-@dataclass
+@dataclass(frozen=True)
 class StudyOutcome:
-    recommendation: object
-    summary: str
+    """What a study run returns: its recommendation and the summary the CLI prints."""
+
+    recommendation: Recommendation
+    summary: str  # the recommendation's paragraph, how the end was counted, where it was written
     recovered: list
 
 
@@ -373,10 +373,10 @@ def finish_study(cfg: StudyConfig, study, ctx) -> StudyOutcome:
     # value: a --pareto trial's scalar is recomputed from its metrics (_scalar_value)
     records = [replace(TrialRecord.from_frozen_trial(t), value=_scalar_value(t, ctx)) for t in trials]
     rec = recommend(records, ctx.space, ctx.probe, ctx.stats)
-    write_json(cfg.out_dir() / "recommendation.json", rec.to_dict())
+    write_text(cfg.out_dir() / "recommendation.json", rec.to_json())
     study.set_user_attr("recommendation", rec.to_dict())
     note = overrun_note(trials, cfg.n_trials, still_running)
-    summary = rec.summary_text() + (f"\n{note}" if note else "") + f"\nwrote {cfg.out_dir() / 'recommendation.json'}"
+    summary = rec.summary + (f"\n{note}" if note else "") + f"\nwrote {cfg.out_dir() / 'recommendation.json'}"
     return StudyOutcome(rec, summary, [])
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from lrfind.data.types import Dataset
+from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.errors import ConfigError
 from lrfind.network.kinds import network_kind, network_values
 from lrfind.optimizers import LrInputs, OptimizerValues, optimizer_entry, study_optimizer_names
@@ -60,29 +60,16 @@ class TrialPlan:
         }
 
 
-def as_stats(dataset_stats: DatasetStats | Dataset | dict) -> DatasetStats:
-    """Accept the stats, a scanned Dataset, or DatasetStats.to_dict() output."""
-    if isinstance(dataset_stats, DatasetStats):
-        return dataset_stats
-    if isinstance(dataset_stats, Dataset):
-        return DatasetStats.from_dataset(dataset_stats)
-    try:
-        return DatasetStats.from_dict(dataset_stats)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"dataset stats {str(dataset_stats)[:80]!r} are malformed ({err!r}); "
-                          "rescan the dataset") from None
-
-
-def probe_lr(probe: dict) -> tuple[float, float, float]:
-    """(unet_lr, network_dim, network_alpha) from probe.json, or a ConfigError saying what to do."""
-    missing = [k for k in ("unet_lr", "network_dim", "network_alpha") if probe.get(k) is None]
+def probe_lr(probe: ProbeReport) -> tuple[float, float, float]:
+    """(unet_lr, network_dim, network_alpha) from the probe's report, or a ConfigError saying what to do."""
+    named = {"unet_lr": probe.unet_lr, "network_dim": probe.network_dim, "network_alpha": probe.network_alpha}
+    missing = [k for k, v in named.items() if v is None]
     if missing:
-        status = probe.get("status", "unknown")
         raise ConfigError(
-            f"probe.json has no {', '.join(missing)} (probe status: {status}); rerun `lrfind probe` "
-            "until it reports a unet_lr (its advice says how), or delete probe.json to rerun it"
+            f"probe.json has no {', '.join(missing)} (probe status: {probe.status or 'unknown'}); rerun "
+            "`lrfind probe` until it reports a unet_lr (its advice says how), or delete probe.json to rerun it"
         )
-    values = tuple(float(probe[k]) for k in ("unet_lr", "network_dim", "network_alpha"))
+    values = tuple(float(v) for v in named.values())
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise ConfigError(f"probe.json: unet_lr/network_dim/network_alpha {values} must be positive; rerun the probe")
     return values
@@ -94,7 +81,7 @@ def longest_full_run(space: SearchSpace, stats: DatasetStats) -> StepMath:
     return stats.step_math(stats.concept_repeats(repeats), space.epochs.highest, space.fixed.train_batch_size)
 
 
-def _optimizer_values(params: TrialParams, probe: dict, space: SearchSpace) -> OptimizerValues:
+def _optimizer_values(params: TrialParams, probe: ProbeReport, space: SearchSpace) -> OptimizerValues:
     rule = optimizer_entry(params.optimizer).lr_rule
     if rule is None:
         raise ConfigError(f"optimizer {params.optimizer!r} has no lr rule in a study; use one of "
@@ -102,7 +89,7 @@ def _optimizer_values(params: TrialParams, probe: dict, space: SearchSpace) -> O
     base_lr, probe_dim, probe_alpha = probe_lr(probe)
     lr = rescale_lr(base_lr, probe_dim, probe_alpha, params.network_dim, params.network_alpha,
                     rule=space.fixed.lr_rescale_rule)
-    probe_kind = network_kind(probe.get("network_module") or "networks.lora", probe.get("network_args") or {})
+    probe_kind = network_kind(probe.network_module or "networks.lora", probe.network_args or {})
     lr *= network_lr_factor(params.network_type) / network_lr_factor(probe_kind)
     fixed = space.fixed
     return rule(LrInputs(lr, params.lr_multiplier, fixed.text_encoder_lr_fraction, fixed.weight_decay))
@@ -135,10 +122,9 @@ def _validation_steps(trial_steps: int, budget, boundaries: dict) -> dict:
     return {"validate_every_n_steps": None, "validate_at_steps": sorted(set(early) | set(boundaries.values()))}
 
 
-def plan_trial(params: TrialParams, probe: dict, space: SearchSpace,
-               dataset_stats: DatasetStats | Dataset | dict, epoch_mode: str = "sample") -> TrialPlan:
+def plan_trial(params: TrialParams, probe: ProbeReport, space: SearchSpace, stats: DatasetStats,
+               epoch_mode: str = "sample") -> TrialPlan:
     """Everything a trial trains with; see the module doc for the rules."""
-    stats = as_stats(dataset_stats)
     repeats = stats.concept_repeats(params.repeats)
     batch = space.fixed.train_batch_size
     full = stats.step_math(repeats, params.epochs, batch)
@@ -166,7 +152,6 @@ def plan_trial(params: TrialParams, probe: dict, space: SearchSpace,
     )
 
 
-def trial_train_values(params: TrialParams, probe: dict, space: SearchSpace,
-                       dataset_stats: DatasetStats | Dataset | dict) -> dict:
+def trial_train_values(params: TrialParams, probe: ProbeReport, space: SearchSpace, stats: DatasetStats) -> dict:
     """The TrainConfig field values of one trial (plan_trial(...).train_values)."""
-    return plan_trial(params, probe, space, dataset_stats).train_values
+    return plan_trial(params, probe, space, stats).train_values

@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Optional
 
+from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.errors import LrfindError
 from lrfind.jsonfiles import finite
 from lrfind.network.kinds import network_label
@@ -14,6 +15,7 @@ from lrfind.report.data import StudyData
 from lrfind.report.sections.common import Fragment, esc, kv_table, number_text
 from lrfind.study.recommend import TrialRecord, recommend
 from lrfind.study.space import SearchSpace
+from lrfind.study.stats import DatasetStats
 from lrfind.training.run_options import RUN_WIDE, RunOptions
 
 KOHYA_FOLDER = "kohya"  # where the card's export-kohya command writes the two TOMLs
@@ -65,7 +67,8 @@ def _provisional_recommendation(data: StudyData) -> Optional[dict]:
     try:
         records = [TrialRecord.from_frozen_trial(t) for t in data.trials]
         space = SearchSpace(**attrs["space"])
-        return recommend(records, space, data.probe, attrs["dataset_stats"], data.directions[0]).to_dict()
+        probe, stats = ProbeReport.from_dict(data.probe), DatasetStats.from_dict(attrs["dataset_stats"])
+        return recommend(records, space, probe, stats, data.directions[0]).to_dict()
     except (LrfindError, ValueError, TypeError, KeyError):
         return None  # nothing completed yet, or attributes of another version: the card says so
 

@@ -1,0 +1,67 @@
+"""A trial's metrics: trials/<number>/metrics.json and the same values in its Optuna user
+attributes (lrfind.study.objective writes both; the report and the recommendation read them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Optional, Union
+
+from pydantic import Field, model_serializer
+
+from lrfind.artifacts.base import Artifact, Part, read_artifact
+
+Number = Union[int, float]
+# written only when they have a value (a swept trial's epochs, CLIP samples, a twin's source, ...)
+WHEN_PRESENT_KEYS = ("best_epoch", "epoch_val_losses", "stopped_early", "clip_calibrated", "samples",
+                     "sample_prompts", "sample_seeds", "duplicate_of", "train_values")
+FILE_ONLY_KEYS = ("schema_version", "number", "params")  # in metrics.json, not in the user attributes
+
+
+class FullRunSteps(Part):
+    """The full run the trial stands for."""
+
+    steps: int
+    text: str
+
+
+class TrialMetrics(Artifact):
+    FIX: ClassVar[str] = "rerun the study (lrfind study) to rewrite it"
+
+    number: int
+    params: dict[str, Any] = Field(default_factory=dict)
+    val_loss: Optional[float] = None
+    val_history: tuple[tuple[int, float], ...] = ()  # (step, validation loss)
+    steps_done: int = 0
+    steps_planned: int = 0
+    clip_i: Optional[float] = None
+    clip_t: Optional[float] = None
+    full_run: Optional[FullRunSteps] = None
+    best_epoch: Optional[int] = None  # a swept trial's kept epoch count (lrfind.study.epoch_sweep)
+    epoch_val_losses: Optional[dict[str, float]] = None  # a swept trial's {"epochs": val loss}
+    stopped_early: Optional[str] = None
+    clip_calibrated: Optional[bool] = None
+    samples: Optional[tuple[str, ...]] = None  # sample images, relative to the study folder
+    sample_prompts: Optional[tuple[str, ...]] = None
+    sample_seeds: Optional[tuple[int, ...]] = None
+    val_loss_ratio: Optional[float] = None
+    seconds: float = 0.0
+    duplicate_of: Optional[int] = None  # a twin's result: the trial it was copied from
+    train_values: Optional[dict[str, Any]] = None  # a twin copies its source's
+
+    @model_serializer(mode="wrap")
+    def _as_in_file(self, handler) -> dict:
+        return {k: v for k, v in handler(self).items() if not (k in WHEN_PRESENT_KEYS and v is None)}
+
+    def user_attributes(self) -> dict:
+        """The trial's Optuna user attributes: the file's values without number and params."""
+        return {k: v for k, v in self.to_dict().items() if k not in FILE_ONLY_KEYS}
+
+    @classmethod
+    def from_user_attributes(cls, number: int, params: dict, attrs: dict) -> "TrialMetrics":
+        """A trial's metrics from its user attributes (the other attributes are the study's own)."""
+        return cls.from_dict({"number": number, "params": params,
+                              **{k: v for k, v in attrs.items() if k in cls.model_fields}}, f"trial {number}")
+
+
+def read_trial_metrics(path: Path) -> TrialMetrics:
+    return read_artifact(TrialMetrics, Path(path))
