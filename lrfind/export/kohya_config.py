@@ -25,6 +25,7 @@ from typing import Any, Optional
 from lrfind.config import DatasetConfig
 from lrfind.errors import ConfigError
 from lrfind.export.toml_writer import Commented, dumps
+from lrfind.network.types import type_of
 from lrfind.optimizers import optimizer_entry
 
 KOHYA_REF = "kohya-ss/sd-scripts commit 48d368fa"
@@ -148,9 +149,9 @@ def _training_comment(rec: dict) -> str:
 
 
 def _comments(rec: dict) -> dict[str, str]:
-    module = _train_values(rec).get("network_module") or NETWORK_MODULE
-    notes = {"network_module": "kohya's LoRA" if module == NETWORK_MODULE else
-             "LyCORIS: pip install lycoris-lora in kohya's environment",
+    train = _train_values(rec)
+    module = train.get("network_module") or NETWORK_MODULE
+    notes = {"network_module": type_of(module, train.get("network_args") or {}).kohya_note,
              "resolution": "kohya reads 'width,height'",
              "optimizer_args": "kohya's key=value strings", "cache_latents": "fine without augmentations"}
     if rec.get("steps_math"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from lrfind.network.kinds import network_kind
+from lrfind.network.types import type_of
 from lrfind.study.space import FloatDimension, IntDimension, NameDimension, SearchSpace
 
 PROBE_POINT_ATTR = "probe_point_enqueued"
@@ -39,8 +39,8 @@ def probe_point(space: SearchSpace, probe: dict) -> dict:
     """Optuna params for the probe's advice, restricted to what `space` allows (maybe empty)."""
     wanted: dict = {"lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant",
                     # the network the probe trained (its lr needs no type factor)
-                    "network_type": network_kind(probe.get("network_module") or "networks.lora",
-                                                 probe.get("network_args") or {})}
+                    "network_type": type_of(probe.get("network_module") or "networks.lora",
+                                            probe.get("network_args") or {}).name}
     dim, alpha = probe.get("network_dim"), probe.get("network_alpha")
     if isinstance(dim, (int, float)) and dim > 0 and float(dim).is_integer():
         wanted["network_dim"] = int(dim)

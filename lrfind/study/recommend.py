@@ -23,7 +23,7 @@ from typing import Optional
 
 from lrfind.data.types import Dataset
 from lrfind.errors import LrfindError
-from lrfind.network.kinds import LABELS
+from lrfind.network.kinds import type_label
 from lrfind.optimizers import optimizer_entry
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, with_swept_epoch
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
@@ -247,7 +247,7 @@ def _settings_sentence(r: Recommendation) -> str:
     renames = [f"{f!r} → '{n}_{c}'" for f, c, n in r.concept_repeats if f != f"{n}_{c}"]
     repeats = f"; rename {', '.join(renames)} for these repeats" if renames else ""
     args = " ".join(f"{k}={v}" for k, v in r.network_args.items())
-    network = f"{LABELS.get(r.network_type, r.network_type)} ({r.network_module}{' ' + args if args else ''}), "
+    network = f"{type_label(r.network_type)} ({r.network_module}{' ' + args if args else ''}), "
     return (f"Recommended (from trial {r.trial_number}, value {r.value:.4g}): {network}network_dim {r.network_dim}, "
             f"network_alpha {r.network_alpha:g}, {r.epochs} epochs, {optimizer.summary(r.unet_lr, r.optimizer_args)}, {te}, "
             f"lr_scheduler {r.lr_scheduler}{repeats}.")
