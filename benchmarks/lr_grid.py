@@ -64,7 +64,7 @@ def adamw_val_loss(bench: Bench, lr: float, steps: int, seed: int, dim: int = 8,
                    network: str = "lora") -> float:
     """Final validation loss of a constant-lr AdamW run; inf when the run diverged (NaN loss).
 
-    `network`: a kind of lrfind.network.kinds (lora, locon, lycoris_locon, loha, lokr), its defaults.
+    `network`: a type of lrfind.network.types (lora, locon, lycoris_locon, loha, lokr), its defaults.
     """
     from lrfind.network.kinds import network_values
     from lrfind.errors import TrainingStopped

@@ -17,7 +17,7 @@ best (`e2e`, target within x2); and the probe run at the setting itself, no resc
 `--from-json FILE` re-summarises saved runs with the current lrfind.probe.derive, without training.
 
 `--networks lora,locon,loha,lokr` (issue #13) adds the network type as a factor: every setting's
-grid is run for each kind of lrfind.network.kinds (its defaults: LoCon conv_dim = dim, LyCORIS
+grid is run for each type of lrfind.network.types (its defaults: LoCon conv_dim = dim, LyCORIS
 preset full, LoKr factor -1), and the best lr of each kind is compared with LoRA's at the same
 dim/alpha (the factor trial_values applies when a study searches the type). Probes run on LoRA only.
 """
@@ -150,7 +150,8 @@ def network_factors(args, results: list[dict]) -> list[dict]:
 
 
 def print_network_factors(rows: list[dict]) -> None:
-    from lrfind.probe.derive import NETWORK_LR_FACTORS
+    from lrfind.network.types import network_type_names
+    from lrfind.probe.derive import network_lr_factor
 
     print("\nnetwork type: AdamW grid best per kind / LoRA's at the same dim and alpha; rule = "
           "lrfind.probe.derive.network_lr_factor")
@@ -159,7 +160,7 @@ def print_network_factors(rows: list[dict]) -> None:
     for r in rows:
         edge = "*" if r["at_edge"] else " "
         print(f"{r['dim']:>4} {r['alpha']:>6g} {r['network']:>14} {r['best_lr']:>10.3g}{edge}{r['fitted_lr']:>8.3g} "
-              f"{r['best_loss']:>10.5g} {fmt(r['ratio_to_lora']):>7} {fmt(NETWORK_LR_FACTORS.get(r['network'])):>7}")
+              f"{r['best_loss']:>10.5g} {fmt(r['ratio_to_lora']):>7} {fmt(network_lr_factor(r['network']) if r['network'] in network_type_names() else None):>7}")
 
 
 def print_report(args, summary: dict, device: str) -> None:
@@ -216,7 +217,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
     p.add_argument("--probes", type=lambda s: [x for x in s.split(",") if x], default=["dadaptation", "prodigy"])
     p.add_argument("--networks", type=lambda s: [x for x in s.split(",") if x], default=["lora"],
-                   help="kinds of lrfind.network.kinds to grid (lora first): e.g. lora,locon,loha,lokr")
+                   help="types of lrfind.network.types to grid (lora first): e.g. lora,locon,loha,lokr")
     p.add_argument("--workers", type=int, default=1, help="processes, one (dim, alpha, seed, network) each")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     p.add_argument("--rule", default=None, help="the rescale rule the end-to-end check uses "

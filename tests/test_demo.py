@@ -43,20 +43,37 @@ def test_demo_runs_every_step_and_says_where_outputs_are(tmp_path, capsys):
 
 # What `lrfind demo --model tiny --trials 1 --probe-steps 40` made on main at 89919a1 (before the
 # typed artifacts and lrfind.api), on this project's 2-core CPU machine: the test below ran there
-# (its code, with main's lrfind) and printed these values. One trial, so the recommendation is
-# that trial's (the probe's own point, lrfind.study.probe_point); the sampler's seed pinned, since
-# it otherwise mixes in the process id and the trial's repeats would be drawn differently each run.
+# (its code, with main's lrfind) and printed these values; the api branch made the same. Re-pinned
+# at 414d0e7 (2026-12-02), whose only change to these outputs is the refitted Prodigy factor
+# (lrfind/optimizers/prodigy.py, /2.46 -> /0.71): the plateau is the same bits, every lr x3.46.
+# One trial, so the recommendation is that trial's (the probe's own point, lrfind.study.probe_point);
+# the sampler's seed pinned, since it otherwise mixes in the process id and the trial's repeats would be drawn differently each run.
 # 40 probe steps: the fewest the demo's Prodigy probe needs on the tiny model to report an lr (at 8
 # it is still at d0 and the study refuses to start).
-PINNED_PROBE = {"status": "still_rising", "steps": 40, "plateau_value": 1.059319716726639e-05, "plateau_step": None,
-                "confidence": 0.1, "unet_lr": 4.306177710270891e-06, "lion_lr": 1.4353925700902969e-06,
-                "text_encoder_lr": 1.0765444275677227e-06}
-PINNED_RECOMMENDATION = {"trial_number": 0, "value": 0.7790865612261538, "network_dim": 8, "network_alpha": 8.0,
-                         "epochs": 3, "repeats": 1, "optimizer": "AdamW", "unet_lr": 4.306177710270891e-06,
-                         "total_steps": 24, "trial_steps": 23,
-                         "epoch_losses": {"1": 1.167576851323247, "2": 1.1675318963825703, "3": 1.1674769576638937}}
-PINNED_FINAL = {"suggested_epoch": 2, "suggested_file": "demo-000002.safetensors",
-                "val_losses": [1.167576851323247, 1.1675256472080946, 1.1674697194248438]}
+PINNED_PROBE = {'status': 'still_rising',
+                'steps': 40,
+                'plateau_value': 1.059319716726639e-05,
+                'plateau_step': None,
+                'confidence': 0.1,
+                'unet_lr': 1.4919996010234354e-05,
+                'lion_lr': 4.973332003411451e-06,
+                'text_encoder_lr': 3.7299990025585884e-06}
+PINNED_RECOMMENDATION = {'trial_number': 0,
+                         'value': 0.7787514451966077,
+                         'network_dim': 8,
+                         'network_alpha': 8.0,
+                         'epochs': 3,
+                         'repeats': 1,
+                         'optimizer': 'AdamW',
+                         'unet_lr': 1.4919996010234354e-05,
+                         'total_steps': 24,
+                         'trial_steps': 23,
+                         'epoch_losses': {'1': 1.167447442188859,
+                                          '2': 1.167291359975934,
+                                          '3': 1.1671001575887203}}
+PINNED_FINAL = {'suggested_epoch': 1,
+                'suggested_file': 'demo-000001.safetensors',
+                'val_losses': [1.167447442188859, 1.167269604280591, 1.167074965313077]}
 
 
 def _close(actual, expected, rel=1e-4):

@@ -58,6 +58,8 @@ PURE_NUMERICS = (
     "lrfind.data.buckets",        # aspect-ratio bucket arithmetic
     "lrfind.data.steps",          # steps per epoch and in total (kohya's formula)
     "lrfind.data.limits",         # bounds on repeats and steps
+    "lrfind.network.types",       # the network-type registry: names, args, lr factors (builders are paths)
+    "lrfind.network.kinds",       # a network type's TrainConfig values and label
     "lrfind.probe.plateau",       # where d*lr stabilises, and its confidence
     "lrfind.probe.derive",        # AdamW / Lion / text-encoder settings from the plateau
     "lrfind.probe.lr_range",      # the LR range test's suggestion from (lr, loss) points

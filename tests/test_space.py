@@ -14,7 +14,6 @@ import pytest
 from lrfind.data.steps import dataset_steps_per_epoch
 from lrfind.data.types import Concept, Dataset, ImageRecord
 from lrfind.errors import ConfigError
-from lrfind.network.kinds import CONV_KINDS
 from lrfind.optimizers.lion import LR_DIVISOR as LION_LR_DIVISOR
 from lrfind.optimizers.lion import WEIGHT_DECAY_FACTOR as LION_WEIGHT_DECAY_FACTOR
 from lrfind.study.space import (FloatDimension, IntDimension, TrialParams, load_space, preset_names,
@@ -28,6 +27,7 @@ from probe_reports import probe_with_lr
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = 'network_dim = [4, 8]\nnetwork_alpha_fraction = 1.0\nepochs = 2\n'
 PROBE = probe_with_lr(1e-3, 8, 4, status="converged")
+CONV_TYPES = ("locon", "lycoris_locon", "loha", "lokr")  # the network types with convs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -167,7 +167,7 @@ def test_suggest_stays_in_the_space(preset):
         assert base <= set(trial.params) <= base | {"conv_dim_fraction", "lokr_factor"}
         assert ("lokr_factor" in trial.params) == (trial.params["network_type"] == "lokr"
                                                    and space.lokr_factor is not None)
-        assert ("conv_dim_fraction" in trial.params) == (trial.params["network_type"] in CONV_KINDS
+        assert ("conv_dim_fraction" in trial.params) == (trial.params["network_type"] in CONV_TYPES
                                                          and space.conv_dim_fraction is not None)
 
 

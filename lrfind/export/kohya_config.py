@@ -26,6 +26,7 @@ from lrfind.artifacts.recommendation import Recommendation
 from lrfind.config import DatasetConfig
 from lrfind.errors import ConfigError
 from lrfind.export.toml_writer import Commented, dumps
+from lrfind.network.types import type_of
 from lrfind.optimizers import optimizer_entry
 
 KOHYA_REF = "kohya-ss/sd-scripts commit 48d368fa"
@@ -149,9 +150,9 @@ def _training_comment(rec: Recommendation) -> str:
 
 
 def _comments(rec: Recommendation) -> dict[str, str]:
-    module = _train_values(rec).get("network_module") or NETWORK_MODULE
-    notes = {"network_module": "kohya's LoRA" if module == NETWORK_MODULE else
-             "LyCORIS: pip install lycoris-lora in kohya's environment",
+    train = _train_values(rec)
+    module = train.get("network_module") or NETWORK_MODULE
+    notes = {"network_module": type_of(module, train.get("network_args") or {}).kohya_note,
              "resolution": "kohya reads 'width,height'",
              "optimizer_args": "kohya's key=value strings", "cache_latents": "fine without augmentations"}
     if rec.steps_math:

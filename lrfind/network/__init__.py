@@ -14,16 +14,16 @@ from lrfind.network.kohya_format import (
 )
 from lrfind.network.lora import LoraNetwork, attach_lora
 from lrfind.network.spec import LoraSpec, NetworkSpec
-from lrfind.network.types import NETWORK_TYPES, Network, NetworkType, attach_network, check_network_args
+from lrfind.network.attach import Network, attach_network
+from lrfind.network.types import NetworkTypeEntry, check_network_args, network_type, network_types, type_of
 from lrfind.network.metadata import dataset_metadata, kohya_metadata, modelspec_metadata, tag_frequency
 
 __all__ = [
     "LoraNetwork",
     "LoraSpec",
-    "NETWORK_TYPES",
     "Network",
     "NetworkSpec",
-    "NetworkType",
+    "NetworkTypeEntry",
     "attach_network",
     "check_network_args",
     "applied_loras",
@@ -37,8 +37,11 @@ __all__ = [
     "load_lora",
     "lora_delta",
     "modelspec_metadata",
+    "network_type",
+    "network_types",
     "read_dim_and_alpha",
     "safetensors_hashes",
     "save_lora",
     "tag_frequency",
+    "type_of",
 ]

@@ -1,7 +1,7 @@
 """NetworkSpec: what network to attach, in kohya's terms (network_module, dim, alpha, args).
 
 Plain data, no torch: built from a TrainConfig by training/setup.py and handed to
-`lrfind.network.types.attach_network`. Each network type reads the `network_args` it knows.
+`lrfind.network.attach.attach_network`. Each network type reads the `network_args` it knows.
 """
 
 from __future__ import annotations

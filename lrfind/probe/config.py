@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from lrfind.config import Resolution, Seed, StrictModel
-from lrfind.network.types import check_network_args
+from lrfind.network.types import NetworkModuleName, check_network_args
 
 
 class ProbeConfig(StrictModel):
@@ -25,7 +25,7 @@ class ProbeConfig(StrictModel):
     network_alpha: float = Field(8.0, gt=0, allow_inf_nan=False)
     # The network the probe trains (kohya's --network_module / --network_args). A study rescales the
     # probe's lr to each trial's type by derive.network_lr_factor, so the default LoRA serves them all.
-    network_module: Literal["networks.lora", "lycoris.kohya"] = "networks.lora"
+    network_module: NetworkModuleName = "networks.lora"  # the registered types' modules
     network_args: dict[str, object] = Field(default_factory=dict)
     resolution: Resolution = 512
     batch_size: int = Field(1, ge=1)

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from lrfind.errors import ConfigError
+from lrfind.network.types import network_type, network_type_names
 from lrfind.optimizers import optimizer_entry, probe_optimizer_spellings
 
 TEXT_ENCODER_FRACTION = 0.25
@@ -139,20 +140,13 @@ RESCALE_RULES: dict[str, RescaleRule] = {
 }
 
 
-# The best AdamW lr of each kind of network (lrfind.network.kinds) / LoRA's at the same dim and
-# alpha, each type at its defaults: measured by benchmarks/probe_rescale.py --networks on the tiny
-# model, dim 8 / alpha 8, 100 steps, a x1.41 grid refined by a parabola (benchmarks/RESULTS.md,
-# "Network type"; 2 significant digits). LoKr's optimum is twice LoRA's; LoHa's a third higher.
-NETWORK_LR_FACTORS: dict[str, float] = {"lora": 1.0, "locon": 1.0, "lycoris_locon": 0.87, "loha": 1.3,
-                                        "lokr": 2.0}
-
-
 def network_lr_factor(kind: str) -> float:
-    """x the (dim/alpha-rescaled) LoRA lr for a network of `kind`; 1.0 for LoRA."""
-    if kind not in NETWORK_LR_FACTORS:
+    """x the (dim/alpha-rescaled) LoRA lr for a network of `kind`; 1.0 for LoRA (measured: each
+    type's `lr_factor` in lrfind.network.types)."""
+    if kind not in network_type_names():
         raise ConfigError(f"network kind {kind!r} has no measured lr factor; use one of "
-                          f"{', '.join(NETWORK_LR_FACTORS)}")
-    return NETWORK_LR_FACTORS[kind]
+                          f"{', '.join(network_type_names())}")
+    return network_type(kind).lr_factor
 
 
 def rescale_lr(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from lrfind.artifacts.probe_report import ProbeReport
-from lrfind.network.kinds import network_kind
+from lrfind.network.types import type_of
 from lrfind.study.space import FloatDimension, IntDimension, NameDimension, SearchSpace
 
 PROBE_POINT_ATTR = "probe_point_enqueued"
@@ -40,7 +40,7 @@ def probe_point(space: SearchSpace, probe: ProbeReport) -> dict:
     """Optuna params for the probe's advice, restricted to what `space` allows (maybe empty)."""
     wanted: dict = {"lr_multiplier": 1.0, "optimizer": "AdamW", "lr_scheduler": "constant",
                     # the network the probe trained (its lr needs no type factor)
-                    "network_type": network_kind(probe.network_module or "networks.lora", probe.network_args or {})}
+                    "network_type": type_of(probe.network_module or "networks.lora", probe.network_args or {}).name}
     dim, alpha = probe.network_dim, probe.network_alpha
     if isinstance(dim, (int, float)) and dim > 0 and float(dim).is_integer():
         wanted["network_dim"] = int(dim)

@@ -24,7 +24,7 @@ from typing import Optional
 from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.artifacts.recommendation import Agreement, Closeness, ConceptRepeat, Recommendation
 from lrfind.errors import LrfindError
-from lrfind.network.kinds import LABELS
+from lrfind.network.kinds import type_label
 from lrfind.optimizers import optimizer_entry
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, with_swept_epoch
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
@@ -191,7 +191,7 @@ def _settings_sentence(r: Recommendation) -> str:
     renames = [f"{c.folder!r} → '{c.folder_name}'" for c in r.concept_repeats if c.folder != c.folder_name]
     repeats = f"; rename {', '.join(renames)} for these repeats" if renames else ""
     args = " ".join(f"{k}={v}" for k, v in r.network_args.items())
-    network = f"{LABELS.get(r.network_type, r.network_type)} ({r.network_module}{' ' + args if args else ''}), "
+    network = f"{type_label(r.network_type)} ({r.network_module}{' ' + args if args else ''}), "
     return (f"Recommended (from trial {r.trial_number}, value {r.value:.4g}): {network}network_dim {r.network_dim}, "
             f"network_alpha {r.network_alpha:g}, {r.epochs} epochs, {optimizer.summary(r.unet_lr, r.optimizer_args)}, {te}, "
             f"lr_scheduler {r.lr_scheduler}{repeats}.")

@@ -22,14 +22,15 @@ Dimensions and their Optuna parameter names (stable: optuna-dashboard and the re
 - `optimizer`                           AdamW | Lion | Prodigy (those with an lr rule in
                                         lrfind.optimizers). Default: AdamW.
 - `lr_scheduler`                        kohya's scheduler names. Default: constant.
-- `network_type`                        lora | locon | lycoris_locon | loha | lokr (lrfind.network.kinds:
+- `network_type`                        lora | locon | lycoris_locon | loha | lokr (lrfind.network.types:
                                         kohya's networks.lora with/without conv_dim, LyCORIS algos).
                                         Default: lora.
 - `conv_dim_fraction`                   float in (0, 1]: conv_dim = fraction x dim (conv_alpha keeps the
                                         alpha fraction); asked only of types with convs. Left out:
                                         each type's own default (conv_dim = dim).
-- `lokr_factor`                         int >= 2: LoKr's factor; asked only of lokr trials. Left out:
-                                        lycoris' -1 (the most balanced factorisation).
+- `lokr_factor`                         int >= 2: LoKr's factor; asked only of lokr trials (a type's
+                                        `space_args`). Left out: lycoris' -1 (the most balanced
+                                        factorisation).
 Sections: `[fixed]` (settings of every trial: lrfind train's run-wide options such as resolution,
 train_batch_size, enable_bucket, clip_skip, mixed_precision, plus the lr rules of FixedSettings), `[objective]` (weights of the scalar objective, the
 same three names as lrfind.study.scoring.ObjectiveWeights: loss, clip_i, clip_t) and `[budget]`.
@@ -49,7 +50,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from lrfind.config import StrictModel, format_validation_error
 from lrfind.errors import ConfigError
-from lrfind.network.kinds import CONV_KINDS, NETWORK_KINDS
+from lrfind.network.types import conv_type_names, network_type_names, space_arg_types
+from lrfind.network.types import network_type as network_type_entry
 from lrfind.optimizers import study_optimizer_names
 from lrfind.probe.derive import DEFAULT_RESCALE_RULE
 from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
@@ -143,6 +145,19 @@ class NameDimension(StrictModel):
         if not v or len(set(v)) != len(v):
             raise ValueError(f"choices {v} must be a non-empty list without repeats")
         return v
+
+
+# The network types' own args a space may search (a type's `space_args`): each is a field of
+# SearchSpace and of TrialParams below, since pydantic's fields are written out.
+TYPE_ARG_DIMENSIONS = ("lokr_factor",)
+
+
+def _type_arg_in_range(dimension: str, v: Optional[IntDimension]) -> Optional[IntDimension]:
+    """A type's own arg no lower than its minimum (the type's rule says why)."""
+    arg = space_arg_types(dimension)[0].space_arg(dimension)
+    if v is not None and min(v.values_seen) < arg.minimum:
+        raise ValueError(f"{arg.rule}, got {min(v.values_seen)}")
+    return v
 
 
 def _canonical(names: list[str], known: tuple[str, ...] | list[str], what: str) -> list[str]:
@@ -260,7 +275,7 @@ class SearchSpace(StrictModel):
     @field_validator("network_type")
     @classmethod
     def _network_types(cls, v: NameDimension) -> NameDimension:
-        return NameDimension(choices=_canonical(v.choices, NETWORK_KINDS, "network_type"))
+        return NameDimension(choices=_canonical(v.choices, network_type_names(), "network_type"))
 
     @field_validator("conv_dim_fraction")
     @classmethod
@@ -272,19 +287,19 @@ class SearchSpace(StrictModel):
     @field_validator("lokr_factor")
     @classmethod
     def _factor(cls, v: Optional[IntDimension]) -> Optional[IntDimension]:
-        if v is not None and min(v.values_seen) < 2:
-            raise ValueError(f"LoKr factors are whole numbers >= 2 (leave lokr_factor out for lycoris' -1), "
-                             f"got {min(v.values_seen)}")
-        return v
+        return _type_arg_in_range("lokr_factor", v)
 
     @model_validator(mode="after")
     def _network_options_used(self) -> "SearchSpace":
         kinds = self.network_type.choices
-        if self.conv_dim_fraction is not None and not set(kinds) & set(CONV_KINDS):
+        if self.conv_dim_fraction is not None and not set(kinds) & set(conv_type_names()):
             raise ValueError(f"conv_dim_fraction: no network_type of {kinds} has convs; add one of "
-                             f"{', '.join(CONV_KINDS)} or drop conv_dim_fraction")
-        if self.lokr_factor is not None and "lokr" not in kinds:
-            raise ValueError("lokr_factor: network_type does not include lokr; add it or drop lokr_factor")
+                             f"{', '.join(conv_type_names())} or drop conv_dim_fraction")
+        for dimension in TYPE_ARG_DIMENSIONS:
+            owners = [entry.name for entry in space_arg_types(dimension)]
+            if getattr(self, dimension) is not None and not set(kinds) & set(owners):
+                raise ValueError(f"{dimension}: network_type does not include {' or '.join(owners)}; "
+                                 f"add it or drop {dimension}")
         return self
 
     @field_validator("optimizer")
@@ -432,8 +447,9 @@ def suggest(trial, space: SearchSpace, epoch_mode: str = "sample") -> TrialParam
     )
     # Last, so that the other parameters are asked in the same order as before network types.
     network_type = space.network_type.suggest(trial, "network_type")
-    conv = space.conv_dim_fraction if network_type in CONV_KINDS else None
-    factor = space.lokr_factor if network_type == "lokr" else None
+    entry = network_type_entry(network_type)
+    conv = space.conv_dim_fraction if entry.adapts_convs else None
+    factor = space.lokr_factor if entry.space_arg("lokr_factor") is not None else None
     return TrialParams(
         **values, network_type=network_type,
         conv_dim_fraction=conv.suggest(trial, "conv_dim_fraction") if conv is not None else None,

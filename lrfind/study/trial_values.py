@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.errors import ConfigError
-from lrfind.network.kinds import network_kind, network_values
+from lrfind.network.kinds import network_values
+from lrfind.network.types import type_of
 from lrfind.optimizers import LrInputs, OptimizerValues, optimizer_entry, study_optimizer_names
 from lrfind.probe.derive import network_lr_factor, rescale_lr
 from lrfind.study.epoch_sweep import boundary_steps, sweeps
@@ -89,7 +90,7 @@ def _optimizer_values(params: TrialParams, probe: ProbeReport, space: SearchSpac
     base_lr, probe_dim, probe_alpha = probe_lr(probe)
     lr = rescale_lr(base_lr, probe_dim, probe_alpha, params.network_dim, params.network_alpha,
                     rule=space.fixed.lr_rescale_rule)
-    probe_kind = network_kind(probe.network_module or "networks.lora", probe.network_args or {})
+    probe_kind = type_of(probe.network_module or "networks.lora", probe.network_args or {}).name
     lr *= network_lr_factor(params.network_type) / network_lr_factor(probe_kind)
     fixed = space.fixed
     return rule(LrInputs(lr, params.lr_multiplier, fixed.text_encoder_lr_fraction, fixed.weight_decay))
@@ -102,7 +103,7 @@ def _train_values(params: TrialParams, opt: OptimizerValues, space: SearchSpace,
         **fixed.train_values(),  # the run-wide options (resolution, batch size, buckets, clip skip, ...)
         "network_dim": params.network_dim, "network_alpha": params.network_alpha,
         **network_values(params.network_type, params.network_dim, params.network_alpha,
-                         params.conv_dim_fraction, params.lokr_factor),
+                         params.conv_dim_fraction, lokr_factor=params.lokr_factor),
         "optimizer_type": params.optimizer, "optimizer_args": dict(opt.optimizer_args),
         "learning_rate": opt.unet_lr, "unet_lr": opt.unet_lr,
         "text_encoder_lr": None if fixed.network_train_unet_only else opt.text_encoder_lr,

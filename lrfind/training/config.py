@@ -13,7 +13,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from lrfind.config import DatasetConfig, ModelConfig, Resolution, Seed, StrictModel
-from lrfind.network.types import check_network_args
+from lrfind.network.types import NetworkModuleName, check_network_args
 
 VALIDATION_TIMESTEPS = (200, 400, 600, 800)
 
@@ -40,7 +40,7 @@ class TrainConfig(StrictModel):
     clip_skip: int = Field(1, ge=1)
     max_token_length: Literal[75, 150, 225] = 75
     # --- network ---
-    network_module: Literal["networks.lora", "lycoris.kohya"] = "networks.lora"
+    network_module: NetworkModuleName = "networks.lora"  # the registered types' modules
     network_dim: int = Field(8, ge=1, le=1024)
     network_alpha: float = Field(1.0, gt=0, allow_inf_nan=False)
     network_train_unet_only: bool = False  # kohya trains the text encoder too unless told not to

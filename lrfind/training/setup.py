@@ -17,7 +17,7 @@ from lrfind.cache import LatentCache, TextEmbeddingCache
 from lrfind.data.limits import check_repeats, check_steps
 from lrfind.data.types import Dataset
 from lrfind.network import NetworkSpec, attach_network, load_lora
-from lrfind.network.types import check_weights_module
+from lrfind.network.attach import check_weights_module
 from lrfind.training.batches import batches_per_epoch, epoch_items
 from lrfind.training.conditioning import TextConditioner
 from lrfind.training.config import TrainConfig
