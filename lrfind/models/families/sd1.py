@@ -1,4 +1,4 @@
-"""Stable Diffusion 1.x: the family lrfind supports today (and its tiny built-in models).
+"""Stable Diffusion 1.x: the family lrfind trains (and its tiny built-in models `tiny`, `tiny-pretrained`).
 
 Single files are told apart from other families by the U-Net's `input_blocks.0.0` key and from each
 other by three widths: the U-Net's first block, CLIP's hidden size and the VAE encoder's conv_in.
@@ -14,11 +14,18 @@ from lrfind.errors import ModelError
 from lrfind.models.config_dirs import sd15_config_dir, tiny_config_dir
 from lrfind.models.families.family import ModelFamily, ModelVariant, Shapes
 from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
-from lrfind.models.to_original import TEXT_ENCODER_PREFIX, UNET_PREFIX, VAE_PREFIX
+from lrfind.models.to_original import TEXT_ENCODER_PREFIX, UNET_PREFIX, VAE_PREFIX, sd1_to_original
 
 CONV_IN_KEY = UNET_PREFIX + "input_blocks.0.0.weight"
+# SDXL's U-Net has the same conv_in key; its added (size, crop, pooled-text) conditioning tells them apart.
+ADDED_CONDITIONING_KEY = UNET_PREFIX + "label_emb.0.0.weight"
 TOKEN_EMBEDDING_KEY = TEXT_ENCODER_PREFIX + "text_model.embeddings.token_embedding.weight"
 VAE_CONV_IN_KEY = VAE_PREFIX + "encoder.conv_in.weight"
+
+
+def claims_single_file(shapes: Shapes) -> bool:
+    return CONV_IN_KEY in shapes and ADDED_CONDITIONING_KEY not in shapes
+
 
 def single_file_variant(shapes: Shapes, source: str) -> ModelVariant:
     """The variant of an SD 1.x-layout file, by its (U-Net, text encoder, VAE) widths; ModelError
@@ -63,11 +70,15 @@ FAMILY = ModelFamily(
         ModelVariant("sd1", (320, 768, 128), sd15_config_dir),
         ModelVariant("tiny-sd1", (32, 32, 32), tiny_config_dir),
     ),
-    unet_marker=CONV_IN_KEY,
+    claims_single_file=claims_single_file,
     single_file_variant=single_file_variant,
     component_widths=component_widths,
     claims_folder=claims_folder,
     parts={"unet": UNET_PREFIX, "vae": VAE_PREFIX, "text_encoder": "cond_stage_model."},
+    text_encoder_classes={"text_encoder": "CLIPTextModel"},
+    pipeline_class="StableDiffusionPipeline",
+    to_original=sd1_to_original,
+    trainable=True,
     noise_schedule=SD15_SCHEDULER_CONFIG,  # SD 1.5's DDPM schedule (scaled_linear 0.00085..0.012)
     single_file_prediction_type="epsilon",  # an SD 1.x file does not say; almost all predict the noise
     base_model_version="sd_v1",
