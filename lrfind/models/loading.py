@@ -62,7 +62,7 @@ def load_components(cfg: ModelConfig, dtype=None, *, for_training: bool = True) 
         else:
             components = _load_path(Path(cfg.model).expanduser(), cfg.allow_pickle, dtype)
     if for_training:
-        _require_trainable_family(family_named(components.family), components.name)  # a pickle, read only now
+        _require_trainable_family(family_named(components.family), cfg.model)  # a pickle: known only now
     from lrfind.models.single_file import cast
 
     for module in components.modules().values():

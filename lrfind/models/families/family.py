@@ -1,6 +1,6 @@
 """What lrfind knows about one model family (SD 1.x, SDXL), as one frozen object.
 
-Each family module (sd1.py, ...) defines one `ModelFamily`; lrfind.models.families.registry lists
+Each family module (sd1.py, sdxl.py) defines one `ModelFamily`; lrfind.models.families.registry lists
 them. Detection reads only tensor names and shapes (a single file's header) or loaded modules'
 configs, so nothing here imports torch.
 """

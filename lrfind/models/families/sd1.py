@@ -17,14 +17,16 @@ from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
 from lrfind.models.to_original import TEXT_ENCODER_PREFIX, UNET_PREFIX, VAE_PREFIX, sd1_to_original
 
 CONV_IN_KEY = UNET_PREFIX + "input_blocks.0.0.weight"
-# SDXL's U-Net has the same conv_in key; its added (size, crop, pooled-text) conditioning tells them apart.
-ADDED_CONDITIONING_KEY = UNET_PREFIX + "label_emb.0.0.weight"
+ADDED_CONDITIONING_KEY = UNET_PREFIX + "label_emb.0.0.weight"  # SDXL's size/crop/pooled-text embedding
+SDXL_TEXT_ENCODERS_PREFIX = "conditioner.embedders."
 TOKEN_EMBEDDING_KEY = TEXT_ENCODER_PREFIX + "text_model.embeddings.token_embedding.weight"
 VAE_CONV_IN_KEY = VAE_PREFIX + "encoder.conv_in.weight"
 
 
 def claims_single_file(shapes: Shapes) -> bool:
-    return CONV_IN_KEY in shapes and ADDED_CONDITIONING_KEY not in shapes
+    # SDXL files (sdxl.py) have the same U-Net prefix; their added conditioning or `conditioner.` encoders tell them apart.
+    return (CONV_IN_KEY in shapes and ADDED_CONDITIONING_KEY not in shapes
+            and not any(key.startswith(SDXL_TEXT_ENCODERS_PREFIX) for key in shapes))
 
 
 def single_file_variant(shapes: Shapes, source: str) -> ModelVariant:

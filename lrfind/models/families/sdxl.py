@@ -24,6 +24,7 @@ ADDED_CONDITIONING_KEY = UNET_PREFIX + "label_emb.0.0.weight"
 CLIP_L_TOKEN_KEY = CLIP_L_PREFIX + "text_model.embeddings.token_embedding.weight"
 OPEN_CLIP_TOKEN_KEY = OPEN_CLIP_PREFIX + "token_embedding.weight"
 VAE_CONV_IN_KEY = VAE_PREFIX + "encoder.conv_in.weight"
+TEXT_ENCODERS_PREFIX = "conditioner.embedders."
 EXAMPLE_FILE = "sd_xl_base_1.0.safetensors"
 # What a full SDXL file holds besides its U-Net, as messages name it.
 REQUIRED_PARTS = (
@@ -34,7 +35,9 @@ REQUIRED_PARTS = (
 
 
 def claims_single_file(shapes: Shapes) -> bool:
-    return ADDED_CONDITIONING_KEY in shapes and CONV_IN_KEY in shapes
+    """An SGM-layout U-Net: its added conditioning, or SDXL's `conditioner.embedders.` text encoders beside it."""
+    return CONV_IN_KEY in shapes and (ADDED_CONDITIONING_KEY in shapes
+                                      or any(key.startswith(TEXT_ENCODERS_PREFIX) for key in shapes))
 
 
 def single_file_variant(shapes: Shapes, source: str) -> ModelVariant:
