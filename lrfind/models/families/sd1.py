@@ -59,9 +59,17 @@ def component_widths(components: Any) -> tuple[int, int, int]:
     )
 
 
+# The components an SD 1.x (or 2.x) pipeline folder may list in model_index.json.
+FOLDER_COMPONENTS = frozenset({"unet", "vae", "text_encoder", "tokenizer", "scheduler", "safety_checker",
+                               "feature_extractor", "image_encoder"})
+
+
 def claims_folder(index: Mapping[str, Any]) -> bool:
-    """A diffusers Stable Diffusion pipeline with one text encoder (SDXL's have two)."""
-    return "XL" not in str(index.get("_class_name", "")) and "text_encoder_2" not in index
+    """A diffusers Stable Diffusion pipeline with one text encoder (SDXL's have two) and no component
+    SD 1.x lacks (a `text_encoder_3`, a `transformer`: another family's folder)."""
+    others = [key for key, entry in index.items() if isinstance(entry, list) and key not in FOLDER_COMPONENTS
+              and any(item is not None for item in entry)]
+    return "XL" not in str(index.get("_class_name", "")) and "text_encoder_2" not in index and not others
 
 
 FAMILY = ModelFamily(
