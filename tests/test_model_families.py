@@ -34,8 +34,8 @@ def sd1_shapes(unet=320, text=768, vae=128, in_channels=4) -> dict:
             "first_stage_model.encoder.conv_in.weight": (vae, 3, 3, 3)}
 
 
-def test_sd1_is_the_one_family_with_the_old_variants_and_values():
-    assert [f.name for f in model_families()] == ["sd1"]
+def test_sd1_keeps_the_old_variants_and_values():
+    assert [f.name for f in model_families()] == ["sd1", "sdxl"]  # SD 1.x first: detection and message order
     sd1 = family_named("sd1")
     assert {v.name: (v.widths, v.config_dir) for v in sd1.variants} == OLD_VARIANTS
     assert dict(sd1.parts) == OLD_PARTS
@@ -62,9 +62,9 @@ def test_single_files_are_detected_as_before(widths, variant):
 
 @pytest.mark.parametrize("shapes, words", [
     ({"cond_stage_model.model.token_embedding.weight": (16, 1024), **sd1_shapes()}, "an SD 2.x checkpoint"),
-    ({"conditioner.embedders.0.x": (1,), **sd1_shapes()}, "an SDXL checkpoint; SDXL is not supported yet"),
+    ({"conditioner.embedders.0.x": (1,), **sd1_shapes()}, "the SDXL checkpoint has no first text encoder"),
     ({"lora_unet_x.lora_down.weight": (4, 8)}, "a LoRA file, not a base model"),
-    ({"x": (1,)}, "not a Stable Diffusion 1.x checkpoint (no model.diffusion_model.* U-Net weights)"),
+    ({"x": (1,)}, "not a Stable Diffusion 1.x or SDXL checkpoint (no model.diffusion_model.* U-Net weights)"),
     (sd1_shapes(in_channels=9), "9 input channels (an inpainting or instruct model)"),
     (sd1_shapes(unet=64), "an SD 1.x-layout model of unknown size (U-Net 64, text encoder 768, VAE 128 channels)"),
 ])
@@ -86,7 +86,8 @@ def test_an_sd2_diffusers_folder_loads_as_sd1_of_custom_size_as_before():
     # SD 2.x folders ship CLIPTextModel (1024 wide): the SD 1.x layout; `model info` says "sd1-layout (custom size)"
     family = detect_folder(SD2_FOLDER_INDEX, "sd2")
     assert family.name == "sd1" and family.variant_of((320, 1024, 128)) is None
-    with pytest.raises(ModelError, match="^xl: an SDXL model .*not supported yet"):
+    assert detect_folder({**SDXL_FOLDER_INDEX, "text_encoder": ["transformers", "CLIPTextModel"]}, "xl").name == "sdxl"
+    with pytest.raises(ModelError, match="^xl: an SDXL refiner .*not supported"):  # text_encoder_2 only
         detect_folder(SDXL_FOLDER_INDEX, "xl")
 
 
@@ -95,16 +96,16 @@ def test_an_sd2_diffusers_folder_loads_as_sd1_of_custom_size_as_before():
 @pytest.fixture
 def toy_family(monkeypatch):
     monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
-    # a new family's module takes its lines out of unsupported.py (here: SDXL-like, two text encoders)
+    # a new family's module takes its lines out of unsupported.py (here: a third text encoder)
     monkeypatch.setattr(unsupported, "folder_refusal", lambda index: None)
     sd1 = family_named("sd1")
 
     def variant(shapes, source):
         return toy.variants[0]
 
-    toy = replace(sd1, name="toyxl", label="Toy XL", unet_marker="toy.unet.conv_in.weight",
+    toy = replace(sd1, name="toyxl", label="Toy XL", claims_single_file=lambda shapes: "toy.unet.conv_in.weight" in shapes,
                   variants=(ModelVariant("toyxl-base", (1, 2), sd15_config_dir),), single_file_variant=variant,
-                  claims_folder=lambda index: "text_encoder_2" in index,
+                  claims_folder=lambda index: "text_encoder_3" in index,
                   base_model_version="toy_v1", kohya_v2=True, modelspec_architecture="toy-xl/lora")
     return register_family(toy)
 
@@ -114,7 +115,7 @@ def test_a_new_family_is_detected_and_named_in_kohyas_metadata(toy_family):
 
     family, variant = detect_single_file({"toy.unet.conv_in.weight": (1,)}, "toy.safetensors")
     assert (family, variant.name) == (toy_family, "toyxl-base")
-    assert detect_folder({"_class_name": "ToyPipeline", "text_encoder_2": ["x", "y"]}, "toy") is toy_family
+    assert detect_folder({"_class_name": "ToyPipeline", "text_encoder_3": ["x", "y"]}, "toy") is toy_family
     assert detect_folder(SD2_FOLDER_INDEX, "sd2").name == "sd1"
     assert detect_single_file(sd1_shapes(), "m")[0].name == "sd1"  # SD 1.x still found first
     spec = modelspec_metadata(title="t", timestamp=0, resolution=512, model_family="toyxl")

@@ -13,7 +13,7 @@ from lrfind.cli import main
 from lrfind.config import ModelConfig
 from lrfind.errors import ModelError
 from lrfind.models.loading import load_components
-from lrfind.models.to_original import components_to_original
+from lrfind.models.single_file import components_to_original
 
 PARTS = ("unet", "vae", "text_encoder")
 
@@ -222,10 +222,10 @@ def fake_sdxl_state() -> dict:
 
 @pytest.mark.parametrize(
     "state, words",
-    [(fake_sd2_state(), ("SD 2.x", "not supported yet")), (fake_sdxl_state(), ("SDXL", "not supported yet"))],
-    ids=["sd2", "sdxl"],
+    [(fake_sd2_state(), ("SD 2.x", "not supported yet")), (fake_sdxl_state(), ("SDXL checkpoint has no", "second text encoder"))],
+    ids=["sd2", "sdxl-partial"],
 )
-def test_sd2_and_sdxl_single_files_are_refused(state, words, tmp_path, capsys):
+def test_sd2_and_partial_sdxl_single_files_are_refused(state, words, tmp_path, capsys):
     path = save_safetensors(tmp_path / "other.safetensors", state)
     with pytest.raises(ModelError) as caught:
         load_components(ModelConfig(model=str(path)))

@@ -1,6 +1,7 @@
 """`lrfind model save MODEL DIR` and `lrfind model info MODEL`.
 
-MODEL is `tiny` / `tiny-pretrained` (the built-in models), a diffusers folder, or an SD 1.x .safetensors / .ckpt file.
+MODEL is `tiny` / `tiny-pretrained` / `tiny-sdxl` (the built-in models), a diffusers folder, or an SD 1.x or
+SDXL .safetensors / .ckpt file.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-MODEL_HELP = "`tiny` or `tiny-pretrained` (built-in), a diffusers folder (with model_index.json), or an SD 1.x .safetensors file"
+MODEL_HELP = ("`tiny`, `tiny-pretrained` or `tiny-sdxl` (built-in), a diffusers folder (with model_index.json), "
+              "or an SD 1.x / SDXL .safetensors file")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("model", help="save the tiny model for other tools; inspect a model file")
+    parser = subparsers.add_parser("model", help="save a built-in model for other tools; inspect a model file")
     commands = parser.add_subparsers(dest="model_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: _missing_action(parser))
 
@@ -24,7 +26,7 @@ def register(subparsers) -> None:
     )
     save.add_argument("model", help=MODEL_HELP)
     save.add_argument("dir", type=Path, help="new (or empty) output folder")
-    save.add_argument("--single-file", action="store_true", help="also write DIR/<name>.safetensors in the original SD layout")
+    save.add_argument("--single-file", action="store_true", help="also write DIR/<name>.safetensors in the original layout (SD 1.x: CompVis, SDXL: SGM)")
     save.add_argument("--seed", type=int, default=0, help="random init seed of the tiny model (default 0)")
     save.add_argument("--allow-pickle", action="store_true", help="allow loading a .ckpt (weights only)")
     save.set_defaults(func=run_save)
@@ -53,7 +55,7 @@ def run_save(args) -> int:
     from lrfind.models.loading import load_components
 
     check_new_folder(args.dir)  # before the (possibly long) model load
-    components = load_components(cfg)
+    components = load_components(cfg, for_training=False)
     written = save_model_folder(components, args.dir, single_file=args.single_file)
     print(f"diffusers folder: {written['folder']}")
     if "single_file" in written:
@@ -68,6 +70,7 @@ def run_info(args) -> int:
     info = describe_model(cfg)
     print(f"name: {info['name']}")
     print(f"source: {info['source']}")
+    print(f"family: {info['family']}")
     print(f"architecture: {info['architecture']}")
     if "prediction_type" in info:
         print(f"prediction type: {info['prediction_type']}")

@@ -16,11 +16,20 @@ class SDComponents:
     noise_scheduler: Any  # diffusers.DDPMScheduler (training noise schedule)
     name: str  # "tiny", or the model file / folder name (kohya's ss_sd_model_name)
     prediction_type: str = "epsilon"  # or "v_prediction"
-    family: str = "sd1"  # its lrfind.models.families name; the built-in tiny models are SD 1.x
+    family: str = "sd1"  # its lrfind.models.families name; `tiny` and `tiny-pretrained` are SD 1.x
+    text_encoder_2: Any = None  # SDXL: transformers.CLIPTextModelWithProjection (OpenCLIP ViT-bigG); SD 1.x: None
+    tokenizer_2: Any = None  # SDXL: the CLIP BPE padding with "!" (as SDXL's tokenizer_2); SD 1.x: None
     _fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
 
+    def modules(self) -> dict[str, Any]:
+        """{part: module} of the model's networks (unet, vae, text_encoder[, text_encoder_2])."""
+        parts = {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}
+        if self.text_encoder_2 is not None:
+            parts["text_encoder_2"] = self.text_encoder_2
+        return parts
+
     def fingerprint(self, part: str) -> str:
-        """Content hash of one component's weights ("vae", "text_encoder", "unet").
+        """Content hash of one component's weights ("vae", "text_encoder", "text_encoder_2", "unet").
 
         Cache keys use it, so a cache built for one model is never read for another. Computed
         once per process and remembered.

@@ -1,7 +1,8 @@
 """Write a model as a diffusers folder (and one original-layout file); describe a model file.
 
-`lrfind model save tiny DIR` uses this so diffusers, kohya sd-scripts and lrfind itself can run on
-exactly the same weights, and so the single-file loader is tested on a real file.
+`lrfind model save tiny|tiny-sdxl DIR` uses this so diffusers, kohya sd-scripts and lrfind itself
+can run on exactly the same weights, and so the single-file loader is tested on a real file. SD 1.x
+folders are StableDiffusionPipeline's layout, SDXL ones StableDiffusionXLPipeline's.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from lrfind.config import ModelConfig
 from lrfind.errors import ConfigError
 from lrfind.models.builtin import RANDOM_BUILTINS, is_builtin
 from lrfind.models.components import SDComponents
+from lrfind.models.config_dirs import sdxl_config_dir
+from lrfind.models.families import ModelFamily, detect_single_file, family_named
 from lrfind.models.loading import load_components
-from lrfind.models.families import detect_single_file, family_named
 from lrfind.models.single_file import read_shapes, write_single_file
 from lrfind.models.tiny import SD15_SCHEDULER_CONFIG
 from lrfind.models.tokenizer import tokenizer_files_dir
@@ -33,11 +35,31 @@ def single_file_name(components: SDComponents) -> str:
     return f"{Path(components.name).stem or 'model'}.safetensors"
 
 
-def _inference_scheduler():
-    # The scheduler SD 1.5 ships for sampling, on SD 1.5's noise schedule; training builds its own DDPM.
+def _inference_scheduler(family: ModelFamily):
+    """The sampler each family's own release ships, on its noise schedule (training builds its own DDPM):
+    SD 1.5's PNDM, SDXL base's Euler (its shipped scheduler_config.json)."""
+    if family.name == "sdxl":
+        from diffusers import EulerDiscreteScheduler
+
+        return EulerDiscreteScheduler.from_pretrained(str(sdxl_config_dir()), subfolder="scheduler", local_files_only=True)
     from diffusers import PNDMScheduler
 
     return PNDMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "skip_prk_steps": True, "set_alpha_to_one": False})
+
+
+def _pipeline(components: SDComponents):
+    """The diffusers pipeline of the components' family, holding the very modules (nothing copied)."""
+    import diffusers
+
+    family = family_named(components.family)
+    common = {"vae": components.vae, "text_encoder": components.text_encoder, "tokenizer": components.tokenizer,
+              "unet": components.unet, "scheduler": _inference_scheduler(family)}
+    if family.pipeline_class == "StableDiffusionXLPipeline":
+        # No watermarker: it needs the invisible-watermark package, and it alters every image.
+        return diffusers.StableDiffusionXLPipeline(**common, text_encoder_2=components.text_encoder_2,
+                                                   tokenizer_2=components.tokenizer_2, add_watermarker=False)
+    return getattr(diffusers, family.pipeline_class)(**common, safety_checker=None, feature_extractor=None,
+                                                     requires_safety_checker=False)
 
 
 def _add_slow_tokenizer_files(tokenizer_dir: Path) -> None:
@@ -68,23 +90,13 @@ def save_model_folder(components: SDComponents, target: Path, single_file: bool 
 
 
 def _save_model_folder(components: SDComponents, target: Path, single_file: bool) -> dict[str, Path]:
-    from diffusers import StableDiffusionPipeline
-
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        pipeline = StableDiffusionPipeline(
-            vae=components.vae,
-            text_encoder=components.text_encoder,
-            tokenizer=components.tokenizer,
-            unet=components.unet,
-            scheduler=_inference_scheduler(),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipeline.save_pretrained(str(tmp), safe_serialization=True)
-        _add_slow_tokenizer_files(tmp / "tokenizer")
+        _pipeline(components).save_pretrained(str(tmp), safe_serialization=True)
+        for tokenizer_dir in (tmp / "tokenizer", tmp / "tokenizer_2"):
+            if tokenizer_dir.is_dir():
+                _add_slow_tokenizer_files(tokenizer_dir)
         written = {"folder": target}
         if single_file:
             name = single_file_name(components)
@@ -114,7 +126,7 @@ def _count_by_component(shapes: dict[str, tuple[int, ...]], family) -> dict[str,
 
 
 def describe_model(cfg: ModelConfig) -> dict:
-    """Name, source, architecture and parameter counts. Single files are read from their header only."""
+    """Name, source, family, architecture and parameter counts. Single files are read from their header only."""
     path = Path(cfg.model).expanduser()
     if not is_builtin(cfg.model) and path.is_file():
         shapes = read_shapes(path, cfg.allow_pickle)
@@ -122,16 +134,18 @@ def describe_model(cfg: ModelConfig) -> dict:
         return {
             "name": path.name,
             "source": f"single file ({path.suffix.lower()})",
+            "family": family.label,
             "architecture": variant.name,
             "parameters": _count_by_component(shapes, family),
         }
 
-    components = load_components(cfg)
+    components = load_components(cfg, for_training=False)
     family = family_named(components.family)
     variant = family.variant_of(family.component_widths(components))
     return {
         "name": components.name,
         "source": _builtin_source(cfg) if is_builtin(cfg.model) else "diffusers folder",
+        "family": family.label,
         "architecture": variant.name if variant else f"{family.name}-layout (custom size)",
         "prediction_type": components.prediction_type,
         "parameters": {

@@ -1,4 +1,4 @@
-"""Load a base model with no network: `tiny`, a diffusers folder, or a single checkpoint file.
+"""Load a base model with no network: a built-in, a diffusers folder, or a single checkpoint file.
 
 Every path ends in SDComponents with all modules in eval mode and frozen; training code unfreezes
 what it trains (LoRA adapters). Errors are one-line ModelErrors naming the file and the fix.
@@ -14,9 +14,9 @@ from typing import Iterator
 
 from lrfind.config import ModelConfig
 from lrfind.errors import ModelError
-from lrfind.models.builtin import build_builtin, is_builtin
+from lrfind.models.builtin import BUILTIN_FAMILIES, build_builtin, is_builtin
 from lrfind.models.components import SDComponents
-from lrfind.models.families import ModelFamily, detect_folder, variant_named
+from lrfind.models.families import ModelFamily, detect_folder, detect_single_file, family_named, variant_named
 
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFUSERS_OFFLINE")
 
@@ -45,27 +45,59 @@ def offline_hub() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def load_components(cfg: ModelConfig, dtype=None) -> SDComponents:
-    """The model named by cfg.model, in `dtype` (default float32), frozen and in eval mode."""
+def load_components(cfg: ModelConfig, dtype=None, *, for_training: bool = True) -> SDComponents:
+    """The model named by cfg.model, in `dtype` (default float32), frozen and in eval mode.
+
+    for_training: refuse, before any weight is read, a model of a family lrfind cannot train yet
+    (ModelFamily.trainable: SDXL). `lrfind model save|info` pass False.
+    """
     import torch
 
     dtype = dtype or torch.float32
     with offline_hub():
+        if for_training:
+            require_trainable(cfg)
         if is_builtin(cfg.model):
             components = build_builtin(cfg.model, cfg.seed)
         else:
             components = _load_path(Path(cfg.model).expanduser(), cfg.allow_pickle, dtype)
+    if for_training:
+        _require_trainable_family(family_named(components.family), cfg.model)  # a pickle: known only now
     from lrfind.models.single_file import cast
 
-    for module in (components.unet, components.vae, components.text_encoder):
+    for module in components.modules().values():
         cast(module, dtype)
         module.eval().requires_grad_(False)
     return components
 
 
+def require_trainable(cfg: ModelConfig) -> None:
+    """ModelError when cfg.model is of a family lrfind cannot train yet, found from the built-in's
+    name, a folder's model_index.json or a .safetensors header (a pickle is checked once loaded)."""
+    from lrfind.models.single_file import SAFETENSORS_SUFFIXES, read_shapes
+
+    path = Path(cfg.model).expanduser()
+    if is_builtin(cfg.model):
+        family = family_named(BUILTIN_FAMILIES[cfg.model])
+    elif path.is_dir():
+        family = detect_folder(read_model_index(path), str(path))
+    elif path.is_file() and path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        family = detect_single_file(read_shapes(path), str(path))[0]
+    else:
+        return
+    _require_trainable_family(family, cfg.model)
+
+
+def _require_trainable_family(family: ModelFamily, source: str) -> None:
+    if not family.trainable:
+        raise ModelError(f"{source}: {family.label} training is not supported yet (issue 16); "
+                         f"train an SD 1.x model (`lrfind model info|save` work on {family.label})")
+
+
 def _load_path(path: Path, allow_pickle: bool, dtype) -> SDComponents:
     if not path.exists():
-        raise ModelError(f"{path}: no such file or folder; pass `tiny`, `tiny-pretrained`, a diffusers folder or a .safetensors file")
+        raise ModelError(f"{path}: no such file or folder; pass `tiny`, `tiny-pretrained`, `tiny-sdxl`, "
+                         "a diffusers folder or a .safetensors file")
     if path.is_dir():
         return load_diffusers_folder(path, allow_pickle, dtype)
     return load_checkpoint_file(path, allow_pickle, dtype)
@@ -73,15 +105,15 @@ def _load_path(path: Path, allow_pickle: bool, dtype) -> SDComponents:
 
 def load_checkpoint_file(path: Path, allow_pickle: bool, dtype) -> SDComponents:
     from lrfind.models.single_file import load_single_file
-    from lrfind.models.tokenizer import get_clip_tokenizer
+    from lrfind.models.tokenizer import get_clip_tokenizer, get_open_clip_tokenizer
 
-    unet, vae, text_encoder, architecture = load_single_file(path, allow_pickle, dtype)
+    modules, architecture = load_single_file(path, allow_pickle, dtype)
     family = variant_named(architecture)[0]
+    second = "text_encoder_2" in modules
     return SDComponents(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
+        **modules,
         tokenizer=get_clip_tokenizer(),
+        tokenizer_2=get_open_clip_tokenizer() if second else None,
         noise_scheduler=training_scheduler(family),
         name=path.name,
         prediction_type=family.single_file_prediction_type,  # a file does not say whether it predicts v
@@ -128,41 +160,44 @@ def _require_safetensors(folder: Path, family: ModelFamily) -> None:
 
 
 def load_diffusers_folder(folder: Path, allow_pickle: bool, dtype) -> SDComponents:
-    """A local diffusers Stable Diffusion folder. Pickled (.bin) weights only with allow_pickle."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
+    """A local diffusers SD 1.x or SDXL folder. Pickled (.bin) weights only with allow_pickle."""
     index = read_model_index(folder)
     family = _folder_family(folder, index)
     safetensors_only = not allow_pickle
     if safetensors_only:
         _require_safetensors(folder, family)
     try:
-        unet = UNet2DConditionModel.from_pretrained(
-            folder, subfolder="unet", torch_dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
-        )
-        vae = AutoencoderKL.from_pretrained(
-            folder, subfolder="vae", torch_dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
-        )
-        with _no_progress_bar():
-            text_encoder = CLIPTextModel.from_pretrained(
-                folder, subfolder="text_encoder", dtype=dtype, local_files_only=True, use_safetensors=safetensors_only or None
-            )
+        modules = _load_folder_modules(folder, family, dtype, use_safetensors=safetensors_only or None)
     except (OSError, ValueError, EnvironmentError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         hint = "" if allow_pickle else " (if it has only .bin weights: --allow-pickle, if you trust them)"
         raise ModelError(f"{folder}: cannot load the model ({reason}){hint}") from None
     scheduler_config = _read_scheduler_config(folder)
+    second = "text_encoder_2" in modules
     return SDComponents(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=_folder_tokenizer(folder),
+        **modules,
+        tokenizer=_folder_tokenizer(folder, "tokenizer"),
+        tokenizer_2=_folder_tokenizer(folder, "tokenizer_2") if second else None,
         noise_scheduler=training_scheduler(family, scheduler_config),
         name=folder.name,
         prediction_type=scheduler_config.get("prediction_type", "epsilon"),
         family=family.name,
     )
+
+
+def _load_folder_modules(folder: Path, family: ModelFamily, dtype, use_safetensors) -> dict:
+    import transformers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    common = {"local_files_only": True, "use_safetensors": use_safetensors}
+    modules = {
+        "unet": UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **common),
+        "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **common),
+    }
+    with _no_progress_bar():
+        for part, class_name in family.text_encoder_classes.items():
+            modules[part] = getattr(transformers, class_name).from_pretrained(folder, subfolder=part, dtype=dtype, **common)
+    return modules
 
 
 @contextmanager
@@ -189,14 +224,15 @@ def _read_scheduler_config(folder: Path) -> dict:
     return {key: config[key] for key in keep if key in config}
 
 
-def _folder_tokenizer(folder: Path):
-    """The folder's own tokenizer when it ships one, otherwise the real CLIP tokenizer built offline."""
-    from lrfind.models.tokenizer import MODEL_MAX_LENGTH, get_clip_tokenizer
+def _folder_tokenizer(folder: Path, part: str):
+    """The folder's own tokenizer when it ships one, otherwise the real CLIP tokenizer built offline
+    (for SDXL's `tokenizer_2`: the one padding with "!", as SDXL's does)."""
+    from lrfind.models.tokenizer import MODEL_MAX_LENGTH, get_clip_tokenizer, get_open_clip_tokenizer
 
-    tokenizer_dir = folder / "tokenizer"
+    tokenizer_dir = folder / part
     has_fast = (tokenizer_dir / "tokenizer.json").is_file()
     if has_fast or ((tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file()):
         from transformers import CLIPTokenizer
 
         return CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=MODEL_MAX_LENGTH, local_files_only=True)
-    return get_clip_tokenizer()
+    return get_open_clip_tokenizer() if part == "tokenizer_2" else get_clip_tokenizer()

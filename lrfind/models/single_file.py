@@ -1,8 +1,9 @@
-"""Single-file Stable Diffusion checkpoints (`.safetensors`, `.ckpt`): detect, load, write.
+"""Single-file Stable Diffusion checkpoints (`.safetensors`, `.ckpt`; SD 1.x and SDXL): detect, load, write.
 
 Loading goes through diffusers' own single-file converters (`from_single_file` with a state dict
 and our local config folder), so the key mapping is the one the ecosystem uses and nothing is
-fetched. Writing uses `lrfind.models.to_original`, the inverse mapping diffusers does not ship.
+fetched. Writing uses the family's `to_original` (lrfind.models.to_original, to_original_sdxl), the
+inverse mapping diffusers does not ship.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lrfind.errors import ModelError
-from lrfind.models.families import detect_single_file, variant_named
+from lrfind.models.families import detect_single_file, family_named
 from lrfind.models.to_original import TEXT_ENCODER_PREFIX
+from lrfind.models.to_original_sdxl import CLIP_L_PREFIX
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
+CLIP_PREFIXES = (TEXT_ENCODER_PREFIX, CLIP_L_PREFIX)  # CLIP ViT-L in SD 1.x files, in SDXL files
+PART_LABELS = {"unet": "U-Net", "vae": "VAE", "text_encoder": "text encoder", "text_encoder_2": "second text encoder"}
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
@@ -83,8 +87,8 @@ def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, Any]:
 
 
 def detect_architecture(shapes: Mapping[str, tuple[int, ...]], source: str = "checkpoint") -> str:
-    """The model variant's name ('sd1', 'tiny-sd1': lrfind.models.families); ModelError naming the
-    family for anything else."""
+    """The model variant's name ('sd1', 'tiny-sd1', 'sdxl', 'tiny-sdxl': lrfind.models.families);
+    ModelError naming the family for anything else."""
     _family, variant = detect_single_file(shapes, source)
     return variant.name
 
@@ -93,55 +97,71 @@ def _with_text_model_level(state_dict: dict[str, Any]) -> dict[str, Any]:
     """Old checkpoints store `cond_stage_model.transformer.embeddings.*` without `text_model.`."""
     fixed = {}
     for key, value in state_dict.items():
-        if key.startswith(TEXT_ENCODER_PREFIX) and not key.startswith(TEXT_ENCODER_PREFIX + "text_model."):
-            key = TEXT_ENCODER_PREFIX + "text_model." + key[len(TEXT_ENCODER_PREFIX):]
+        prefix = next((p for p in CLIP_PREFIXES if key.startswith(p)), None)
+        if prefix is not None and not key.startswith(prefix + "text_model."):
+            key = prefix + "text_model." + key[len(prefix):]
         fixed[key] = value
     return fixed
 
 
-def load_single_file(path: Path, allow_pickle: bool = False, dtype=None):
-    """(unet, vae, text_encoder, architecture) from one original-layout SD 1.x file, offline.
+def load_single_file(path: Path, allow_pickle: bool = False, dtype=None) -> tuple[dict[str, Any], str]:
+    """({part: module}, variant name) from one original-layout SD 1.x or SGM-layout SDXL file, offline.
 
     Uses the file's own weights bit for bit, then casts to `dtype` (None: keep the file's dtype).
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-    from transformers import CLIPTextModel
-
     state_dict = _with_text_model_level(read_state_dict(path, allow_pickle))
-    architecture = detect_architecture({k: tuple(v.shape) for k, v in state_dict.items()}, str(path))
-    config = str(variant_named(architecture)[1].config_dir())
-    _require_expected_weights(state_dict, config, architecture, path)
+    family, variant = detect_single_file({k: tuple(v.shape) for k, v in state_dict.items()}, str(path))
+    config = str(variant.config_dir())
+    _require_expected_weights(state_dict, config, family, variant.name, path)
     # dtype is applied after the completeness check: casting a module with a missing (meta) weight fails.
-    common = {"config": config, "torch_dtype": None, "local_files_only": True}
     try:
-        unet = UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", **common)
-        vae = AutoencoderKL.from_single_file(state_dict, subfolder="vae", **common)
-        text_encoder = create_diffusers_clip_model_from_ldm(
-            CLIPTextModel, state_dict, subfolder="text_encoder", **common
-        )
+        modules = _convert(state_dict, config, family)
     except (ValueError, KeyError, RuntimeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ModelError(f"{path}: the weights do not fit the {architecture} layout ({reason}); is the file complete?") from None
-    for part, module in (("U-Net", unet), ("VAE", vae), ("text encoder", text_encoder)):
-        _require_all_weights(module, part, path)
+        raise ModelError(f"{path}: the weights do not fit the {variant.name} layout ({reason}); is the file complete?") from None
+    for part, module in modules.items():
+        _require_all_weights(module, PART_LABELS[part], path)
         cast(module, dtype)
-    return unet, vae, text_encoder, architecture
+    return modules, variant.name
 
 
-def expected_original_shapes(config_dir: str) -> dict[str, tuple[int, ...]]:
+def _convert(state_dict: dict[str, Any], config: str, family) -> dict[str, Any]:
+    """diffusers' own single-file converters, fed our local config folder (so nothing is fetched).
+
+    create_diffusers_clip_model_from_ldm picks the converter from the keys: CLIP ViT-L as is
+    (convert_ldm_clip_checkpoint), OpenCLIP through convert_open_clip_checkpoint (in_proj split,
+    text_projection transposed), telling SDXL's two encoders apart by their widths.
+    """
+    import transformers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+
+    common = {"config": config, "torch_dtype": None, "local_files_only": True}
+    modules = {
+        "unet": UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", **common),
+        "vae": AutoencoderKL.from_single_file(state_dict, subfolder="vae", **common),
+    }
+    for part, class_name in family.text_encoder_classes.items():
+        modules[part] = create_diffusers_clip_model_from_ldm(getattr(transformers, class_name), state_dict,
+                                                             subfolder=part, **common)
+    return modules
+
+
+def expected_original_shapes(config_dir: str, family) -> dict[str, tuple[int, ...]]:
     """Original-layout key -> shape of the model a config folder describes (built on the meta device)."""
+    import transformers
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from lrfind.models.to_original import modules_to_original
 
     with init_empty_weights():
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config_dir, subfolder="unet"))
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir, subfolder="vae"))
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir, subfolder="text_encoder"))
-    return {key: tuple(value.shape) for key, value in modules_to_original(unet, vae, text_encoder).items()}
+        modules = {
+            "unet": UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config_dir, subfolder="unet")),
+            "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir, subfolder="vae")),
+        }
+        for part, class_name in family.text_encoder_classes.items():
+            text_config = transformers.CLIPTextConfig.from_pretrained(config_dir, subfolder=part)
+            modules[part] = getattr(transformers, class_name)(text_config)
+    return {key: tuple(value.shape) for key, value in family.to_original(modules).items()}
 
 
 def _squeezed(shape) -> tuple[int, ...]:
@@ -151,9 +171,10 @@ def _squeezed(shape) -> tuple[int, ...]:
     return shape
 
 
-def _require_expected_weights(state_dict: Mapping[str, Any], config_dir: str, architecture: str, path: Path) -> None:
+def _require_expected_weights(state_dict: Mapping[str, Any], config_dir: str, family, architecture: str,
+                              path: Path) -> None:
     # diffusers' converters skip what a file lacks and leave those weights uninitialised; check first.
-    expected = expected_original_shapes(config_dir)
+    expected = expected_original_shapes(config_dir, family)
     missing = [key for key in expected if key not in state_dict]
     if missing:
         raise ModelError(
@@ -171,7 +192,7 @@ def _require_expected_weights(state_dict: Mapping[str, Any], config_dir: str, ar
 
 def cast(module, dtype) -> None:
     """module.to(dtype) when needed, without diffusers' warning that it gives on every dtype cast
-    (it lists modules to keep in float32; SD 1.x components have none)."""
+    (it lists modules to keep in float32; SD 1.x and SDXL components have none)."""
     import logging
 
     if dtype is None or module.dtype == dtype:
@@ -192,12 +213,17 @@ def _require_all_weights(module, part: str, path: Path) -> None:
         raise ModelError(f"{path}: the {part} weight {missing[0]} (and {len(missing) - 1} more) is missing; the file is incomplete")
 
 
+def components_to_original(components) -> dict[str, Any]:
+    """One original-layout state dict of an SDComponents (its family's layout), tensors contiguous."""
+    state = family_named(components.family).to_original(components.modules())
+    return {key: value.detach().contiguous() for key, value in state.items()}
+
+
 def write_single_file(components, target: Path, metadata: Mapping[str, str] | None = None) -> Path:
     """Write an SDComponents as one original-layout .safetensors file, atomically."""
     from safetensors.torch import save_file
 
     from lrfind.atomic import atomic_path
-    from lrfind.models.to_original import components_to_original
 
     state_dict = components_to_original(components)
     with atomic_path(target) as tmp:

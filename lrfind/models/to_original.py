@@ -131,7 +131,9 @@ def _rename(key: str, exact: Mapping[str, str], blocks: list[tuple[str, str, tup
 
 
 def unet_to_original(state_dict: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
-    exact = _ldm_tables()["unet"]["layers"]
+    exact = dict(_ldm_tables()["unet"]["layers"])
+    if config.get("addition_embed_type") == "text_time":  # SDXL's size/crop and pooled-text embedding
+        exact.update(_ldm_tables()["unet"]["addition_embed_type"])
     blocks = unet_block_map(config)
     return {UNET_PREFIX + _rename(key, exact, blocks, "U-Net"): value for key, value in state_dict.items()}
 
@@ -150,8 +152,8 @@ def vae_to_original(state_dict: Mapping[str, Any], config: Mapping[str, Any]) ->
     return converted
 
 
-def text_encoder_to_original(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """CLIPTextModel weights under `cond_stage_model.transformer.text_model.`.
+def text_encoder_to_original(state_dict: Mapping[str, Any], prefix: str = TEXT_ENCODER_PREFIX) -> dict[str, Any]:
+    """CLIPTextModel weights under `prefix` + `text_model.` (SD 1.x: `cond_stage_model.transformer.`).
 
     transformers >= 5.6 dropped the `text_model.` level from CLIPTextModel's state dict; the
     original layout (and older transformers, which kohya pins) has it, so add it where missing.
@@ -161,20 +163,15 @@ def text_encoder_to_original(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         if key == "text_model.embeddings.position_ids" or key == "embeddings.position_ids":
             continue  # a constant buffer, not a weight; loaders rebuild it
         inner = key if key.startswith("text_model.") else "text_model." + key
-        converted[TEXT_ENCODER_PREFIX + inner] = value
+        converted[prefix + inner] = value
     return converted
 
 
-def modules_to_original(unet, vae, text_encoder) -> dict[str, Any]:
-    """One original-layout state dict of the three modules (tensors as they are, meta ones included)."""
+def sd1_to_original(modules: Mapping[str, Any]) -> dict[str, Any]:
+    """One original-layout state dict of an SD 1.x model's {part: module} (tensors as they are, meta ones included)."""
+    unet, vae, text_encoder = modules["unet"], modules["vae"], modules["text_encoder"]
     state: dict[str, Any] = {}
     state.update(unet_to_original(unet.state_dict(), unet.config))
     state.update(vae_to_original(vae.state_dict(), vae.config))
     state.update(text_encoder_to_original(text_encoder.state_dict()))
     return state
-
-
-def components_to_original(components) -> dict[str, Any]:
-    """One original-layout state dict (U-Net, VAE, text encoder) of an SDComponents, tensors contiguous."""
-    state = modules_to_original(components.unet, components.vae, components.text_encoder)
-    return {key: value.detach().contiguous() for key, value in state.items()}

@@ -22,6 +22,7 @@ from lrfind.errors import ModelError
 BPE_FILE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 N_MERGES = 49152 - 256 - 2  # the part of the BPE file CLIP uses (as open_clip and openai slice it)
 MODEL_MAX_LENGTH = 77
+OPEN_CLIP_PAD_TOKEN = "!"  # open_clip pads with token 0, which is "!"; SDXL's tokenizer_2 says so
 
 
 def bpe_vocabulary_path() -> Path:
@@ -80,6 +81,16 @@ def get_clip_tokenizer():
 
     folder = tokenizer_files_dir()
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=MODEL_MAX_LENGTH, local_files_only=True)
+
+
+@lru_cache(maxsize=1)
+def get_open_clip_tokenizer():
+    """SDXL's second tokenizer (for OpenCLIP ViT-bigG): the same BPE, but pads with "!" (id 0)."""
+    from transformers import CLIPTokenizer
+
+    folder = tokenizer_files_dir()
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=MODEL_MAX_LENGTH, pad_token=OPEN_CLIP_PAD_TOKEN,
+                                         local_files_only=True)
 
 
 def clean_prompt(text: str) -> str:

@@ -1,6 +1,5 @@
-"""Model families, one module each: everything lrfind knows about SD 1.x (sd1.py), and their registry.
-
-SDXL comes as one more module: add lrfind/models/families/sdxl.py (docs/extending.md). No torch.
+"""Model families, one module each: everything lrfind knows about SD 1.x (sd1.py) and SDXL
+(sdxl.py), and their registry. A new family is one more module (docs/extending.md). No torch.
 """
 
 from lrfind.models.families.family import ModelFamily, ModelVariant

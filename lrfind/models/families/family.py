@@ -1,6 +1,6 @@
-"""What lrfind knows about one model family (SD 1.x now; SDXL next), as one frozen object.
+"""What lrfind knows about one model family (SD 1.x, SDXL), as one frozen object.
 
-Each family module (sd1.py, ...) defines one `ModelFamily`; lrfind.models.families.registry lists
+Each family module (sd1.py, sdxl.py) defines one `ModelFamily`; lrfind.models.families.registry lists
 them. Detection reads only tensor names and shapes (a single file's header) or loaded modules'
 configs, so nothing here imports torch.
 """
@@ -19,7 +19,7 @@ Shapes = Mapping[str, tuple[int, ...]]
 class ModelVariant:
     """A size of a family that lrfind has component configs for, told apart by its widths."""
 
-    name: str  # what `lrfind model info` calls it: "sd1", "tiny-sd1"
+    name: str  # what `lrfind model info` calls it: "sd1", "tiny-sd1", "sdxl", "tiny-sdxl"
     widths: tuple[int, ...]  # the family's width signature (sd1: U-Net, text encoder, VAE channels)
     config_dir: Callable[[], Path]  # diffusers-format component configs: single files load offline
 
@@ -32,11 +32,15 @@ class ModelFamily:
     label: str  # "SD 1.x", in messages
     example_file: str  # a well-known checkpoint of the family, for messages
     variants: tuple[ModelVariant, ...]
-    unet_marker: str  # an original-layout (single-file) key only this family's U-Net has
+    claims_single_file: Callable[[Shapes], bool]  # from an original-layout file's tensor names/shapes
     single_file_variant: Callable[[Shapes, str], ModelVariant]  # ModelError for a partial/odd file
     component_widths: Callable[[Any], tuple[int, ...]]  # from loaded SDComponents' configs
     claims_folder: Callable[[Mapping[str, Any]], bool]  # from a diffusers folder's model_index.json
     parts: Mapping[str, str]  # component (SDComponents attribute, diffusers subfolder) -> single-file key prefix
+    text_encoder_classes: Mapping[str, str]  # text-encoder part -> its transformers class name
+    pipeline_class: str  # the diffusers pipeline a saved folder is (model_index.json's _class_name)
+    to_original: Callable[[Mapping[str, Any]], dict]  # {part: module} -> one original-layout state dict
+    trainable: bool  # False: lrfind loads, describes and saves it, but train/probe/study refuse it
     noise_schedule: Mapping[str, Any]  # DDPM training schedule when a file does not give one
     single_file_prediction_type: str  # what a single file predicts (files do not say)
     base_model_version: str  # kohya's ss_base_model_version of a LoRA trained on it
@@ -46,6 +50,7 @@ class ModelFamily:
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_schedule", MappingProxyType(dict(self.noise_schedule)))
         object.__setattr__(self, "parts", MappingProxyType(dict(self.parts)))
+        object.__setattr__(self, "text_encoder_classes", MappingProxyType(dict(self.text_encoder_classes)))
 
     def variant_of(self, widths: tuple[int, ...]) -> Optional[ModelVariant]:
         """The variant with these widths, None for a custom size."""

@@ -1,8 +1,8 @@
 """The model families lrfind supports, one module each, and detection across them.
 
 Adding a family is one module defining a `FAMILY` (lrfind.models.families.family.ModelFamily) and
-one line in `_BUILT_IN`; SDXL goes into `sdxl.py` (and leaves unsupported.py). Written out rather
-than discovered, as the optimizers' registry: the order is the detection order.
+one line in `_BUILT_IN` (sd1.py, sdxl.py). Written out rather than discovered, as the optimizers'
+registry: the order is the detection order and the order messages list the families in.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from lrfind.errors import ModelError
-from lrfind.models.families import sd1, unsupported
+from lrfind.models.families import sd1, sdxl, unsupported
 from lrfind.models.families.family import ModelFamily, ModelVariant, Shapes
 
-_BUILT_IN = (sd1.FAMILY,)
+_BUILT_IN = (sd1.FAMILY, sdxl.FAMILY)
 
 _FAMILIES: dict[str, ModelFamily] = {}
 
@@ -55,7 +55,7 @@ def detect_single_file(shapes: Shapes, source: str = "checkpoint") -> tuple[Mode
     refusal = unsupported.single_file_refusal(shapes)
     if refusal:
         raise ModelError(f"{source}: this is {refusal}")
-    family = next((f for f in _FAMILIES.values() if f.unet_marker in shapes), None)
+    family = next((f for f in _FAMILIES.values() if f.claims_single_file(shapes)), None)
     if family is None:
         first = next(iter(_FAMILIES.values()))
         versions = " or ".join(f.label.removeprefix("SD ") for f in _FAMILIES.values())
