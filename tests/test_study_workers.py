@@ -63,7 +63,7 @@ def test_two_workers_finish_a_study_and_a_killed_workers_trial_is_retried(exampl
     status = capsys.readouterr().out
     assert status.startswith("study w: ") and "finished" in status and f"trial {killed}: " in status
     os.kill(pid, signal.SIGKILL)
-    output, _ = launcher.communicate(timeout=300)
+    output, _ = launcher.communicate(timeout=900)  # a safety net: 2 workers x 2 threads on 2 cores, 5+ trials
     assert launcher.returncode == 0, output
     assert not (tmp_path / "studies" / "w.db").exists()  # several workers: the journal, not sqlite
     trials = optuna.load_study(study_name="w", storage=open_journal(journal)).get_trials()
