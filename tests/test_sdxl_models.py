@@ -13,6 +13,7 @@ from lrfind.config import ModelConfig
 from lrfind.errors import ModelError
 from lrfind.models.families import detect_folder, detect_single_file, family_named
 from lrfind.models.loading import load_components
+from test_model_loading import assert_one_line_error, run_cli  # the CLI helpers of the SD 1.x loading tests
 
 SDXL_INDEX = {"_class_name": "StableDiffusionXLPipeline", "text_encoder": ["transformers", "CLIPTextModel"],
               "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}
@@ -21,18 +22,6 @@ REFINER_INDEX = {"_class_name": "StableDiffusionXLImg2ImgPipeline", "text_encode
 TRAINING_REFUSAL = "SDXL training is not supported yet (issue 16)"
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith("lrfind: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def assert_same_modules(loaded, reference) -> None:
