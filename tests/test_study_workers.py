@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -18,6 +19,7 @@ from lrfind.cli import main
 from lrfind.study.config import StudyConfig
 from lrfind.study.journal import open_journal
 from lrfind.study.storage import WORKER_ATTR
+from lrfind.study.workers import cpu_threads_per_worker
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,10 @@ def test_two_workers_finish_a_study_and_a_killed_workers_trial_is_retried(exampl
     assert main(["status", "w", "--study-dir", str(out)]) == 0  # from the storage, beside the running study
     status = capsys.readouterr().out
     assert status.startswith("study w: ") and "finished" in status and f"trial {killed}: " in status
+    worker_env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+    assert worker_env["OMP_NUM_THREADS"] == str(cpu_threads_per_worker(2, os.environ, len(os.sched_getaffinity(0))))
     os.kill(pid, signal.SIGKILL)
-    output, _ = launcher.communicate(timeout=900)  # a safety net: 2 workers x 2 threads on 2 cores, 5+ trials
+    output, _ = launcher.communicate(timeout=300)  # a safety net; the study takes ~30 s on 2 cores
     assert launcher.returncode == 0, output
     assert not (tmp_path / "studies" / "w.db").exists()  # several workers: the journal, not sqlite
     trials = optuna.load_study(study_name="w", storage=open_journal(journal)).get_trials()
@@ -76,6 +80,19 @@ def test_two_workers_finish_a_study_and_a_killed_workers_trial_is_retried(exampl
     assert retried and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert len({t.user_attrs[WORKER_ATTR]["pid"] for t in finished}) >= 2  # both workers ran trials
     assert "2 workers done" in output and output.count("Recommended") == 1
+
+
+@pytest.mark.parametrize("workers, omp, cores, expected", [
+    (2, "2", 2, 1),   # CI: OMP_NUM_THREADS=2 on two cores -> one thread each, not 2 x 2 spinning on 2 cores
+    (2, None, 16, 8),  # unset: the cores shared out
+    (3, None, 16, 5),
+    (4, "2", 16, 1),   # never below one
+    (1, "6", 16, 6),   # one worker keeps what the user set
+    (2, "junk", 4, 2),  # unreadable: as if unset
+])
+def test_cpu_threads_are_shared_out_between_workers(workers, omp, cores, expected):
+    environ = {} if omp is None else {"OMP_NUM_THREADS": omp}
+    assert cpu_threads_per_worker(workers, environ, cores) == expected
 
 
 def test_default_storage_is_a_journal_for_several_workers_and_sqlite_for_one(tmp_path):
