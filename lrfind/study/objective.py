@@ -84,6 +84,10 @@ class StudyContext:
     # lora_run's validation_memo: one ValidationSet (noised latents, caption embeddings) for the study
     validation_sets: dict = field(default_factory=dict)
     progress: Any = None  # callable(text, transient) for live status lines (lrfind.study.progress), or None
+    # the study's held-out images (lrfind.study.held_out): `dataset` is the rest; () = validate on it
+    held_out: tuple = ()
+    warnings: tuple = ()  # what the split could not do
+    final_stats: Any = None  # DatasetStats of every image: the final run trains on all of them
 
 
 class TrialObjective:
@@ -129,7 +133,7 @@ class TrialObjective:
         swept = bool(plan.epoch_boundaries)
         reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto, best_so_far=swept)
         stopped = None
-        with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets) as parts:
+        with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets, held_out=ctx.held_out) as parts:
             snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries)
             state = LoopState(parts.total_steps, parts.steps_per_epoch)
             callbacks = [snapshots, reporter]
