@@ -87,6 +87,8 @@ def test_held_out_images_are_never_trained_on_and_survive_resume(example_dataset
     trained = {r.path for c in _scan(example_dataset).concepts for r in c.images} - held
     assert batches.paths == trained  # ... and every other image trains
     assert validation.keys and all(set(k) == held for k in validation.keys)  # baseline and trials validate on it
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert complete and all(t.user_attrs["drift"] > 0 and t.user_attrs["epoch_drifts"] for t in complete)
     # the final run trains on all 8 images; its steps math says so
     assert "all 8 images train" in outcome.recommendation.steps_math
 

@@ -23,6 +23,7 @@ from lrfind.study.pruning import OptunaReporter, used_validation_steps
 from lrfind.study.scoring import loss_ratio, objective_value, pareto_values
 from lrfind.study.space import suggest
 from lrfind.study.storage import WORKER_ATTR, worker_identity
+from lrfind.study.trial_drift import DriftRecorder
 from lrfind.study.trial_values import plan_trial
 from lrfind.training.config import TrainConfig
 from lrfind.training.loop import LoopState, run_loop
@@ -88,6 +89,7 @@ class StudyContext:
     held_out: tuple = ()
     warnings: tuple = ()  # what the split could not do
     final_stats: Any = None  # DatasetStats of every image: the final run trains on all of them
+    drift_probe: Any = None  # lrfind.scoring.drift.DriftProbe with the base predictions, or None
 
 
 class TrialObjective:
@@ -136,7 +138,9 @@ class TrialObjective:
         with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets, held_out=ctx.held_out) as parts:
             snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries)
             state = LoopState(parts.total_steps, parts.steps_per_epoch)
-            callbacks = [snapshots, reporter]
+            drift = None if ctx.drift_probe is None else DriftRecorder(
+                ctx.drift_probe, parts, plan.epoch_boundaries or {plan.params.epochs: plan.trial_steps})
+            callbacks = [snapshots] + ([drift] if drift else []) + [reporter]
             if ctx.progress is not None and ctx.cfg.progress:
                 callbacks.append(TrialProgress(trial.number, lambda text: ctx.progress(text, True), PROGRESS_EVERY_S))
             try:
@@ -159,6 +163,8 @@ class TrialObjective:
         metrics = {"val_loss": kept_state.val_loss, "val_history": state.val_history, "steps_done": state.step,
                    "steps_planned": plan.trial_steps, "clip_i": None, "clip_t": None}
         metrics.update(self._epochs_metrics(plan, state, snapshots))
+        if drift is not None:
+            metrics.update(drift.metrics(snapshots.best[0] if swept and snapshots.best is not None else None))
         if stopped is not None:
             metrics["stopped_early"] = f"at step {state.step}: {stopped}"
         return state, lora_state, metrics

@@ -31,6 +31,7 @@ from lrfind.scoring.samples import load_training_images
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.held_out import ensure_held_out
+from lrfind.study.trial_drift import study_drift_probe
 from lrfind.study.objective import QuietTrialLog, StudyContext, TrialFailed, TrialObjective
 from lrfind.study.overrides import with_train_options
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
@@ -236,6 +237,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
                        stats=stats, store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer,
                        validation_sets=validation_sets, held_out=held.records, warnings=held.warnings,
                        final_stats=DatasetStats.from_dataset(dataset))
+    ctx.drift_probe = study_drift_probe(space, components, dataset)  # the base model's predictions, once
     if scorer is not None:
         ctx.prompts = validation_prompts(dataset)
         ctx.train_images = scorer.image_embeddings(load_training_images(dataset))
