@@ -22,6 +22,8 @@ from typing import Callable, Iterable, Optional
 
 SWEPT_EPOCH_ATTR = "best_epoch"
 EPOCH_LOSSES_ATTR = "epoch_val_losses"  # {"1": loss, "2": loss, ...}: the swept epochs' losses
+DRIFT_ATTR = "drift"  # the kept epoch's drift from the base model (lrfind.study.trial_drift)
+EPOCH_DRIFTS_ATTR = "epoch_drifts"  # {"1": drift, ...} at each boundary, like EPOCH_LOSSES_ATTR
 # lr at step t is the same whatever the run's length only for these (lrfind.training.schedulers)
 LENGTH_INDEPENDENT_SCHEDULERS = frozenset({"constant"})
 

@@ -26,7 +26,8 @@ from lrfind.artifacts.recommendation import Agreement, Closeness, ConceptRepeat,
 from lrfind.errors import LrfindError
 from lrfind.network.kinds import type_label
 from lrfind.optimizers import optimizer_entry
-from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, with_swept_epoch
+from lrfind.study.diagnosis import curves_from_trial, diagnose
+from lrfind.study.epoch_sweep import EPOCH_DRIFTS_ATTR, EPOCH_LOSSES_ATTR, with_swept_epoch
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
 from lrfind.study.stats import DatasetStats
 from lrfind.study.trial_values import plan_trial
@@ -176,7 +177,17 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: ProbeReport,
         network_type=params.network_type, network_module=values["network_module"],
         network_args=dict(values["network_args"]),
     )
-    return rec.model_copy(update={"summary": summary_text(rec)})
+    return rec.model_copy(update={"summary": summary_text(rec, diagnosis_sentence(best))})
+
+
+def diagnosis_sentence(trial: TrialRecord) -> str:
+    """The diagnosis (lrfind.study.diagnosis) of a swept trial's curve, against the base model's loss."""
+    attrs = trial.user_attrs
+    losses, ratio, loss = attrs.get(EPOCH_LOSSES_ATTR) or {}, attrs.get("val_loss_ratio"), attrs.get("val_loss")
+    if len(losses) < 2 or not (_finite(ratio) and _finite(loss) and ratio > 0):
+        return ""
+    curves = curves_from_trial(losses, loss / ratio, attrs.get(EPOCH_DRIFTS_ATTR))
+    return f"Diagnosis of trial {trial.number} (held-out loss per epoch against the base model's): {diagnose(curves).text}"
 
 
 def _all_images_note(stats: DatasetStats, final_stats: Optional[DatasetStats]) -> str:
@@ -190,9 +201,9 @@ def _all_images_note(stats: DatasetStats, final_stats: Optional[DatasetStats]) -
 # --- the human paragraph -------------------------------------------------------------------------
 
 
-def summary_text(r: Recommendation) -> str:
+def summary_text(r: Recommendation, diagnosis: str = "") -> str:
     """The paragraph recommendation.json keeps as `summary` (and the study prints)."""
-    return " ".join(part for part in (_settings_sentence(r), _epochs_sentence(r), _steps_sentence(r),
+    return " ".join(part for part in (_settings_sentence(r), _epochs_sentence(r), diagnosis, _steps_sentence(r),
                                       _sureness_sentence(r)) if part)
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-DRIFT_ATTR = "drift"
-EPOCH_DRIFTS_ATTR = "epoch_drifts"  # {"epochs": drift}, like epoch_val_losses
+from lrfind.study.epoch_sweep import DRIFT_ATTR, EPOCH_DRIFTS_ATTR
 
 
 def study_drift_probe(space, components, dataset):
