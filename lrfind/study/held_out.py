@@ -18,7 +18,7 @@ from typing import Callable
 
 from lrfind.data.holdout import apply_split, holdout_split, relative_path
 from lrfind.data.types import Dataset, ImageRecord
-from lrfind.errors import LrfindError
+from lrfind.errors import DatasetError, LrfindError
 
 HELD_OUT_ATTR = "held_out"
 BASELINE_ATTR = "baseline_val_loss"
@@ -60,7 +60,10 @@ def ensure_held_out(study, cfg, dataset: Dataset, scan_folder: Callable[[Path], 
 
 def _new_record(cfg, dataset: Dataset, scan_folder) -> dict:
     if cfg.validation_dir is not None:
-        folder = scan_folder(cfg.validation_dir)
+        try:
+            folder = scan_folder(cfg.validation_dir)
+        except DatasetError as err:  # its message says "dataset folder": name the option instead
+            raise DatasetError(f"--validation-dir {cfg.validation_dir}: {err}") from None
         _check_apart(dataset, folder, cfg.validation_dir)
         images = [relative_path(r, folder.root) for r in folder.train_images]
         return {"source": "dir", "dir": str(cfg.validation_dir), "images": images, "warnings": []}

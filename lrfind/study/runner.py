@@ -8,7 +8,6 @@ in the study's user attributes, so workers on other machines use the same ones.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from dataclasses import dataclass
 from typing import Optional
@@ -30,6 +29,7 @@ from lrfind.scoring.prompts import validation_prompts
 from lrfind.scoring.samples import load_training_images
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
+from lrfind.study.free_heap import return_free_heap
 from lrfind.study.held_out import ensure_held_out
 from lrfind.study.trial_drift import study_drift_probe
 from lrfind.study.objective import QuietTrialLog, StudyContext, TrialFailed, TrialObjective
@@ -242,11 +242,14 @@ def build_context(cfg: StudyConfig, study, space, weights):
         ctx.prompts = validation_prompts(dataset)
         ctx.train_images = scorer.image_embeddings(load_training_images(dataset))
         ctx.prompt_embeddings = scorer.text_embeddings([prompt for prompt, _ in ctx.prompts])
-    for key, value in {"dataset_stats": stats.to_dict(), "space": space.model_dump(mode="json"),
+    # dataset_stats: every image (what the dataset is, and the final run trains on); trained_dataset_stats:
+    # the trials' share, without the held-out images
+    for key, value in {"dataset_stats": ctx.final_stats.to_dict(), "trained_dataset_stats": stats.to_dict(),
+                       "space": space.model_dump(mode="json"),
                        "model": components.name, "clip_model": scorer.name if scorer else None,
                        "clip_calibrated": scorer.calibrated if scorer else None,
                        "objective": describe_objective(weights), "environment": _environment(components),
-                       "dataset": str(cfg.dataset), "final_dataset_stats": ctx.final_stats.to_dict()}.items():
+                       "dataset": str(cfg.dataset)}.items():
         study.set_user_attr(key, value)
     return ctx
 
@@ -280,35 +283,12 @@ class _StopWhenDone:
             study.stop()
 
 
-def return_free_heap(study=None, trial=None) -> None:
-    """Optuna callback: hand freed heap back to the OS (glibc's malloc_trim; elsewhere nothing).
-
-    glibc keeps memory that a trial's tensors and the GP sampler's growing matrices freed; over a
-    study RSS then creeps up though nothing is live (benchmarks/RESULTS.md, study memory).
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 def retry_dead_workers_trials(study, trial=None) -> None:
     """Optuna callback: a local worker killed mid-trial (lrfind.study.workers) has its trial failed and
     retried by the next worker to finish one, not only when a worker starts. RDB storages do this
     through their heartbeats before each trial (worker_storage), with the reason worker_storage writes."""
     if not keeps_heartbeats(study):
         recover_dead_local_trials(study)
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    """glibc's malloc_trim, looked up once (find_library runs ldconfig), or None elsewhere."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl): nothing to do
-        return None
 
 
 def run_study(cfg: StudyConfig, progress=None) -> StudyOutcome:
