@@ -92,3 +92,10 @@ def test_curves_from_a_trials_attributes():
     curves = curves_from_trial({"10": 0.8, "2": 0.9}, 1.0, {"2": 0.01, "10": 0.03})
     assert curves.epochs == (2, 10) and curves.held_out_loss == (0.9, 0.8) and curves.drift == (0.01, 0.03)
     assert curves_from_trial({"2": 0.9, "4": 0.8}, 1.0, {"2": 0.01}).drift == ()  # a partial drift curve: none
+
+
+def test_curves_from_a_trial_with_training_losses():
+    curves = curves_from_trial({"1": 1.01, "2": 1.02, "3": 0.99, "4": 1.03}, 1.0,
+                               epoch_train_losses={"1": 0.1, "2": 0.09, "3": 0.08, "4": 0.07})
+    assert curves.train_loss == (0.1, 0.09, 0.08, 0.07)
+    assert diagnose(curves).text.startswith("overfits from epoch 1")

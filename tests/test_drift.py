@@ -47,7 +47,7 @@ def _config(example_dataset, tmp_path, **overrides) -> TrainConfig:
 def test_drift_is_zero_for_a_fresh_lora_grows_with_training_and_repeats(tiny, example_dataset, dataset,
                                                                        feature_store, tmp_path):
     from lrfind.scoring.drift import base_drift_probe
-    from lrfind.study.trial_drift import DriftRecorder
+    from lrfind.study.trial_curves import DriftRecorder
     from lrfind.training.loop import run_loop
     from lrfind.training.setup import lora_run
 

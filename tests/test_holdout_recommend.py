@@ -45,3 +45,17 @@ def test_the_summary_diagnoses_the_recommended_trial(space):
     assert text in recommend([best], space, PROBE, STATS).summary
     single = TrialRecord(2, "COMPLETE", 0.9, params(), {"val_loss": 0.9, "val_loss_ratio": 0.9})
     assert diagnosis_sentence(single) == ""  # one point is no curve
+
+
+@pytest.mark.parametrize("history, drifts, expected", [
+    ([(13, 0.8), (27, 0.799), (40, 0.798)], {1: 0.01, 2: 0.02, 3: 0.03}, (1, 0.8)),  # 0.1 % less for 2x drift: no
+    ([(13, 0.8), (27, 0.79), (40, 0.7899)], {1: 0.01, 2: 0.02, 3: 0.03}, (2, 0.79)),  # 1.25 % less: worth it
+    ([(13, 0.8), (27, 0.799), (40, 0.79)], {1: 0.01, 2: 0.02, 3: 0.03}, (3, 0.79)),  # 1.25 % below epoch 1's
+    ([(13, 0.8), (27, 0.799)], {1: 0.02, 2: 0.01}, (2, 0.799)),  # lower loss and less drift: always
+    ([(13, 0.8), (27, 0.799)], {1: 0.01}, (2, 0.799)),  # a boundary without drift: loss alone
+    ([(13, 0.8), (27, 0.799)], None, (2, 0.799)),  # no drifts: the lowest loss, as before
+])
+def test_the_sweep_weighs_drift_against_held_out_loss(history, drifts, expected):
+    from lrfind.study.epoch_sweep import best_epoch
+
+    assert best_epoch(history, {1: 13, 2: 27, 3: 40}, drifts) == expected

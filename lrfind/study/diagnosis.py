@@ -197,10 +197,14 @@ def diagnose(curves: EpochCurves) -> Diagnosis:
 
 
 def curves_from_trial(epoch_val_losses: dict, base_loss: float, epoch_drifts: Optional[dict] = None,
-                      samples: Sequence[SampleStats] = ()) -> EpochCurves:
-    """EpochCurves from a trial's user attributes ({"epochs": value} as the study stores them)."""
+                      epoch_train_losses: Optional[dict] = None, samples: Sequence[SampleStats] = ()) -> EpochCurves:
+    """EpochCurves from a trial's user attributes ({"epochs": value} as the study stores them); a
+    drift or training-loss curve that lacks some epoch is left out."""
     epochs = tuple(sorted(int(e) for e in epoch_val_losses))
-    drifts = epoch_drifts or {}
-    drift = tuple(float(drifts[str(e)]) for e in epochs) if all(str(e) in drifts for e in epochs) else ()
-    return EpochCurves(epochs=epochs, held_out_loss=tuple(float(epoch_val_losses[str(e)]) for e in epochs),
-                       base_loss=float(base_loss), drift=drift, samples=tuple(samples))
+
+    def curve(values: Optional[dict]) -> tuple[float, ...]:
+        values = values or {}
+        return tuple(float(values[str(e)]) for e in epochs) if all(str(e) in values for e in epochs) else ()
+
+    return EpochCurves(epochs=epochs, held_out_loss=curve(epoch_val_losses), base_loss=float(base_loss),
+                       drift=curve(epoch_drifts), train_loss=curve(epoch_train_losses), samples=tuple(samples))

@@ -23,7 +23,7 @@ from lrfind.study.pruning import OptunaReporter, used_validation_steps
 from lrfind.study.scoring import loss_ratio, objective_value, pareto_values
 from lrfind.study.space import suggest
 from lrfind.study.storage import WORKER_ATTR, worker_identity
-from lrfind.study.trial_drift import DriftRecorder
+from lrfind.study.trial_curves import DriftRecorder, TrainLossRecorder
 from lrfind.study.trial_values import plan_trial
 from lrfind.training.config import TrainConfig
 from lrfind.training.loop import LoopState, run_loop
@@ -136,11 +136,13 @@ class TrialObjective:
         reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto, best_so_far=swept)
         stopped = None
         with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets, held_out=ctx.held_out) as parts:
-            snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries)
             state = LoopState(parts.total_steps, parts.steps_per_epoch)
             drift = None if ctx.drift_probe is None else DriftRecorder(
                 ctx.drift_probe, parts, plan.epoch_boundaries or {plan.params.epochs: plan.trial_steps})
-            callbacks = [snapshots] + ([drift] if drift else []) + [reporter]
+            # drift first: the snapshot's choice of epoch weighs the boundary's drift
+            snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries, drift.by_epoch if drift else None)
+            train_losses = TrainLossRecorder(plan.epoch_boundaries)
+            callbacks = ([drift] if drift else []) + [snapshots, train_losses, reporter]
             if ctx.progress is not None and ctx.cfg.progress:
                 callbacks.append(TrialProgress(trial.number, lambda text: ctx.progress(text, True), PROGRESS_EVERY_S))
             try:
@@ -165,6 +167,7 @@ class TrialObjective:
         metrics.update(self._epochs_metrics(plan, state, snapshots))
         if drift is not None:
             metrics.update(drift.metrics(snapshots.best[0] if swept and snapshots.best is not None else None))
+        metrics.update(train_losses.metrics())
         if stopped is not None:
             metrics["stopped_early"] = f"at step {state.step}: {stopped}"
         return state, lora_state, metrics
@@ -227,8 +230,9 @@ class BestEpochSnapshot:
     Registered before the pruning reporter, so a trial pruned at a boundary still saw it.
     """
 
-    def __init__(self, network, boundaries: dict):
+    def __init__(self, network, boundaries: dict, drifts: Optional[dict] = None):
         self.network, self.boundaries = network, boundaries
+        self.drifts = drifts  # epoch count -> drift, filled by the DriftRecorder before this runs
         self.best: Optional[tuple[int, float]] = None  # (epochs, validation loss)
         self.best_step = 0
         self.lora_state: Optional[dict] = None
@@ -236,7 +240,7 @@ class BestEpochSnapshot:
     def on_validation(self, state) -> None:
         if state.step not in self.boundaries.values():
             return
-        best = best_epoch(state.val_history, self.boundaries)  # epoch_sweep's rule (ties: fewer epochs)
+        best = best_epoch(state.val_history, self.boundaries, self.drifts)  # epoch_sweep's rule (ties: fewer epochs)
         if best is not None and best != self.best:  # this boundary is the new best
             self.best, self.best_step = best, self.boundaries[best[0]]
             self.lora_state = {k: v.detach().clone() for k, v in self.network.kohya_state_dict().items()}

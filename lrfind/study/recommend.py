@@ -27,7 +27,8 @@ from lrfind.errors import LrfindError
 from lrfind.network.kinds import type_label
 from lrfind.optimizers import optimizer_entry
 from lrfind.study.diagnosis import curves_from_trial, diagnose
-from lrfind.study.epoch_sweep import EPOCH_DRIFTS_ATTR, EPOCH_LOSSES_ATTR, with_swept_epoch
+from lrfind.study.epoch_sweep import (EPOCH_DRIFTS_ATTR, EPOCH_LOSSES_ATTR, EPOCH_MIN_GAIN, EPOCH_TRAIN_LOSSES_ATTR,
+                                      with_swept_epoch)
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
 from lrfind.study.stats import DatasetStats
 from lrfind.study.trial_values import plan_trial
@@ -186,7 +187,7 @@ def diagnosis_sentence(trial: TrialRecord) -> str:
     losses, ratio, loss = attrs.get(EPOCH_LOSSES_ATTR) or {}, attrs.get("val_loss_ratio"), attrs.get("val_loss")
     if len(losses) < 2 or not (_finite(ratio) and _finite(loss) and ratio > 0):
         return ""
-    curves = curves_from_trial(losses, loss / ratio, attrs.get(EPOCH_DRIFTS_ATTR))
+    curves = curves_from_trial(losses, loss / ratio, attrs.get(EPOCH_DRIFTS_ATTR), attrs.get(EPOCH_TRAIN_LOSSES_ATTR))
     return f"Diagnosis of trial {trial.number} (held-out loss per epoch against the base model's): {diagnose(curves).text}"
 
 
@@ -225,8 +226,10 @@ def _epochs_sentence(r: Recommendation) -> str:
     if len(r.epoch_losses) < 2:
         return ""
     losses = ", ".join(f"{e}: {v:.4g}" for e, v in r.epoch_losses.items())
+    rule = (f"; a count that drifts further from the base model had to lower it by more than {EPOCH_MIN_GAIN:.1%}"
+            if "drift" in r.metrics else "")
     return (f"Epochs: {r.epochs} is the best epoch count on trial {r.trial_number}'s curve (validation loss "
-            f"after each count, {losses}).")
+            f"after each count, {losses}{rule}).")
 
 
 def _steps_sentence(r: Recommendation) -> str:

@@ -31,7 +31,7 @@ from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.free_heap import return_free_heap
 from lrfind.study.held_out import ensure_held_out
-from lrfind.study.trial_drift import study_drift_probe
+from lrfind.study.trial_curves import study_drift_probe
 from lrfind.study.objective import QuietTrialLog, StudyContext, TrialFailed, TrialObjective
 from lrfind.study.overrides import with_train_options
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space

@@ -1,16 +1,19 @@
-"""Drift from the base model in a study (lrfind.scoring.drift): the base predictions once per
-process, and a loop callback that measures each trial's drift at its epoch boundaries.
+"""A trial's curves per epoch boundary, beside its held-out loss: drift from the base model
+(lrfind.scoring.drift; the base predictions once per process) and the training loss.
 
 A swept trial's boundaries are the steps where each shorter epoch count ends (the ones it
 validates at, lrfind.study.epoch_sweep); a trial of one epoch count is measured at its last step.
-The kept epoch's drift is the trial's `drift`; every boundary's is in `epoch_drifts`.
+The kept epoch's drift is the trial's `drift`; every boundary's is in `epoch_drifts`. The
+training loss at a boundary is the mean per-step loss since the previous one (`epoch_train_losses`):
+one step's loss depends on the timestep and noise drawn, their mean over a stretch of steps shows
+the trend the diagnosis (lrfind.study.diagnosis) reads.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from lrfind.study.epoch_sweep import DRIFT_ATTR, EPOCH_DRIFTS_ATTR
+from lrfind.study.epoch_sweep import DRIFT_ATTR, EPOCH_DRIFTS_ATTR, EPOCH_TRAIN_LOSSES_ATTR
 
 
 def study_drift_probe(space, components, dataset):
@@ -59,3 +62,24 @@ class DriftRecorder:
         kept = kept_epochs if kept_epochs in self.by_epoch else max(self.by_epoch)
         return {DRIFT_ATTR: self.by_epoch[kept],
                 EPOCH_DRIFTS_ATTR: {str(e): d for e, d in sorted(self.by_epoch.items())}}
+
+
+class TrainLossRecorder:
+    """Loop callback: the mean training loss of the steps since the previous boundary, per boundary."""
+
+    def __init__(self, boundaries: dict[int, int]):
+        self.epochs_at = {step: epochs for epochs, step in boundaries.items()}
+        self.losses: list[float] = []
+        self.by_epoch: dict[int, float] = {}
+
+    def on_step_end(self, state) -> None:
+        self.losses.append(float(state.last_loss))
+        epochs = self.epochs_at.get(state.step)
+        if epochs is not None and self.losses:
+            self.by_epoch[epochs] = sum(self.losses) / len(self.losses)
+            self.losses = []
+
+    def metrics(self) -> dict:
+        if len(self.by_epoch) < 2:
+            return {}
+        return {EPOCH_TRAIN_LOSSES_ATTR: {str(e): v for e, v in sorted(self.by_epoch.items())}}
