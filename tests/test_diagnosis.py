@@ -99,3 +99,14 @@ def test_curves_from_a_trial_with_training_losses():
                                epoch_train_losses={"1": 0.1, "2": 0.09, "3": 0.08, "4": 0.07})
     assert curves.train_loss == (0.1, 0.09, 0.08, 0.07)
     assert diagnose(curves).text.startswith("overfits from epoch 1")
+
+
+def test_a_trials_diagnosis_from_its_attributes():
+    from lrfind.study.diagnosis import diagnose_trial
+
+    attrs = {"val_loss": 0.84, "val_loss_ratio": 0.84, "epoch_val_losses": {"2": 0.9, "4": 0.84, "8": 0.9},
+             "epoch_train_losses": {"2": 0.1, "4": 0.08, "8": 0.06}, "epoch_drifts": {"2": 0.01, "4": 0.02}}
+    found = diagnose_trial(attrs)
+    assert (found.verdict, found.from_epoch, found.best_epoch) == ("overfits", 8, 4)
+    assert diagnose_trial({"val_loss": 0.9, "val_loss_ratio": 0.9, "epoch_val_losses": {"2": 0.9}}) is None
+    assert diagnose_trial({**attrs, "val_loss_ratio": None}) is None

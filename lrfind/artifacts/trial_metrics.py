@@ -14,7 +14,7 @@ Number = Union[int, float]
 # written only when they have a value (a swept trial's epochs, CLIP samples, a twin's source, ...)
 WHEN_PRESENT_KEYS = ("best_epoch", "epoch_val_losses", "stopped_early", "clip_calibrated", "samples",
                      "sample_prompts", "sample_seeds", "duplicate_of", "train_values", "drift", "epoch_drifts",
-                     "epoch_train_losses")
+                     "epoch_train_losses", "diagnosis")
 FILE_ONLY_KEYS = ("schema_version", "number", "params")  # in metrics.json, not in the user attributes
 
 
@@ -25,7 +25,7 @@ class FullRunSteps(Part):
     text: str
 
 
-# 2: drift, epoch_drifts (lrfind.scoring.drift) and epoch_train_losses; files of version 1 read as before, without them
+# 2: drift, epoch_drifts (lrfind.scoring.drift), epoch_train_losses and diagnosis; files of version 1 read as before, without them
 TRIAL_METRICS_VERSION = 2
 
 
@@ -56,6 +56,7 @@ class TrialMetrics(Artifact):
     drift: Optional[float] = None  # the kept epoch's drift from the base model (lrfind.scoring.drift)
     epoch_drifts: Optional[dict[str, float]] = None  # {"epochs": drift} at each epoch boundary measured
     epoch_train_losses: Optional[dict[str, float]] = None  # a swept trial's mean training loss per boundary
+    diagnosis: Optional[str] = None  # a swept trial's verdict in words (lrfind.study.diagnosis)
 
     @field_validator("schema_version")
     @classmethod

@@ -36,6 +36,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence
 
+from lrfind.study.epoch_sweep import EPOCH_DRIFTS_ATTR, EPOCH_LOSSES_ATTR, EPOCH_TRAIN_LOSSES_ATTR
+
 BURN_RATIO = 1.5  # held-out loss 1.5x the base model's, or training loss 1.5x its lowest: exploded
 RISE_TOLERANCE = 0.02  # a rise of 2 % above the minimum is more than evaluation noise (deterministic loss)
 FALL_TOLERANCE = 0.02  # the training loss must fall 2 % for it to have learnt its images
@@ -208,3 +210,14 @@ def curves_from_trial(epoch_val_losses: dict, base_loss: float, epoch_drifts: Op
 
     return EpochCurves(epochs=epochs, held_out_loss=curve(epoch_val_losses), base_loss=float(base_loss),
                        drift=curve(epoch_drifts), train_loss=curve(epoch_train_losses), samples=tuple(samples))
+
+
+def diagnose_trial(user_attrs: dict) -> Optional[Diagnosis]:
+    """A swept trial's diagnosis from its user attributes; None for a trial of one epoch count
+    (one point is no curve) or one without a finite loss ratio."""
+    losses = user_attrs.get(EPOCH_LOSSES_ATTR) or {}
+    ratio, loss = user_attrs.get("val_loss_ratio"), user_attrs.get("val_loss")
+    if len(losses) < 2 or not (_finite(ratio) and _finite(loss) and ratio > 0):
+        return None
+    return diagnose(curves_from_trial(losses, loss / ratio, user_attrs.get(EPOCH_DRIFTS_ATTR),
+                                      user_attrs.get(EPOCH_TRAIN_LOSSES_ATTR)))

@@ -17,6 +17,7 @@ from lrfind.data.types import with_repeats
 from lrfind.errors import LrfindError, TrainingStopped
 from lrfind.network import save_lora
 from lrfind.scoring.samples import save_samples, score_samples
+from lrfind.study.diagnosis import diagnose_trial
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_epoch, epoch_losses
 from lrfind.study.progress import TrialProgress
 from lrfind.study.pruning import OptunaReporter, used_validation_steps
@@ -209,8 +210,10 @@ class TrialObjective:
     def _finish(self, trial, trial_dir: Path, metrics: dict, started: float):
         """Record the metrics on the trial and in metrics.json; return the objective value(s)."""
         ctx = self.ctx
-        metrics = TrialMetrics(number=trial.number, params=trial.params, **metrics,
-                               val_loss_ratio=loss_ratio(metrics["val_loss"], ctx.baseline_val_loss),
+        ratio = loss_ratio(metrics["val_loss"], ctx.baseline_val_loss)
+        found = diagnose_trial({**metrics, "val_loss_ratio": ratio})
+        metrics = TrialMetrics(number=trial.number, params=trial.params, **metrics, val_loss_ratio=ratio,
+                               diagnosis=found.text if found is not None else None,
                                seconds=round(time.time() - started, 2))
         _record(trial, trial_dir, metrics)
         args = (metrics.val_loss, ctx.baseline_val_loss, metrics.clip_i, metrics.clip_t, ctx.weights)

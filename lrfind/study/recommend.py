@@ -26,9 +26,8 @@ from lrfind.artifacts.recommendation import Agreement, Closeness, ConceptRepeat,
 from lrfind.errors import LrfindError
 from lrfind.network.kinds import type_label
 from lrfind.optimizers import optimizer_entry
-from lrfind.study.diagnosis import curves_from_trial, diagnose
-from lrfind.study.epoch_sweep import (EPOCH_DRIFTS_ATTR, EPOCH_LOSSES_ATTR, EPOCH_MIN_GAIN, EPOCH_TRAIN_LOSSES_ATTR,
-                                      with_swept_epoch)
+from lrfind.study.diagnosis import diagnose_trial
+from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, EPOCH_MIN_GAIN, with_swept_epoch
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
 from lrfind.study.stats import DatasetStats
 from lrfind.study.trial_values import plan_trial
@@ -183,12 +182,10 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: ProbeReport,
 
 def diagnosis_sentence(trial: TrialRecord) -> str:
     """The diagnosis (lrfind.study.diagnosis) of a swept trial's curve, against the base model's loss."""
-    attrs = trial.user_attrs
-    losses, ratio, loss = attrs.get(EPOCH_LOSSES_ATTR) or {}, attrs.get("val_loss_ratio"), attrs.get("val_loss")
-    if len(losses) < 2 or not (_finite(ratio) and _finite(loss) and ratio > 0):
+    found = diagnose_trial(trial.user_attrs)
+    if found is None:
         return ""
-    curves = curves_from_trial(losses, loss / ratio, attrs.get(EPOCH_DRIFTS_ATTR), attrs.get(EPOCH_TRAIN_LOSSES_ATTR))
-    return f"Diagnosis of trial {trial.number} (held-out loss per epoch against the base model's): {diagnose(curves).text}"
+    return f"Diagnosis of trial {trial.number} (held-out loss per epoch against the base model's): {found.text}"
 
 
 def _all_images_note(stats: DatasetStats, final_stats: Optional[DatasetStats]) -> str:

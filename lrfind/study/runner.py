@@ -31,7 +31,6 @@ from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.free_heap import return_free_heap
 from lrfind.study.held_out import ensure_held_out
-from lrfind.study.trial_curves import study_drift_probe
 from lrfind.study.objective import QuietTrialLog, StudyContext, TrialFailed, TrialObjective
 from lrfind.study.overrides import with_train_options
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
@@ -52,6 +51,7 @@ from lrfind.study.study_end import (
     overrun_note,
     settle_end,
 )
+from lrfind.study.trial_curves import study_drift_probe
 from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials, keeps_heartbeats
 from lrfind.training.config import TrainConfig
 from lrfind.training.run_options import given
@@ -319,9 +319,8 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
               "and retried")
     ctx = build_context(cfg, study, space, weights)
     ctx.progress = progress
-    for line in ctx.warnings:  # what the held-out split could not do: the CLI prints it
-        if progress is not None:
-            progress(f"warning: {line}", False)
+    for line in ctx.warnings if progress is not None else ():  # what the split could not do: the CLI prints it
+        progress(f"warning: {line}", False)
     check_study_space(cfg, study, ctx, finished_trials(study))
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
