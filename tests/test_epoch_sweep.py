@@ -151,7 +151,7 @@ def test_a_swept_trial_gives_each_shorter_trials_result_exactly(example_dataset,
     assert list(losses) == ["1", "2", "3"]
     drifts = {int(e): d for e, d in swept.user_attrs["epoch_drifts"].items()}
     assert list(drifts) == [1, 2, 3] and list(swept.user_attrs["epoch_train_losses"]) == ["1", "2", "3"]
-    assert swept.user_attrs["diagnosis"].split()[0] in ("underfits", "fits", "overfits", "burned")
+    assert swept.user_attrs["diagnosis"].startswith(("underfits", "fits", "overfits", "burned"))
     best = str(best_epoch([(int(e), v) for e, v in losses.items()], {int(e): int(e) for e in losses}, drifts)[0])
     assert swept.user_attrs["best_epoch"] == int(best) and swept.user_attrs["val_loss"] == losses[best]
     assert swept.value == pytest.approx(swept.user_attrs["val_loss_ratio"])  # loss-only objective
