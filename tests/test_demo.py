@@ -58,22 +58,26 @@ PINNED_PROBE = {'status': 'still_rising',
                 'unet_lr': 1.4919996010234354e-05,
                 'lion_lr': 4.973332003411451e-06,
                 'text_encoder_lr': 3.7299990025585884e-06}
+# Re-pinned on the heldout branch (issue 17, 2026-12-02): the study validates on a held-out image
+# (the cat folder's 6 give 1; the cup's 2 are too few), its trials train on the other 7, and the
+# epoch sweep keeps 1 epoch: 2 and 3 drift further from the base model for a 0.03 % lower
+# held-out loss (EPOCH_MIN_GAIN is 0.5 %). The final run trains on all 8 images for 1 epoch.
 PINNED_RECOMMENDATION = {'trial_number': 0,
-                         'value': 0.7787514451966077,
+                         'value': 0.7790640104310056,
                          'network_dim': 8,
                          'network_alpha': 8.0,
-                         'epochs': 3,
+                         'epochs': 1,
                          'repeats': 1,
                          'optimizer': 'AdamW',
                          'unet_lr': 1.4919996010234354e-05,
-                         'total_steps': 24,
-                         'trial_steps': 23,
-                         'epoch_losses': {'1': 1.167447442188859,
-                                          '2': 1.167291359975934,
-                                          '3': 1.1671001575887203}}
+                         'total_steps': 8,
+                         'trial_steps': 7,
+                         'epoch_losses': {'1': 1.1761421859264374,
+                                          '2': 1.1759750843048096,
+                                          '3': 1.1758011281490326}}
 PINNED_FINAL = {'suggested_epoch': 1,
-                'suggested_file': 'demo-000001.safetensors',
-                'val_losses': [1.167447442188859, 1.167269604280591, 1.167074965313077]}
+                'suggested_file': 'demo.safetensors',
+                'val_losses': [1.167447442188859]}
 
 
 def _close(actual, expected, rel=1e-4):

@@ -149,7 +149,10 @@ def test_a_swept_trial_gives_each_shorter_trials_result_exactly(example_dataset,
     assert "epochs" not in swept.params and swept.user_attrs["steps_done"] == 12
     losses = swept.user_attrs["epoch_val_losses"]
     assert list(losses) == ["1", "2", "3"]
-    best = min(losses, key=losses.get)
+    drifts = {int(e): d for e, d in swept.user_attrs["epoch_drifts"].items()}
+    assert list(drifts) == [1, 2, 3] and list(swept.user_attrs["epoch_train_losses"]) == ["1", "2", "3"]
+    assert swept.user_attrs["diagnosis"].startswith(("underfits", "fits", "overfits", "burned"))
+    best = str(best_epoch([(int(e), v) for e, v in losses.items()], {int(e): int(e) for e in losses}, drifts)[0])
     assert swept.user_attrs["best_epoch"] == int(best) and swept.user_attrs["val_loss"] == losses[best]
     assert swept.value == pytest.approx(swept.user_attrs["val_loss_ratio"])  # loss-only objective
     assert [s for s, _ in swept.user_attrs["val_history"]] == [4, 8, 12]  # the boundaries (first before step 5)
@@ -168,6 +171,9 @@ def test_a_swept_trial_gives_each_shorter_trials_result_exactly(example_dataset,
     for trial in sampled:  # the 1- and 2-epoch trials end where the swept trial passed through
         assert trial.user_attrs["val_loss"] == pytest.approx(losses[str(trial.params["epochs"])], rel=1e-6)
         assert trial.user_attrs["steps_done"] < 12 and "epoch_val_losses" not in trial.user_attrs
+        # and the drift the swept trial measured at that boundary is the shorter trial's own
+        epochs = str(trial.params["epochs"])
+        assert trial.user_attrs["drift"] == pytest.approx(swept.user_attrs["epoch_drifts"][epochs], rel=1e-6)
 
 
 def test_a_new_study_starts_at_the_probe_point(example_dataset, tmp_path, probe_report):

@@ -58,6 +58,7 @@ PURE_NUMERICS = (
     "lrfind.data.buckets",        # aspect-ratio bucket arithmetic
     "lrfind.data.steps",          # steps per epoch and in total (kohya's formula)
     "lrfind.data.limits",         # bounds on repeats and steps
+    "lrfind.data.holdout",        # the held-out split per concept
     "lrfind.network.types",       # the network-type registry: names, args, lr factors (builders are paths)
     "lrfind.network.kinds",       # a network type's TrainConfig values and label
     "lrfind.probe.plateau",       # where d*lr stabilises, and its confidence
@@ -70,6 +71,7 @@ PURE_NUMERICS = (
     "lrfind.study.scoring",       # the objective from validation loss and CLIP scores
     "lrfind.study.pruning",       # the pruner's intermediate values
     "lrfind.study.recommend",     # the recommendation from finished trials
+    "lrfind.study.diagnosis",     # underfits / fits / overfits / burned from a run's curves
 )
 
 HEAVY = ("torch", "diffusers", "transformers", "peft", "safetensors", "accelerate", "lycoris", "open_clip",

@@ -6,14 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
 
-from pydantic import Field, model_serializer
+from pydantic import Field, field_validator, model_serializer
 
 from lrfind.artifacts.base import Artifact, Part, read_artifact
 
 Number = Union[int, float]
 # written only when they have a value (a swept trial's epochs, CLIP samples, a twin's source, ...)
 WHEN_PRESENT_KEYS = ("best_epoch", "epoch_val_losses", "stopped_early", "clip_calibrated", "samples",
-                     "sample_prompts", "sample_seeds", "duplicate_of", "train_values")
+                     "sample_prompts", "sample_seeds", "duplicate_of", "train_values", "drift", "epoch_drifts",
+                     "epoch_train_losses", "diagnosis")
 FILE_ONLY_KEYS = ("schema_version", "number", "params")  # in metrics.json, not in the user attributes
 
 
@@ -24,9 +25,14 @@ class FullRunSteps(Part):
     text: str
 
 
+# 2: drift, epoch_drifts (lrfind.scoring.drift), epoch_train_losses and diagnosis; files of version 1 read as before, without them
+TRIAL_METRICS_VERSION = 2
+
+
 class TrialMetrics(Artifact):
     FIX: ClassVar[str] = "rerun the study (lrfind study) to rewrite it"
 
+    schema_version: int = TRIAL_METRICS_VERSION
     number: int
     params: dict[str, Any] = Field(default_factory=dict)
     val_loss: Optional[float] = None
@@ -47,6 +53,18 @@ class TrialMetrics(Artifact):
     seconds: float = 0.0
     duplicate_of: Optional[int] = None  # a twin's result: the trial it was copied from
     train_values: Optional[dict[str, Any]] = None  # a twin copies its source's
+    drift: Optional[float] = None  # the kept epoch's drift from the base model (lrfind.scoring.drift)
+    epoch_drifts: Optional[dict[str, float]] = None  # {"epochs": drift} at each epoch boundary measured
+    epoch_train_losses: Optional[dict[str, float]] = None  # a swept trial's mean training loss per boundary
+    diagnosis: Optional[str] = None  # a swept trial's verdict in words (lrfind.study.diagnosis)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:  # replaces Artifact's check: this file has its own version
+        if not 1 <= value <= TRIAL_METRICS_VERSION:
+            raise ValueError(f"schema version {value} is not one this lrfind reads (1..{TRIAL_METRICS_VERSION}); "
+                             "a newer lrfind wrote it")
+        return value
 
     @model_serializer(mode="wrap")
     def _as_in_file(self, handler) -> dict:

@@ -25,6 +25,11 @@ HELP = {
     "workers": "local worker processes on this study (CPU); the default storage is then a journal file, "
                "studies/NAME.journal, which several processes can write",
     "devices": "one worker per device, pinned with CUDA_VISIBLE_DEVICES, e.g. 0,1",
+    "validation_split": "share of each concept folder's images held out: no trial trains on them, every trial "
+                        "validates on them (0: validate on the training images)",
+    "validation_min_images": "a concept folder with fewer images holds none out (and the study says so)",
+    "validation_dir": "validate on this kohya-layout folder's images instead of a split of DATASET "
+                      "(then every DATASET image trains)",
     "sampler_seed": "seed of Optuna's sampler (default: --seed mixed with the process id, so workers differ); "
                     "set it for a reproducible single-worker study",
 }

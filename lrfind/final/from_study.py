@@ -5,6 +5,11 @@ options override both. Defaults a final run wants beside the recommendation: fil
 studies/NAME/final/ named after the study, a LoRA file, samples and a state every few epochs (about
 ten saved epochs at most, so the X/Y grid stays readable), TensorBoard logs, and the base model the
 study's probe used.
+
+The final run trains on every image of the dataset, the ones the study held out for validation
+(lrfind.study.held_out) included: the trials only needed them to be judged on, the final LoRA
+gains from them. The recommendation's steps math counts all of them and says so. To keep a
+validation share in the final run, pass --validation-split (its images are then not trained on).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from lrfind.config import Seed, StrictModel
+from lrfind.data.holdout import DEFAULT_VALIDATION_SPLIT, MIN_IMAGES_TO_HOLD_OUT
 from lrfind.training.run_options import StudyTrainOptions
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
@@ -59,6 +60,12 @@ class StudyConfig(StrictModel):
     heartbeat_interval: int = Field(30, ge=1)
     grace_period: int = Field(120, ge=2)
     progress: bool = True
+    # held-out images (lrfind.data.holdout, lrfind.study.held_out): no trial trains on them; every
+    # trial and the baseline validate on them. A share of each concept folder with at least
+    # validation_min_images images, or the images of validation_dir (kohya layout) instead.
+    validation_split: float = Field(DEFAULT_VALIDATION_SPLIT, ge=0, lt=1)
+    validation_min_images: int = Field(MIN_IMAGES_TO_HOLD_OUT, ge=2)
+    validation_dir: Optional[Path] = None
     torch_compile: bool = False  # each trial's UNet through torch.compile (its compile time counts)
     # lrfind train's run-wide options (and the space's fixed dimensions) as given: they override the
     # space's [fixed] (lrfind.study.overrides); the command line flattens them to train's flag names

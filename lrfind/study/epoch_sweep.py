@@ -22,6 +22,13 @@ from typing import Callable, Iterable, Optional
 
 SWEPT_EPOCH_ATTR = "best_epoch"
 EPOCH_LOSSES_ATTR = "epoch_val_losses"  # {"1": loss, "2": loss, ...}: the swept epochs' losses
+DRIFT_ATTR = "drift"  # the kept epoch's drift from the base model (lrfind.study.trial_curves)
+EPOCH_DRIFTS_ATTR = "epoch_drifts"  # {"1": drift, ...} at each boundary, like EPOCH_LOSSES_ATTR
+EPOCH_TRAIN_LOSSES_ATTR = "epoch_train_losses"  # {"1": mean training loss since the previous boundary, ...}
+# A longer epoch count that moves the model further from the base (more drift) must lower the
+# held-out loss by more than this share to be kept: the extra drift is what the user pays for it
+# in scenes without the trigger word, and half a percent of held-out loss is what it must buy.
+EPOCH_MIN_GAIN = 0.005
 # lr at step t is the same whatever the run's length only for these (lrfind.training.schedulers)
 LENGTH_INDEPENDENT_SCHEDULERS = frozenset({"constant"})
 
@@ -55,10 +62,15 @@ def boundary_steps(counts: Iterable[int], steps_for: Callable[[int], int]) -> di
     return out
 
 
-def best_epoch(history: Iterable[tuple[int, float]], boundaries: dict[int, int]) -> Optional[tuple[int, float]]:
-    """(epoch count, validation loss) of the lowest finite loss at a boundary step; None if none.
+def best_epoch(history: Iterable[tuple[int, float]], boundaries: dict[int, int],
+               drifts: Optional[dict[int, float]] = None) -> Optional[tuple[int, float]]:
+    """(epoch count, held-out loss) of the best boundary; None if no boundary has a finite loss.
 
-    Ties keep the fewer epochs (same quality, less training). Non-finite losses never win.
+    Counts are taken in order; a later one replaces the best when its loss is lower. Ties keep
+    the fewer epochs (same quality, less training); non-finite losses never win. With `drifts`
+    (epoch count -> drift from the base model, lrfind.study.trial_curves), a later count that
+    drifts further must also pay for it: it must lower the loss by more than EPOCH_MIN_GAIN
+    (relative). The rule looks back only, so a trial can keep the best LoRA as it trains.
     """
     at_step = {int(step): float(loss) for step, loss in history}
     best: Optional[tuple[int, float]] = None
@@ -66,9 +78,18 @@ def best_epoch(history: Iterable[tuple[int, float]], boundaries: dict[int, int])
         loss = at_step.get(boundaries[count])
         if loss is None or not math.isfinite(loss):
             continue
-        if best is None or loss < best[1]:
+        if best is None or _better(count, loss, best, drifts):
             best = (count, loss)
     return best
+
+
+def _better(count: int, loss: float, best: tuple[int, float], drifts: Optional[dict[int, float]]) -> bool:
+    if not loss < best[1]:
+        return False
+    new, old = (drifts.get(count), drifts.get(best[0])) if drifts else (None, None)
+    if new is None or old is None or new <= old:
+        return True
+    return loss < best[1] * (1 - EPOCH_MIN_GAIN)
 
 
 def epoch_losses(history: Iterable[tuple[int, float]], boundaries: dict[int, int]) -> dict[str, float]:

@@ -17,12 +17,14 @@ from lrfind.data.types import with_repeats
 from lrfind.errors import LrfindError, TrainingStopped
 from lrfind.network import save_lora
 from lrfind.scoring.samples import save_samples, score_samples
+from lrfind.study.diagnosis import diagnose_trial
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_epoch, epoch_losses
 from lrfind.study.progress import TrialProgress
 from lrfind.study.pruning import OptunaReporter, used_validation_steps
 from lrfind.study.scoring import loss_ratio, objective_value, pareto_values
 from lrfind.study.space import suggest
 from lrfind.study.storage import WORKER_ATTR, worker_identity
+from lrfind.study.trial_curves import DriftRecorder, TrainLossRecorder
 from lrfind.study.trial_values import plan_trial
 from lrfind.training.config import TrainConfig
 from lrfind.training.loop import LoopState, run_loop
@@ -84,6 +86,11 @@ class StudyContext:
     # lora_run's validation_memo: one ValidationSet (noised latents, caption embeddings) for the study
     validation_sets: dict = field(default_factory=dict)
     progress: Any = None  # callable(text, transient) for live status lines (lrfind.study.progress), or None
+    # the study's held-out images (lrfind.study.held_out): `dataset` is the rest; () = validate on it
+    held_out: tuple = ()
+    warnings: tuple = ()  # what the split could not do
+    final_stats: Any = None  # DatasetStats of every image: the final run trains on all of them
+    drift_probe: Any = None  # lrfind.scoring.drift.DriftProbe with the base predictions, or None
 
 
 class TrialObjective:
@@ -129,10 +136,14 @@ class TrialObjective:
         swept = bool(plan.epoch_boundaries)
         reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto, best_so_far=swept)
         stopped = None
-        with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets) as parts:
-            snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries)
+        with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets, held_out=ctx.held_out) as parts:
             state = LoopState(parts.total_steps, parts.steps_per_epoch)
-            callbacks = [snapshots, reporter]
+            drift = None if ctx.drift_probe is None else DriftRecorder(
+                ctx.drift_probe, parts, plan.epoch_boundaries or {plan.params.epochs: plan.trial_steps})
+            # drift first: the snapshot's choice of epoch weighs the boundary's drift
+            snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries, drift.by_epoch if drift else None)
+            train_losses = TrainLossRecorder(plan.epoch_boundaries)
+            callbacks = ([drift] if drift else []) + [snapshots, train_losses, reporter]
             if ctx.progress is not None and ctx.cfg.progress:
                 callbacks.append(TrialProgress(trial.number, lambda text: ctx.progress(text, True), PROGRESS_EVERY_S))
             try:
@@ -155,6 +166,9 @@ class TrialObjective:
         metrics = {"val_loss": kept_state.val_loss, "val_history": state.val_history, "steps_done": state.step,
                    "steps_planned": plan.trial_steps, "clip_i": None, "clip_t": None}
         metrics.update(self._epochs_metrics(plan, state, snapshots))
+        if drift is not None:
+            metrics.update(drift.metrics(snapshots.best[0] if swept and snapshots.best is not None else None))
+        metrics.update(train_losses.metrics())
         if stopped is not None:
             metrics["stopped_early"] = f"at step {state.step}: {stopped}"
         return state, lora_state, metrics
@@ -196,8 +210,10 @@ class TrialObjective:
     def _finish(self, trial, trial_dir: Path, metrics: dict, started: float):
         """Record the metrics on the trial and in metrics.json; return the objective value(s)."""
         ctx = self.ctx
-        metrics = TrialMetrics(number=trial.number, params=trial.params, **metrics,
-                               val_loss_ratio=loss_ratio(metrics["val_loss"], ctx.baseline_val_loss),
+        ratio = loss_ratio(metrics["val_loss"], ctx.baseline_val_loss)
+        found = diagnose_trial({**metrics, "val_loss_ratio": ratio})
+        metrics = TrialMetrics(number=trial.number, params=trial.params, **metrics, val_loss_ratio=ratio,
+                               diagnosis=found.text if found is not None else None,
                                seconds=round(time.time() - started, 2))
         _record(trial, trial_dir, metrics)
         args = (metrics.val_loss, ctx.baseline_val_loss, metrics.clip_i, metrics.clip_t, ctx.weights)
@@ -217,8 +233,9 @@ class BestEpochSnapshot:
     Registered before the pruning reporter, so a trial pruned at a boundary still saw it.
     """
 
-    def __init__(self, network, boundaries: dict):
+    def __init__(self, network, boundaries: dict, drifts: Optional[dict] = None):
         self.network, self.boundaries = network, boundaries
+        self.drifts = drifts  # epoch count -> drift, filled by the DriftRecorder before this runs
         self.best: Optional[tuple[int, float]] = None  # (epochs, validation loss)
         self.best_step = 0
         self.lora_state: Optional[dict] = None
@@ -226,7 +243,7 @@ class BestEpochSnapshot:
     def on_validation(self, state) -> None:
         if state.step not in self.boundaries.values():
             return
-        best = best_epoch(state.val_history, self.boundaries)  # epoch_sweep's rule (ties: fewer epochs)
+        best = best_epoch(state.val_history, self.boundaries, self.drifts)  # epoch_sweep's rule (ties: fewer epochs)
         if best is not None and best != self.best:  # this boundary is the new best
             self.best, self.best_step = best, self.boundaries[best[0]]
             self.lora_state = {k: v.detach().clone() for k, v in self.network.kohya_state_dict().items()}

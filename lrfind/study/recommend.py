@@ -26,7 +26,8 @@ from lrfind.artifacts.recommendation import Agreement, Closeness, ConceptRepeat,
 from lrfind.errors import LrfindError
 from lrfind.network.kinds import type_label
 from lrfind.optimizers import optimizer_entry
-from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, with_swept_epoch
+from lrfind.study.diagnosis import diagnose_trial
+from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, EPOCH_MIN_GAIN, with_swept_epoch
 from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
 from lrfind.study.stats import DatasetStats
 from lrfind.study.trial_values import plan_trial
@@ -136,8 +137,12 @@ def _confidence(closeness: Closeness, agreement) -> str:
 
 
 def recommend(trials: list[TrialRecord], space: SearchSpace, probe: ProbeReport, stats: DatasetStats,
-              direction: str = "minimize") -> Recommendation:
-    """The recommended full run: the best completed trial's parameters at full length."""
+              direction: str = "minimize", final_stats: Optional[DatasetStats] = None) -> Recommendation:
+    """The recommended full run: the best completed trial's parameters at full length.
+
+    `stats` are the images the trials trained on; `final_stats` every image of the dataset (the
+    study's held-out ones too), which the full run trains on (None: the same as `stats`).
+    """
     if direction not in ("minimize", "maximize"):
         raise ValueError(f"direction must be minimize or maximize, got {direction!r}")
     ranked = _ranked(trials, direction)
@@ -151,7 +156,8 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: ProbeReport,
     best = ranked[0]
     params = TrialParams.from_params(best.params, space)
     plan = plan_trial(params, probe, space, stats)
-    values = plan.full_run_values
+    final = plan_trial(params, probe, space, final_stats) if final_stats is not None else plan
+    values = final.full_run_values
     closeness = _closeness(ranked, trials)
     agreement = _agreement(ranked, space)
     rec = Recommendation(
@@ -159,10 +165,10 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: ProbeReport,
         network_dim=params.network_dim, network_alpha=params.network_alpha, epochs=params.epochs,
         repeats=params.repeats, optimizer=params.optimizer,
         concept_repeats=[ConceptRepeat(folder=f, concept=c, repeats=r, folder_name=f"{r}_{c}")
-                         for f, c, r in plan.concept_repeats],
+                         for f, c, r in final.concept_repeats],
         optimizer_args=dict(values["optimizer_args"]), unet_lr=values["unet_lr"],
         text_encoder_lr=values["text_encoder_lr"], lr_scheduler=params.lr_scheduler,
-        total_steps=plan.full_run.total_steps, steps_math=plan.full_run.text,
+        total_steps=final.full_run.total_steps, steps_math=final.full_run.text + _all_images_note(stats, final_stats),
         trial_steps=plan.trial_steps, budget_scale=plan.budget_scale, train_values=dict(values),
         closeness=closeness, agreement=agreement,
         confidence=_confidence(closeness, agreement),
@@ -171,15 +177,31 @@ def recommend(trials: list[TrialRecord], space: SearchSpace, probe: ProbeReport,
         network_type=params.network_type, network_module=values["network_module"],
         network_args=dict(values["network_args"]),
     )
-    return rec.model_copy(update={"summary": summary_text(rec)})
+    return rec.model_copy(update={"summary": summary_text(rec, diagnosis_sentence(best))})
+
+
+def diagnosis_sentence(trial: TrialRecord) -> str:
+    """The diagnosis (lrfind.study.diagnosis) of a swept trial's curve, against the base model's loss."""
+    found = diagnose_trial(trial.user_attrs)
+    if found is None:
+        return ""
+    return f"Diagnosis of trial {trial.number} (held-out loss per epoch against the base model's): {found.text}"
+
+
+def _all_images_note(stats: DatasetStats, final_stats: Optional[DatasetStats]) -> str:
+    held = final_stats.images - stats.images if final_stats is not None else 0
+    if held <= 0:
+        return ""
+    return (f" (all {final_stats.images} images train, the {held} the study held out for validation too; "
+            f"its trials trained on {stats.images})")
 
 
 # --- the human paragraph -------------------------------------------------------------------------
 
 
-def summary_text(r: Recommendation) -> str:
+def summary_text(r: Recommendation, diagnosis: str = "") -> str:
     """The paragraph recommendation.json keeps as `summary` (and the study prints)."""
-    return " ".join(part for part in (_settings_sentence(r), _epochs_sentence(r), _steps_sentence(r),
+    return " ".join(part for part in (_settings_sentence(r), _epochs_sentence(r), diagnosis, _steps_sentence(r),
                                       _sureness_sentence(r)) if part)
 
 
@@ -201,8 +223,10 @@ def _epochs_sentence(r: Recommendation) -> str:
     if len(r.epoch_losses) < 2:
         return ""
     losses = ", ".join(f"{e}: {v:.4g}" for e, v in r.epoch_losses.items())
+    rule = (f"; a count that drifts further from the base model had to lower it by more than {EPOCH_MIN_GAIN:.1%}"
+            if "drift" in r.metrics else "")
     return (f"Epochs: {r.epochs} is the best epoch count on trial {r.trial_number}'s curve (validation loss "
-            f"after each count, {losses}).")
+            f"after each count, {losses}{rule}).")
 
 
 def _steps_sentence(r: Recommendation) -> str:

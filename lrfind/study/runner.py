@@ -8,7 +8,6 @@ in the study's user attributes, so workers on other machines use the same ones.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from dataclasses import dataclass
 from typing import Optional
@@ -30,6 +29,8 @@ from lrfind.scoring.prompts import validation_prompts
 from lrfind.scoring.samples import load_training_images
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
+from lrfind.study.free_heap import return_free_heap
+from lrfind.study.held_out import ensure_held_out
 from lrfind.study.objective import QuietTrialLog, StudyContext, TrialFailed, TrialObjective
 from lrfind.study.overrides import with_train_options
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
@@ -50,6 +51,7 @@ from lrfind.study.study_end import (
     overrun_note,
     settle_end,
 )
+from lrfind.study.trial_curves import study_drift_probe
 from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials, keeps_heartbeats
 from lrfind.training.config import TrainConfig
 from lrfind.training.run_options import given
@@ -140,9 +142,10 @@ def _space_fixed(cfg: StudyConfig) -> dict:
     return {"resolution": space.fixed.resolution, "batch_size": space.fixed.train_batch_size}
 
 
-def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None) -> float:
-    """The base model's validation loss (a LoRA with zero up-weights changes nothing): computed
-    once per study and kept in its user attributes, which a resumed run and every worker read."""
+def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None, held_out=()) -> float:
+    """The base model's validation loss (a LoRA with zero up-weights changes nothing) on the
+    study's held-out images: computed once per study and kept in its user attributes, which a
+    resumed run and every worker read."""
     if "baseline_val_loss" in study.user_attrs:
         return float(study.user_attrs["baseline_val_loss"])
 
@@ -150,7 +153,7 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None) ->
     config = TrainConfig(train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model,
                          caption_extension=cfg.caption_extension, max_train_steps=1, progress=False,
                          cache_dir=cfg.cache_dir, **space.fixed.train_values())
-    with lora_run(config, components, dataset, store, validation_memo) as parts:
+    with lora_run(config, components, dataset, store, validation_memo, held_out=held_out) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
         per_rank = parts.network.trainable_parameter_count() / config.network_dim
     study.set_user_attr(LORA_PARAMS_PER_RANK, per_rank)  # for the free-space estimate of later runs
@@ -214,27 +217,35 @@ def _environment(components) -> dict:
 
 def build_context(cfg: StudyConfig, study, space, weights):
     fixed = space.fixed  # buckets as each trial's TrainConfig.dataset_config() would make them
-    dataset = scan_dataset(DatasetConfig(train_dir=cfg.dataset, reg_dir=fixed.reg_data_dir, resolution=fixed.resolution,
-                                         caption_extension=cfg.caption_extension, batch_size=fixed.train_batch_size,
-                                         enable_bucket=fixed.enable_bucket, min_bucket_reso=fixed.min_bucket_reso,
-                                         max_bucket_reso=fixed.max_bucket_reso,
-                                         bucket_no_upscale=fixed.bucket_no_upscale))
+    dataset_config = DatasetConfig(train_dir=cfg.dataset, reg_dir=fixed.reg_data_dir, resolution=fixed.resolution,
+                                   caption_extension=cfg.caption_extension, batch_size=fixed.train_batch_size,
+                                   enable_bucket=fixed.enable_bucket, min_bucket_reso=fixed.min_bucket_reso,
+                                   max_bucket_reso=fixed.max_bucket_reso, bucket_no_upscale=fixed.bucket_no_upscale)
+    dataset = scan_dataset(dataset_config)
     check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
+    held = ensure_held_out(study, cfg, dataset, lambda folder: scan_dataset(
+        dataset_config.model_copy(update={"train_dir": folder, "reg_dir": None})))
     components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = TensorStore(cfg.cache_dir or default_cache_dir())
     scorer = _scorer(cfg, weights, components)
-    probe = ensure_probe(cfg, study, components, dataset, store)
+    probe = ensure_probe(cfg, study, components, held.train_dataset, store)
     validation_sets: dict = {}
-    baseline = ensure_baseline(study, (cfg, space, components, dataset, store), validation_sets)
-    stats = DatasetStats.from_dataset(dataset)
-    ctx = StudyContext(cfg=cfg, space=space, probe=probe, components=components, dataset=dataset, stats=stats,
-                       store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer,
-                       validation_sets=validation_sets)
+    baseline = ensure_baseline(study, (cfg, space, components, held.train_dataset, store), validation_sets,
+                               held_out=held.records)
+    stats = DatasetStats.from_dataset(held.train_dataset)  # what trials train on; the final run trains on all
+    ctx = StudyContext(cfg=cfg, space=space, probe=probe, components=components, dataset=held.train_dataset,
+                       stats=stats, store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer,
+                       validation_sets=validation_sets, held_out=held.records, warnings=held.warnings,
+                       final_stats=DatasetStats.from_dataset(dataset))
+    ctx.drift_probe = study_drift_probe(space, components, dataset)  # the base model's predictions, once
     if scorer is not None:
         ctx.prompts = validation_prompts(dataset)
         ctx.train_images = scorer.image_embeddings(load_training_images(dataset))
         ctx.prompt_embeddings = scorer.text_embeddings([prompt for prompt, _ in ctx.prompts])
-    for key, value in {"dataset_stats": stats.to_dict(), "space": space.model_dump(mode="json"),
+    # dataset_stats: every image (what the dataset is, and the final run trains on); trained_dataset_stats:
+    # the trials' share, without the held-out images
+    for key, value in {"dataset_stats": ctx.final_stats.to_dict(), "trained_dataset_stats": stats.to_dict(),
+                       "space": space.model_dump(mode="json"),
                        "model": components.name, "clip_model": scorer.name if scorer else None,
                        "clip_calibrated": scorer.calibrated if scorer else None,
                        "objective": describe_objective(weights), "environment": _environment(components),
@@ -250,6 +261,7 @@ class StudyOutcome:
     recommendation: Recommendation
     summary: str  # the recommendation's paragraph, how the end was counted, where it was written
     recovered: list
+    warnings: tuple[str, ...] = ()  # what the study could not do (e.g. hold images out), evented as it began
 
 
 class _StopWhenDone:
@@ -271,35 +283,12 @@ class _StopWhenDone:
             study.stop()
 
 
-def return_free_heap(study=None, trial=None) -> None:
-    """Optuna callback: hand freed heap back to the OS (glibc's malloc_trim; elsewhere nothing).
-
-    glibc keeps memory that a trial's tensors and the GP sampler's growing matrices freed; over a
-    study RSS then creeps up though nothing is live (benchmarks/RESULTS.md, study memory).
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 def retry_dead_workers_trials(study, trial=None) -> None:
     """Optuna callback: a local worker killed mid-trial (lrfind.study.workers) has its trial failed and
     retried by the next worker to finish one, not only when a worker starts. RDB storages do this
     through their heartbeats before each trial (worker_storage), with the reason worker_storage writes."""
     if not keeps_heartbeats(study):
         recover_dead_local_trials(study)
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    """glibc's malloc_trim, looked up once (find_library runs ldconfig), or None elsewhere."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl): nothing to do
-        return None
 
 
 def run_study(cfg: StudyConfig, progress=None) -> StudyOutcome:
@@ -330,6 +319,8 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
               "and retried")
     ctx = build_context(cfg, study, space, weights)
     ctx.progress = progress
+    for line in ctx.warnings if progress is not None else ():  # what the split could not do: the CLI prints it
+        progress(f"warning: {line}", False)
     check_study_space(cfg, study, ctx, finished_trials(study))
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
@@ -372,12 +363,12 @@ def finish_study(cfg: StudyConfig, study, ctx) -> StudyOutcome:
     trials = counted_trials(study.get_trials(deepcopy=False))
     # value: a --pareto trial's scalar is recomputed from its metrics (_scalar_value)
     records = [replace(TrialRecord.from_frozen_trial(t), value=_scalar_value(t, ctx)) for t in trials]
-    rec = recommend(records, ctx.space, ctx.probe, ctx.stats)
+    rec = recommend(records, ctx.space, ctx.probe, ctx.stats, final_stats=ctx.final_stats)
     write_text(cfg.out_dir() / "recommendation.json", rec.to_json())
     study.set_user_attr("recommendation", rec.to_dict())
     note = overrun_note(trials, cfg.n_trials, still_running)
     summary = rec.summary + (f"\n{note}" if note else "") + f"\nwrote {cfg.out_dir() / 'recommendation.json'}"
-    return StudyOutcome(rec, summary, [])
+    return StudyOutcome(rec, summary, [], tuple(ctx.warnings))
 
 
 def _say_waiting(running: list[int]) -> None:

@@ -11,11 +11,11 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from lrfind.cache import LatentCache, TextEmbeddingCache
 from lrfind.data.limits import check_repeats, check_steps
-from lrfind.data.types import Dataset
+from lrfind.data.types import Dataset, ImageRecord
 from lrfind.network import NetworkSpec, attach_network, load_lora
 from lrfind.network.attach import check_weights_module
 from lrfind.training.batches import batches_per_epoch, epoch_items
@@ -93,15 +93,22 @@ def network_spec(config: TrainConfig):
 
 @contextmanager
 def lora_run(config: TrainConfig, components, dataset: Dataset, store,
-             validation_memo: Optional[dict] = None) -> Iterator[LoopParts]:
-    """`validation_memo`: a dict a study keeps, so its trials share one ValidationSet."""
+             validation_memo: Optional[dict] = None,
+             held_out: Optional[Sequence[ImageRecord]] = None) -> Iterator[LoopParts]:
+    """`validation_memo`: a dict a study keeps, so its trials share one ValidationSet.
+    `held_out`: images to validate on instead of config.validation_split's; `dataset` then holds
+    only the images to train on (a study's split, lrfind.study.held_out)."""
     import torch
 
     check_repeats(dataset)  # before the epoch's image-repeats are listed (memory grows with them)
     group = process_group()  # data-parallel: each step is one global batch of batch size x processes
     global_batch = config.train_batch_size * group.world_size
     device, dtype, mixed = pick_device(config.mixed_precision)
-    train_records, val_records = split_validation(dataset.train_images, config.validation_split, config.validation_seed)
+    if held_out:
+        train_records, val_records = list(dataset.train_images), list(held_out)
+    else:
+        train_records, val_records = split_validation(dataset.train_images, config.validation_split,
+                                                      config.validation_seed)
     records = list(dict.fromkeys(train_records + val_records + list(dataset.reg_images)))
     flips = (False, True) if config.flip_aug else (False,)
     latents, memo = cached_features(config, components, records, store, flips=flips,
