@@ -4,6 +4,9 @@ pydantic's Rust core panics (a `pyo3_runtime.PanicException` and two tracebacks,
 KeyboardInterrupt) when SIGINT lands inside its import. A study's launcher sends its workers SIGINT
 the moment the user presses Ctrl-C, and a worker that is still starting is inside those imports, so
 `lrfind study --workers N` printed a Rust panic instead of one line (tests/test_study_workers.py).
+Earlier still, a SIGINT inside Python's own start-up (its site module) ended a worker with a fatal
+error and a traceback: the launcher starts workers with SIGINT blocked (lrfind.study.workers), and
+the block below unblocks it, so a pending stop arrives here and is handled like the others.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def interrupts_deferred() -> Iterator[None]:
         return
     received: list[int] = []
     signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a study worker starts with it blocked
     try:
         yield
     finally:

@@ -121,7 +121,14 @@ class WorkerPool:
         if worker.device is not None:
             env["CUDA_VISIBLE_DEVICES"] = worker.device
         command = [sys.executable, "-m", "lrfind", "study", str(self.cfg.dataset), "--worker-config", str(config_path)]
-        worker.process = subprocess.Popen(command, env=env, start_new_session=True)
+        # The worker starts with SIGINT blocked (the mask survives exec) and unblocks it once it can
+        # handle it (lrfind.cli.deferred_interrupt): a stop that lands while Python is still starting
+        # (its site module, the first imports) stays pending instead of killing it with a traceback.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            worker.process = subprocess.Popen(command, env=env, start_new_session=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.on_event(f"started {worker.name}, pid {worker.process.pid}")
 
     def _wait_until_ready(self, first: Worker) -> None:
