@@ -13,6 +13,8 @@ from lrfind.errors import ConfigError
 from lrfind.network.spec import NetworkSpec
 from lrfind.network.types import check_network_args, type_of
 
+KOHYA_LORA_MODULE = "networks.lora"
+
 
 @runtime_checkable
 class Network(Protocol):
@@ -63,4 +65,8 @@ def check_weights_module(metadata: Mapping[str, str], spec: NetworkSpec, source:
 def attach_network(components, spec: NetworkSpec, seed: Optional[int] = None) -> Network:
     """Attach a fresh network of the type `spec`'s module and args are; `detach()` undoes it."""
     check_network_args(spec.network_module, spec.network_args)
+    if components.text_encoder_2 is not None and spec.network_module != KOHYA_LORA_MODULE:
+        raise ConfigError(f"--network-module {spec.network_module}: SDXL trains kohya's {KOHYA_LORA_MODULE} "
+                          "(LoRA, and LoCon with --network-args conv_dim=N) so far; LyCORIS on SDXL is not "
+                          f"supported yet, use --network-module {KOHYA_LORA_MODULE}")
     return type_of(spec.network_module, spec.network_args).build()(components, spec, seed)
