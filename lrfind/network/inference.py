@@ -24,6 +24,7 @@ from lrfind.network.kohya_format import (
     load_lora,
     module_names,
 )
+from lrfind.network.naming import has_two_text_encoders
 
 LoraSource = Union[dict, str, os.PathLike]
 
@@ -115,7 +116,7 @@ def _merges(components, state_dict: dict, label: str) -> Iterator[tuple[object, 
     names = module_names(state_dict)
     unmatched = [name for name in names if name not in layers]
     if unmatched:
-        family = "SDXL" if components.text_encoder_2 is not None else "SD 1.x"
+        family = "SDXL" if has_two_text_encoders(components) else "SD 1.x"
         raise ModelError(
             f"{label}: {len(unmatched)} of {len(names)} LoRA modules (e.g. {unmatched[0]}) match "
             f"no layer of this model; use a LoRA trained for this base model ({family})"
@@ -179,7 +180,7 @@ def build_pipeline(components):
 
     scheduler = DDIMScheduler.from_config(components.noise_scheduler.config,
                                           set_alpha_to_one=False)
-    if components.text_encoder_2 is not None:
+    if has_two_text_encoders(components):
         from diffusers import StableDiffusionXLPipeline
 
         # No watermarker: it needs the invisible-watermark package, and it alters every image.
@@ -235,7 +236,7 @@ def generate_images(
     with applied_loras(components, loras), torch.no_grad():
         for prompt, seed in zip(prompts, seeds):
             generator = torch.Generator(device="cpu").manual_seed(int(seed))
-            if components.text_encoder_2 is not None:  # SDXL: the pooled embeddings too, as trained
+            if has_two_text_encoders(components):  # SDXL: the pooled embeddings too, as trained
                 embeddings, pooled = encode_prompts_sdxl(components, [prompt, negative_prompt],
                                                          max_token_length=max_token_length, grad=False)
                 text = dict(pooled_prompt_embeds=pooled[:1], negative_pooled_prompt_embeds=pooled[1:])

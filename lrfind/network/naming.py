@@ -61,13 +61,18 @@ class KohyaNaming:
         raise ValueError(f"no SGM name for U-Net module {module_path!r}")
 
 
+def has_two_text_encoders(components: Any) -> bool:
+    """SDXL's layout (SDComponents.text_encoder_2 set); any object with a unet and text_encoder otherwise."""
+    return getattr(components, "text_encoder_2", None) is not None
+
+
 def naming_for(components: Any) -> KohyaNaming:
     """The naming of a loaded model: SGM U-Net names and lora_te1_/lora_te2_ for SDXL."""
-    if components.text_encoder_2 is None:
+    if not has_two_text_encoders(components):
         return KohyaNaming()
     return KohyaNaming(tuple(unet_block_map(dict(components.unet.config))))
 
 
 def text_encoder_parts(components: Any) -> tuple[str, ...]:
     """The text-encoder parts a text-encoder LoRA adapts (SDXL: both, kohya's default)."""
-    return ("text_encoder",) if components.text_encoder_2 is None else ("text_encoder", "text_encoder_2")
+    return ("text_encoder", "text_encoder_2") if has_two_text_encoders(components) else ("text_encoder",)

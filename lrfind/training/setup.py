@@ -19,7 +19,7 @@ from lrfind.data.types import Dataset
 from lrfind.models.size_conditioning import kohya_time_ids
 from lrfind.models.text_encoding_sdxl import validate_sdxl_text_options
 from lrfind.network import NetworkSpec, attach_network, load_lora
-from lrfind.network.attach import check_weights_module
+from lrfind.network.attach import check_weights_family, check_weights_module
 from lrfind.training.batches import batches_per_epoch, epoch_items
 from lrfind.training.conditioning import TextConditioner
 from lrfind.training.config import TrainConfig
@@ -121,6 +121,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     try:
         if config.network_weights is not None:
             state_dict, metadata = load_lora(config.network_weights)
+            check_weights_family(state_dict, metadata, components, f"--network-weights {config.network_weights}")
             check_weights_module(metadata, spec, f"--network-weights {config.network_weights}")
             network.load_kohya_state_dict(state_dict, source=f"--network-weights {config.network_weights}")
         if config.gradient_checkpointing:
