@@ -97,8 +97,11 @@ class LoraNetwork:
     def unet_parameters(self) -> list:
         return self._parameters("unet")
 
+    def _parts_parameters(self, parts: list[str], which: tuple[str, ...] = ("lora_down", "lora_up")) -> list:
+        return [p for part in parts for p in self._parameters(part, which)]
+
     def text_encoder_parameters(self) -> list:
-        return [p for part in self._text_encoder_parts() for p in self._parameters(part)]
+        return self._parts_parameters(self._text_encoder_parts())
 
     def _text_encoder_parts(self) -> list[str]:
         return [part for part in self._modules if part.startswith("text_encoder")]
@@ -115,17 +118,17 @@ class LoraNetwork:
         """
         groups = []
         # SDXL: both text encoders' modules in one "textencoder" group, as kohya's prepare_optimizer_params.
-        for parts, label, lr in ((["unet"], "unet", unet_lr), (self._text_encoder_parts(), "textencoder", text_encoder_lr)):
+        for parts, kind, label, lr in ((["unet"], "unet", "unet", unet_lr),
+                                       (self._text_encoder_parts(), "text_encoder", "textencoder", text_encoder_lr)):
             if lr is None or not parts:
                 continue
-            ratio = self.args.loraplus_ratio("unet" if label == "unet" else "text_encoder")
+            ratio = self.args.loraplus_ratio(kind)
             if ratio is None:
-                groups.append({"params": [p for part in parts for p in self._parameters(part)], "lr": lr, "name": label})
+                groups.append({"params": self._parts_parameters(parts), "lr": lr, "name": label})
                 continue
-            groups.append({"params": [p for part in parts for p in self._parameters(part, ("lora_down",))],
-                           "lr": lr, "name": label})
-            groups.append({"params": [p for part in parts for p in self._parameters(part, ("lora_up",))],
-                           "lr": lr * ratio, "name": f"{label} plus"})
+            groups.append({"params": self._parts_parameters(parts, ("lora_down",)), "lr": lr, "name": label})
+            groups.append({"params": self._parts_parameters(parts, ("lora_up",)), "lr": lr * ratio,
+                           "name": f"{label} plus"})
         return groups
 
     def detach(self) -> None:
