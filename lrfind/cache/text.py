@@ -99,7 +99,7 @@ class TextEmbeddingCache:
             if key in found or key in to_encode:
                 continue
             lookup = self.store.lookup(key)
-            if lookup.tensors is not None and (not self.sdxl or "pooled" in lookup.tensors):
+            if lookup.tensors is not None:
                 found[key] = PromptEmbedding(lookup.tensors["hidden_states"], lookup.tensors.get("pooled"))
                 self.hits += 1
             else:
