@@ -43,7 +43,7 @@ def reference_loss(parts, records, config) -> float:
     with torch.no_grad():
         for i, record in enumerate(val_records):
             latent = parts.latents[(record.path, False)].float()[None]
-            emb = parts.conditioner.encode([record.caption], as_written=True, device=parts.device)
+            emb = parts.conditioner.encode([record.caption], as_written=True, device=parts.device).hidden_states
             for t in config.validation_timesteps:
                 gen = torch.Generator().manual_seed(config.validation_seed * 1_000_003 + i * 1009 + int(t))
                 noise = torch.randn(latent.shape[1:], generator=gen, dtype=torch.float32)[None]

@@ -1,5 +1,5 @@
 """SDXL models (issue 16, the model part): detection, the built-in tiny-sdxl, SGM single files and
-diffusers folders saved and loaded bit for bit, `lrfind model info`, and training refused in one place."""
+diffusers folders saved and loaded bit for bit, `lrfind model info`, and loading for training."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ SDXL_INDEX = {"_class_name": "StableDiffusionXLPipeline", "text_encoder": ["tran
               "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}
 REFINER_INDEX = {"_class_name": "StableDiffusionXLImg2ImgPipeline", "text_encoder": [None, None],
                  "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"], "requires_aesthetics_score": True}
-TRAINING_REFUSAL = "SDXL training is not supported yet (issue 16)"
 
 
 
@@ -279,7 +278,7 @@ def test_diffusers_sdxl_pipeline_loads_the_saved_folder_and_runs_a_step(saved_sd
     assert result.images.shape == (1, 64, 64, 3) and bool(torch.isfinite(torch.from_numpy(result.images)).all())
 
 
-# --- CLI and the training refusal ----------------------------------------------------------------
+# --- CLI and loading for training -------------------------------------------------------------------
 
 def test_model_info_says_sdxl_tiny_sdxl_and_sizes(saved_sdxl, tiny_sdxl, capsys):
     sizes = {part: sum(p.numel() for p in module.parameters()) for part, module in tiny_sdxl.modules().items()}
@@ -292,23 +291,8 @@ def test_model_info_says_sdxl_tiny_sdxl_and_sizes(saved_sdxl, tiny_sdxl, capsys)
         assert f"parameters total: {sum(sizes.values()):,}" in out
 
 
-def test_loading_an_sdxl_model_for_training_is_refused_before_its_weights_are_read(saved_sdxl, monkeypatch):
-    from lrfind.models import loading
-
-    def never(*args, **kwargs):
-        raise AssertionError("weights were read")
-
-    for name in ("build_builtin", "load_diffusers_folder", "load_checkpoint_file"):
-        monkeypatch.setattr(loading, name, never)
+def test_sdxl_models_load_for_training(saved_sdxl):
+    """SDXL trains now (tests/test_sdxl_training.py): every source loads with for_training on."""
     for source in ("tiny-sdxl", str(saved_sdxl), str(saved_sdxl / "tiny-sdxl.safetensors")):
-        with pytest.raises(ModelError, match="^" + re.escape(f"{source}: {TRAINING_REFUSAL}")):
-            load_components(ModelConfig(model=source))
-
-
-def test_train_and_probe_on_tiny_sdxl_exit_2_with_one_line(example_dataset, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", str(example_dataset), "--model", "tiny-sdxl", "--resolution", "64",
-                           "--max-train-steps", "1", "--output-dir", str(tmp_path / "train"))
-    assert_one_line_error(code, err, "tiny-sdxl", TRAINING_REFUSAL)
-    code, _, err = run_cli(capsys, "probe", str(example_dataset), "--model", "tiny-sdxl", "--resolution", "64",
-                           "--steps", "8", "--out", str(tmp_path / "probe"))
-    assert_one_line_error(code, err, "tiny-sdxl", TRAINING_REFUSAL)
+        components = load_components(ModelConfig(model=source))
+        assert components.family == "sdxl" and components.text_encoder_2 is not None

@@ -51,8 +51,6 @@ def _final_layer_norm(text_encoder):
 
 def encode_token_chunks(text_encoder, chunk_ids, clip_skip: int = 1):
     """Hidden states [B, max_token_length + 2, hidden] from token chunks [B, n_chunks, 77]."""
-    import torch
-
     batch, n_chunks, chunk_len = chunk_ids.shape
     flat_ids = chunk_ids.reshape(batch * n_chunks, chunk_len).to(text_encoder.device)
     if clip_skip == 1:
@@ -60,10 +58,18 @@ def encode_token_chunks(text_encoder, chunk_ids, clip_skip: int = 1):
     else:
         output = text_encoder(flat_ids, output_hidden_states=True, return_dict=True)
         states = _final_layer_norm(text_encoder)(output.hidden_states[-clip_skip])
+    return join_chunk_states(states, batch, n_chunks)
+
+
+def join_chunk_states(states, batch: int, n_chunks: int):
+    """[B * n_chunks, 77, D] chunk states -> [B, n_chunks * 75 + 2, D]: the first <BOS> state, the
+    75 inner states of every chunk, the last state (kohya's get_hidden_states and _sdxl)."""
+    import torch
+
+    chunk_len = states.shape[1]
     states = states.reshape(batch, n_chunks * chunk_len, states.shape[-1])
     if n_chunks == 1:
         return states
-    # Keep the first <BOS>, the 75 inner states of every chunk, and the last <EOS>.
     pieces = [states[:, :1]]
     pieces += [states[:, start : start + CHUNK_TOKENS] for start in range(1, n_chunks * chunk_len, chunk_len)]
     pieces.append(states[:, -1:])

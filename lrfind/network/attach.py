@@ -10,8 +10,15 @@ from __future__ import annotations
 from typing import Mapping, Optional, Protocol, runtime_checkable
 
 from lrfind.errors import ConfigError
+from lrfind.network.naming import has_two_text_encoders
 from lrfind.network.spec import NetworkSpec
 from lrfind.network.types import check_network_args, type_of
+
+KOHYA_LORA_MODULE = "networks.lora"
+# kohya's SDXL names: two text encoders, the U-Net in the SGM layout; SD 1.x: one encoder, diffusers' layout.
+SDXL_KEY_PREFIXES = ("lora_te1_", "lora_te2_", "lora_unet_input_blocks_", "lora_unet_middle_block_",
+                     "lora_unet_output_blocks_")
+SD1_KEY_PREFIXES = ("lora_te_", "lora_unet_down_blocks_", "lora_unet_mid_block_", "lora_unet_up_blocks_")
 
 
 @runtime_checkable
@@ -63,4 +70,33 @@ def check_weights_module(metadata: Mapping[str, str], spec: NetworkSpec, source:
 def attach_network(components, spec: NetworkSpec, seed: Optional[int] = None) -> Network:
     """Attach a fresh network of the type `spec`'s module and args are; `detach()` undoes it."""
     check_network_args(spec.network_module, spec.network_args)
+    if has_two_text_encoders(components) and spec.network_module != KOHYA_LORA_MODULE:
+        raise ConfigError(f"--network-module {spec.network_module}: SDXL trains kohya's {KOHYA_LORA_MODULE} "
+                          "(LoRA, and LoCon with --network-args conv_dim=N) so far; LyCORIS on SDXL is not "
+                          f"supported yet, use --network-module {KOHYA_LORA_MODULE}")
     return type_of(spec.network_module, spec.network_args).build()(components, spec, seed)
+
+
+def weights_family(state_dict: Mapping[str, object], metadata: Mapping[str, str]) -> Optional[str]:
+    """"sdxl" or "sd1" for a kohya network file, from its keys (SDXL: lora_te1_/lora_te2_ text
+    encoders, SGM-named U-Net modules) or else its metadata; None when neither says."""
+    names = {key.split(".", 1)[0] for key in state_dict}
+    if any(n.startswith(SDXL_KEY_PREFIXES) for n in names):
+        return "sdxl"
+    if any(n.startswith(SD1_KEY_PREFIXES) for n in names):
+        return "sd1"
+    version = metadata.get("ss_base_model_version", "")
+    if version:
+        return "sdxl" if version.startswith("sdxl") else "sd1"
+    return None
+
+
+def check_weights_family(state_dict: Mapping[str, object], metadata: Mapping[str, str], components,
+                         source: str) -> None:
+    """A --network-weights file trained on another model family is a ConfigError naming both."""
+    trained_on = weights_family(state_dict, metadata)
+    model = "sdxl" if has_two_text_encoders(components) else "sd1"
+    if trained_on is not None and trained_on != model:
+        labels = {"sdxl": "SDXL", "sd1": "SD 1.x"}
+        raise ConfigError(f"{source}: an {labels[trained_on]} LoRA, and --model is an {labels[model]} model; "
+                          f"use a LoRA trained on an {labels[model]} model, or start without --network-weights")

@@ -24,6 +24,7 @@ from lrfind.network.kohya_format import (
     load_lora,
     module_names,
 )
+from lrfind.network.naming import has_two_text_encoders
 
 LoraSource = Union[dict, str, os.PathLike]
 
@@ -35,13 +36,36 @@ def _state_dict_and_label(source: LoraSource) -> tuple[dict, str]:
     return state_dict, str(Path(source))
 
 
-def _weight_layers(model, part: str) -> dict:
-    """kohya name -> Linear / Conv2d of one model (inside a LoRA wrapper: its base layer)."""
+def _weight_layers(model, part: str, naming=None) -> dict:
+    """kohya name -> Linear / Conv2d of one model (inside a LoRA wrapper: its base layer).
+
+    `naming`: the model's KohyaNaming (SDXL: SGM U-Net names, lora_te1_/lora_te2_); None: SD 1.x."""
     import torch
 
     layers = {path: module for path, module in model.named_modules()
               if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))}
-    return {name: layers[path] for name, path in kohya_name_lookup(part, layers).items()}
+    if naming is None:
+        return {name: layers[path] for name, path in kohya_name_lookup(part, layers).items()}
+    named = {}
+    for path, layer in layers.items():
+        try:
+            named[naming.name(part, path)] = layer
+        except ValueError:  # conv_in, the time embeddings: no SGM block, never in a LoRA
+            continue
+    return named
+
+
+def model_layers(components) -> dict:
+    """kohya name -> layer of every Linear / Conv2d a LoRA file of this model's family can name."""
+    from lrfind.network.naming import naming_for, text_encoder_parts
+
+    naming = naming_for(components)
+    if not naming.sdxl:
+        return {**_weight_layers(components.unet, "unet"), **_weight_layers(components.text_encoder, "text_encoder")}
+    layers = _weight_layers(components.unet, "unet", naming)
+    for part in text_encoder_parts(components):
+        layers.update(_weight_layers(getattr(components, part), part, naming))
+    return layers
 
 
 def lora_delta(down, up, weight_shape):
@@ -88,14 +112,14 @@ def _plain_lora(state_dict: dict, name: str) -> bool:
 
 def _merges(components, state_dict: dict, label: str) -> Iterator[tuple[object, object]]:
     """(layer, delta at weight 1) for each module of a network state dict; ModelError if unmatched."""
-    layers = {**_weight_layers(components.unet, "unet"),
-              **_weight_layers(components.text_encoder, "text_encoder")}
+    layers = model_layers(components)
     names = module_names(state_dict)
     unmatched = [name for name in names if name not in layers]
     if unmatched:
+        family = "SDXL" if has_two_text_encoders(components) else "SD 1.x"
         raise ModelError(
             f"{label}: {len(unmatched)} of {len(names)} LoRA modules (e.g. {unmatched[0]}) match "
-            "no layer of this model; use a LoRA trained for this base model (SD 1.x)"
+            f"no layer of this model; use a LoRA trained for this base model ({family})"
         )
     for name in names:
         layer = layers[name]
@@ -137,7 +161,8 @@ def applied_loras(components, loras: Sequence[tuple[LoraSource, float]]) -> Iter
 
 
 def build_pipeline(components):
-    """A diffusers StableDiffusionPipeline sharing the components' modules (no copies).
+    """A diffusers StableDiffusionPipeline (SDXL: StableDiffusionXLPipeline) sharing the components'
+    modules (no copies).
 
     DDIM (eta 0) so a seed fully determines an image; no safety checker (it needs weights
     from the hub, and samples are for judging training, not for publishing).
@@ -155,6 +180,16 @@ def build_pipeline(components):
 
     scheduler = DDIMScheduler.from_config(components.noise_scheduler.config,
                                           set_alpha_to_one=False)
+    if has_two_text_encoders(components):
+        from diffusers import StableDiffusionXLPipeline
+
+        # No watermarker: it needs the invisible-watermark package, and it alters every image.
+        pipeline = StableDiffusionXLPipeline(
+            vae=components.vae, text_encoder=components.text_encoder, text_encoder_2=components.text_encoder_2,
+            tokenizer=components.tokenizer, tokenizer_2=components.tokenizer_2, unet=components.unet,
+            scheduler=scheduler, add_watermarker=False)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
     pipeline = StableDiffusionPipeline(
         vae=components.vae,
         text_encoder=components.text_encoder,
@@ -192,6 +227,7 @@ def generate_images(
     import torch
 
     from lrfind.models.text_encoding import encode_prompts  # lazy: lrfind --help loads lrfind.network
+    from lrfind.models.text_encoding_sdxl import encode_prompts_sdxl
 
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds; give one seed each")
@@ -200,9 +236,15 @@ def generate_images(
     with applied_loras(components, loras), torch.no_grad():
         for prompt, seed in zip(prompts, seeds):
             generator = torch.Generator(device="cpu").manual_seed(int(seed))
-            embeddings = encode_prompts(components, [prompt, negative_prompt], clip_skip=clip_skip,
-                                        max_token_length=max_token_length, grad=False)
-            result = pipeline(prompt_embeds=embeddings[:1], negative_prompt_embeds=embeddings[1:],
+            if has_two_text_encoders(components):  # SDXL: the pooled embeddings too, as trained
+                embeddings, pooled = encode_prompts_sdxl(components, [prompt, negative_prompt],
+                                                         max_token_length=max_token_length, grad=False)
+                text = dict(pooled_prompt_embeds=pooled[:1], negative_pooled_prompt_embeds=pooled[1:])
+            else:
+                embeddings = encode_prompts(components, [prompt, negative_prompt], clip_skip=clip_skip,
+                                            max_token_length=max_token_length, grad=False)
+                text = {}
+            result = pipeline(prompt_embeds=embeddings[:1], negative_prompt_embeds=embeddings[1:], **text,
                               num_inference_steps=steps, guidance_scale=guidance_scale,
                               width=width, height=height, generator=generator, output_type="pil")
             images.append(result.images[0])

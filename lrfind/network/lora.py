@@ -8,6 +8,9 @@ Downsample2D and Upsample2D, whose kxk convs get conv_dim / conv_alpha (their ti
 every target class, so never adapted. Text encoder: CLIPAttention / CLIPMLP (q/k/v/out_proj,
 fc1, fc2). A LoRAModule (lora_module.py) replaces each adapted layer; `detach()` puts the
 original layer objects back, so a study can attach and detach many networks on one model.
+SDXL (kohya's networks.lora with an SdxlUNet2DConditionModel): the same classes and rule, both text
+encoders adapted when the text encoder trains (`lora_te1_` / `lora_te2_`), the U-Net's modules
+named in the SGM layout kohya trains in (naming.py).
 """
 
 from __future__ import annotations
@@ -20,17 +23,16 @@ from lrfind.network.kohya_format import (
     ALPHA_SUFFIX,
     DOWN_SUFFIX,
     UP_SUFFIX,
-    kohya_module_name,
     lora_names,
     torch_dtype,
 )
 from lrfind.network.lora_args import LoraArgs, parse_lora_args
+from lrfind.network.naming import KohyaNaming, naming_for, text_encoder_parts
 from lrfind.network.spec import LoraSpec, NetworkSpec
 
 UNET_TARGET_CLASSES = ("Transformer2DModel",)
 UNET_CONV_TARGET_CLASSES = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
 TEXT_ENCODER_TARGET_CLASSES = ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP")
-PARTS = ("unet", "text_encoder")
 
 __all__ = ["LoraNetwork", "LoraSpec", "attach_lora", "kohya_lora_targets"]
 
@@ -41,7 +43,7 @@ def kohya_lora_targets(model, part: str, conv: bool = False) -> list[tuple[str, 
     As kohya: class names, not isinstance, and the path is `<target>.<child>`. kxk convs are
     listed only with `conv` (LoCon); 1x1 convs count as linear layers.
     """
-    classes = TEXT_ENCODER_TARGET_CLASSES if part == "text_encoder" else (
+    classes = TEXT_ENCODER_TARGET_CLASSES if part.startswith("text_encoder") else (
         UNET_TARGET_CLASSES + (UNET_CONV_TARGET_CLASSES if conv else ()))
     found: dict[str, tuple[object, bool]] = {}
     for name, module in model.named_modules():
@@ -62,8 +64,9 @@ class LoraNetwork:
     """kohya LoRA modules in an SDComponents' UNet and/or text encoder. Make with `attach_lora`."""
 
     def __init__(self, components, spec: NetworkSpec, args: LoraArgs, modules: dict,
-                 saved_state: dict):
+                 saved_state: dict, naming: KohyaNaming = KohyaNaming()):
         self.components = components
+        self.naming = naming
         self.spec = spec
         self.args = args
         self._modules = modules  # part -> [(module path, LoRAModule)]
@@ -83,7 +86,7 @@ class LoraNetwork:
     def _named(self) -> Iterator[tuple[str, object]]:
         for part in self._modules:
             for path, module in self._modules[part]:
-                yield kohya_module_name(part, path), module
+                yield self.naming.name(part, path), module
 
     def module_names(self) -> list[str]:
         return [name for name, _ in self._named()]
@@ -94,8 +97,14 @@ class LoraNetwork:
     def unet_parameters(self) -> list:
         return self._parameters("unet")
 
+    def _parts_parameters(self, parts: list[str], which: tuple[str, ...] = ("lora_down", "lora_up")) -> list:
+        return [p for part in parts for p in self._parameters(part, which)]
+
     def text_encoder_parameters(self) -> list:
-        return self._parameters("text_encoder")
+        return self._parts_parameters(self._text_encoder_parts())
+
+    def _text_encoder_parts(self) -> list[str]:
+        return [part for part in self._modules if part.startswith("text_encoder")]
 
     def trainable_parameter_count(self) -> int:
         params = self.unet_parameters() + self.text_encoder_parameters()
@@ -108,15 +117,17 @@ class LoraNetwork:
         own group "<part> plus" at lr x ratio.
         """
         groups = []
-        for part, label, lr in (("unet", "unet", unet_lr), ("text_encoder", "textencoder", text_encoder_lr)):
-            if lr is None or (part == "text_encoder" and part not in self._modules):
+        # SDXL: both text encoders' modules in one "textencoder" group, as kohya's prepare_optimizer_params.
+        for parts, kind, label, lr in ((["unet"], "unet", "unet", unet_lr),
+                                       (self._text_encoder_parts(), "text_encoder", "textencoder", text_encoder_lr)):
+            if lr is None or not parts:
                 continue
-            ratio = self.args.loraplus_ratio(part)
+            ratio = self.args.loraplus_ratio(kind)
             if ratio is None:
-                groups.append({"params": self._parameters(part), "lr": lr, "name": label})
+                groups.append({"params": self._parts_parameters(parts), "lr": lr, "name": label})
                 continue
-            groups.append({"params": self._parameters(part, ("lora_down",)), "lr": lr, "name": label})
-            groups.append({"params": self._parameters(part, ("lora_up",)), "lr": lr * ratio,
+            groups.append({"params": self._parts_parameters(parts, ("lora_down",)), "lr": lr, "name": label})
+            groups.append({"params": self._parts_parameters(parts, ("lora_up",)), "lr": lr * ratio,
                            "name": f"{label} plus"})
         return groups
 
@@ -221,7 +232,8 @@ def attach_lora(components, spec: NetworkSpec, seed: int | None = None) -> LoraN
     from lrfind.network.lora_module import LoRAModule  # lazy: it imports torch; lrfind --help loads this
 
     args = parse_lora_args(spec.network_args)
-    wanted = [part for part, on in zip(PARTS, (spec.train_unet, spec.train_text_encoder)) if on]
+    wanted = (["unet"] if spec.train_unet else []) + (list(text_encoder_parts(components))
+                                                      if spec.train_text_encoder else [])
     targets = {part: kohya_lora_targets(getattr(components, part), part, conv=args.conv_dim is not None)
                for part in wanted}
     _check_targets(spec, args, targets)
@@ -244,7 +256,7 @@ def attach_lora(components, spec: NetworkSpec, seed: int | None = None) -> LoraN
                                     mode_source=components.unet)
                 _replace(model, path, module)
                 modules[part].append((path, module))
-    return LoraNetwork(components, spec, args, modules, saved_state)
+    return LoraNetwork(components, spec, args, modules, saved_state, naming_for(components))
 
 
 def _refuse_double_attach(model, part: str, module_class) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from lrfind.errors import TrainingDiverged
+from lrfind.models.size_conditioning import kohya_time_ids
 from lrfind.training.batches import TrainItem, epoch_batches, process_caption
 from lrfind.training.distributed import average_gradients, mean_across
 from lrfind.training.losses import min_snr_weights, noise_for, per_sample_mse, training_target
@@ -120,14 +121,17 @@ def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Rando
     captions = [process_caption(it.record.caption, parts.shuffle_caption, parts.keep_tokens, rng) for it in batch]
     noise = noise_for(latents, gen, parts.noise_offset)
     timesteps = torch.randint(0, parts.noise_scheduler.config.num_train_timesteps, (len(batch),), generator=gen)
+    time_ids = _time_ids(parts, batch, flips)
     if parts.group is not None and parts.group.parallel:  # the whole global batch drawn, this shard kept
-        return _shard_loss(parts, batch, latents, noise, timesteps, captions)
+        return _shard_loss(parts, batch, latents, noise, timesteps, captions, time_ids)
     noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
     target = training_target(parts.noise_scheduler, latents, noise, timesteps, parts.prediction_type)
     dtype = parts.dtype or torch.float32
-    embeddings = parts.conditioner.encode(captions, as_written=not parts.shuffle_caption, device=parts.device)
+    conditioning = parts.conditioner.encode(captions, as_written=not parts.shuffle_caption, device=parts.device,
+                                            time_ids=time_ids)
     with parts.accelerator.autocast():
-        pred = parts.unet(noisy.to(parts.device, dtype), timesteps.to(parts.device), embeddings.to(dtype)).sample
+        pred = parts.unet(noisy.to(parts.device, dtype), timesteps.to(parts.device),
+                          **conditioning.unet_kwargs(dtype)).sample
     per_sample = per_sample_mse(pred, target.to(parts.device))
     weights = torch.tensor([it.loss_weight for it in batch], device=parts.device)
     if parts.min_snr_gamma:
@@ -135,7 +139,14 @@ def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Rando
     return (per_sample * weights).mean()
 
 
-def _shard_loss(parts: LoopParts, batch, latents, noise, timesteps, captions):
+def _time_ids(parts: LoopParts, batch: list[TrainItem], flips: list[bool]):
+    """SDXL's size/crop conditioning per image (kohya's); None for families without it."""
+    if not parts.conditioner.needs_time_ids:
+        return None
+    return [kohya_time_ids(it.record.size, it.record.bucket, flip) for it, flip in zip(batch, flips)]
+
+
+def _shard_loss(parts: LoopParts, batch, latents, noise, timesteps, captions, time_ids):
     """This process's part of the global batch's mean loss (lrfind.training.distributed)."""
     import torch
 
@@ -146,9 +157,11 @@ def _shard_loss(parts: LoopParts, batch, latents, noise, timesteps, captions):
     noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
     target = training_target(parts.noise_scheduler, latents, noise, timesteps, parts.prediction_type)
     dtype = parts.dtype or torch.float32
-    embeddings = parts.conditioner.encode(captions[keep], as_written=not parts.shuffle_caption, device=parts.device)
+    conditioning = parts.conditioner.encode(captions[keep], as_written=not parts.shuffle_caption, device=parts.device,
+                                            time_ids=time_ids[keep] if time_ids is not None else None)
     with parts.accelerator.autocast():
-        pred = parts.unet(noisy.to(parts.device, dtype), timesteps.to(parts.device), embeddings.to(dtype)).sample
+        pred = parts.unet(noisy.to(parts.device, dtype), timesteps.to(parts.device),
+                          **conditioning.unet_kwargs(dtype)).sample
     per_sample = per_sample_mse(pred, target.to(parts.device))
     weights = torch.tensor([it.loss_weight for it in batch[keep]], device=parts.device)
     if parts.min_snr_gamma:

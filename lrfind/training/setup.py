@@ -16,8 +16,10 @@ from typing import Iterator, Optional, Sequence
 from lrfind.cache import LatentCache, TextEmbeddingCache
 from lrfind.data.limits import check_repeats, check_steps
 from lrfind.data.types import Dataset, ImageRecord
+from lrfind.models.size_conditioning import kohya_time_ids
+from lrfind.models.text_encoding_sdxl import validate_sdxl_text_options
 from lrfind.network import NetworkSpec, attach_network, load_lora
-from lrfind.network.attach import check_weights_module
+from lrfind.network.attach import check_weights_family, check_weights_module
 from lrfind.training.batches import batches_per_epoch, epoch_items
 from lrfind.training.conditioning import TextConditioner
 from lrfind.training.config import TrainConfig
@@ -75,7 +77,7 @@ def cached_features(config: TrainConfig, components, records, store, *, flips, t
         captions = sorted({r.caption for r in records})
         text_cache = TextEmbeddingCache(components, store, clip_skip=config.clip_skip,
                                         max_token_length=config.max_token_length)
-        memo = dict(zip(captions, text_cache.get(captions)))
+        memo = dict(zip(captions, text_cache.get_embeddings(captions)))
     return latents, memo
 
 
@@ -117,13 +119,16 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     plan = plan_steps(config, batches_per_epoch(items, global_batch))
     check_steps(plan.total_steps)
     spec = network_spec(config)
-    for module in (components.unet, components.text_encoder):
-        if module.device != device or module.dtype != dtype:  # the shared model stays put between trials
+    if components.text_encoder_2 is not None:
+        validate_sdxl_text_options(config.clip_skip, config.max_token_length)
+    for module in (components.unet, components.text_encoder, components.text_encoder_2):
+        if module is not None and (module.device != device or module.dtype != dtype):  # the shared model stays put between trials
             module.to(device, dtype)
     network = attach_network(components, spec, seed=config.seed)
     try:
         if config.network_weights is not None:
             state_dict, metadata = load_lora(config.network_weights)
+            check_weights_family(state_dict, metadata, components, f"--network-weights {config.network_weights}")
             check_weights_module(metadata, spec, f"--network-weights {config.network_weights}")
             network.load_kohya_state_dict(state_dict, source=f"--network-weights {config.network_weights}")
         if config.gradient_checkpointing:
@@ -141,9 +146,12 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
         val_latents, val_captions = [latents[(r.path, False)] for r in val_records], [r.caption for r in val_records]
         settings = dict(timesteps=config.validation_timesteps, seed=config.validation_seed,
                         prediction_type=prediction_type)
+        val_time_ids = ([kohya_time_ids(r.size, r.bucket) for r in val_records]
+                        if conditioner.needs_time_ids else None)
         validation = shared_validation_set(
             validation_memo, validation_key([r.path for r in val_records], val_captions, val_latents, **settings),
-            lambda: ValidationSet(val_latents, val_captions, noise_scheduler=components.noise_scheduler, **settings))
+            lambda: ValidationSet(val_latents, val_captions, noise_scheduler=components.noise_scheduler,
+                                  time_ids=val_time_ids, **settings))
         # A compiled wrapper shares the UNet's weights; dynamo compiles at the first step (and again
         # for validation's eval/inference mode and each new latent shape).
         unet = torch.compile(components.unet) if config.torch_compile else components.unet

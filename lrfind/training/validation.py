@@ -41,6 +41,7 @@ class _Group:
     timesteps: object  # Tensor [N]
     target: object  # Tensor [N, 4, h, w]
     captions: list[str]
+    time_ids: Optional[list] = None  # SDXL: each row's size/crop conditioning (kohya_time_ids)
 
 
 def validation_key(paths: Sequence, captions: Sequence[str], latents, *, timesteps: Sequence[int], seed: int,
@@ -68,7 +69,9 @@ class ValidationSet:
     """
 
     def __init__(self, latents, captions: Sequence[str], *, timesteps: Sequence[int], seed: int,
-                 noise_scheduler, prediction_type: str, batch_size: Optional[int] = None):
+                 noise_scheduler, prediction_type: str, batch_size: Optional[int] = None,
+                 time_ids: Optional[Sequence[tuple]] = None):
+        """`time_ids`: SDXL's size/crop conditioning of each image (kohya_time_ids, unflipped)."""
         import torch
 
         self.batch_size = batch_size  # None: as many as LATENT_PIXELS_PER_CALL allows
@@ -79,7 +82,8 @@ class ValidationSet:
                 # Noise made on the CPU from its own seed: identical on any device and run.
                 gen = torch.Generator().manual_seed(seed * 1_000_003 + i * 1009 + int(t))
                 noise = torch.randn(latent.shape, generator=gen, dtype=torch.float32)
-                by_shape.setdefault(tuple(latent.shape), []).append((latent.float(), noise, int(t), caption))
+                ids = time_ids[i] if time_ids is not None else None
+                by_shape.setdefault(tuple(latent.shape), []).append((latent.float(), noise, int(t), caption, ids))
         self.groups = []
         for rows in by_shape.values():
             lat = torch.stack([r[0] for r in rows])
@@ -87,7 +91,8 @@ class ValidationSet:
             ts = torch.tensor([r[2] for r in rows], dtype=torch.long)
             noisy = noise_scheduler.add_noise(lat, noise, ts)
             target = training_target(noise_scheduler, lat, noise, ts, prediction_type)
-            self.groups.append(_Group(noisy, ts, target, [r[3] for r in rows]))
+            ids = [r[4] for r in rows] if time_ids is not None else None
+            self.groups.append(_Group(noisy, ts, target, [r[3] for r in rows], ids))
         self._embeddings: dict[tuple, list] = {}  # (clip_skip, max_token_length, device) -> per group
 
     def chunk_size(self, group: _Group) -> int:
@@ -102,8 +107,8 @@ class ValidationSet:
             return None
         key = (conditioner.clip_skip, conditioner.max_token_length, str(device))
         if key not in self._embeddings:
-            self._embeddings[key] = [conditioner.encode(g.captions, as_written=True, device=device)
-                                     for g in self.groups]
+            self._embeddings[key] = [conditioner.encode(g.captions, as_written=True, device=device,
+                                                        time_ids=g.time_ids) for g in self.groups]
         return self._embeddings[key]
 
     def loss(self, unet, conditioner, device, dtype=None) -> float:
@@ -121,9 +126,11 @@ class ValidationSet:
                     size = self.chunk_size(g)
                     for s in range(0, len(g.captions), size):
                         noisy = g.noisy[s : s + size].to(device, dtype)
-                        emb = (frozen[index][s : s + size] if frozen is not None else
-                               conditioner.encode(g.captions[s : s + size], as_written=True, device=device))
-                        pred = unet(noisy, g.timesteps[s : s + size].to(device), emb.to(dtype)).sample.float()
+                        rows = slice(s, s + size)
+                        cond = (frozen[index].rows(rows) if frozen is not None else
+                                conditioner.encode(g.captions[rows], as_written=True, device=device,
+                                                   time_ids=g.time_ids[rows] if g.time_ids is not None else None))
+                        pred = unet(noisy, g.timesteps[rows].to(device), **cond.unet_kwargs(dtype)).sample.float()
                         err = (pred - g.target[s : s + size].to(device)) ** 2
                         per_sample.append(err.mean(dim=(1, 2, 3)).double())
         finally:
