@@ -88,3 +88,27 @@ def test_trial_metrics_keep_drift_and_read_version_1_files():
     assert old.drift is None and "drift" not in old.to_dict()  # written only with a value
     with pytest.raises(ConfigError, match="schema version 3"):
         TrialMetrics.from_dict({"schema_version": 3, "number": 1})
+
+
+def test_drift_on_sdxl_conditions_the_unet_as_training_does(example_dataset, dataset, feature_store, tmp_path):
+    """tiny-sdxl: the probe passes the pooled embedding and kohya's time ids (a square, uncropped
+    image of the inputs' size); 0 fresh, > 0 once a LoCon with a text-encoder LoRA has trained
+    (the trained encoders' conditioning goes through the same path, time ids included)."""
+    from lrfind.models.builtin import build_builtin
+    from lrfind.scoring.drift import base_drift_probe
+    from lrfind.study.trial_curves import DriftRecorder
+    from lrfind.training.loop import run_loop
+    from lrfind.training.setup import lora_run
+
+    sdxl = build_builtin("tiny-sdxl", 0)
+    probe = base_drift_probe(sdxl, dataset, 64, clip_skip=1, max_token_length=75, device="cpu")
+    assert probe.time_ids(sdxl) == [(64, 64, 0, 0, 64, 64)] * len(probe.prompts)
+    assert probe.base_conditioning.text_embeds.shape[0] == len(probe.prompts)
+    assert probe.drift(sdxl.unet, "cpu") == 0.0
+    config = _config(example_dataset, tmp_path, pretrained_model_name_or_path="tiny-sdxl",
+                     network_train_unet_only=False, network_args={"conv_dim": 4, "conv_alpha": 4})
+    with lora_run(config, sdxl, dataset, feature_store) as parts:
+        assert probe.drift(parts.unet, parts.device) == 0.0
+        recorder = DriftRecorder(probe, parts, {1: 1, 6: 12})
+        run_loop(parts, [recorder])
+    assert 0 < recorder.by_epoch[1] < recorder.by_epoch[6], recorder.by_epoch

@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from lrfind.data.types import Concept, Dataset
+from lrfind.models.conditioning import UNetConditioning
+from lrfind.models.size_conditioning import kohya_time_ids
 from lrfind.scoring.prompts import VALIDATION_SCENES
 from lrfind.training.validation import LATENT_PIXELS_PER_CALL
 
@@ -69,9 +71,18 @@ class DriftProbe:
             torch.randn(latent_shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i * 1009 + t))
             for i, t in rows])
         self.base = None  # [rows, C, h, w] float32 on the CPU, from set_base
-        self.base_embeddings = None  # the base text encoder's [prompts, L, D]
+        self.base_conditioning = None  # UNetConditioning of the prompts by the base text encoder(s)
 
-    def predictions(self, unet, embeddings, device, dtype=None):
+    def time_ids(self, components) -> Optional[list[tuple[int, ...]]]:
+        """SDXL's size conditioning of each prompt (a square image of the inputs' size, uncropped);
+        None for a family without it."""
+        if getattr(components, "text_encoder_2", None) is None:
+            return None
+        scale = 2 ** (len(components.vae.config.block_out_channels) - 1)
+        height, width = (side * scale for side in self.inputs.shape[-2:])
+        return [kohya_time_ids((width, height), (width, height))] * len(self.prompts)
+
+    def predictions(self, unet, conditioning: UNetConditioning, device, dtype=None):
         """The UNet's noise predictions on the fixed inputs, float32 on the CPU."""
         import torch
 
@@ -84,25 +95,26 @@ class DriftProbe:
         try:
             with torch.inference_mode():
                 for s in range(0, len(self.inputs), size):
-                    emb = embeddings[self.prompt_index[s : s + size]].to(device, dtype)
-                    pred = unet(self.inputs[s : s + size].to(device, dtype), self.steps[s : s + size].to(device), emb)
+                    rows = conditioning.rows(self.prompt_index[s : s + size]).to(device)
+                    pred = unet(self.inputs[s : s + size].to(device, dtype), self.steps[s : s + size].to(device),
+                                **rows.unet_kwargs(dtype))
                     out.append(pred.sample.float().cpu())
         finally:
             unet.train(was_training)
         return torch.cat(out)
 
-    def set_base(self, unet, embeddings, device, dtype=None) -> None:
+    def set_base(self, unet, conditioning: UNetConditioning, device, dtype=None) -> None:
         """Record the base model's predictions (call with no LoRA attached, or one at zero)."""
-        self.base_embeddings = embeddings.detach().float().cpu()
-        self.base = self.predictions(unet, self.base_embeddings, device, dtype)
+        self.base_conditioning = _detached_cpu(conditioning)
+        self.base = self.predictions(unet, self.base_conditioning, device, dtype)
 
-    def drift(self, unet, device, dtype=None, embeddings=None) -> float:
-        """Mean squared difference to the base predictions. `embeddings`: the prompts' through a
+    def drift(self, unet, device, dtype=None, conditioning: Optional[UNetConditioning] = None) -> float:
+        """Mean squared difference to the base predictions. `conditioning`: the prompts' through a
         LoRA'd text encoder, when it trains; None: the base text encoder's."""
         if self.base is None:
             raise RuntimeError("DriftProbe.set_base must run before drift")
-        embeddings = self.base_embeddings if embeddings is None else embeddings
-        diff = self.predictions(unet, embeddings, device, dtype).double() - self.base.double()
+        conditioning = self.base_conditioning if conditioning is None else conditioning
+        diff = self.predictions(unet, conditioning, device, dtype).double() - self.base.double()
         return float((diff ** 2).mean().item())
 
 
@@ -115,11 +127,26 @@ def latent_shape(components, resolution: int) -> tuple[int, int, int]:
 def base_drift_probe(components, dataset: Dataset, resolution: int, *, clip_skip: int, max_token_length: int,
                      device, dtype=None, timesteps: Optional[Sequence[int]] = None) -> DriftProbe:
     """A DriftProbe for `dataset` with the base model's predictions (no LoRA may be attached)."""
-    from lrfind.models.text_encoding import encode_prompts
-
     probe = DriftProbe(drift_prompts(dataset), latent_shape(components, resolution),
                        timesteps=timesteps or DRIFT_TIMESTEPS)
-    embeddings = encode_prompts(components, probe.prompts, clip_skip=clip_skip, max_token_length=max_token_length,
-                                grad=False)
-    probe.set_base(components.unet, embeddings, device, dtype)
+    probe.set_base(components.unet, _base_conditioning(components, probe, clip_skip, max_token_length), device, dtype)
     return probe
+
+
+def _base_conditioning(components, probe: DriftProbe, clip_skip: int, max_token_length: int) -> UNetConditioning:
+    import torch
+
+    from lrfind.models.text_encoding import encode_prompts
+    from lrfind.models.text_encoding_sdxl import encode_prompts_sdxl
+
+    time_ids = probe.time_ids(components)
+    if time_ids is None:
+        return UNetConditioning(encode_prompts(components, probe.prompts, clip_skip=clip_skip,
+                                               max_token_length=max_token_length, grad=False))
+    hidden, pooled = encode_prompts_sdxl(components, probe.prompts, max_token_length=max_token_length, grad=False)
+    return UNetConditioning(hidden, pooled, torch.tensor(time_ids, dtype=torch.float32))
+
+
+def _detached_cpu(conditioning: UNetConditioning) -> UNetConditioning:
+    keep = (lambda t: None if t is None else t.detach().float().cpu())
+    return UNetConditioning(keep(conditioning.hidden_states), keep(conditioning.text_embeds), keep(conditioning.time_ids))

@@ -25,8 +25,8 @@ def study_drift_probe(space, components, dataset):
 
     fixed = space.fixed
     device, dtype, _ = pick_device(fixed.mixed_precision)
-    for module in (components.unet, components.text_encoder):
-        if module.device != device or module.dtype != dtype:  # where lora_run puts them for every trial
+    for module in (components.unet, components.text_encoder, getattr(components, "text_encoder_2", None)):
+        if module is not None and (module.device != device or module.dtype != dtype):  # where lora_run puts them
             module.to(device, dtype)
     return base_drift_probe(components, dataset, fixed.resolution, clip_skip=fixed.clip_skip,
                             max_token_length=fixed.max_token_length, device=device,
@@ -49,11 +49,12 @@ class DriftRecorder:
         import torch
 
         parts = self.parts
-        embeddings = None
-        if parts.conditioner.trains_text_encoder:  # the prompts through the LoRA'd text encoder
+        conditioning = None
+        if parts.conditioner.trains_text_encoder:  # the prompts through the LoRA'd text encoder(s)
             with torch.no_grad():
-                embeddings = parts.conditioner.encode(self.probe.prompts, as_written=False, device=parts.device)
-        self.by_epoch[epochs] = self.probe.drift(parts.unet, parts.device, parts.dtype, embeddings=embeddings)
+                conditioning = parts.conditioner.encode(self.probe.prompts, as_written=False, device=parts.device,
+                                                        time_ids=self.probe.time_ids(parts.conditioner.components))
+        self.by_epoch[epochs] = self.probe.drift(parts.unet, parts.device, parts.dtype, conditioning=conditioning)
 
     def metrics(self, kept_epochs: Optional[int]) -> dict:
         """The trial's drift (at the kept epoch count, else the last measured) and every boundary's."""
