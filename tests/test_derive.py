@@ -10,9 +10,9 @@ from lrfind.errors import ConfigError
 from lrfind.optimizers import optimizer_entry
 from lrfind.optimizers.dadapt_adam import PLATEAU_OVER_ADAMW as DADAPTATION_PLATEAU_OVER_ADAMW
 from lrfind.optimizers.prodigy import PLATEAU_OVER_ADAMW as PRODIGY_PLATEAU_OVER_ADAMW
+from lrfind.artifacts.probe_report import DerivedLrs
 from lrfind.probe.derive import (
     DEFAULT_RESCALE_RULE,
-    DerivedSettings,
     derive_settings,
     rescale_lr,
 )
@@ -23,7 +23,6 @@ PROBE_FACTORS = {name: optimizer_entry(name).plateau_factor for name in ("dadapt
 def test_folk_recipe_from_a_dadaptation_plateau():
     # the plateau is divided by the measured DAdaptAdam factor (benchmarks/probe_accuracy.py)
     settings = derive_settings(3e-4 * DADAPTATION_PLATEAU_OVER_ADAMW)
-    assert settings.plateau_value == pytest.approx(3e-4 * DADAPTATION_PLATEAU_OVER_ADAMW)
     assert settings.unet_lr == pytest.approx(3e-4)
     assert settings.adamw_lr == pytest.approx(3e-4)
     assert settings.lion_lr == pytest.approx(1e-4)
@@ -45,7 +44,6 @@ def test_probe_factors_are_the_measured_corrections():
 
 def test_prodigy_probe_plateau_is_taken_per_its_factor():
     settings = derive_settings(2e-4, probe_optimizer="Prodigy")
-    assert settings.probe_optimizer == "prodigy"
     assert settings.unet_lr == pytest.approx(2e-4 * PROBE_FACTORS["prodigy"])
 
 
@@ -65,15 +63,18 @@ def test_prodigy_final_run_settings_follow_the_authors_diffusion_advice():
     assert derive_settings(1e-4).prodigy["lr"] == 1.0
 
 
-def test_settings_are_frozen_and_serialisable():
+def test_settings_are_probe_json_s_frozen_derived_part():
+    import pydantic
+
     settings = derive_settings(1e-4)
-    assert isinstance(settings, DerivedSettings)
-    with pytest.raises(AttributeError):
+    assert isinstance(settings, DerivedLrs)  # what probe.json holds, no second copy of its fields
+    with pytest.raises(pydantic.ValidationError):
         settings.unet_lr = 1.0  # type: ignore[misc]
-    data = settings.to_dict()
+    data = settings.model_dump()
     unet_lr = 1e-4 * PROBE_FACTORS["dadaptation"]
-    assert data["plateau_value"] == 1e-4 and data["unet_lr"] == pytest.approx(unet_lr)
+    assert data["unet_lr"] == pytest.approx(unet_lr)
     assert data["text_encoder_lr_range"] == pytest.approx((unet_lr / 10, unet_lr / 2))
+    assert "** 0.5, dim ignored" in data["rescale_rule"]
 
 
 @pytest.mark.parametrize("bad", [0.0, -1e-4, math.nan, math.inf, None])

@@ -249,3 +249,16 @@ def test_caller_groups_are_not_modified():
     snapshot = [sorted(g) for g in groups]
     build_optimizer("AdamW", groups, betas=(0.9, 0.98))
     assert [sorted(g) for g in groups] == snapshot
+
+
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam"])
+def test_building_an_optimizer_prints_nothing(name, capsys, caplog):
+    """Prodigy and D-Adaptation print "Using decoupled weight decay" with decouple=True and weight decay (their
+    default in lrfind's settings); library code does not print, so it reaches lrfind's log."""
+    import logging
+
+    unet, text_encoder, _ = _toy_problem()
+    with caplog.at_level(logging.INFO, logger="lrfind.training.optimizers"):
+        build_optimizer(name, _groups(unet, text_encoder, 1.0, 1.0), weight_decay=0.01, extra={"decouple": True})
+    assert capsys.readouterr().out == ""
+    assert "decoupled weight decay" in caplog.text

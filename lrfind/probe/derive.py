@@ -27,37 +27,15 @@ optimizer's module, not into callers.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from lrfind.artifacts.probe_report import DerivedLrs
 from lrfind.errors import ConfigError
 from lrfind.network.types import network_type, network_type_names
 from lrfind.optimizers import optimizer_entry, probe_optimizer_spellings
 
 TEXT_ENCODER_FRACTION = 0.25
 TEXT_ENCODER_RANGE = (0.1, 0.5)
-
-
-def _prodigy_settings() -> dict:
-    return optimizer_entry("Prodigy").run_settings()
-
-
-@dataclass(frozen=True)
-class DerivedSettings:
-    """What to train with, derived from one probe plateau."""
-
-    unet_lr: float
-    adamw_lr: float
-    lion_lr: float
-    lion_weight_decay_factor: float
-    text_encoder_lr: float
-    text_encoder_lr_range: tuple[float, float]
-    prodigy: dict = field(default_factory=_prodigy_settings)
-    probe_optimizer: str = "dadaptation"
-    plateau_value: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _plateau_factor(probe_optimizer: str) -> float:
@@ -71,8 +49,9 @@ def _plateau_factor(probe_optimizer: str) -> float:
     return optimizer_entry(key).plateau_factor
 
 
-def derive_settings(plateau_value: float, probe_optimizer: str = "dadaptation") -> DerivedSettings:
-    """The recommended settings for a plateau d*lr found with `probe_optimizer`."""
+def derive_settings(plateau_value: float, probe_optimizer: str = "dadaptation") -> DerivedLrs:
+    """The recommended settings for a plateau d*lr found with `probe_optimizer`: probe.json's
+    derived part as is (the plateau and the probe optimizer are the report's own fields)."""
     if not (isinstance(plateau_value, (int, float)) and math.isfinite(plateau_value)) or (
         plateau_value <= 0
     ):
@@ -83,16 +62,15 @@ def derive_settings(plateau_value: float, probe_optimizer: str = "dadaptation") 
     unet_lr = plateau_value * _plateau_factor(probe_optimizer)
     adamw, lion = optimizer_entry("AdamW"), optimizer_entry("Lion")
     low, high = TEXT_ENCODER_RANGE
-    return DerivedSettings(
+    return DerivedLrs(
         unet_lr=unet_lr,
         adamw_lr=unet_lr / adamw.lr_divisor,
         lion_lr=unet_lr / lion.lr_divisor,
         lion_weight_decay_factor=lion.weight_decay_factor,
         text_encoder_lr=unet_lr * TEXT_ENCODER_FRACTION,
         text_encoder_lr_range=(unet_lr * low, unet_lr * high),
-        prodigy=_prodigy_settings(),
-        probe_optimizer=probe_optimizer.strip().lower(),
-        plateau_value=float(plateau_value),
+        prodigy=optimizer_entry("Prodigy").run_settings(),
+        rescale_rule=RESCALE_RULE_TEXT,
     )
 
 
@@ -119,6 +97,9 @@ RescaleRule = Callable[[float, float, float, float, float], float]
 
 ALPHA_EXPONENT = 0.5  # lr ~ alpha^-0.5, dim-independent: measured 0.45..0.56, see above
 DEFAULT_RESCALE_RULE = "sqrt_alpha"
+# probe.json says how its lr moves with dim/alpha (the default rule, in words)
+RESCALE_RULE_TEXT = (f"lr(dim, alpha) = unet_lr * (probe_alpha / alpha) ** {ALPHA_EXPONENT}, dim ignored "
+                     "(measured on the tiny model: docs/probe.md)")
 
 
 def _sqrt_alpha(lr: float, from_dim: float, from_alpha: float, to_dim: float, to_alpha: float):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrfind.artifacts.probe_report import (DatasetSummary, DerivedLrs, ProbeReport, ProbeSource, RangeTestResult,
+from lrfind.artifacts.probe_report import (DatasetSummary, ProbeReport, ProbeSource, RangeTestResult,
                                            read_probe_report)
 from lrfind.atomic import write_text
 from lrfind.cache import TensorStore, check_cache_dir
@@ -96,13 +96,7 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: Probe
         values["advice"] = (f"{values['advice']} The settings below come from the plateau the run held before "
                             f"it diverged (d*lr {value:.3g}, steps {first:g}-{last:g}).")
     if outcome.derived is not None:
-        d = outcome.derived
-        values["derived"] = DerivedLrs(
-            unet_lr=d.unet_lr, adamw_lr=d.adamw_lr, lion_lr=d.lion_lr,
-            lion_weight_decay_factor=d.lion_weight_decay_factor, text_encoder_lr=d.text_encoder_lr,
-            text_encoder_lr_range=d.text_encoder_lr_range, prodigy=d.prodigy,
-            rescale_rule=("lr(dim, alpha) = unet_lr * (probe_alpha / alpha) ** 0.5, dim ignored "
-                          "(measured on the tiny model: docs/probe.md)"))
+        values["derived"] = outcome.derived
     if outcome.range_result is not None:
         r = outcome.range_result
         values["range_test"] = RangeTestResult(status=r.status, suggested_lr=r.suggested_lr, min_loss_lr=r.min_loss_lr,

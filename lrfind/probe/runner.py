@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from lrfind.artifacts.probe_report import DerivedLrs
 from lrfind.errors import TrainingStopped
 from lrfind.optimizers import optimizer_entry
 from lrfind.probe.config import ProbeConfig
@@ -22,7 +23,7 @@ from lrfind.training.config import TrainConfig
 class ProbeOutcome:
     curve: list = field(default_factory=list)  # [step, d*lr, loss] rows
     plateau: object = None  # PlateauResult
-    derived: object = None  # DerivedSettings or None
+    derived: Optional[DerivedLrs] = None  # None: no lr found
     range_points: list = field(default_factory=list)  # [step, lr, validation loss] rows
     range_result: object = None  # RangeResult or None
     logdir: Optional[Path] = None

@@ -12,9 +12,12 @@ only scale it, and both libraries raise on step 1 when two groups have different
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
+import io
+import logging
 from typing import TYPE_CHECKING, Any
 
 from lrfind.errors import ConfigError
@@ -24,6 +27,8 @@ from lrfind.optimizers import canonical_optimizer_name, is_adaptive, optimizer_n
 
 if TYPE_CHECKING:
     import torch
+
+_log = logging.getLogger(__name__)
 
 
 def load_optimizer_class(entry: OptimizerEntry) -> type:
@@ -124,10 +129,17 @@ def build_optimizer(
     optimizer_class = load_optimizer_class(entry)
     kwargs = _optimizer_kwargs(entry, optimizer_class, weight_decay, betas, extra)
     groups = [dict(group) for group in param_groups]  # the caller's dicts stay untouched
+    printed = io.StringIO()
     try:
-        return optimizer_class(groups, lr=default_lr, **kwargs, **_fused_kwargs(entry, kwargs, groups))
+        # Prodigy and D-Adaptation print() "Using decoupled weight decay": library code in lrfind
+        # does not print, so it goes to lrfind's log
+        with contextlib.redirect_stdout(printed):
+            return optimizer_class(groups, lr=default_lr, **kwargs, **_fused_kwargs(entry, kwargs, groups))
     except (ValueError, TypeError, AssertionError) as err:
         raise ConfigError(f"optimizer {entry.name} rejected its arguments {kwargs}: {err}") from None
+    finally:
+        if printed.getvalue().strip():
+            _log.info("%s: %s", entry.name, printed.getvalue().strip())
 
 
 def _fused_kwargs(entry: OptimizerEntry, kwargs: dict, groups: list[dict]) -> dict:
