@@ -13,11 +13,13 @@ from lrfind.artifacts.probe_report import ProbeSource, probe_source
 from lrfind.artifacts.recommendation import Recommendation, read_recommendation
 from lrfind.atomic import write_text
 from lrfind.config import Seed, StrictModel
-from lrfind.errors import ConfigError, DatasetError
+from lrfind.errors import ConfigError, DatasetError, ModelError
 from lrfind.export.kohya_config import (concept_repeats, accelerate_command, kohya_dataset_toml,
                                         kohya_training_toml)
 from lrfind.export.lycoris_preset import PRESET_FILE, kohya_preset_toml
 from lrfind.models.builtin import is_builtin
+from lrfind.models.families import ModelFamily, family_named
+from lrfind.models.loading import model_family
 
 CONFIG_FILE = "kohya_config.toml"
 DATASET_FILE = "kohya_dataset.toml"
@@ -82,6 +84,20 @@ def _model_path(cfg: ExportConfig, source: ProbeSource, warnings: list[str]) -> 
     return model  # a hub id or a path on the training machine: kohya resolves it there
 
 
+def _model_family(cfg: ExportConfig, source: ProbeSource) -> ModelFamily:
+    """The family of --model when lrfind can tell it here (a built-in, a folder, a .safetensors
+    file), else of the model the study ran on; SD 1.x when neither says (a hub id, a pickle, a
+    file lrfind cannot read: kohya is the one to load it, and says so)."""
+    for model in (cfg.model, source.model):
+        try:
+            family = model_family(model) if model else None
+        except ModelError:
+            family = None
+        if family is not None:
+            return family
+    return family_named("sd1")
+
+
 def export_kohya(cfg: ExportConfig) -> ExportResult:
     """Write OUT/kohya_config.toml and OUT/kohya_dataset.toml; return their paths and the command."""
     from lrfind.outputs import check_writable_dir  # lazy: lrfind --help loads this module
@@ -95,6 +111,7 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
     warnings: list[str] = []
     dataset = _dataset_dir(cfg, source, rec)
     model = _model_path(cfg, source, warnings)
+    family = _model_family(cfg, source)
     out = cfg.out_folder().resolve()
     config_path, dataset_path = out / CONFIG_FILE, out / DATASET_FILE
     rec, preset_path, preset_text = _with_kohya_preset(rec, out / PRESET_FILE)
@@ -103,12 +120,14 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
         rec, model_path=model, dataset_dir=dataset, output_dir=out / "kohya_output", output_name=cfg.name,
         logging_dir=out / "kohya_logs", dataset_config=dataset_path, mixed_precision=cfg.mixed_precision,
         save_every_n_epochs=cfg.save_every_n_epochs, seed=cfg.seed, caption_extension=cfg.caption_extension,
+        family=family,
     )
     if preset_text is not None:
         write_text(preset_path, preset_text)
     write_text(dataset_path, dataset_text)
     write_text(config_path, config_text)
-    return ExportResult(config_path, dataset_path, accelerate_command(config_path, dataset_path), warnings,
+    command = accelerate_command(config_path, dataset_path, script=family.kohya_train_script)
+    return ExportResult(config_path, dataset_path, command, warnings,
                         preset_path if preset_text is not None else None)
 
 

@@ -10,7 +10,8 @@ Three things come out of recommendation.json (lrfind.artifacts.recommendation.Re
   library/config_util.py's schema): one subset per concept folder with the RECOMMENDED
   num_repeats, so nobody has to rename `10_mychar` to `6_mychar` (kohya reads repeats from the
   folder name only without a dataset config);
-- the `accelerate launch ... train_network.py` line.
+- the `accelerate launch ... train_network.py` line (`sdxl_train_network.py` for an SDXL model:
+  the family's kohya_train_script; its SDXL options in `_family_values`).
 Option names and types were read from kohya-ss/sd-scripts at commit 48d368fa (2026-02-16);
 tests/test_export_kohya.py checks every key against that list.
 """
@@ -26,6 +27,7 @@ from lrfind.artifacts.recommendation import Recommendation
 from lrfind.config import DatasetConfig
 from lrfind.errors import ConfigError
 from lrfind.export.toml_writer import Commented, dumps
+from lrfind.models.families import ModelFamily, family_named
 from lrfind.network.types import type_of
 from lrfind.optimizers import optimizer_entry
 
@@ -41,13 +43,14 @@ FLOAT_KEYS = ("network_alpha", "network_dropout", "max_grad_norm", "learning_rat
               "lr_scheduler_power", "prior_loss_weight")
 # Sections as kohya_ss writes them; kohya itself only flattens them (the names are for people).
 SECTIONS = {
-    "model_arguments": ("pretrained_model_name_or_path", "v_parameterization"),
+    "model_arguments": ("pretrained_model_name_or_path", "v_parameterization", "no_half_vae"),
     "additional_network_arguments": ("network_module", "network_args", "network_dim", "network_alpha",
                                      "network_dropout", "network_train_unet_only",
                                      "unet_lr", "text_encoder_lr", "training_comment"),
     "optimizer_arguments": ("optimizer_type", "learning_rate", "optimizer_args", "lr_scheduler",
                             "lr_warmup_steps", "lr_scheduler_num_cycles", "lr_scheduler_power"),
     "dataset_arguments": ("dataset_config", "train_data_dir", "resolution", "caption_extension", "cache_latents",
+                          "cache_text_encoder_outputs",
                           "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight"),
     "training_arguments": ("output_dir", "output_name", "save_model_as", "save_precision", "save_every_n_epochs",
                            "max_train_epochs", "max_train_steps", "train_batch_size", "gradient_accumulation_steps",
@@ -94,12 +97,13 @@ def kohya_training_values(rec: Recommendation, *, model_path: str, dataset_dir: 
                           output_name: str, logging_dir: Optional[Path | str], dataset_config: Optional[Path | str] = None,
                           mixed_precision: str = "fp16", save_precision: str = "fp16", save_every_n_epochs: int = 1,
                           seed: int = 42, clip_skip: int = 1, caption_extension: str = ".txt",
-                          cache_latents: bool = True) -> dict:
+                          cache_latents: bool = True, family: Optional[ModelFamily] = None) -> dict:
     """The flat kohya option -> value mapping of the training config.
 
     With `dataset_config` (the usual case) the concepts and their recommended repeats come from
     that file and `train_data_dir` is left out (kohya ignores it then, with a warning); without it,
-    `train_data_dir = dataset_dir` and kohya reads repeats from the folder names.
+    `train_data_dir = dataset_dir` and kohya reads repeats from the folder names. `family`: the
+    base model's (default SD 1.x); SDXL's options differ (_family_values).
     """
     train = _train_values(rec)
     values: dict[str, Any] = {"pretrained_model_name_or_path": str(model_path),
@@ -138,6 +142,21 @@ def kohya_training_values(rec: Recommendation, *, model_path: str, dataset_dir: 
                   training_comment=_training_comment(rec))
     if logging_dir is not None:
         values["logging_dir"] = str(logging_dir)
+    return _family_values(values, family or family_named("sd1"))
+
+
+def _family_values(values: dict, family: ModelFamily) -> dict:
+    """SDXL's differences, as sdxl_train_network.py takes them: no clip_skip (kohya warns that it
+    does nothing on SDXL, sdxl_train_util.verify_sdxl_training_args), the VAE in fp32
+    (`no_half_vae`: SDXL's VAE overflows to NaN in fp16, the usual kohya_ss setting), and the two
+    text encoders' outputs cached when they do not train and captions are not shuffled (kohya
+    asserts both for `cache_text_encoder_outputs`), as lrfind's own SDXL runs do."""
+    if family.name != "sdxl":
+        return values
+    values = {k: v for k, v in values.items() if k != "clip_skip"}
+    values["no_half_vae"] = True
+    if values.get("network_train_unet_only") and not values.get("shuffle_caption"):
+        values["cache_text_encoder_outputs"] = True
     return values
 
 
@@ -154,7 +173,9 @@ def _comments(rec: Recommendation) -> dict[str, str]:
     module = train.get("network_module") or NETWORK_MODULE
     notes = {"network_module": type_of(module, train.get("network_args") or {}).kohya_note,
              "resolution": "kohya reads 'width,height'",
-             "optimizer_args": "kohya's key=value strings", "cache_latents": "fine without augmentations"}
+             "optimizer_args": "kohya's key=value strings", "cache_latents": "fine without augmentations",
+             "no_half_vae": "SDXL's VAE overflows in fp16",
+             "cache_text_encoder_outputs": "both encoders frozen: encoded once"}
     if rec.steps_math:
         notes["max_train_epochs"] = rec.steps_math
     notes["network_dim"] = f"from study trial {rec.trial_number}"
@@ -180,7 +201,8 @@ def kohya_training_toml(rec: Recommendation, *, model_path: str, dataset_dir: Op
     """kohya's `--config_file` TOML for the recommended run (options: see kohya_training_values)."""
     values = kohya_training_values(rec, model_path=model_path, dataset_dir=dataset_dir, output_dir=output_dir,
                                    output_name=output_name, logging_dir=logging_dir, **options)
-    header = (f"kohya sd-scripts training config (train_network.py --config_file), written by lrfind export-kohya\n"
+    script = (options.get("family") or family_named("sd1")).kohya_train_script
+    header = (f"kohya sd-scripts training config ({script} --config_file), written by lrfind export-kohya\n"
               f"from the study's recommendation.json. Option names and types: {KOHYA_REF}.\n")
     if rec.summary:
         header += "\n" + textwrap.fill(rec.summary, width=100) + "\n"

@@ -10,7 +10,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from lrfind.config import ModelConfig
 from lrfind.errors import ModelError
@@ -71,21 +71,27 @@ def load_components(cfg: ModelConfig, dtype=None, *, for_training: bool = True) 
     return components
 
 
-def require_trainable(cfg: ModelConfig) -> None:
-    """ModelError when cfg.model is of a family lrfind cannot train yet, found from the built-in's
-    name, a folder's model_index.json or a .safetensors header (a pickle is checked once loaded)."""
+def model_family(model: str) -> Optional[ModelFamily]:
+    """The family of `model` without loading it: a built-in's name, a folder's model_index.json or a
+    .safetensors header; None for a pickle (known once loaded) or a path that is not there."""
     from lrfind.models.single_file import SAFETENSORS_SUFFIXES, read_shapes
 
-    path = Path(cfg.model).expanduser()
-    if is_builtin(cfg.model):
-        family = family_named(BUILTIN_FAMILIES[cfg.model])
-    elif path.is_dir():
-        family = detect_folder(read_model_index(path), str(path))
-    elif path.is_file() and path.suffix.lower() in SAFETENSORS_SUFFIXES:
-        family = detect_single_file(read_shapes(path), str(path))[0]
-    else:
-        return
-    _require_trainable_family(family, cfg.model)
+    path = Path(model).expanduser()
+    if is_builtin(model):
+        return family_named(BUILTIN_FAMILIES[model])
+    if path.is_dir():
+        return detect_folder(read_model_index(path), str(path))
+    if path.is_file() and path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        return detect_single_file(read_shapes(path), str(path))[0]
+    return None
+
+
+def require_trainable(cfg: ModelConfig) -> None:
+    """ModelError when cfg.model is of a family lrfind cannot train yet (model_family; a pickle is
+    checked once loaded)."""
+    family = model_family(cfg.model)
+    if family is not None:
+        _require_trainable_family(family, cfg.model)
 
 
 def _require_trainable_family(family: ModelFamily, source: str) -> None:

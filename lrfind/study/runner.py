@@ -21,7 +21,7 @@ from lrfind.config import DatasetConfig, ModelConfig
 from lrfind.data.kohya import scan_dataset
 from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
-from lrfind.models.loading import load_components
+from lrfind.models.loading import load_components, model_family
 from lrfind.probe.config import ProbeConfig
 from lrfind.probe.probe import reuse_or_run_probe
 from lrfind.scoring.clip import scorer_for
@@ -181,7 +181,8 @@ def _scorer(cfg: StudyConfig, weights, components):
 
 def _load_space(cfg: StudyConfig):
     """The space with --trial-budget and the study's training options (--resolution, ...) applied."""
-    space = with_train_options(load_space(cfg.space), given(cfg.run), cfg.space)
+    family = model_family(cfg.model)  # SDXL models read the SDXL presets (1024 px, ...)
+    space = with_train_options(load_space(cfg.space, family.name if family else None), given(cfg.run), cfg.space)
     return space.with_budget(cfg.trial_budget) if cfg.trial_budget is not None else space
 
 

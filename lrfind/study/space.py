@@ -343,9 +343,19 @@ def preset_path(name: str):
     return resources.files(PRESET_PACKAGE).joinpath(PRESET_FOLDER, f"{name}.toml")
 
 
-def load_space(path_or_preset: str | Path) -> SearchSpace:
-    """Read a search-space TOML file, or a shipped preset by name ("character", "tiny", ...)."""
+def family_preset(name: str, family: Optional[str]) -> str:
+    """The preset `name` means for a model of `family`: "character" on SDXL is "sdxl-character"
+    where the family has its own (its resolution, batch and dims differ); else `name` itself."""
+    own = f"{family}-{name}"
+    return own if family and family != "sd1" and own in preset_names() else name
+
+
+def load_space(path_or_preset: str | Path, family: Optional[str] = None) -> SearchSpace:
+    """Read a search-space TOML file, or a shipped preset by name ("character", "tiny", ...); a
+    preset name is read as `family`'s own preset where there is one (family_preset)."""
     path = Path(path_or_preset)
+    if not path.is_file() and str(path_or_preset) in preset_names():
+        path_or_preset = family_preset(str(path_or_preset), family)
     if path.is_file():
         source, text = str(path), _read_text(path)
     elif str(path_or_preset) in preset_names():

@@ -46,6 +46,7 @@ class ModelFamily:
     base_model_version: str  # kohya's ss_base_model_version of a LoRA trained on it
     kohya_v2: bool  # kohya's ss_v2
     modelspec_architecture: str  # modelspec.architecture of a LoRA trained on it
+    kohya_train_script: str  # kohya sd-scripts' LoRA training script for the family (export-kohya)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_schedule", MappingProxyType(dict(self.noise_schedule)))

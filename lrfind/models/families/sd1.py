@@ -94,4 +94,5 @@ FAMILY = ModelFamily(
     base_model_version="sd_v1",
     kohya_v2=False,
     modelspec_architecture="stable-diffusion-v1/lora",
+    kohya_train_script="train_network.py",
 )

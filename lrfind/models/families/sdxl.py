@@ -99,4 +99,5 @@ FAMILY = ModelFamily(
     base_model_version="sdxl_base_v1-0",
     kohya_v2=False,
     modelspec_architecture="stable-diffusion-xl-v1-base/lora",
+    kohya_train_script="sdxl_train_network.py",
 )
