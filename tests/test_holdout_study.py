@@ -11,17 +11,7 @@ import pytest
 
 from lrfind.errors import LrfindError
 from lrfind.study.config import StudyConfig
-
-
-@pytest.fixture(scope="module")
-def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
-    from lrfind.probe.config import ProbeConfig
-    from lrfind.probe.probe import run_probe
-
-    out = tmp_path_factory.mktemp("probe")
-    run_probe(ProbeConfig(dataset=example_dataset, resolution=64, steps=24, batch_size=2, out=out, progress=False),
-              components=tiny, store=feature_store)
-    return out / "probe.json"
+from test_study_options import probe_report  # noqa: F401 - the fixture: a probe of the example on tiny
 
 
 def _config(example_dataset, tmp_path, probe_report, **overrides) -> StudyConfig:

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from lrfind.training.config import TrainConfig
+from test_final_run import StopAt
 from test_model_loading import assert_one_line_error, run_cli
 
 
@@ -41,15 +42,6 @@ def sdxl_config(dataset, out, **overrides) -> TrainConfig:
                   save_precision="float", progress=False, seed=7)
     values.update(overrides)
     return TrainConfig(**values)
-
-
-class StopAt:
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, state) -> None:
-        if state.step == self.step:
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")
