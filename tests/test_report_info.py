@@ -342,3 +342,19 @@ def test_a_corrupt_sample_or_grid_png_is_a_placeholder_and_a_warning(damage, tmp
     assert len(texts) == 2 and str(sample) in texts[0] and str(grid) in texts[1]
     assert info.samples.rows[0].cells[0].uri is None and info.xy_grid.grids[0].image.uri is None
     assert info.samples.rows[0].cells[1].uri.startswith("data:image/png")  # the others still shown
+
+
+def test_a_held_out_study_s_provisional_card_counts_steps_as_the_study_does(running):
+    """The trials trained on the images the study did not hold out (trained_dataset_stats); the
+    full run trains on every image (dataset_stats): the provisional card says both, as
+    recommendation.json would."""
+    import copy
+    import dataclasses
+
+    trained = copy.deepcopy(running.user_attrs["dataset_stats"])
+    trained["concepts"][0]["images_per_bucket"] = [[[64, 64], 5]]  # one of the 6 cats held out
+    held_out = dataclasses.replace(running, user_attrs={**running.user_attrs, "trained_dataset_stats": trained})
+    card = _get_recommendation_info(held_out)
+    assert card.available and card.provisional
+    assert "held out" in card.steps_math and "trained on 7" in card.steps_math, card.steps_math
+    assert "held out" not in _get_recommendation_info(running).steps_math

@@ -67,8 +67,12 @@ def _provisional_recommendation(data: StudyData) -> Optional[dict]:
     try:
         records = [TrialRecord.from_frozen_trial(t) for t in data.trials]
         space = SearchSpace(**attrs["space"])
-        probe, stats = ProbeReport.from_dict(data.probe), DatasetStats.from_dict(attrs["dataset_stats"])
-        return recommend(records, space, probe, stats, data.directions[0]).to_dict()
+        probe, every_image = ProbeReport.from_dict(data.probe), DatasetStats.from_dict(attrs["dataset_stats"])
+        # as the study recommends: the trials' steps from the images they trained on (held-out
+        # ones left out), the full run's from every image
+        trained = attrs.get("trained_dataset_stats")
+        stats = DatasetStats.from_dict(trained) if trained else every_image
+        return recommend(records, space, probe, stats, data.directions[0], final_stats=every_image).to_dict()
     except (LrfindError, ValueError, TypeError, KeyError):
         return None  # nothing completed yet, or attributes of another version: the card says so
 
