@@ -57,6 +57,7 @@ PURE_NUMERICS = (
     "lrfind.jsonfiles",           # finite(): NaN/inf -> None for JSON, and JSON reading
     "lrfind.data.buckets",        # aspect-ratio bucket arithmetic
     "lrfind.data.steps",          # steps per epoch and in total (kohya's formula)
+    "lrfind.models.size_conditioning",  # SDXL time ids: kohya's crop offsets per image
     "lrfind.data.limits",         # bounds on repeats and steps
     "lrfind.data.holdout",        # the held-out split per concept
     "lrfind.network.types",       # the network-type registry: names, args, lr factors (builders are paths)

@@ -256,3 +256,24 @@ def test_train_on_a_real_2mb_disk_is_refused_before_training(example_dataset, sm
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith(f"lrfind: error: not enough free space in {small_disk}: need ≈")
     assert list(small_disk.iterdir()) == []
+
+
+def test_the_cache_check_counts_both_sdxl_encoders_and_the_pooled_embedding(monkeypatch, tmp_path):
+    """An SDXL text entry is [tokens, width 1 + width 2] plus a pooled vector, not text_encoder's alone."""
+    from types import SimpleNamespace
+
+    from lrfind.training import checks
+    from lrfind.training.config import TrainConfig
+
+    needs = []
+    monkeypatch.setattr(checks, "check_free_space", lambda wanted: needs.extend(wanted))
+    config = TrainConfig(train_data_dir=tmp_path, resolution=64, max_train_steps=1, network_train_unet_only=True)
+    dataset = SimpleNamespace(train_images=[object()] * 3, reg_images=[])
+    store = SimpleNamespace(root=tmp_path)
+    encoder = lambda width: SimpleNamespace(config=SimpleNamespace(hidden_size=width))  # noqa: E731
+    checks.check_cache_space(config, SimpleNamespace(text_encoder=encoder(32)), dataset, store)
+    checks.check_cache_space(config, SimpleNamespace(text_encoder=encoder(32), text_encoder_2=encoder(64)),
+                             dataset, store)
+    sd1, sdxl = (need.bytes for need in needs)
+    assert sd1 == outputs.cache_bytes(3, 64, 3, 77, 32)
+    assert sdxl == outputs.cache_bytes(3, 64, 3, 78, 96)

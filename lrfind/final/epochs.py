@@ -92,16 +92,19 @@ class EpochWatch:
     def _samples(self, epoch: int) -> dict:
         import torch
 
-        unet, text_encoder = self.components.unet, self.components.text_encoder
-        modes = unet.training, text_encoder.training
-        unet.eval(), text_encoder.eval()
+        # every network the samples run through (SDXL's second text encoder too), back as they were after
+        modules = [m for m in self.components.modules().values() if m is not None]
+        modes = [m.training for m in modules]
+        for module in modules:
+            module.eval()
         try:
             images = generate_images(self.components, [p for p, _ in self.prompts], [s for _, s in self.prompts],
                                      width=self.config.resolution, height=self.config.resolution,
                                      steps=self.config.sample_steps, clip_skip=self.config.clip_skip,
                                      max_token_length=self.config.max_token_length)
         finally:
-            unet.train(modes[0]), text_encoder.train(modes[1])
+            for module, mode in zip(modules, modes):
+                module.train(mode)
         folder = Path(self.config.output_dir) / "sample"
         paths = [save_png(image, folder / f"{self.config.output_name}_e{epoch:06d}_{i:02d}.png",
                           {"prompt": prompt, "seed": str(seed)})

@@ -75,6 +75,9 @@ def check_cache_space(config: TrainConfig, components, dataset, store) -> None:
     """Room for the latent and text cache entries (all of them, as if none were cached yet)."""
     images = len(dataset.train_images) + len(dataset.reg_images)
     captions = 0 if config.trains_text_encoder else images
-    need = cache_bytes(images * (2 if config.flip_aug else 1), config.resolution, captions,
-                       config.max_token_length + 2, components.text_encoder.config.hidden_size)
+    # an SDXL entry holds both encoders' states side by side and the pooled embedding (one token's worth, at most)
+    second = getattr(components, "text_encoder_2", None)
+    width = components.text_encoder.config.hidden_size + (second.config.hidden_size if second is not None else 0)
+    tokens = config.max_token_length + 2 + (1 if second is not None else 0)
+    need = cache_bytes(images * (2 if config.flip_aug else 1), config.resolution, captions, tokens, width)
     check_free_space([Need(store.root, need, "--cache-dir")])
