@@ -53,6 +53,8 @@ def test_main_interrupted_while_building_its_parser_exits_130_with_one_line(monk
 def test_a_sigint_pending_from_start_up_is_taken_by_the_block():
     """A study worker starts with SIGINT blocked (lrfind.study.workers); one sent before Python
     has started stays pending and is delivered, deferred, when the block unblocks it."""
+    # as in a worker's `python -m lrfind`: Python's own handler (a pytest-xdist worker has its own)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         os.kill(os.getpid(), signal.SIGINT)  # pending: nothing happens yet
@@ -61,6 +63,7 @@ def test_a_sigint_pending_from_start_up_is_taken_by_the_block():
                 pass
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, previous)
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
 
 

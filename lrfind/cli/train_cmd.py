@@ -29,6 +29,7 @@ HELP = {
     "clip": "local CLIP folder (transformers format): CLIP-I per sampled epoch breaks ties of the suggested epoch",
     "max_grad_norm": "clip the LoRA's gradient norm at this value before each step (kohya's default 1.0; 0: no clipping)",
     "save_state": "write a resumable state at each epoch end (only the newest is kept)",
+    "zero_terminal_snr": "rescale the training noise schedule to zero terminal SNR (kohya's; with --v-parameterization)",
 }
 
 

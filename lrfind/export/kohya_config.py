@@ -38,12 +38,12 @@ PASSTHROUGH = ("network_dim", "network_alpha", "network_dropout", "network_train
                "unet_lr", "text_encoder_lr", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles",
                "lr_scheduler_power", "max_train_epochs", "max_train_steps", "train_batch_size",
                "gradient_accumulation_steps", "gradient_checkpointing", "min_snr_gamma", "noise_offset",
-               "max_grad_norm", "v_parameterization", "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight")
+               "max_grad_norm", "v_parameterization", "zero_terminal_snr", "shuffle_caption", "keep_tokens", "flip_aug", "prior_loss_weight")
 FLOAT_KEYS = ("network_alpha", "network_dropout", "max_grad_norm", "learning_rate", "unet_lr", "text_encoder_lr", "min_snr_gamma", "noise_offset",
               "lr_scheduler_power", "prior_loss_weight")
 # Sections as kohya_ss writes them; kohya itself only flattens them (the names are for people).
 SECTIONS = {
-    "model_arguments": ("pretrained_model_name_or_path", "v_parameterization", "no_half_vae"),
+    "model_arguments": ("pretrained_model_name_or_path", "v_parameterization", "zero_terminal_snr", "no_half_vae"),
     "additional_network_arguments": ("network_module", "network_args", "network_dim", "network_alpha",
                                      "network_dropout", "network_train_unet_only",
                                      "unet_lr", "text_encoder_lr", "training_comment"),
@@ -115,6 +115,8 @@ def kohya_training_values(rec: Recommendation, *, model_path: str, dataset_dir: 
             values[key] = float(train[key]) if key in FLOAT_KEYS else train[key]
     if values.get("network_train_unet_only"):
         values.pop("text_encoder_lr", None)  # kohya would ignore it; leaving it out says so
+    if not values.get("zero_terminal_snr"):
+        values.pop("zero_terminal_snr", None)  # off is kohya's default: written only when on
     if not values.get("noise_offset"):
         values.pop("noise_offset", None)  # kohya's default is None (off); 0.0 says the same, less clearly
     if values.get("max_train_epochs") is not None:

@@ -134,6 +134,17 @@ def training_scheduler(family: ModelFamily, config: dict | None = None):
     return DDPMScheduler.from_config({**family.noise_schedule, **(config or {})})
 
 
+def zero_terminal_snr_scheduler(scheduler):
+    """A copy of a DDPM training schedule with its betas rescaled to zero terminal SNR: diffusers'
+    `rescale_betas_zero_snr` (the algorithm kohya's fix_noise_scheduler_betas_for_zero_terminal_snr
+    applies in place; tests/test_zero_terminal_snr.py compares them)."""
+    from diffusers import DDPMScheduler
+
+    # a keyword, not a key of the config dict: from_config resets the keys its config lists in
+    # `_use_default_values` (rescale_betas_zero_snr among them) to their defaults
+    return DDPMScheduler.from_config(scheduler.config, rescale_betas_zero_snr=True)
+
+
 def read_model_index(folder: Path) -> dict:
     index_file = folder / "model_index.json"
     if not index_file.is_file():

@@ -46,6 +46,11 @@ def preflight(config: TrainConfig) -> None:
                       f"is scaled by alpha/dim = {config.network_alpha / config.network_dim:.3g} (kohya users keep "
                       "alpha <= dim); allowed, but lower --network-alpha (or the lr) unless you meant it",
                       LrfindWarning, stacklevel=2)
+    if config.zero_terminal_snr and not config.v_parameterization:
+        warnings.warn("--zero-terminal-snr without --v-parameterization: the last timestep is pure noise, from "
+                      "which an epsilon-prediction model cannot learn anything (kohya warns the same); add "
+                      "--v-parameterization for a v-prediction model, or drop --zero-terminal-snr",
+                      LrfindWarning, stacklevel=2)
     check_output_places(config)
 
 

@@ -37,6 +37,9 @@ class TrainConfig(StrictModel):
     pretrained_model_name_or_path: str = "tiny"
     allow_pickle: bool = False
     v_parameterization: bool = False
+    # kohya's --zero_terminal_snr: the training noise schedule rescaled so its last step is pure
+    # noise (Lin et al. 2023), for v-prediction models trained that way (NoobAI-XL v-pred and kin)
+    zero_terminal_snr: bool = False
     clip_skip: int = Field(1, ge=1)
     max_token_length: Literal[75, 150, 225] = 75
     # --- network ---

@@ -30,6 +30,7 @@ def run_metadata(config, dataset) -> dict:
         **bucket_metadata(enable_bucket=config.enable_bucket, min_bucket_reso=lo, max_bucket_reso=hi,
                           bucket_no_upscale=config.bucket_no_upscale, info=bucket_info(images)),
         "ss_max_grad_norm": config.max_grad_norm,
+        "ss_zero_terminal_snr": config.zero_terminal_snr,
         "ss_num_validation_images": held_out,
         "ss_validation_split": config.validation_split,
         "ss_validation_seed": config.validation_seed,

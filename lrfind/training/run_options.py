@@ -20,7 +20,7 @@ from lrfind.training.config import TrainConfig
 RUN_WIDE = (
     "resolution", "train_batch_size", "enable_bucket", "min_bucket_reso",
     "max_bucket_reso", "bucket_no_upscale", "shuffle_caption", "keep_tokens", "flip_aug", "reg_data_dir",
-    "prior_loss_weight", "v_parameterization", "clip_skip", "max_token_length", "network_train_unet_only",
+    "prior_loss_weight", "v_parameterization", "zero_terminal_snr", "clip_skip", "max_token_length", "network_train_unet_only",
     "gradient_checkpointing", "mixed_precision", "noise_offset", "min_snr_gamma", "save_precision", "max_grad_norm",
 )
 # TrainConfig field -> the space key that searches (or fixes) it

@@ -16,6 +16,7 @@ from typing import Iterator, Optional, Sequence
 from lrfind.cache import LatentCache, TextEmbeddingCache
 from lrfind.data.limits import check_repeats, check_steps
 from lrfind.data.types import Dataset, ImageRecord
+from lrfind.models.loading import zero_terminal_snr_scheduler
 from lrfind.models.size_conditioning import kohya_time_ids
 from lrfind.models.text_encoding_sdxl import validate_sdxl_text_options
 from lrfind.network import NetworkSpec, attach_network, load_lora
@@ -140,6 +141,9 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
         accelerator = make_accelerator(mixed, cpu=device.type == "cpu")
         optimizer = accelerator.prepare_optimizer(optimizer, device_placement=False)
         prediction_type = "v_prediction" if config.v_parameterization else components.prediction_type
+        # this run's schedule: the model's shared one, or a zero-terminal-SNR copy (kohya's option)
+        noise_scheduler = (zero_terminal_snr_scheduler(components.noise_scheduler) if config.zero_terminal_snr
+                           else components.noise_scheduler)
         conditioner = TextConditioner(components, memo, clip_skip=config.clip_skip,
                                       max_token_length=config.max_token_length,
                                       trains_text_encoder=config.trains_text_encoder)
@@ -149,8 +153,9 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
         val_time_ids = ([kohya_time_ids(r.size, r.bucket) for r in val_records]
                         if conditioner.needs_time_ids else None)
         validation = shared_validation_set(
-            validation_memo, validation_key([r.path for r in val_records], val_captions, val_latents, **settings),
-            lambda: ValidationSet(val_latents, val_captions, noise_scheduler=components.noise_scheduler,
+            validation_memo, validation_key([r.path for r in val_records], val_captions, val_latents, **settings,
+                                          zero_terminal_snr=config.zero_terminal_snr),
+            lambda: ValidationSet(val_latents, val_captions, noise_scheduler=noise_scheduler,
                                   time_ids=val_time_ids, **settings))
         # A compiled wrapper shares the UNet's weights; dynamo compiles at the first step (and again
         # for validation's eval/inference mode and each new latent shape).
@@ -158,7 +163,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
         yield LoopParts(
             unet=unet, network=network, optimizer=optimizer, lr_scheduler=scheduler,
             accelerator=accelerator, conditioner=conditioner, latents=latents,
-            noise_scheduler=components.noise_scheduler, items=items, total_steps=plan.total_steps,
+            noise_scheduler=noise_scheduler, items=items, total_steps=plan.total_steps,
             steps_per_epoch=plan.steps_per_epoch, batch_size=global_batch,
             gradient_accumulation_steps=config.gradient_accumulation_steps, max_grad_norm=config.max_grad_norm,
             seed=config.seed,

@@ -45,11 +45,13 @@ class _Group:
 
 
 def validation_key(paths: Sequence, captions: Sequence[str], latents, *, timesteps: Sequence[int], seed: int,
-                   prediction_type: str) -> tuple:
-    """What a ValidationSet is a function of (the noise scheduler aside): equal keys, equal sets."""
+                   prediction_type: str, zero_terminal_snr: bool = False) -> tuple:
+    """What a ValidationSet is a function of (the model's noise schedule aside; `zero_terminal_snr`
+    is the run's change to it): equal keys, equal sets."""
     shapes = tuple(tuple(latent.shape) for latent in latents)
-    return (tuple(str(p) for p in paths), tuple(captions), shapes, tuple(int(t) for t in timesteps), int(seed),
-            prediction_type)
+    key = (tuple(str(p) for p in paths), tuple(captions), shapes, tuple(int(t) for t in timesteps), int(seed),
+           prediction_type)
+    return key + ("zero_terminal_snr",) if zero_terminal_snr else key
 
 
 def shared_validation_set(memo: Optional[dict], key: tuple, build: Callable[[], "ValidationSet"]) -> "ValidationSet":
