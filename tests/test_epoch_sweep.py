@@ -176,13 +176,16 @@ def test_a_swept_trial_gives_each_shorter_trials_result_exactly(example_dataset,
         assert trial.user_attrs["drift"] == pytest.approx(swept.user_attrs["epoch_drifts"][epochs], rel=1e-6)
 
 
-def test_a_new_study_starts_at_the_probe_point(example_dataset, tmp_path, probe_report):
+def test_a_new_study_starts_at_the_probe_point(example_dataset, tmp_path, probe_report, capsys):
     from lrfind.study.probe_point import probe_point
     from lrfind.study.runner import run_study
     from lrfind.study.space import load_space
 
     cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")
-    run_study(cfg)
+    lines = []
+    run_study(cfg, progress=lambda text, transient: lines.append(text) if not transient else None)
+    assert capsys.readouterr().out == ""  # library code does not print; its lines go to `progress`
+    assert any(line.endswith("0/2 trials finished; running") for line in lines), lines
     study, all_trials = trials(cfg)
     first = all_trials[0]
     point = probe_point(load_space("tiny"), read_probe_report(probe_report))

@@ -314,9 +314,10 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
+    say = _announcer(progress)  # library code does not print: lines go to the caller's progress (the CLI prints)
     recovered = fail_dead_trials(study)
     if recovered:
-        print(f"trial(s) {recovered} of worker(s) that died: marked failed (fail_reason says which worker, when) "
+        say(f"trial(s) {recovered} of worker(s) that died: marked failed (fail_reason says which worker, when) "
               "and retried")
     ctx = build_context(cfg, study, space, weights)
     ctx.progress = progress
@@ -326,7 +327,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     enqueue_probe_point(study, space, ctx.probe)
     stopper = _StopWhenDone(cfg.n_trials)
     if finished_trials(study) < cfg.n_trials:
-        print(f"study {cfg.name} in {mask_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
+        say(f"study {cfg.name} in {mask_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
               f"trials finished; running")
         quiet = QuietTrialLog()
         logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
@@ -344,23 +345,29 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
         finally:
             logging.getLogger(QuietTrialLog.LOGGER).removeFilter(quiet)
         if taken_over:
-            print(f"trial(s) {taken_over} of this worker were failed by another worker, which took this one for "
+            say(f"trial(s) {taken_over} of this worker were failed by another worker, which took this one for "
                   "dead (heartbeats later than --grace-period: an overloaded machine or a slow database); "
                   "they are retried, and this worker went on")
         if stopper.failures >= stopper.max_failures:
-            print(f"stopped after {stopper.failures} failed trials in a row; see fail_reason in the report")
+            say(f"stopped after {stopper.failures} failed trials in a row; see fail_reason in the report")
         if stopper.twins >= stopper.max_twins:
-            print(f"stopped: the last {stopper.twins} trials proposed points already trained; the space is "
+            say(f"stopped: the last {stopper.twins} trials proposed points already trained; the space is "
                   "explored at this budget (widen it in the space TOML for more)")
-    return finish_study(cfg, study, ctx)
+    return finish_study(cfg, study, ctx, say)
 
 
-def finish_study(cfg: StudyConfig, study, ctx) -> StudyOutcome:
+def _announcer(progress):
+    """One lasting line of the study's own (not a trial's status) to `progress`; none without one."""
+    return (lambda text: progress(text, False)) if progress is not None else (lambda text: None)
+
+
+def finish_study(cfg: StudyConfig, study, ctx, say=lambda text: None) -> StudyOutcome:
     from dataclasses import replace
 
     still_running = []
     if finished_trials(study) >= cfg.n_trials:  # the study is done: recommend from its final trials
-        still_running = settle_end(study, cfg.n_trials, cfg.grace_period, on_wait=_say_waiting)
+        still_running = settle_end(study, cfg.n_trials, cfg.grace_period,
+                                   on_wait=lambda running: say(_waiting_text(running)))
     trials = counted_trials(study.get_trials(deepcopy=False))
     # value: a --pareto trial's scalar is recomputed from its metrics (_scalar_value)
     records = [replace(TrialRecord.from_frozen_trial(t), value=_scalar_value(t, ctx)) for t in trials]
@@ -372,9 +379,9 @@ def finish_study(cfg: StudyConfig, study, ctx) -> StudyOutcome:
     return StudyOutcome(rec, summary, [], tuple(ctx.warnings))
 
 
-def _say_waiting(running: list[int]) -> None:
-    print(f"the study has its trials; waiting for trial(s) {running} still running on other workers, so that "
-          "every worker recommends from the same trials")
+def _waiting_text(running: list[int]) -> str:
+    return (f"the study has its trials; waiting for trial(s) {running} still running on other workers, so that "
+            "every worker recommends from the same trials")
 
 
 def _scalar_value(trial, ctx) -> float | None:
