@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import random
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from lrfind.data.types import Concept, Dataset, ImageRecord
@@ -128,103 +129,108 @@ def modelspec_metadata(*, title: str, timestamp: float, resolution: int | tuple[
     return spec
 
 
-def kohya_metadata(
-    *,
-    network_dim: int,
-    network_alpha: float,
-    learning_rate: float,
-    unet_lr: float | None,
-    text_encoder_lr: float | None,
-    optimizer: str,
-    lr_scheduler: str,
-    epoch: int,
-    steps: int,
-    max_train_steps: int,
-    num_epochs: int,
-    num_batches_per_epoch: int,
-    batch_size_per_device: int,
-    resolution: int | tuple[int, int],
-    seed: int,
-    sd_model_name: str,
-    dataset: Dataset,
-    training_started_at: float,
-    training_finished_at: float,
-    output_name: str,
-    network_train_unet_only: bool = True,
-    clip_skip: int | None = None,
-    mixed_precision: str = "no",
-    noise_offset: float | None = None,
-    min_snr_gamma: float | None = None,
-    lr_warmup_steps: int = 0,
-    gradient_accumulation_steps: int = 1,
-    gradient_checkpointing: bool = False,
-    caption_extension: str = ".txt",
-    keep_tokens: int = 0,
-    shuffle_caption: bool = False,
-    flip_aug: bool = False,
-    prior_loss_weight: float = 1.0,
-    max_token_length: int | None = None,
-    v_parameterization: bool = False,
-    network_module: str = NETWORK_MODULE,
-    model_family: str = "sd1",
-    session_id: int | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, str]:
+@dataclass(frozen=True)
+class RunFacts:
+    """What kohya's ss_* keys say about one training run (kohya_metadata's keyword arguments)."""
+
+    network_dim: int
+    network_alpha: float
+    learning_rate: float
+    unet_lr: float | None
+    text_encoder_lr: float | None
+    optimizer: str
+    lr_scheduler: str
+    epoch: int
+    steps: int
+    max_train_steps: int
+    num_epochs: int
+    num_batches_per_epoch: int
+    batch_size_per_device: int
+    resolution: int | tuple[int, int]
+    seed: int
+    sd_model_name: str
+    training_started_at: float
+    training_finished_at: float
+    output_name: str
+    network_train_unet_only: bool = True
+    clip_skip: int | None = None
+    mixed_precision: str = "no"
+    noise_offset: float | None = None
+    min_snr_gamma: float | None = None
+    lr_warmup_steps: int = 0
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    caption_extension: str = ".txt"
+    keep_tokens: int = 0
+    shuffle_caption: bool = False
+    flip_aug: bool = False
+    prior_loss_weight: float = 1.0
+    max_token_length: int | None = None
+    v_parameterization: bool = False
+    network_module: str = NETWORK_MODULE
+    model_family: str = "sd1"
+
+
+def kohya_metadata(*, dataset: Dataset, session_id: int | None = None, extra: dict[str, Any] | None = None,
+                   **facts: Any) -> dict[str, str]:
     """All of kohya's metadata for one saved LoRA file, every value a string.
 
-    `model_family` is the base model's (SDComponents.family, lrfind.models.families): it gives
-    ss_v2, ss_base_model_version and modelspec.architecture.
-
-    `optimizer` is written as given (kohya writes the class path plus arguments, e.g.
-    "torch.optim.adamw.AdamW"). `extra` adds or overrides keys (values are str()-ed).
+    `facts` are RunFacts' fields (a misspelt one is a TypeError). `model_family` is the base
+    model's (SDComponents.family, lrfind.models.families): it gives ss_v2, ss_base_model_version
+    and modelspec.architecture. `optimizer` is written as given (kohya writes the class path plus
+    arguments, e.g. "torch.optim.adamw.AdamW"). `extra` adds or overrides keys (values are str()-ed).
     """
-    family = family_named(model_family)
-    metadata: dict[str, Any] = {
-        "ss_session_id": session_id if session_id is not None else random.randint(0, 2**32),
-        "ss_training_started_at": training_started_at,
-        "ss_training_finished_at": training_finished_at,
-        "ss_output_name": output_name,
-        "ss_learning_rate": learning_rate,
-        "ss_unet_lr": unet_lr,
-        "ss_text_encoder_lr": text_encoder_lr,
-        "ss_num_batches_per_epoch": num_batches_per_epoch,
-        "ss_num_epochs": num_epochs,
-        "ss_epoch": epoch,
-        "ss_steps": steps,
-        "ss_max_train_steps": max_train_steps,
-        "ss_lr_warmup_steps": lr_warmup_steps,
-        "ss_lr_scheduler": lr_scheduler,
-        "ss_optimizer": optimizer,
-        "ss_network_module": network_module,
-        "ss_network_dim": network_dim,
-        "ss_network_alpha": network_alpha,
-        "ss_network_train_unet_only": bool(network_train_unet_only),
-        "ss_mixed_precision": mixed_precision,
-        "ss_v2": family.kohya_v2,
-        "ss_base_model_version": family.base_model_version,
-        "ss_clip_skip": clip_skip,
-        "ss_max_token_length": max_token_length,
-        "ss_seed": seed,
-        "ss_noise_offset": noise_offset,
-        "ss_min_snr_gamma": min_snr_gamma,
-        "ss_prior_loss_weight": prior_loss_weight,
-        "ss_gradient_checkpointing": bool(gradient_checkpointing),
-        "ss_gradient_accumulation_steps": gradient_accumulation_steps,
-        "ss_batch_size_per_device": batch_size_per_device,
-        "ss_total_batch_size": batch_size_per_device * gradient_accumulation_steps,
-        "ss_resolution": _resolution_pair(resolution),
-        "ss_caption_extension": caption_extension,
-        "ss_keep_tokens": keep_tokens,
-        "ss_shuffle_caption": bool(shuffle_caption),
-        "ss_flip_aug": bool(flip_aug),
-        "ss_cache_latents": True,
-        "ss_sd_model_name": sd_model_name,
-    }
+    run = RunFacts(**facts)
+    metadata = _ss_values(run, family_named(run.model_family), session_id)
     metadata.update(dataset_metadata(dataset))
     metadata.update(extra or {})
     # kohya: `metadata = {k: str(v) for k, v in metadata.items()}`; None becomes "None" there too.
     strings = {key: str(value) for key, value in metadata.items()}
     strings.update(modelspec_metadata(
-        title=output_name, timestamp=training_finished_at, resolution=resolution,
-        v_parameterization=v_parameterization, clip_skip=clip_skip, model_family=model_family))
+        title=run.output_name, timestamp=run.training_finished_at, resolution=run.resolution,
+        v_parameterization=run.v_parameterization, clip_skip=run.clip_skip, model_family=run.model_family))
     return strings
+
+
+def _ss_values(facts: RunFacts, family, session_id: int | None) -> dict[str, Any]:
+    return {
+        "ss_session_id": session_id if session_id is not None else random.randint(0, 2**32),
+        "ss_training_started_at": facts.training_started_at,
+        "ss_training_finished_at": facts.training_finished_at,
+        "ss_output_name": facts.output_name,
+        "ss_learning_rate": facts.learning_rate,
+        "ss_unet_lr": facts.unet_lr,
+        "ss_text_encoder_lr": facts.text_encoder_lr,
+        "ss_num_batches_per_epoch": facts.num_batches_per_epoch,
+        "ss_num_epochs": facts.num_epochs,
+        "ss_epoch": facts.epoch,
+        "ss_steps": facts.steps,
+        "ss_max_train_steps": facts.max_train_steps,
+        "ss_lr_warmup_steps": facts.lr_warmup_steps,
+        "ss_lr_scheduler": facts.lr_scheduler,
+        "ss_optimizer": facts.optimizer,
+        "ss_network_module": facts.network_module,
+        "ss_network_dim": facts.network_dim,
+        "ss_network_alpha": facts.network_alpha,
+        "ss_network_train_unet_only": bool(facts.network_train_unet_only),
+        "ss_mixed_precision": facts.mixed_precision,
+        "ss_v2": family.kohya_v2,
+        "ss_base_model_version": family.base_model_version,
+        "ss_clip_skip": facts.clip_skip,
+        "ss_max_token_length": facts.max_token_length,
+        "ss_seed": facts.seed,
+        "ss_noise_offset": facts.noise_offset,
+        "ss_min_snr_gamma": facts.min_snr_gamma,
+        "ss_prior_loss_weight": facts.prior_loss_weight,
+        "ss_gradient_checkpointing": bool(facts.gradient_checkpointing),
+        "ss_gradient_accumulation_steps": facts.gradient_accumulation_steps,
+        "ss_batch_size_per_device": facts.batch_size_per_device,
+        "ss_total_batch_size": facts.batch_size_per_device * facts.gradient_accumulation_steps,
+        "ss_resolution": _resolution_pair(facts.resolution),
+        "ss_caption_extension": facts.caption_extension,
+        "ss_keep_tokens": facts.keep_tokens,
+        "ss_shuffle_caption": bool(facts.shuffle_caption),
+        "ss_flip_aug": bool(facts.flip_aug),
+        "ss_cache_latents": True,
+        "ss_sd_model_name": facts.sd_model_name,
+    }
