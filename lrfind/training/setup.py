@@ -94,6 +94,40 @@ def network_spec(config: TrainConfig):
                        network_dropout=config.network_dropout)
 
 
+def _train_and_validation_records(config: TrainConfig, dataset: Dataset,
+                                  held_out: Optional[Sequence[ImageRecord]]) -> tuple[list, list]:
+    if held_out:
+        return list(dataset.train_images), list(held_out)
+    return split_validation(dataset.train_images, config.validation_split, config.validation_seed)
+
+
+def _optimizer_and_schedule(config: TrainConfig, network, accelerator, total_steps: int):
+    optimizer = build_optimizer(config.optimizer_type, param_groups(config, network), extra=dict(config.optimizer_args))
+    scheduler = build_scheduler(config.lr_scheduler, optimizer, num_training_steps=total_steps,
+                                num_warmup_steps=config.lr_warmup_steps,
+                                num_cycles=config.lr_scheduler_num_cycles, power=config.lr_scheduler_power)
+    return accelerator.prepare_optimizer(optimizer, device_placement=False), scheduler
+
+
+def _validation_set(config: TrainConfig, val_records, latents, noise_scheduler, prediction_type: str,
+                    needs_time_ids: bool, validation_memo: Optional[dict]) -> ValidationSet:
+    """The run's ValidationSet, shared through `validation_memo` with runs that have the same key."""
+    val_latents, val_captions = [latents[(r.path, False)] for r in val_records], [r.caption for r in val_records]
+    settings = dict(timesteps=config.validation_timesteps, seed=config.validation_seed, prediction_type=prediction_type)
+    val_time_ids = [kohya_time_ids(r.size, r.bucket) for r in val_records] if needs_time_ids else None
+    key = validation_key([r.path for r in val_records], val_captions, val_latents, **settings,
+                         zero_terminal_snr=config.zero_terminal_snr)
+    return shared_validation_set(validation_memo, key, lambda: ValidationSet(
+        val_latents, val_captions, noise_scheduler=noise_scheduler, time_ids=val_time_ids, **settings))
+
+
+def _place_model(components, device, dtype) -> None:
+    """The trained networks on the run's device and dtype (once: the shared model stays put between trials)."""
+    for module in (components.unet, components.text_encoder, components.text_encoder_2):
+        if module is not None and (module.device != device or module.dtype != dtype):
+            module.to(device, dtype)
+
+
 @contextmanager
 def lora_run(config: TrainConfig, components, dataset: Dataset, store,
              validation_memo: Optional[dict] = None,
@@ -107,11 +141,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     group = process_group()  # data-parallel: each step is one global batch of batch size x processes
     global_batch = config.train_batch_size * group.world_size
     device, dtype, mixed = pick_device(config.mixed_precision)
-    if held_out:
-        train_records, val_records = list(dataset.train_images), list(held_out)
-    else:
-        train_records, val_records = split_validation(dataset.train_images, config.validation_split,
-                                                      config.validation_seed)
+    train_records, val_records = _train_and_validation_records(config, dataset, held_out)
     records = list(dict.fromkeys(train_records + val_records + list(dataset.reg_images)))
     flips = (False, True) if config.flip_aug else (False,)
     latents, memo = cached_features(config, components, records, store, flips=flips,
@@ -122,9 +152,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     spec = network_spec(config)
     if components.text_encoder_2 is not None:
         validate_sdxl_text_options(config.clip_skip, config.max_token_length)
-    for module in (components.unet, components.text_encoder, components.text_encoder_2):
-        if module is not None and (module.device != device or module.dtype != dtype):  # the shared model stays put between trials
-            module.to(device, dtype)
+    _place_model(components, device, dtype)
     network = attach_network(components, spec, seed=config.seed)
     try:
         if config.network_weights is not None:
@@ -134,12 +162,8 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
             network.load_kohya_state_dict(state_dict, source=f"--network-weights {config.network_weights}")
         if config.gradient_checkpointing:
             components.unet.enable_gradient_checkpointing()
-        optimizer = build_optimizer(config.optimizer_type, param_groups(config, network), extra=dict(config.optimizer_args))
-        scheduler = build_scheduler(config.lr_scheduler, optimizer, num_training_steps=plan.total_steps,
-                                    num_warmup_steps=config.lr_warmup_steps,
-                                    num_cycles=config.lr_scheduler_num_cycles, power=config.lr_scheduler_power)
         accelerator = make_accelerator(mixed, cpu=device.type == "cpu")
-        optimizer = accelerator.prepare_optimizer(optimizer, device_placement=False)
+        optimizer, scheduler = _optimizer_and_schedule(config, network, accelerator, plan.total_steps)
         prediction_type = "v_prediction" if config.v_parameterization else components.prediction_type
         # this run's schedule: the model's shared one, or a zero-terminal-SNR copy (kohya's option)
         noise_scheduler = (zero_terminal_snr_scheduler(components.noise_scheduler) if config.zero_terminal_snr
@@ -147,16 +171,8 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
         conditioner = TextConditioner(components, memo, clip_skip=config.clip_skip,
                                       max_token_length=config.max_token_length,
                                       trains_text_encoder=config.trains_text_encoder)
-        val_latents, val_captions = [latents[(r.path, False)] for r in val_records], [r.caption for r in val_records]
-        settings = dict(timesteps=config.validation_timesteps, seed=config.validation_seed,
-                        prediction_type=prediction_type)
-        val_time_ids = ([kohya_time_ids(r.size, r.bucket) for r in val_records]
-                        if conditioner.needs_time_ids else None)
-        validation = shared_validation_set(
-            validation_memo, validation_key([r.path for r in val_records], val_captions, val_latents, **settings,
-                                          zero_terminal_snr=config.zero_terminal_snr),
-            lambda: ValidationSet(val_latents, val_captions, noise_scheduler=noise_scheduler,
-                                  time_ids=val_time_ids, **settings))
+        validation = _validation_set(config, val_records, latents, noise_scheduler, prediction_type,
+                                     conditioner.needs_time_ids, validation_memo)
         # A compiled wrapper shares the UNet's weights; dynamo compiles at the first step (and again
         # for validation's eval/inference mode and each new latent shape).
         unet = torch.compile(components.unet) if config.torch_compile else components.unet
