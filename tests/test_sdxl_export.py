@@ -23,7 +23,7 @@ KOHYA_SDXL_OPTIONS = {**KOHYA_TRAIN_NETWORK_OPTIONS, "cache_text_encoder_outputs
     ("character", "sdxl", "sdxl-character"),
     ("style", "sdxl", "sdxl-style"),
     ("concept", "sdxl", "sdxl-concept"),
-    ("tiny", "sdxl", "tiny"),            # no SDXL tiny preset: the tiny one serves tiny-sdxl too
+    ("tiny", "sdxl", "sdxl-tiny"),       # tiny-sdxl's: LoRA and LoCon only
     ("character", "sd1", "character"),
     ("character", None, "character"),    # family unknown (a pickle): the preset as named
 ])

@@ -105,12 +105,12 @@ def test_space_errors_are_one_line_naming_the_file(tmp_path, text, message):
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ConfigError, match="character, concept, sdxl-character, sdxl-concept, sdxl-style, style, tiny"):
+    with pytest.raises(ConfigError, match="character, concept, sdxl-character, sdxl-concept, sdxl-style, sdxl-tiny, style, tiny"):
         load_space("charcter")
 
 
 def test_presets_load_and_configs_are_the_same_files():
-    assert preset_names() == ["character", "concept", "sdxl-character", "sdxl-concept", "sdxl-style", "style", "tiny"]
+    assert preset_names() == ["character", "concept", "sdxl-character", "sdxl-concept", "sdxl-style", "sdxl-tiny", "style", "tiny"]
     packaged = resources.files("lrfind.study").joinpath("presets")
     for name in preset_names():
         space = load_space(name)

@@ -7,9 +7,9 @@ import argparse
 HELP = {
     "out": "folder for studies/demo/, studies/demo_dataset/ and reports/demo.html",
     "trials": "trials of the demo study",
-    "probe_steps": "steps of the demo's (Prodigy) probe",
+    "probe_steps": "steps of the demo's (Prodigy) probe (default 200; 400 on tiny-sdxl)",
     "progress": "show progress bars",
-    "model": "built-in model: tiny-pretrained (trained on real photos; default) or tiny (random init)",
+    "model": "built-in model: tiny-pretrained (trained on real photos; default), tiny (random init) or tiny-sdxl (SDXL, random init)",
 }
 
 
