@@ -80,7 +80,7 @@ def test_trial_metrics_keep_drift_and_read_version_1_files():
     from lrfind.artifacts.trial_metrics import TRIAL_METRICS_VERSION, TrialMetrics
 
     metrics = TrialMetrics(number=1, val_loss=0.2, drift=0.01, epoch_drifts={"1": 0.005, "2": 0.01})
-    assert metrics.to_dict()["schema_version"] == TRIAL_METRICS_VERSION == 2
+    assert metrics.to_dict()["schema_version"] == TRIAL_METRICS_VERSION == 3
     attrs = metrics.user_attributes()
     assert attrs["drift"] == 0.01 and attrs["epoch_drifts"] == {"1": 0.005, "2": 0.01}
     assert TrialMetrics.from_user_attributes(1, {}, attrs) == metrics
