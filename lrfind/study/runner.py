@@ -39,7 +39,8 @@ from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.pruning import HYPERBAND_REDUCTION
 from lrfind.study.recommend import TrialRecord, recommend
 from lrfind.study.samplers import make_sampler
-from lrfind.study.scoring import ObjectiveWeights, TrialScores, describe_objective, objective_value, pareto_directions
+from lrfind.study.scoring import (ObjectiveWeights, TrialScores, describe_objective, objective_value,
+                                  pareto_directions, pareto_names)
 from lrfind.study.space import load_space
 from lrfind.study.stats import DatasetStats
 from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
@@ -315,6 +316,8 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     space = _load_space(cfg)
     weights = objective_weights(cfg, space)
     study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
+    if cfg.pareto and study.metric_names is None:  # the report labels each objective with its term
+        study.set_metric_names(pareto_names(weights))
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
