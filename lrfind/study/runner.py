@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -317,7 +318,9 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     weights = objective_weights(cfg, space)
     study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
     if cfg.pareto and study.metric_names is None:  # the report labels each objective with its term
-        study.set_metric_names(pareto_names(weights))
+        with warnings.catch_warnings():  # Optuna calls it experimental; the CLI would print that to users
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(pareto_names(weights))
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
