@@ -16,42 +16,68 @@ from lrfind.study.scoring import (
     ScoreError,
     describe_objective,
     intermediate_value,
+    objective_terms,
     objective_value,
+    pareto_names,
     pareto_directions,
     pareto_values,
+    TrialScores,
 )
 
 DEFAULT = ObjectiveWeights()
 
 
+def _scores(val_loss, baseline, clip_i, clip_t, drift=0.0) -> TrialScores:
+    return TrialScores(val_loss=val_loss, baseline_val_loss=baseline, drift=drift, clip_i=clip_i, clip_t=clip_t)
+
+
 @pytest.mark.parametrize(
-    "val_loss, baseline, clip_i, clip_t, weights, expected",
+    "val_loss, baseline, drift, clip_i, clip_t, weights, expected",
     [
-        # learnt nothing, CLIP zero: the loss term alone, 1.0
-        (0.2, 0.2, 0.0, 0.0, DEFAULT, 1.0),
-        # defaults: 0.1/0.2 - 0.5*0.8 - 0.25*0.3 = 0.5 - 0.4 - 0.075
-        (0.1, 0.2, 0.8, 0.3, DEFAULT, 0.025),
+        # learnt nothing, no drift, CLIP zero: the loss term alone, 1.0
+        (0.2, 0.2, 0.0, 0.0, 0.0, DEFAULT, 1.0),
+        # defaults: 0.1/0.2 + 1*0.02 - 0.5*0.8 - 0.25*0.3 = 0.5 + 0.02 - 0.4 - 0.075
+        (0.1, 0.2, 0.02, 0.8, 0.3, DEFAULT, 0.045),
         # a loss worse than the base model's
-        (0.3, 0.2, 0.5, 0.2, DEFAULT, 1.5 - 0.25 - 0.05),
+        (0.3, 0.2, 0.0, 0.5, 0.2, DEFAULT, 1.5 - 0.25 - 0.05),
         # negative cosines raise the objective
-        (0.2, 0.2, -0.5, -1.0, DEFAULT, 1.0 + 0.25 + 0.25),
-        # --score loss: CLIP scores are ignored and may be missing
-        (0.15, 0.2, None, None, DEFAULT.loss_only(), 0.75),
-        # custom weights
-        (0.1, 0.4, 0.6, 0.2, ObjectiveWeights(loss=2.0, clip_i=1.0, clip_t=0.0), 0.5 - 0.6),
+        (0.2, 0.2, 0.0, -0.5, -1.0, DEFAULT, 1.0 + 0.25 + 0.25),
+        # --score loss: CLIP scores are ignored and may be missing; drift keeps its weight
+        (0.15, 0.2, 0.05, None, None, DEFAULT.loss_only(), 0.75 + 0.05),
+        # custom weights, drift weighed 4x: 2*0.25 + 4*0.01 - 0.6
+        (0.1, 0.4, 0.01, 0.6, 0.2, ObjectiveWeights(loss=2.0, drift=4.0, clip_i=1.0, clip_t=0.0), 0.5 + 0.04 - 0.6),
+        # drift weight 0: drift ignored and may be missing
+        (0.1, 0.2, None, 0.0, 0.0, ObjectiveWeights(drift=0.0), 0.5),
         # CLIP only: the loss may even be missing from the sum
-        (0.1, 0.4, 0.6, 0.2, ObjectiveWeights(loss=0.0, clip_i=1.0, clip_t=1.0), -0.8),
+        (0.1, 0.4, 0.0, 0.6, 0.2, ObjectiveWeights(loss=0.0, clip_i=1.0, clip_t=1.0), -0.8),
     ],
 )
-def test_objective_table(val_loss, baseline, clip_i, clip_t, weights, expected):
-    assert objective_value(val_loss, baseline, clip_i, clip_t, weights) == pytest.approx(expected, abs=1e-12)
+def test_objective_table(val_loss, baseline, drift, clip_i, clip_t, weights, expected):
+    scores = _scores(val_loss, baseline, clip_i, clip_t, drift)
+    assert objective_value(scores, weights) == pytest.approx(expected, abs=1e-12)
+    terms = objective_terms(scores, weights)
+    assert terms.value == pytest.approx(expected, abs=1e-12)
+    assert sum(terms.as_dict().values()) == pytest.approx(expected, abs=1e-12)
+
+
+def test_terms_are_signed_and_weighted():
+    terms = objective_terms(_scores(0.1, 0.2, 0.8, 0.4, drift=0.03), DEFAULT)
+    assert terms.as_dict() == pytest.approx({"loss": 0.5, "drift": 0.03, "clip_i": -0.4, "clip_t": -0.1})
 
 
 def test_better_trials_get_lower_values():
-    base = objective_value(0.18, 0.2, 0.6, 0.25, DEFAULT)
-    assert objective_value(0.16, 0.2, 0.6, 0.25, DEFAULT) < base  # lower loss
-    assert objective_value(0.18, 0.2, 0.7, 0.25, DEFAULT) < base  # more like the training images
-    assert objective_value(0.18, 0.2, 0.6, 0.30, DEFAULT) < base  # follows the prompt better
+    base = objective_value(_scores(0.18, 0.2, 0.6, 0.25, drift=0.02), DEFAULT)
+    assert objective_value(_scores(0.16, 0.2, 0.6, 0.25, drift=0.02), DEFAULT) < base  # lower loss
+    assert objective_value(_scores(0.18, 0.2, 0.6, 0.25, drift=0.01), DEFAULT) < base  # changes the base model less
+    assert objective_value(_scores(0.18, 0.2, 0.7, 0.25, drift=0.02), DEFAULT) < base  # more like the held-out images
+    assert objective_value(_scores(0.18, 0.2, 0.6, 0.30, drift=0.02), DEFAULT) < base  # follows the prompt better
+
+
+def test_default_drift_weight_makes_a_typical_drift_a_few_percent_of_the_loss():
+    # benchmarks/RESULTS.md (overfitting curve, tiny pretrained): 0.005-0.02 at a fitting lr
+    for drift in (0.005, 0.02):
+        terms = objective_terms(_scores(0.2, 0.2, 0.0, 0.0, drift=drift), DEFAULT)
+        assert 0.004 <= terms.drift / terms.loss <= 0.03
 
 
 @pytest.mark.parametrize("val_loss, baseline, expected", [(0.2, 0.2, 1.0), (0.05, 0.2, 0.25), (0.5, 0.25, 2.0)])
@@ -59,7 +85,7 @@ def test_intermediate_value_is_the_loss_ratio(val_loss, baseline, expected):
     assert intermediate_value(val_loss, baseline) == pytest.approx(expected)
     # the same scale as the objective's loss term with the default weights
     assert intermediate_value(val_loss, baseline) == pytest.approx(
-        objective_value(val_loss, baseline, 0.0, 0.0, DEFAULT))
+        objective_terms(_scores(val_loss, baseline, 0.0, 0.0), DEFAULT).loss)
 
 
 @pytest.mark.parametrize(
@@ -73,11 +99,14 @@ def test_intermediate_value_is_the_loss_ratio(val_loss, baseline, expected):
         ((0.1, 0.2, math.nan, 0.2), "CLIP-I is nan"),
         ((0.1, 0.2, 0.5, None), "CLIP-T is missing"),
         ((0.1, 0.2, 1.5, 0.2), "outside [-1, 1]"),
+        ((0.1, 0.2, 0.5, 0.2, None), "drift is missing"),
+        ((0.1, 0.2, 0.5, 0.2, math.inf), "drift is inf"),
+        ((0.1, 0.2, 0.5, 0.2, -0.1), "cannot be negative"),
     ],
 )
 def test_bad_metrics_raise_a_score_error_with_the_reason(args, words):
     with pytest.raises(ScoreError, match=None) as caught:
-        objective_value(*args, DEFAULT)
+        objective_value(_scores(*args), DEFAULT)
     assert words in str(caught.value)
     assert isinstance(caught.value, ValueError)
 
@@ -88,10 +117,10 @@ def test_intermediate_value_rejects_nan():
 
 
 def test_weights_from_a_space_toml_table():
-    table = tomllib.loads("[objective]\nloss = 1.0\nclip_i = 0.8\nclip_t = 0.1\n")["objective"]
+    table = tomllib.loads("[objective]\nloss = 1.0\ndrift = 2.5\nclip_i = 0.8\nclip_t = 0.1\n")["objective"]
     weights = build(ObjectiveWeights, "space.toml [objective]", **table)
-    assert (weights.loss, weights.clip_i, weights.clip_t) == (1.0, 0.8, 0.1)
-    assert ObjectiveWeights() == ObjectiveWeights(loss=1.0, clip_i=0.5, clip_t=0.25)
+    assert (weights.loss, weights.drift, weights.clip_i, weights.clip_t) == (1.0, 2.5, 0.8, 0.1)
+    assert ObjectiveWeights() == ObjectiveWeights(loss=1.0, drift=1.0, clip_i=0.5, clip_t=0.25)
 
 
 @pytest.mark.parametrize(
@@ -99,8 +128,9 @@ def test_weights_from_a_space_toml_table():
     [
         ({"clip_j": 0.5}, "clip_j: unknown option"),
         ({"clip_i": -0.1}, "clip_i"),
+        ({"drift": -1.0}, "drift"),
         ({"loss": math.inf}, "loss"),
-        ({"loss": 0, "clip_i": 0, "clip_t": 0}, "all objective weights are 0"),
+        ({"loss": 0, "clip_i": 0, "clip_t": 0}, "clip_i and clip_t weights are all 0"),
     ],
 )
 def test_bad_weights_are_one_line_config_errors(values, words):
@@ -113,22 +143,30 @@ def test_bad_weights_are_one_line_config_errors(values, words):
 def test_loss_only_and_uses_clip():
     assert DEFAULT.uses_clip and not DEFAULT.loss_only().uses_clip
     assert ObjectiveWeights(loss=3.0).loss_only().loss == 3.0
-    assert ObjectiveWeights(loss=0.0, clip_t=1.0).loss_only() == ObjectiveWeights(loss=1.0, clip_i=0.0, clip_t=0.0)
+    assert ObjectiveWeights(loss=0.0, drift=2.0, clip_t=1.0).loss_only() == ObjectiveWeights(
+        loss=1.0, drift=2.0, clip_i=0.0, clip_t=0.0)
 
 
 def test_pareto_terms_follow_the_positive_weights():
-    assert pareto_directions(DEFAULT) == ["minimize", "maximize", "maximize"]
-    assert pareto_values(0.1, 0.2, 0.7, 0.3, DEFAULT) == pytest.approx([0.5, 0.7, 0.3])
+    assert pareto_names(DEFAULT) == ["loss_ratio", "drift", "clip_i", "clip_t"]
+    assert pareto_directions(DEFAULT) == ["minimize", "minimize", "maximize", "maximize"]
+    assert pareto_values(_scores(0.1, 0.2, 0.7, 0.3, drift=0.04), DEFAULT) == pytest.approx([0.5, 0.04, 0.7, 0.3])
     clip_i_only = ObjectiveWeights(clip_t=0.0)
-    assert pareto_directions(clip_i_only) == ["minimize", "maximize"]
-    assert pareto_values(0.1, 0.2, 0.7, None, clip_i_only) == pytest.approx([0.5, 0.7])
-    assert pareto_directions(DEFAULT.loss_only()) == ["minimize"]
+    assert pareto_directions(clip_i_only) == ["minimize", "minimize", "maximize"]
+    assert pareto_values(_scores(0.1, 0.2, 0.7, None, drift=0.04), clip_i_only) == pytest.approx([0.5, 0.04, 0.7])
+    assert pareto_directions(DEFAULT.loss_only()) == ["minimize", "minimize"]  # --score loss: loss and drift
+    no_drift = ObjectiveWeights(drift=0.0).loss_only()
+    assert pareto_directions(no_drift) == ["minimize"]
+    assert pareto_values(_scores(0.1, 0.2, None, None, drift=None), no_drift) == pytest.approx([0.5])
 
 
 def test_describe_objective():
-    assert describe_objective(DEFAULT) == (
-        "objective = 1 × val_loss / baseline_val_loss - 0.5 × CLIP-I - 0.25 × CLIP-T (lower is better)")
-    assert describe_objective(ObjectiveWeights(loss=0, clip_t=0)) == "objective = -0.5 × CLIP-I (lower is better)"
+    assert describe_objective(DEFAULT) == ("objective = 1 × val_loss / baseline_val_loss + 1 × drift - 0.5 × CLIP-I "
+                                           "- 0.25 × CLIP-T (lower is better)")
+    assert describe_objective(ObjectiveWeights(loss=0, drift=0, clip_t=0)) == (
+        "objective = -0.5 × CLIP-I (lower is better)")
+    assert describe_objective(ObjectiveWeights(loss=0, clip_t=0)) == (
+        "objective = 1 × drift - 0.5 × CLIP-I (lower is better)")
 
 
 def test_scoring_imports_no_torch():

@@ -1,9 +1,12 @@
 """Trial samples: generate images from the validation prompts with a trial's LoRA, score, save.
 
-CLIP-I is the mean cosine similarity between every sample and every training image (the mean of
-the whole [samples x training images] matrix): does the LoRA draw the subject? CLIP-T is the mean
-cosine between each sample and its own prompt: does it still follow the prompt? Both use the
-same training images and the same prompts and seeds in every trial, so they compare trials.
+CLIP-I is the mean cosine similarity between every sample and every reference image (the mean of
+the whole [samples x references] matrix): does the LoRA draw the subject? A study's references
+are its held-out images (`clip_i_references`): images of the concept no trial trained on, so
+CLIP-I rewards the concept, not copies of the training photos; the training images only when
+the study holds none out, with a note saying so. CLIP-T is the mean cosine between each sample
+and its own prompt (the concept's trigger in a novel scene): does it still follow the prompt?
+Both use the same references and the same prompts and seeds in every trial, so they compare trials.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from lrfind.atomic import write_bytes
 from lrfind.data.images import load_bucket_pil
-from lrfind.data.types import Dataset
+from lrfind.data.types import Dataset, ImageRecord
 from lrfind.network.inference import generate_images
 
 Size = Union[int, tuple[int, int]]
@@ -27,7 +30,7 @@ Size = Union[int, tuple[int, int]]
 
 @dataclass(frozen=True)
 class SampleScores:
-    clip_i: float  # mean cosine, samples vs training images
+    clip_i: float  # mean cosine, samples vs reference images (a study's held-out ones)
     clip_t: float  # mean cosine, each sample vs its prompt
     images: list  # PIL images, one per prompt
     prompts: list[str]
@@ -50,6 +53,45 @@ class SampleScores:
                                                 self.clip_i_per_sample, self.clip_t_per_sample)
             ],
         }
+
+
+@dataclass(frozen=True)
+class ClipReference:
+    """The images CLIP-I compares samples with, and where they come from."""
+
+    records: tuple[ImageRecord, ...]
+    source: str  # "held-out" or "training"
+    note: Optional[str] = None  # why the training images stand in, when they do
+
+
+def clip_i_references(held_out: Sequence[ImageRecord], dataset: Dataset, limit: int = 8) -> ClipReference:
+    """Up to `limit` of the study's held-out images (each concept in turn); the training images
+    when none are held out, with a note of what that costs."""
+    if held_out:
+        concepts: dict[str, list[ImageRecord]] = {}
+        for record in held_out:
+            concepts.setdefault(record.concept, []).append(record)
+        return ClipReference(_round_robin(list(concepts.values()), limit), "held-out")
+    return ClipReference(_round_robin([list(c.images) for c in dataset.concepts], limit), "training", (
+        "CLIP-I compares samples with the training images: the study holds no image out, so it rewards "
+        "LoRAs that copy their training photos; hold images out (--validation-split, --validation-dir) to "
+        "score the concept instead"))
+
+
+def _round_robin(queues: list[list[ImageRecord]], limit: int) -> tuple[ImageRecord, ...]:
+    """Up to `limit` records, one from each queue in turn, so a small concept is not crowded out."""
+    queues = [list(queue) for queue in queues]
+    chosen: list[ImageRecord] = []
+    while len(chosen) < limit and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    return tuple(chosen)
+
+
+def load_reference_images(records: Sequence[ImageRecord]) -> list[Image.Image]:
+    """The records' images as trained (bucket size)."""
+    return [load_bucket_pil(record) for record in records]
 
 
 def load_training_images(dataset: Dataset, limit: int = 8) -> list[Image.Image]:

@@ -21,7 +21,7 @@ from lrfind.study.diagnosis import diagnose_trial
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_epoch, epoch_losses
 from lrfind.study.progress import TrialProgress
 from lrfind.study.pruning import OptunaReporter, used_validation_steps
-from lrfind.study.scoring import loss_ratio, objective_value, pareto_values
+from lrfind.study.scoring import TrialScores, loss_ratio, objective_terms, pareto_values
 from lrfind.study.space import suggest
 from lrfind.study.storage import WORKER_ATTR, worker_identity
 from lrfind.study.trial_curves import DriftRecorder, TrainLossRecorder
@@ -81,7 +81,10 @@ class StudyContext:
     weights: Any  # ObjectiveWeights
     scorer: Any = None  # ClipScorer or None (loss-only scoring)
     prompts: Optional[list] = None  # [(prompt, seed)]
-    train_images: Optional[list] = None  # PIL images for CLIP-I
+    # CLIP-I's reference: embeddings of the held-out images (of the training images when the study
+    # holds none out), and which of the two (lrfind.scoring.samples.ClipReference.source)
+    clip_i_images: Any = None
+    clip_i_reference: Optional[str] = None
     prompt_embeddings: Any = None  # CLIP text embeddings of the prompts (CLIP-T), made once
     # lora_run's validation_memo: one ValidationSet (noised latents, caption embeddings) for the study
     validation_sets: dict = field(default_factory=dict)
@@ -198,12 +201,13 @@ class TrialObjective:
 
     def _score(self, lora_state: dict, trial_dir: Path) -> dict:
         ctx = self.ctx
-        scores = score_samples(ctx.components, lora_state, ctx.prompts, ctx.train_images, ctx.scorer,
+        scores = score_samples(ctx.components, lora_state, ctx.prompts, ctx.clip_i_images, ctx.scorer,
                                size=ctx.space.fixed.resolution, steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE,
                                prompt_embeddings=ctx.prompt_embeddings)
         paths = save_samples(scores.images, trial_dir / "samples", scores.prompts, scores.seeds)
         out = ctx.cfg.out_dir()
         return {"clip_i": scores.clip_i, "clip_t": scores.clip_t, "clip_calibrated": scores.calibrated,
+                "clip_i_reference": ctx.clip_i_reference,
                 "samples": [str(Path(p).relative_to(out)) for p in paths], "sample_prompts": scores.prompts,
                 "sample_seeds": scores.seeds}
 
@@ -212,14 +216,17 @@ class TrialObjective:
         ctx = self.ctx
         ratio = loss_ratio(metrics["val_loss"], ctx.baseline_val_loss)
         found = diagnose_trial({**metrics, "val_loss_ratio": ratio})
+        scores = TrialScores(val_loss=metrics["val_loss"], baseline_val_loss=ctx.baseline_val_loss,
+                             drift=metrics.get("drift"), clip_i=metrics["clip_i"], clip_t=metrics["clip_t"])
+        terms = objective_terms(scores, ctx.weights)  # a ScoreError (NaN, missing term) fails the trial
         metrics = TrialMetrics(number=trial.number, params=trial.params, **metrics, val_loss_ratio=ratio,
+                               objective_terms=terms.as_dict(),
                                diagnosis=found.text if found is not None else None,
                                seconds=round(time.time() - started, 2))
         _record(trial, trial_dir, metrics)
-        args = (metrics.val_loss, ctx.baseline_val_loss, metrics.clip_i, metrics.clip_t, ctx.weights)
         if ctx.cfg.pareto:
-            return tuple(pareto_values(*args))
-        return objective_value(*args)
+            return tuple(pareto_values(scores, ctx.weights))
+        return terms.value
 
     def _fail(self, trial, reason: str):
         trial.set_user_attr("fail_reason", reason)

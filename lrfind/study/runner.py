@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -26,7 +27,7 @@ from lrfind.probe.config import ProbeConfig
 from lrfind.probe.probe import reuse_or_run_probe
 from lrfind.scoring.clip import scorer_for
 from lrfind.scoring.prompts import validation_prompts
-from lrfind.scoring.samples import load_training_images
+from lrfind.scoring.samples import clip_i_references, load_reference_images
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.free_heap import return_free_heap
@@ -39,7 +40,8 @@ from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.pruning import HYPERBAND_REDUCTION
 from lrfind.study.recommend import TrialRecord, recommend
 from lrfind.study.samplers import make_sampler
-from lrfind.study.scoring import ObjectiveWeights, describe_objective, objective_value, pareto_directions
+from lrfind.study.scoring import (ObjectiveWeights, TrialScores, describe_objective, objective_value,
+                                  pareto_directions, pareto_names)
 from lrfind.study.space import load_space
 from lrfind.study.stats import DatasetStats
 from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
@@ -241,7 +243,11 @@ def build_context(cfg: StudyConfig, study, space, weights):
     ctx.drift_probe = study_drift_probe(space, components, dataset)  # the base model's predictions, once
     if scorer is not None:
         ctx.prompts = validation_prompts(dataset)
-        ctx.train_images = scorer.image_embeddings(load_training_images(dataset))
+        reference = clip_i_references(held.records, held.train_dataset)
+        ctx.clip_i_images = scorer.image_embeddings(load_reference_images(reference.records))
+        ctx.clip_i_reference = reference.source
+        ctx.warnings += (reference.note,) if reference.note else ()
+        study.set_user_attr("clip_i_reference", reference.source)
         ctx.prompt_embeddings = scorer.text_embeddings([prompt for prompt, _ in ctx.prompts])
     # dataset_stats: every image (what the dataset is, and the final run trains on); trained_dataset_stats:
     # the trials' share, without the held-out images
@@ -311,6 +317,10 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     space = _load_space(cfg)
     weights = objective_weights(cfg, space)
     study = open_study(cfg, pareto_directions(weights) if cfg.pareto else ["minimize"], space.budget)
+    if cfg.pareto and study.metric_names is None:  # the report labels each objective with its term
+        with warnings.catch_warnings():  # Optuna calls it experimental; the CLI would print that to users
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(pareto_names(weights))
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
@@ -391,5 +401,6 @@ def _scalar_value(trial, ctx) -> float | None:
     if len(trial.values) == 1:
         return float(trial.values[0])
     attrs = trial.user_attrs
-    return objective_value(attrs["val_loss"], ctx.baseline_val_loss, attrs.get("clip_i"), attrs.get("clip_t"),
-                           ctx.weights)
+    return objective_value(TrialScores(val_loss=attrs["val_loss"], baseline_val_loss=ctx.baseline_val_loss,
+                                       drift=attrs.get("drift"), clip_i=attrs.get("clip_i"),
+                                       clip_t=attrs.get("clip_t")), ctx.weights)

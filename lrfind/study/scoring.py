@@ -1,14 +1,23 @@
-"""The study's scalar objective, from validation loss and CLIP similarities. Pure: no torch.
+"""The study's scalar objective, from held-out loss, drift and CLIP similarities. Pure: no torch.
 
-    objective = w_loss * val_loss / baseline_val_loss - w_clip_i * CLIP-I - w_clip_t * CLIP-T
+    objective = w_loss × val_loss / baseline_val_loss + w_drift × drift - w_clip_i × CLIP-I - w_clip_t × CLIP-T
 
-minimised. `baseline_val_loss` is the base model's (no LoRA) deterministic validation loss,
-measured once per study: dividing by it makes the loss term about 1 for "learnt nothing", below 1
-for "fits the held-out denoising task better", and independent of the dataset's loss scale, so
-the weights mean the same in every study. CLIP-I (mean cosine of samples vs training images) and
-CLIP-T (mean cosine of each sample vs its prompt) lie in [-1, 1]; higher is better, hence the
-minus signs. The weights come from the `[objective]` table of the space TOML; with `--score loss`
-the CLIP weights are 0 (`ObjectiveWeights.loss_only`).
+minimised. `val_loss` is the deterministic validation loss on the study's held-out images and
+`baseline_val_loss` the base model's (no LoRA) on the same images, measured once per study:
+dividing by it makes the loss term about 1 for "learnt nothing", below 1 for "denoises images it
+never trained on better", and independent of the dataset's loss scale, so the weights mean the
+same in every study. `drift` (lrfind.scoring.drift) is the mean squared change of the UNet's noise
+predictions on prompts without the trigger word: what the LoRA breaks where it should change
+nothing; it is 0 for the base model and grows with training. CLIP-I (mean cosine of trigger-word
+samples vs the held-out images: the concept, not the training photos) and CLIP-T (mean cosine of
+each novel-scene sample vs its prompt) lie in [-1, 1]; higher is better, hence the minus signs.
+
+The weights come from the `[objective]` table of the space TOML. DEFAULT_DRIFT_WEIGHT = 1: drift
+is on the noise's scale, and on the tiny pretrained model (benchmarks/RESULTS.md, overfitting
+curve) a run at a fitting lr drifts 0.005-0.02, so it costs 0.5-2 % of the loss term, about what
+those runs gain in held-out loss (0.3-2.9 %): a LoRA must buy its drift with held-out loss. A
+burnt run's 0.03-0.05 costs 3-5 %. With `--score loss` the CLIP weights are 0
+(`ObjectiveWeights.loss_only`); drift needs no CLIP model and keeps its weight.
 
 Pruning sees `intermediate_value` = val_loss / baseline at each report step: the loss term alone,
 unweighted, because CLIP scores exist only at the end of a trial and pruners compare trials with
@@ -18,6 +27,7 @@ every intermediate value 0 and disable pruning).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 from pydantic import Field, model_validator
@@ -26,7 +36,9 @@ from lrfind.config import StrictModel
 from lrfind.jsonfiles import finite
 
 # (name, direction) of each objective of a multi-objective (--pareto) study, in this order.
-PARETO_OBJECTIVES = (("loss_ratio", "minimize"), ("clip_i", "maximize"), ("clip_t", "maximize"))
+PARETO_OBJECTIVES = (("loss_ratio", "minimize"), ("drift", "minimize"), ("clip_i", "maximize"),
+                     ("clip_t", "maximize"))
+DEFAULT_DRIFT_WEIGHT = 1.0  # see the module docstring for why
 
 
 class ScoreError(ValueError):
@@ -37,13 +49,15 @@ class ObjectiveWeights(StrictModel):
     """Weights of the objective's terms; the `[objective]` table of a space TOML."""
 
     loss: float = Field(1.0, ge=0, allow_inf_nan=False)
+    drift: float = Field(DEFAULT_DRIFT_WEIGHT, ge=0, allow_inf_nan=False)
     clip_i: float = Field(0.5, ge=0, allow_inf_nan=False)
     clip_t: float = Field(0.25, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _some_weight(self) -> "ObjectiveWeights":
         if self.loss == 0 and self.clip_i == 0 and self.clip_t == 0:
-            raise ValueError("all objective weights are 0; give loss, clip_i or clip_t a positive weight")
+            raise ValueError("loss, clip_i and clip_t weights are all 0; give one a positive weight "
+                             "(drift alone would rank the untrained LoRA first)")
         return self
 
     @property
@@ -52,8 +66,36 @@ class ObjectiveWeights(StrictModel):
         return self.clip_i > 0 or self.clip_t > 0
 
     def loss_only(self) -> "ObjectiveWeights":
-        """The weights of `--score loss`: CLIP terms 0, the loss weight kept (1 if it was 0)."""
-        return ObjectiveWeights(loss=self.loss or 1.0, clip_i=0.0, clip_t=0.0)
+        """The weights of `--score loss`: CLIP terms 0, loss (1 if it was 0) and drift kept."""
+        return ObjectiveWeights(loss=self.loss or 1.0, drift=self.drift, clip_i=0.0, clip_t=0.0)
+
+
+@dataclass(frozen=True)
+class TrialScores:
+    """What a trial measured, unweighted: the inputs of the objective."""
+
+    val_loss: float  # on the held-out images
+    baseline_val_loss: float  # the base model's, same images
+    drift: Optional[float] = None  # None only where its weight is 0
+    clip_i: Optional[float] = None  # None only where its weight is 0
+    clip_t: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ObjectiveTerms:
+    """Each weighted, signed term of the objective; `value` is their sum (lower is better)."""
+
+    loss: float
+    drift: float
+    clip_i: float
+    clip_t: float
+
+    @property
+    def value(self) -> float:
+        return self.loss + self.drift + self.clip_i + self.clip_t
+
+    def as_dict(self) -> dict[str, float]:
+        return {"loss": self.loss, "drift": self.drift, "clip_i": self.clip_i, "clip_t": self.clip_t}
 
 
 def _required_finite(name: str, value: float) -> float:
@@ -88,26 +130,38 @@ def _clip_term(name: str, value: Optional[float], weight: float) -> float:
     return weight * value
 
 
-def objective_value(
-    val_loss: float,
-    baseline_val_loss: float,
-    clip_i: Optional[float],
-    clip_t: Optional[float],
-    weights: ObjectiveWeights,
-) -> float:
-    """The value a trial is ranked by (minimised); see the module docstring for the formula.
+def _drift_term(value: Optional[float], weight: float) -> float:
+    if weight == 0:
+        return 0.0
+    if value is None:
+        raise ScoreError(f"the drift is missing but its objective weight is {weight}")
+    value = _required_finite("the drift", value)
+    if value < 0:
+        raise ScoreError(f"the drift is {value}; a mean of squares cannot be negative")
+    return weight * value
 
-    A CLIP score may be None when its weight is 0. Raises ScoreError for NaN/inf inputs, a
-    baseline <= 0 or a CLIP score outside [-1, 1].
+
+def objective_terms(scores: TrialScores, weights: ObjectiveWeights) -> ObjectiveTerms:
+    """The weighted terms (see the module docstring for the formula).
+
+    Raises ScoreError for NaN/inf inputs, a baseline <= 0, a negative drift, a CLIP score outside
+    [-1, 1], or a missing score whose weight is not 0.
     """
-    loss_term = weights.loss * loss_ratio(val_loss, baseline_val_loss) if weights.loss else 0.0
-    return (loss_term
-            - _clip_term("CLIP-I", clip_i, weights.clip_i)
-            - _clip_term("CLIP-T", clip_t, weights.clip_t))
+    return ObjectiveTerms(
+        loss=weights.loss * loss_ratio(scores.val_loss, scores.baseline_val_loss) if weights.loss else 0.0,
+        drift=_drift_term(scores.drift, weights.drift),
+        clip_i=-_clip_term("CLIP-I", scores.clip_i, weights.clip_i),
+        clip_t=-_clip_term("CLIP-T", scores.clip_t, weights.clip_t))
+
+
+def objective_value(scores: TrialScores, weights: ObjectiveWeights) -> float:
+    """The value a trial is ranked by (minimised): the sum of `objective_terms`."""
+    return objective_terms(scores, weights).value
 
 
 def _pareto_names(weights: ObjectiveWeights) -> list[str]:
-    weight_of = {"loss_ratio": weights.loss, "clip_i": weights.clip_i, "clip_t": weights.clip_t}
+    weight_of = {"loss_ratio": weights.loss, "drift": weights.drift, "clip_i": weights.clip_i,
+                 "clip_t": weights.clip_t}
     return [name for name, _ in PARETO_OBJECTIVES if weight_of[name] > 0]
 
 
@@ -117,35 +171,29 @@ def pareto_directions(weights: ObjectiveWeights) -> list[str]:
     return [direction_of[name] for name in _pareto_names(weights)]
 
 
-def pareto_values(
-    val_loss: float,
-    baseline_val_loss: float,
-    clip_i: Optional[float],
-    clip_t: Optional[float],
-    weights: ObjectiveWeights,
-) -> list[float]:
+def pareto_names(weights: ObjectiveWeights) -> list[str]:
+    """The names of a --pareto study's objectives, in the order of `pareto_directions(weights)`."""
+    return _pareto_names(weights)
+
+
+def pareto_values(scores: TrialScores, weights: ObjectiveWeights) -> list[float]:
     """The unweighted terms of a --pareto study, in the order of `pareto_directions(weights)`."""
-    values = []
-    for name in _pareto_names(weights):
-        if name == "loss_ratio":
-            values.append(loss_ratio(val_loss, baseline_val_loss))
-        elif name == "clip_i":
-            values.append(_clip_term("CLIP-I", clip_i, 1.0))
-        else:
-            values.append(_clip_term("CLIP-T", clip_t, 1.0))
-    return values
+    value_of = {
+        "loss_ratio": lambda: loss_ratio(scores.val_loss, scores.baseline_val_loss),
+        "drift": lambda: _drift_term(scores.drift, 1.0),
+        "clip_i": lambda: _clip_term("CLIP-I", scores.clip_i, 1.0),
+        "clip_t": lambda: _clip_term("CLIP-T", scores.clip_t, 1.0),
+    }
+    return [value_of[name]() for name in _pareto_names(weights)]
 
 
 def describe_objective(weights: ObjectiveWeights) -> str:
     """The formula with these weights, for the printed summary and the report."""
-    terms = []
-    if weights.loss:
-        terms.append(f"{weights.loss:g} × val_loss / baseline_val_loss")
-    if weights.clip_i:
-        terms.append(f"{weights.clip_i:g} × CLIP-I")
-    if weights.clip_t:
-        terms.append(f"{weights.clip_t:g} × CLIP-T")
-    text = terms[0] if weights.loss else f"-{terms[0]}"
-    for term in terms[1:]:
-        text += f" - {term}"
-    return f"objective = {text} (lower is better)"
+    terms = [(sign, weight, text) for sign, weight, text in (
+        ("+", weights.loss, "val_loss / baseline_val_loss"), ("+", weights.drift, "drift"),
+        ("-", weights.clip_i, "CLIP-I"), ("-", weights.clip_t, "CLIP-T")) if weight]
+    sign, weight, text = terms[0]
+    formula = f"{'-' if sign == '-' else ''}{weight:g} × {text}"
+    for sign, weight, text in terms[1:]:
+        formula += f" {sign} {weight:g} × {text}"
+    return f"objective = {formula} (lower is better)"

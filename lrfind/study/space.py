@@ -33,7 +33,7 @@ Dimensions and their Optuna parameter names (stable: optuna-dashboard and the re
                                         factorisation).
 Sections: `[fixed]` (settings of every trial: lrfind train's run-wide options such as resolution,
 train_batch_size, enable_bucket, clip_skip, mixed_precision, plus the lr rules of FixedSettings), `[objective]` (weights of the scalar objective, the
-same three names as lrfind.study.scoring.ObjectiveWeights: loss, clip_i, clip_t) and `[budget]`.
+same names as lrfind.study.scoring.ObjectiveWeights: loss, drift, clip_i, clip_t) and `[budget]`.
 How a trial's parameters become training values: lrfind.study.trial_values.
 """
 
@@ -202,6 +202,7 @@ class ObjectiveSettings(StrictModel):
     (which defines how they combine); kept here so that a space TOML is validated in one place."""
 
     loss: float = Field(1.0, ge=0, allow_inf_nan=False)
+    drift: float = Field(1.0, ge=0, allow_inf_nan=False)
     clip_i: float = Field(0.5, ge=0, allow_inf_nan=False)
     clip_t: float = Field(0.25, ge=0, allow_inf_nan=False)
 
