@@ -130,6 +130,25 @@ def test_suggest_epoch(table, expected, reason_has):
     assert reason.startswith(f"epoch {expected}") and reason_has in reason
 
 
+def drift_rows(*table):
+    return [{"epoch": e, "val_loss": v, "clip_i": None, "drift": d} for e, v, d in table]
+
+
+@pytest.mark.parametrize("table,expected,reason_has", [
+    # held-out images and drift at every epoch: a later epoch that drifts further must gain > 0.5 %
+    (drift_rows((1, 0.2000, 0.01), (2, 0.1995, 0.02), (3, 0.1990, 0.03)), 1, "more drift"),
+    (drift_rows((1, 0.2000, 0.01), (2, 0.1900, 0.02), (3, 0.1895, 0.03)), 2, "more drift"),
+    # a clear minimum that also drifts less: it, with the plain reason
+    (drift_rows((1, 0.20, 0.03), (2, 0.15, 0.02)), 2, "lowest held-out loss"),
+    # drift missing at one epoch: the rule without drift (0.5 % ties: the earliest)
+    ([*drift_rows((1, 0.2000, 0.01), (2, 0.1995, 0.02)), {"epoch": 3, "val_loss": 0.1990, "clip_i": None}], 2,
+     "earliest"),
+])
+def test_suggest_epoch_weighs_drift_as_the_study_s_sweep(table, expected, reason_has):
+    epoch, reason = suggest_epoch(table)
+    assert epoch == expected and reason.startswith(f"epoch {expected}") and reason_has in reason, reason
+
+
 def test_suggest_epoch_tolerance_is_relative():
     table = rows((1, 1000.0, 0.9), (2, 996.0, 0.1))  # 0.4% apart: tied at 0.5%, not at 0.1%
     assert suggest_epoch(table)[0] == 1

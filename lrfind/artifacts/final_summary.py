@@ -18,6 +18,7 @@ class EpochRow(Part):
     step: Optional[int] = None
     val_loss: Optional[float] = None
     clip_i: Optional[float] = None
+    drift: Optional[float] = None  # from the base model (lrfind.scoring.drift), with held-out images only
     file: str  # the epoch's LoRA file name
     samples: tuple[str, ...] = ()
 

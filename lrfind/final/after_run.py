@@ -40,7 +40,8 @@ def finish_final_run(config, components, records: dict[int, dict], prompts, fina
     for epoch, path in files:
         record = records.get(epoch, {})
         rows.append({"epoch": epoch, "step": record.get("step"), "val_loss": record.get("val_loss"),
-                     "clip_i": record.get("clip_i"), "file": path.name, "samples": record.get("samples", [])})
+                     "clip_i": record.get("clip_i"), "drift": record.get("drift"), "file": path.name,
+                     "samples": record.get("samples", [])})
     try:
         suggested, reason = suggest_epoch(rows)
     except ValueError as err:  # no validation loss at any saved epoch

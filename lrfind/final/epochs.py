@@ -72,8 +72,9 @@ class EpochWatch:
     """Loop callback: per-epoch validation loss, and samples (+ CLIP-I) every n epochs."""
 
     def __init__(self, config, components, prompts, scorer=None, reference=None,
-                 last_epoch: int = 0, records: Optional[dict] = None):
+                 last_epoch: int = 0, records: Optional[dict] = None, drift=None):
         self.config, self.components, self.prompts = config, components, prompts
+        self.drift = drift  # () -> the LoRA's drift now (lrfind.scoring.drift.measure_drift), or None
         self.scorer, self.reference = scorer, reference  # reference: training-image embeddings
         self.every, self.last_epoch = config.sample_every_n_epochs, last_epoch
         self.records: dict[int, dict] = dict(records or {})
@@ -83,7 +84,7 @@ class EpochWatch:
 
     def on_epoch_end(self, state) -> None:
         row = {"epoch": state.epoch, "step": state.step, "val_loss": finite(state.val_loss),
-               "clip_i": None, "samples": []}
+               "clip_i": None, "drift": finite(self.drift()) if self.drift is not None else None, "samples": []}
         if self.sampled(state.epoch):
             row.update(self._samples(state.epoch))
         self.records[state.epoch] = row

@@ -22,6 +22,7 @@ from lrfind.data.types import with_repeats
 from lrfind.errors import ConfigError, DiskFullError, LrfindWarning
 from lrfind.final.after_run import GRID_PROMPTS, finish_final_run
 from lrfind.final.epochs import EpochWatch, read_records, sample_prompts_for
+from lrfind.scoring.drift import drift_probe_on_device, measure_drift
 from lrfind.models.loading import load_components
 from lrfind.outputs import Need, check_free_space, saved_lora_files, train_output_bytes
 from lrfind.scoring.clip import scorer_for
@@ -88,6 +89,15 @@ def _scorer_and_reference(config: TrainConfig, components, dataset):
     return scorer, scorer.image_embeddings(load_training_images(dataset))
 
 
+def _drift_probe(config: TrainConfig, components, dataset):
+    """With held-out images (--validation-split) the suggested epoch weighs drift as a study's
+    epoch sweep does, so each epoch's drift is measured; without, nothing (the run costs what it did)."""
+    if not config.validation_split:
+        return None
+    return drift_probe_on_device(components, dataset, config.resolution, clip_skip=config.clip_skip,
+                                 max_token_length=config.max_token_length, mixed_precision=config.mixed_precision)
+
+
 def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None,
                callbacks: Sequence[Any] = ()) -> FinalRun:
     preflight(config)
@@ -99,13 +109,15 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
     store = store or TensorStore(config.cache_dir or default_cache_dir())
     scorer, reference = _scorer_and_reference(config, components, dataset)
     check_cache_space(config, components, dataset, store)
+    drift_probe = _drift_probe(config, components, dataset)
     started = time.time()
     with lora_run(config, components, dataset, store) as parts:
         state = load_state(resume_folder, config, parts) if resume_folder else None
         epochs = -(-parts.total_steps // parts.steps_per_epoch)
         check_output_space(config, parts.network.trainable_parameter_count(), epochs, len(prompts), GRID_PROMPTS)
         watch = EpochWatch(config, components, prompts, scorer, reference, last_epoch=epochs,
-                           records=read_records(config, state.epoch) if state else None)
+                           records=read_records(config, state.epoch) if state else None,
+                           drift=(lambda: measure_drift(drift_probe, parts)) if drift_probe else None)
         files = _RunFiles(config, parts, dataset, components, started)
         # Order matters at an epoch end: LoRA file (the final one at the last epoch), then records,
         # then the state that says "done": a full disk stops the run with every LoRA file complete.

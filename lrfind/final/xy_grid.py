@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 from lrfind.atomic import write_bytes
 from lrfind.network import generate_images, load_lora
+from lrfind.study.epoch_sweep import EPOCH_MIN_GAIN, best_epoch
 
 DEFAULT_WEIGHTS = (0.4, 0.6, 0.8, 1.0)
 LABEL_PAD = 4
@@ -145,10 +146,31 @@ def _number(value) -> Optional[float]:
     return float(value)
 
 
+def _drift_weighed(rows: Sequence[dict]) -> Optional[tuple[int, str]]:
+    """A run with held-out images and drift at every epoch (--validation-split): the study's epoch
+    rule (lrfind.study.epoch_sweep.best_epoch), a later epoch that drifts further kept only when it
+    lowers the held-out loss by more than EPOCH_MIN_GAIN. None when some epoch has no drift."""
+    scored = [(int(r["epoch"]), _number(r.get("val_loss")), _number(r.get("drift"))) for r in rows]
+    scored = [row for row in scored if row[1] is not None]
+    if not scored or any(drift is None for _, _, drift in scored):
+        return None
+    best = best_epoch([(e, loss) for e, loss, _ in scored], {e: e for e, _, _ in scored},
+                      {e: drift for e, _, drift in scored})
+    if best is None:
+        return None
+    epoch, loss = best
+    lowest = min(scored, key=lambda t: (t[1], t[0]))
+    if lowest[0] == epoch:
+        return epoch, f"epoch {epoch}: lowest held-out loss {loss:.5g}"
+    return epoch, (f"epoch {epoch}: held-out loss {loss:.5g}; epoch {lowest[0]}'s lower {lowest[1]:.5g} is under "
+                   f"{EPOCH_MIN_GAIN:.1%} better for more drift from the base model")
+
+
 def suggest_epoch(rows: Sequence[dict], tie_tol: float = 0.005) -> tuple[int, str]:
     """(epoch, reason): the lowest validation loss; CLIP-I breaks near-ties; earlier epochs win ties.
 
-    `rows`: {"epoch", "val_loss", "clip_i" (or None)} per saved epoch. Epochs whose val_loss is
+    `rows`: {"epoch", "val_loss", "clip_i" (or None), "drift" (or None)} per saved epoch. With a
+    drift at every epoch (a run with held-out images) the study's drift-weighed rule decides instead. Epochs whose val_loss is
     within `tie_tol` (relative) of the best are tied: validation-loss differences that small are
     noise. Among tied epochs the highest CLIP-I (likeness to the training images) wins when every
     tied epoch has one; on equal CLIP-I, or without CLIP-I, the EARLIEST tied epoch wins, since a
@@ -156,6 +178,9 @@ def suggest_epoch(rows: Sequence[dict], tie_tol: float = 0.005) -> tuple[int, st
     """
     if not tie_tol >= 0:
         raise ValueError(f"tie_tol {tie_tol} must be >= 0 (a relative tolerance, e.g. 0.005 = 0.5%)")
+    with_drift = _drift_weighed(rows)
+    if with_drift is not None:
+        return with_drift
     scored = [(int(r["epoch"]), _number(r.get("val_loss")), _number(r.get("clip_i"))) for r in rows]
     scored = sorted((e, loss, clip) for e, loss, clip in scored if loss is not None)
     if not scored:

@@ -150,3 +150,32 @@ def _base_conditioning(components, probe: DriftProbe, clip_skip: int, max_token_
 def _detached_cpu(conditioning: UNetConditioning) -> UNetConditioning:
     keep = (lambda t: None if t is None else t.detach().float().cpu())
     return UNetConditioning(keep(conditioning.hidden_states), keep(conditioning.text_embeds), keep(conditioning.time_ids))
+
+
+def drift_probe_on_device(components, dataset: Dataset, resolution: int, *, clip_skip: int, max_token_length: int,
+                          mixed_precision: str) -> DriftProbe:
+    """base_drift_probe on the device and dtype lora_run trains on (the networks moved there first,
+    where lora_run would put them), so the base predictions are the trained model's own."""
+    import torch
+
+    from lrfind.training.setup import pick_device
+
+    device, dtype, _ = pick_device(mixed_precision)
+    for module in (components.unet, components.text_encoder, getattr(components, "text_encoder_2", None)):
+        if module is not None and (module.device != device or module.dtype != dtype):
+            module.to(device, dtype)
+    return base_drift_probe(components, dataset, resolution, clip_skip=clip_skip, max_token_length=max_token_length,
+                            device=device, dtype=None if dtype == torch.float32 else dtype)
+
+
+def measure_drift(probe: DriftProbe, parts) -> float:
+    """The drift of the LoRA being trained in `parts` (lrfind.training.loop.LoopParts); a trained
+    text encoder's prompts go through its LoRA too."""
+    import torch
+
+    conditioning = None
+    if parts.conditioner.trains_text_encoder:
+        with torch.no_grad():
+            conditioning = parts.conditioner.encode(probe.prompts, as_written=False, device=parts.device,
+                                                    time_ids=probe.time_ids(parts.conditioner.components))
+    return probe.drift(parts.unet, parts.device, parts.dtype, conditioning=conditioning)

@@ -13,24 +13,17 @@ from __future__ import annotations
 
 from typing import Optional
 
+from lrfind.scoring.drift import measure_drift
 from lrfind.study.epoch_sweep import DRIFT_ATTR, EPOCH_DRIFTS_ATTR, EPOCH_TRAIN_LOSSES_ATTR
 
 
 def study_drift_probe(space, components, dataset):
     """The DriftProbe of a study's dataset with the base model's predictions, on the trials' device."""
-    import torch
-
-    from lrfind.scoring.drift import base_drift_probe
-    from lrfind.training.setup import pick_device
+    from lrfind.scoring.drift import drift_probe_on_device
 
     fixed = space.fixed
-    device, dtype, _ = pick_device(fixed.mixed_precision)
-    for module in (components.unet, components.text_encoder, getattr(components, "text_encoder_2", None)):
-        if module is not None and (module.device != device or module.dtype != dtype):  # where lora_run puts them
-            module.to(device, dtype)
-    return base_drift_probe(components, dataset, fixed.resolution, clip_skip=fixed.clip_skip,
-                            max_token_length=fixed.max_token_length, device=device,
-                            dtype=None if dtype == torch.float32 else dtype)
+    return drift_probe_on_device(components, dataset, fixed.resolution, clip_skip=fixed.clip_skip,
+                                 max_token_length=fixed.max_token_length, mixed_precision=fixed.mixed_precision)
 
 
 class DriftRecorder:
@@ -46,15 +39,7 @@ class DriftRecorder:
         epochs = self.epochs_at.get(state.step)
         if epochs is None or epochs in self.by_epoch:
             return
-        import torch
-
-        parts = self.parts
-        conditioning = None
-        if parts.conditioner.trains_text_encoder:  # the prompts through the LoRA'd text encoder(s)
-            with torch.no_grad():
-                conditioning = parts.conditioner.encode(self.probe.prompts, as_written=False, device=parts.device,
-                                                        time_ids=self.probe.time_ids(parts.conditioner.components))
-        self.by_epoch[epochs] = self.probe.drift(parts.unet, parts.device, parts.dtype, conditioning=conditioning)
+        self.by_epoch[epochs] = measure_drift(self.probe, self.parts)
 
     def metrics(self, kept_epochs: Optional[int]) -> dict:
         """The trial's drift (at the kept epoch count, else the last measured) and every boundary's."""
