@@ -15,7 +15,7 @@ from test_study_options import probe_report  # noqa: F401 - the fixture: a probe
 
 
 def _config(example_dataset, tmp_path, probe_report, **overrides) -> StudyConfig:
-    out = tmp_path / "studies" / "h"
+    out = tmp_path / "studies" / overrides.get("name", "h")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(probe_report, out / "probe.json")
     values = dict(dataset=example_dataset, name="h", space="tiny", n_trials=2, trial_budget=8, out=out,

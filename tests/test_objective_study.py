@@ -4,23 +4,20 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import optuna
 import pytest
 
 from lrfind.study.config import StudyConfig
+from test_holdout_study import _config as held_out_study_config
 from test_study_options import probe_report  # noqa: F401 - the fixture: a probe of the example on tiny
 
 
 def _config(example_dataset, tmp_path, probe_report, **overrides) -> StudyConfig:
-    out = tmp_path / "studies" / "o"
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(probe_report, out / "probe.json")
-    values = dict(dataset=example_dataset, name="o", space="tiny", n_trials=1, trial_budget=8, out=out,
-                  progress=False, score="full", heartbeat_interval=1, grace_period=2)
-    return StudyConfig(**{**values, **overrides})
+    """test_holdout_study's study, named "o", one trial, scored with CLIP."""
+    return held_out_study_config(example_dataset, tmp_path, probe_report,
+                                 **{"name": "o", "n_trials": 1, "score": "full", **overrides})
 
 
 class _ReferenceSpy:
