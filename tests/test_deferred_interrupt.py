@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 import pytest
 
@@ -57,7 +58,9 @@ def test_a_sigint_pending_from_start_up_is_taken_by_the_block():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        os.kill(os.getpid(), signal.SIGINT)  # pending: nothing happens yet
+        # to this thread: a process-directed kill would go to another thread that does not block it
+        # (pytest-xdist's), and be raised at once; a fresh worker process has only its main thread
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # pending: nothing happens yet
         with pytest.raises(KeyboardInterrupt):
             with interrupts_deferred():
                 pass
