@@ -158,12 +158,10 @@ def drift_probe_on_device(components, dataset: Dataset, resolution: int, *, clip
     where lora_run would put them), so the base predictions are the trained model's own."""
     import torch
 
-    from lrfind.training.setup import pick_device
+    from lrfind.training.setup import pick_device, place_model
 
     device, dtype, _ = pick_device(mixed_precision)
-    for module in (components.unet, components.text_encoder, getattr(components, "text_encoder_2", None)):
-        if module is not None and (module.device != device or module.dtype != dtype):
-            module.to(device, dtype)
+    place_model(components, device, dtype)
     return base_drift_probe(components, dataset, resolution, clip_skip=clip_skip, max_token_length=max_token_length,
                             device=device, dtype=None if dtype == torch.float32 else dtype)
 

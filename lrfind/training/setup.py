@@ -121,7 +121,7 @@ def _validation_set(config: TrainConfig, val_records, latents, noise_scheduler, 
         val_latents, val_captions, noise_scheduler=noise_scheduler, time_ids=val_time_ids, **settings))
 
 
-def _place_model(components, device, dtype) -> None:
+def place_model(components, device, dtype) -> None:
     """The trained networks on the run's device and dtype (once: the shared model stays put between trials)."""
     for module in (components.unet, components.text_encoder, components.text_encoder_2):
         if module is not None and (module.device != device or module.dtype != dtype):
@@ -152,7 +152,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     spec = network_spec(config)
     if components.text_encoder_2 is not None:
         validate_sdxl_text_options(config.clip_skip, config.max_token_length)
-    _place_model(components, device, dtype)
+    place_model(components, device, dtype)
     network = attach_network(components, spec, seed=config.seed)
     try:
         if config.network_weights is not None:
