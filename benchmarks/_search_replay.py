@@ -34,7 +34,7 @@ def swept_curve(curves: dict, point: tuple, counts: list[int]) -> tuple[list, di
 def make_objective(curves: dict, space, counts: list[int], epoch_mode: str, reuse_twins: bool):
     import optuna
 
-    from lrfind.study.space import suggest
+    from lrfind.study.trial_params import suggest
 
     def objective(trial):
         p = suggest(trial, space, epoch_mode)
@@ -66,7 +66,7 @@ def replay(setup, ctx, rows, budget_steps: int, longest: int, seeds: int, stoppe
 
     from lrfind.study import runner
     from lrfind.study.probe_point import probe_point
-    from lrfind.study.space import space_epoch_counts
+    from lrfind.study.trial_params import space_epoch_counts
 
     curves = curves_by_key(rows)
     grid_best = min(c[-1][1] for c in curves.values())

@@ -34,7 +34,7 @@ WEIGHTS = {"loss": 1.0, "clip_i": 0.25, "clip_t": 0.25}
 
 
 def distributions(space) -> dict:
-    """Optuna distributions of the space, as lrfind.study.space.suggest asks for them."""
+    """Optuna distributions of the space, as lrfind.study.trial_params.suggest asks for them."""
     import optuna.distributions as d
 
     found = {}

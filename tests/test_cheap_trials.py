@@ -13,6 +13,7 @@ import pytest
 
 from lrfind.study.pruning import used_validation_steps
 from lrfind.training.config import TrainConfig
+from lrfind.training.plan import ValidationPlan
 
 
 def make_config(dataset, tmp_path, **overrides) -> TrainConfig:
@@ -145,8 +146,8 @@ def _refuse(*args, **kwargs):
     raise AssertionError("the stored baseline must be read, not recomputed")
 
 
-def every(n: int, total: int) -> dict:
-    return {"max_train_steps": total, "validate_every_n_steps": n, "validate_at_steps": None}
+def every(n: int, total: int) -> tuple:
+    return ValidationPlan(n), total
 
 
 @pytest.mark.parametrize("values, boundaries, pruner, prunes, expected", [
@@ -155,14 +156,13 @@ def every(n: int, total: int) -> dict:
     (every(5, 50), {}, "none", True, [50]),
     (every(5, 50), {}, "hyperband", False, [50]),  # --pareto: nothing is pruned
     (every(20, 20), {}, "hyperband", True, [20]),
-    ({"max_train_steps": 40, "validate_every_n_steps": None, "validate_at_steps": [5, 10, 20, 40]},
-     {1: 20, 2: 40}, "hyperband", True, [5, 10, 20, 40]),  # swept: its lowest-so-far needs every early report
-    ({"max_train_steps": 40, "validate_every_n_steps": None, "validate_at_steps": [5, 10, 20, 40]},
-     {1: 20, 2: 40}, "none", True, [20, 40]),
+    ((ValidationPlan.at([5, 10, 20, 40]), 40), {1: 20, 2: 40}, "hyperband", True, [5, 10, 20, 40]),  # swept: its lowest-so-far needs every early report
+    ((ValidationPlan.at([5, 10, 20, 40]), 40), {1: 20, 2: 40}, "none", True, [20, 40]),
 ])
 def test_validation_runs_only_where_its_loss_is_used(values, boundaries, pruner, prunes, expected):
-    used = used_validation_steps(values, boundaries, pruner=pruner, prunes=prunes, eval_every_steps=5)
-    assert used == {"validate_every_n_steps": None, "validate_at_steps": expected}
+    planned, total = values
+    used = used_validation_steps(planned, total, boundaries, pruner=pruner, prunes=prunes, eval_every_steps=5)
+    assert used == ValidationPlan(None, frozenset(expected))
 
 
 def test_hyperband_prunes_the_same_with_fewer_passes():
@@ -187,9 +187,9 @@ def test_hyperband_prunes_the_same_with_fewer_passes():
                 study.tell(trial, 1.0)
         return outcome
 
-    kept = used_validation_steps(every(5, 45), {}, pruner="hyperband", prunes=True, eval_every_steps=5)
+    kept = used_validation_steps(*every(5, 45), {}, pruner="hyperband", prunes=True, eval_every_steps=5)
     full = run(range(5, 46, 5))
-    assert [p for p in full if p] and full == run(kept["validate_at_steps"])
+    assert [p for p in full if p] and full == run(sorted(kept.at_steps))
 
 
 def test_adamw_is_fused_unless_the_optimizer_args_choose_and_trains_the_same():

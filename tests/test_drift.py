@@ -11,6 +11,7 @@ import pytest
 from lrfind.data.types import Concept, Dataset, ImageRecord
 from lrfind.scoring.drift import class_tokens, drift_prompts
 from lrfind.training.config import TrainConfig
+from lrfind.training.plan import ValidationPlan
 
 
 def _record(folder: str, caption: str, is_reg: bool = False) -> ImageRecord:
@@ -39,8 +40,7 @@ def dataset(example_dataset):
 def _config(example_dataset, tmp_path, **overrides) -> TrainConfig:
     values = dict(train_data_dir=example_dataset, resolution=64, train_batch_size=2, max_train_steps=12,
                   network_dim=4, network_alpha=4.0, learning_rate=5e-3, network_train_unet_only=True,
-                  output_dir=tmp_path / "out", output_name="t", progress=False, seed=1,
-                  validate_every_n_steps=None, validate_at_steps=(1, 4, 12))
+                  output_dir=tmp_path / "out", output_name="t", progress=False, seed=1)
     return TrainConfig(**{**values, **overrides})
 
 
@@ -57,7 +57,8 @@ def test_drift_is_zero_for_a_fresh_lora_grows_with_training_and_repeats(tiny, ex
     assert probe.drift(tiny.unet, "cpu") == 0.0  # the base model itself
 
     def train():
-        with lora_run(_config(example_dataset, tmp_path), tiny, dataset, feature_store) as parts:
+        with lora_run(_config(example_dataset, tmp_path), tiny, dataset, feature_store,
+                      validation_plan=ValidationPlan.at((1, 4, 12))) as parts:
             fresh = probe.drift(parts.unet, parts.device)  # LoRA attached, lora_up still zero
             recorder = DriftRecorder(probe, parts, {1: 1, 2: 4, 6: 12})
             run_loop(parts, [recorder])
@@ -107,7 +108,7 @@ def test_drift_on_sdxl_conditions_the_unet_as_training_does(example_dataset, dat
     assert probe.drift(sdxl.unet, "cpu") == 0.0
     config = _config(example_dataset, tmp_path, pretrained_model_name_or_path="tiny-sdxl",
                      network_train_unet_only=False, network_args={"conv_dim": 4, "conv_alpha": 4})
-    with lora_run(config, sdxl, dataset, feature_store) as parts:
+    with lora_run(config, sdxl, dataset, feature_store, validation_plan=ValidationPlan.at((1, 4, 12))) as parts:
         assert probe.drift(parts.unet, parts.device) == 0.0
         recorder = DriftRecorder(probe, parts, {1: 1, 6: 12})
         run_loop(parts, [recorder])

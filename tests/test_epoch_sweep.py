@@ -66,7 +66,8 @@ def test_epoch_losses_and_params_with_the_swept_epoch():
 
 
 def test_plan_of_a_swept_trial_validates_where_shorter_trials_end():
-    from lrfind.study.space import TrialParams, load_space
+    from lrfind.study.space import load_space
+    from lrfind.study.trial_params import TrialParams
     from lrfind.study.stats import ConceptStats, DatasetStats
     from lrfind.study.trial_values import plan_trial
 
@@ -78,15 +79,17 @@ def test_plan_of_a_swept_trial_validates_where_shorter_trials_end():
     shorter = [plan_trial(TrialParams(4, 1.0, e, 2, 1.0, "AdamW", "constant"), probe, space, stats).trial_steps
                for e in (1, 2, 3)]
     assert swept.epoch_boundaries == {1: 13, 2: 27, 3: 40} and shorter == [13, 27, 40]
-    assert swept.train_values["validate_at_steps"] == [10, 13, 27, 40]  # every 10 steps before the first
-    assert swept.train_values["validate_every_n_steps"] is None
+    assert sorted(swept.validation.at_steps) == [10, 13, 27, 40]  # every 10 steps before the first
+    assert swept.validation.every_n_steps is None
+    assert "validate_at_steps" not in swept.train_values  # plan data, not a training option
     assert plan_trial(params, probe, space, stats).epoch_boundaries == {}  # epoch_mode sample
     cosine = plan_trial(TrialParams(4, 1.0, 3, 2, 1.0, "AdamW", "cosine"), probe, space, stats, "sweep")
-    assert cosine.epoch_boundaries == {} and cosine.train_values["validate_at_steps"] is None
+    assert cosine.epoch_boundaries == {} and not cosine.validation.at_steps
 
 
 def test_suggest_skips_epochs_only_for_swept_schedulers():
-    from lrfind.study.space import load_space, suggest
+    from lrfind.study.space import load_space
+    from lrfind.study.trial_params import suggest
 
     space = load_space("tiny")
     base = {"network_dim": 4, "network_alpha_fraction": 1.0, "repeats": 1, "lr_multiplier": 1.0, "optimizer": "AdamW",

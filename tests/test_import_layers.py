@@ -66,6 +66,8 @@ PURE_NUMERICS = (
     "lrfind.probe.derive",        # AdamW / Lion / text-encoder settings from the plateau
     "lrfind.probe.lr_range",      # the LR range test's suggestion from (lr, loss) points
     "lrfind.study.space",         # the search space
+    "lrfind.study.dimensions",    # the search space's dimensions
+    "lrfind.study.trial_params",  # one point of the space and how Optuna is asked for it
     "lrfind.study.epoch_sweep",   # epoch counts one trial scores
     "lrfind.study.stats",         # dataset statistics for the recommendation
     "lrfind.study.trial_values",  # a trial's training values from its sampled parameters

@@ -11,7 +11,8 @@ from lrfind.network.kinds import network_values
 from lrfind.network.types import check_network_args, network_type_names, type_of
 from lrfind.probe.derive import network_lr_factor
 from lrfind.study.recommend import TrialRecord, recommend
-from lrfind.study.space import TrialParams, load_space
+from lrfind.study.space import load_space
+from lrfind.study.trial_params import TrialParams
 from lrfind.study.trial_values import plan_trial
 from lrfind.artifacts.recommendation import Recommendation
 from lrfind.study.stats import DatasetStats

@@ -163,7 +163,7 @@ def toy_type(monkeypatch):
 
 
 def space_params(space, params, network_type):
-    from lrfind.study.space import TrialParams
+    from lrfind.study.trial_params import TrialParams
 
     return TrialParams.from_params({**params, "network_type": network_type}, space)
 

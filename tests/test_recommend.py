@@ -10,7 +10,8 @@ import pytest
 
 from lrfind.errors import LrfindError
 from lrfind.study.recommend import NoCompletedTrials, TrialRecord, recommend
-from lrfind.study.space import load_space, suggest
+from lrfind.study.space import load_space
+from lrfind.study.trial_params import suggest
 from lrfind.study.stats import ConceptStats, DatasetStats
 from probe_reports import probe_with_lr
 

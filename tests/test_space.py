@@ -16,8 +16,9 @@ from lrfind.data.types import Concept, Dataset, ImageRecord
 from lrfind.errors import ConfigError
 from lrfind.optimizers.lion import LR_DIVISOR as LION_LR_DIVISOR
 from lrfind.optimizers.lion import WEIGHT_DECAY_FACTOR as LION_WEIGHT_DECAY_FACTOR
-from lrfind.study.space import (FloatDimension, IntDimension, TrialParams, load_space, preset_names,
-                                suggest)
+from lrfind.study.dimensions import FloatDimension, IntDimension
+from lrfind.study.space import load_space, preset_names
+from lrfind.study.trial_params import TrialParams, suggest
 from lrfind.study.stats import ConceptStats, DatasetStats
 from lrfind.study.trial_values import plan_trial, trial_train_values
 from lrfind.study.scoring import ObjectiveWeights
@@ -313,7 +314,7 @@ def test_budget_scaling(tmp_path, budget, epochs, repeats, full, trial):
     assert plan.full_run.total_steps == full and plan.trial_steps == trial
     assert plan.train_values["max_train_steps"] == trial and plan.train_values["max_train_epochs"] is None
     assert plan.train_values["lr_warmup_steps"] == round(0.1 * trial)
-    assert plan.train_values["validate_every_n_steps"] == 25
+    assert plan.validation.every_n_steps == 25
     assert plan.full_run_values["max_train_epochs"] == epochs
     assert plan.full_run_values["lr_warmup_steps"] == round(0.1 * full)
     assert plan.full_run.text == f"20 images × {repeats} repeats × {epochs} epochs / batch 2 = {full} steps"

@@ -255,7 +255,7 @@ def test_study_database_opens_in_optuna_dashboard(example_dataset, tmp_path, pro
 
 
 def test_hyperband_rungs_come_from_the_space_budget():
-    from lrfind.study.runner import make_pruner
+    from lrfind.study.pruning import make_pruner
     from lrfind.study.space import load_space
 
     budget = load_space("tiny").budget

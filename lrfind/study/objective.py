@@ -22,11 +22,11 @@ from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_e
 from lrfind.study.progress import TrialProgress
 from lrfind.study.pruning import OptunaReporter, used_validation_steps
 from lrfind.study.scoring import TrialScores, loss_ratio, objective_terms, pareto_values
-from lrfind.study.space import suggest
+from lrfind.study.trial_params import suggest
 from lrfind.study.storage import WORKER_ATTR, worker_identity
+from lrfind.study.trial_config import trial_train_config
 from lrfind.study.trial_curves import DriftRecorder, TrainLossRecorder
 from lrfind.study.trial_values import plan_trial
-from lrfind.training.config import TrainConfig
 from lrfind.training.loop import LoopState, run_loop
 from lrfind.training.metadata import training_metadata
 from lrfind.training.setup import lora_run
@@ -127,19 +127,18 @@ class TrialObjective:
     def _train(self, trial, plan, trial_dir: Path):
         """Train the plan; returns (loop state, the LoRA to keep, metrics so far)."""
         ctx = self.ctx
-        config = TrainConfig(train_data_dir=ctx.cfg.dataset, pretrained_model_name_or_path=ctx.cfg.model,
-                             caption_extension=ctx.cfg.caption_extension, seed=trial_seed(ctx.cfg, trial.number),
-                             output_dir=trial_dir, output_name="lora", progress=False,
-                             torch_compile=ctx.cfg.torch_compile,
-                             cache_dir=ctx.cfg.cache_dir, **{**plan.train_values, **used_validation_steps(
-                                 plan.train_values, plan.epoch_boundaries, pruner=ctx.cfg.pruner,
-                                 prunes=not ctx.cfg.pareto, eval_every_steps=ctx.space.budget.eval_every_steps)})
+        config = trial_train_config(ctx.cfg, plan.train_values, seed=trial_seed(ctx.cfg, trial.number),
+                                    output_dir=trial_dir)
+        validation_plan = used_validation_steps(plan.validation, plan.trial_steps, plan.epoch_boundaries,
+                                                pruner=ctx.cfg.pruner, prunes=not ctx.cfg.pareto,
+                                                eval_every_steps=ctx.space.budget.eval_every_steps)
         dataset = with_repeats(ctx.dataset, {folder: n for folder, _, n in plan.concept_repeats})
         started = time.time()
         swept = bool(plan.epoch_boundaries)
         reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto, best_so_far=swept)
         stopped = None
-        with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets, held_out=ctx.held_out) as parts:
+        with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets, held_out=ctx.held_out,
+                      validation_plan=validation_plan) as parts:
             state = LoopState(parts.total_steps, parts.steps_per_epoch)
             drift = None if ctx.drift_probe is None else DriftRecorder(
                 ctx.drift_probe, parts, plan.epoch_boundaries or {plan.params.epochs: plan.trial_steps})

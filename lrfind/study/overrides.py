@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lrfind.errors import ConfigError
-from lrfind.study.space import SearchSpace, _validate
+from lrfind.study.space import SearchSpace, validate_space
 from lrfind.training.run_options import RUN_WIDE, SEARCHABLE
 
 
@@ -57,7 +57,7 @@ def with_train_options(space: SearchSpace, options: dict, space_name: str) -> Se
         data[key] = {"choices": [options[option]]}
     if "network_alpha" in options:
         data["network_alpha_fraction"] = _alpha_fraction(space, options, space_name)
-    return _validate(data, "lrfind study's training options")
+    return validate_space(data, "lrfind study's training options")
 
 
 def _alpha_fraction(space: SearchSpace, options: dict, space_name: str) -> dict:

@@ -13,7 +13,8 @@ import math
 
 from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.network.types import type_of
-from lrfind.study.space import FloatDimension, IntDimension, NameDimension, SearchSpace
+from lrfind.study.dimensions import FloatDimension, IntDimension, NameDimension
+from lrfind.study.space import SearchSpace
 
 PROBE_POINT_ATTR = "probe_point_enqueued"
 

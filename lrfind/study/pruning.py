@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lrfind.study.scoring import intermediate_value
+from lrfind.training.plan import ValidationPlan
 
 
 class OptunaReporter:
@@ -39,12 +40,30 @@ class OptunaReporter:
         self.last_step = state.step
 
 
-HYPERBAND_REDUCTION = 3  # runner.make_pruner's reduction factor: rungs at eval_every_steps * 3**k
+HYPERBAND_REDUCTION = 3  # make_pruner's reduction factor: rungs at eval_every_steps * 3**k
 
 
-def used_validation_steps(train_values: dict, boundaries: dict, *, pruner: str, prunes: bool,
-                          eval_every_steps: int) -> dict:
-    """The trial's validate_every_n_steps/validate_at_steps, cut to the passes whose loss is used.
+def make_pruner(kind: str, budget=None):
+    """The pruner; its resource is optimizer steps, reported every budget.eval_every_steps.
+
+    Hyperband's smallest rung is the first report (min_resource 1 with reports every N steps put
+    rungs 1, 3, 9, ... < N all on that first report: a trial had to be in the top 1/27 or so at
+    its first validation to live), and its largest the space's longest trial, known before any
+    trial ran: "auto" guessed it from whichever trial completed first, so workers and resumed
+    runs could split trials into different brackets.
+    """
+    import optuna
+
+    first, longest = (budget.eval_every_steps, budget.trial_budget_steps) if budget is not None else (1, "auto")
+    return {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=first, max_resource=longest,
+                                                                reduction_factor=HYPERBAND_REDUCTION),
+            "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+            "none": lambda: optuna.pruners.NopPruner()}[kind]()
+
+
+def used_validation_steps(planned: ValidationPlan, total: int, boundaries: dict, *, pruner: str, prunes: bool,
+                          eval_every_steps: int) -> ValidationPlan:
+    """The trial's validation plan, cut to the passes whose loss is used (`total`: its steps).
 
     Each pass costs a UNet forward per (validation image, timestep). Kept: the last step (the
     trial's result), the epoch boundaries of a swept trial (its results), and what the pruner
@@ -54,9 +73,7 @@ def used_validation_steps(train_values: dict, boundaries: dict, *, pruner: str, 
     between change no decision. A swept trial's early reports are all kept: it reports its lowest
     loss so far, which any of them may be. The median pruner compares every report: all kept.
     """
-    total = train_values["max_train_steps"]
-    every = train_values.get("validate_every_n_steps")
-    planned = set(range(every, total + 1, every)) if every else set(train_values.get("validate_at_steps") or ())
+    steps = planned.steps_up_to(total)
     results = set(boundaries.values()) | {total}
     if not prunes or pruner == "none":
         keep = results
@@ -65,7 +82,7 @@ def used_validation_steps(train_values: dict, boundaries: dict, *, pruner: str, 
         while step <= total:
             rungs.add(step)
             step *= HYPERBAND_REDUCTION
-        keep = results | (planned & rungs)
+        keep = results | (steps & rungs)
     else:
-        keep = results | planned
-    return {"validate_every_n_steps": None, "validate_at_steps": sorted(keep)}
+        keep = results | steps
+    return ValidationPlan.at(keep)

@@ -28,7 +28,9 @@ from lrfind.network.kinds import type_label
 from lrfind.optimizers import optimizer_entry
 from lrfind.study.diagnosis import diagnose_trial
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, EPOCH_MIN_GAIN, with_swept_epoch
-from lrfind.study.space import FloatDimension, NameDimension, SearchSpace, TrialParams
+from lrfind.study.dimensions import FloatDimension, NameDimension
+from lrfind.study.trial_params import TrialParams
+from lrfind.study.space import SearchSpace
 from lrfind.study.stats import DatasetStats
 from lrfind.study.trial_values import plan_trial
 

@@ -37,7 +37,7 @@ from lrfind.study.overrides import with_train_options
 from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
 from lrfind.study.probe_point import PROBE_POINT_ATTR, probe_point
 from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
-from lrfind.study.pruning import HYPERBAND_REDUCTION
+from lrfind.study.pruning import make_pruner
 from lrfind.study.recommend import TrialRecord, recommend
 from lrfind.study.samplers import make_sampler
 from lrfind.study.scoring import (ObjectiveWeights, TrialScores, describe_objective, objective_value,
@@ -53,9 +53,9 @@ from lrfind.study.study_end import (
     overrun_note,
     settle_end,
 )
+from lrfind.study.trial_config import trial_train_config
 from lrfind.study.trial_curves import study_drift_probe
 from lrfind.study.worker_storage import WorkerStorage, fail_dead_trials, keeps_heartbeats
-from lrfind.training.config import TrainConfig
 from lrfind.training.run_options import given
 from lrfind.training.setup import lora_run
 
@@ -64,24 +64,6 @@ log = logging.getLogger("lrfind.study")
 
 class StudyInterrupted(LrfindError):
     """Ctrl-C: the running trial was marked failed; the study resumes with the same command."""
-
-
-def make_pruner(kind: str, budget=None):
-    """The pruner; its resource is optimizer steps, reported every budget.eval_every_steps.
-
-    Hyperband's smallest rung is the first report (min_resource 1 with reports every N steps put
-    rungs 1, 3, 9, ... < N all on that first report: a trial had to be in the top 1/27 or so at
-    its first validation to live), and its largest the space's longest trial, known before any
-    trial ran: "auto" guessed it from whichever trial completed first, so workers and resumed
-    runs could split trials into different brackets.
-    """
-    import optuna
-
-    first, longest = (budget.eval_every_steps, budget.trial_budget_steps) if budget is not None else (1, "auto")
-    return {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=first, max_resource=longest,
-                                                                reduction_factor=HYPERBAND_REDUCTION),
-            "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
-            "none": lambda: optuna.pruners.NopPruner()}[kind]()
 
 
 def sampler_seed(seed: int) -> int:
@@ -152,17 +134,15 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None, he
         return float(study.user_attrs["baseline_val_loss"])
 
     cfg, space, components, dataset, store = ctx_parts
-    config = TrainConfig(train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model,
-                         caption_extension=cfg.caption_extension, max_train_steps=1, progress=False,
-                         cache_dir=cfg.cache_dir, **space.fixed.train_values())
+    # one step's setup, never trained: no torch.compile (its compile would buy nothing)
+    config = trial_train_config(cfg, {**space.fixed.train_values(), "max_train_steps": 1, "torch_compile": False},
+                                seed=cfg.seed)
     with lora_run(config, components, dataset, store, validation_memo, held_out=held_out) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
         per_rank = parts.network.trainable_parameter_count() / config.network_dim
     study.set_user_attr(LORA_PARAMS_PER_RANK, per_rank)  # for the free-space estimate of later runs
     study.set_user_attr("baseline_val_loss", baseline)
     return baseline
-
-
 
 
 def objective_weights(cfg: StudyConfig, space):

@@ -34,14 +34,13 @@ Dimensions and their Optuna parameter names (stable: optuna-dashboard and the re
 Sections: `[fixed]` (settings of every trial: lrfind train's run-wide options such as resolution,
 train_batch_size, enable_bucket, clip_skip, mixed_precision, plus the lr rules of FixedSettings), `[objective]` (weights of the scalar objective, the
 same names as lrfind.study.scoring.ObjectiveWeights: loss, drift, clip_i, clip_t) and `[budget]`.
-How a trial's parameters become training values: lrfind.study.trial_values.
+The dimensions' forms: lrfind.study.dimensions; one trial's point and how Optuna is asked for it:
+lrfind.study.trial_params; how a trial's parameters become training values: lrfind.study.trial_values.
 """
 
 from __future__ import annotations
 
-import math
 import tomllib
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -51,121 +50,16 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from lrfind.config import StrictModel, format_validation_error
 from lrfind.errors import ConfigError
 from lrfind.network.types import conv_type_names, network_type_names, space_arg_types
-from lrfind.network.types import network_type as network_type_entry
 from lrfind.optimizers import study_optimizer_names
 from lrfind.probe.derive import DEFAULT_RESCALE_RULE
 from lrfind.probe.derive import RESCALE_RULES, TEXT_ENCODER_FRACTION
-from lrfind.study.epoch_sweep import epoch_counts, sweeps
+from lrfind.study.dimensions import (TYPE_ARG_DIMENSIONS, FloatDimension, IntDimension, NameDimension, canonical_names,
+                                     shorthand, type_arg_in_range)
 from lrfind.training.run_options import RUN_WIDE, RunOptions
 from lrfind.training.schedulers import scheduler_names
 
 PRESET_PACKAGE = "lrfind.study"
 PRESET_FOLDER = "presets"
-
-
-def _shorthand(value: Any) -> Any:
-    """`16` -> {"choices": [16]}, `[8, 16]` -> {"choices": [8, 16]}; tables pass through."""
-    if isinstance(value, list):
-        return {"choices": value}
-    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        return {"choices": [value]}
-    return value
-
-
-class _Dimension(StrictModel):
-    """Exactly one of `choices` or `range`; subclasses fix the value type and bounds."""
-
-    def _check_one_form(self) -> None:
-        if (self.choices is None) == (self.range is None):
-            raise ValueError("give exactly one of choices = [...] or range = [low, high]")
-        if self.choices is not None and not self.choices:
-            raise ValueError("choices must not be empty")
-        if self.choices is not None and len(set(self.choices)) != len(self.choices):
-            raise ValueError(f"choices {self.choices} repeat a value")
-        if self.range is not None and self.range[0] > self.range[1]:
-            raise ValueError(f"range low {self.range[0]} is above high {self.range[1]}; write [low, high]")
-
-    @property
-    def values_seen(self) -> list:
-        return list(self.choices) if self.choices is not None else list(self.range)
-
-    @property
-    def highest(self):
-        return max(self.values_seen)
-
-
-class IntDimension(_Dimension):
-    choices: Optional[list[int]] = None
-    range: Optional[tuple[int, int]] = None
-    step: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _valid(self) -> "IntDimension":
-        self._check_one_form()
-        if min(self.values_seen) < 1:
-            raise ValueError(f"values must be at least 1, got {min(self.values_seen)}")
-        if self.choices is not None and self.step != 1:
-            raise ValueError("step goes with range = [low, high], not with choices")
-        return self
-
-    def suggest(self, trial, name: str) -> int:
-        if self.choices is not None:
-            return int(trial.suggest_categorical(name, self.choices))
-        return int(trial.suggest_int(name, self.range[0], self.range[1], step=self.step))
-
-
-class FloatDimension(_Dimension):
-    """Ranges are sampled log-uniformly: these are scale factors (lr multiplier, alpha/dim)."""
-
-    choices: Optional[list[float]] = None
-    range: Optional[tuple[float, float]] = None
-
-    @model_validator(mode="after")
-    def _valid(self) -> "FloatDimension":
-        self._check_one_form()
-        if not all(math.isfinite(v) and v > 0 for v in self.values_seen):
-            raise ValueError(f"values must be positive numbers, got {self.values_seen}")
-        return self
-
-    def suggest(self, trial, name: str) -> float:
-        if self.choices is not None:
-            return float(trial.suggest_categorical(name, self.choices))
-        return float(trial.suggest_float(name, self.range[0], self.range[1], log=True))
-
-
-class NameDimension(StrictModel):
-    choices: list[str]
-
-    def suggest(self, trial, name: str) -> str:
-        return str(trial.suggest_categorical(name, self.choices))
-
-    @field_validator("choices")
-    @classmethod
-    def _nonempty(cls, v: list[str]) -> list[str]:
-        if not v or len(set(v)) != len(v):
-            raise ValueError(f"choices {v} must be a non-empty list without repeats")
-        return v
-
-
-# The network types' own args a space may search (a type's `space_args`): each is a field of
-# SearchSpace and of TrialParams below, since pydantic's fields are written out.
-TYPE_ARG_DIMENSIONS = ("lokr_factor",)
-
-
-def _type_arg_in_range(dimension: str, v: Optional[IntDimension]) -> Optional[IntDimension]:
-    """A type's own arg no lower than its minimum (the type's rule says why)."""
-    arg = space_arg_types(dimension)[0].space_arg(dimension)
-    if v is not None and min(v.values_seen) < arg.minimum:
-        raise ValueError(f"{arg.rule}, got {min(v.values_seen)}")
-    return v
-
-
-def _canonical(names: list[str], known: tuple[str, ...] | list[str], what: str) -> list[str]:
-    by_lower = {k.lower(): k for k in known}
-    unknown = [n for n in names if n.lower() not in by_lower]
-    if unknown:
-        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; use some of {', '.join(known)}")
-    return [by_lower[n.lower()] for n in names]
 
 
 class FixedSettings(RunOptions):
@@ -248,7 +142,7 @@ class SearchSpace(StrictModel):
                      mode="before")
     @classmethod
     def _short_forms(cls, v: Any) -> Any:
-        return _shorthand(v)
+        return shorthand(v)
 
     @field_validator("network_dim")
     @classmethod
@@ -276,7 +170,7 @@ class SearchSpace(StrictModel):
     @field_validator("network_type")
     @classmethod
     def _network_types(cls, v: NameDimension) -> NameDimension:
-        return NameDimension(choices=_canonical(v.choices, network_type_names(), "network_type"))
+        return NameDimension(choices=canonical_names(v.choices, network_type_names(), "network_type"))
 
     @field_validator("conv_dim_fraction")
     @classmethod
@@ -288,7 +182,7 @@ class SearchSpace(StrictModel):
     @field_validator("lokr_factor")
     @classmethod
     def _factor(cls, v: Optional[IntDimension]) -> Optional[IntDimension]:
-        return _type_arg_in_range("lokr_factor", v)
+        return type_arg_in_range("lokr_factor", v)
 
     @model_validator(mode="after")
     def _network_options_used(self) -> "SearchSpace":
@@ -306,12 +200,12 @@ class SearchSpace(StrictModel):
     @field_validator("optimizer")
     @classmethod
     def _optimizers(cls, v: NameDimension) -> NameDimension:
-        return NameDimension(choices=_canonical(v.choices, study_optimizer_names(), "optimizer"))
+        return NameDimension(choices=canonical_names(v.choices, study_optimizer_names(), "optimizer"))
 
     @field_validator("lr_scheduler")
     @classmethod
     def _schedulers(cls, v: NameDimension) -> NameDimension:
-        return NameDimension(choices=_canonical(v.choices, scheduler_names(), "lr_scheduler"))
+        return NameDimension(choices=canonical_names(v.choices, scheduler_names(), "lr_scheduler"))
 
     def with_budget(self, trial_budget_steps: int | None = None, eval_every_steps: int | None = None):
         """A copy with the CLI's --trial-budget (validated; eval interval capped at the budget)."""
@@ -323,10 +217,10 @@ class SearchSpace(StrictModel):
             budget["eval_every_steps"] = eval_every_steps
         data = self.model_dump(exclude_none=True)
         data["budget"] = budget
-        return _validate(data, "--trial-budget")
+        return validate_space(data, "--trial-budget")
 
 
-def _validate(data: dict, source: str) -> SearchSpace:
+def validate_space(data: dict, source: str) -> SearchSpace:
     try:
         return SearchSpace(**data)
     except ValidationError as err:
@@ -370,7 +264,7 @@ def load_space(path_or_preset: str | Path, family: Optional[str] = None) -> Sear
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML ({err}); fix the file") from None
-    return _validate(data, source)
+    return validate_space(data, source)
 
 
 def _read_text(path: Path) -> str:
@@ -378,96 +272,3 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the search space ({err}); check the file") from None
-
-
-# --- one trial's parameters ----------------------------------------------------------------------
-
-
-def _three_digits(x: float) -> float:
-    return float(f"{x:.3g}")
-
-
-@dataclass(frozen=True)
-class TrialParams:
-    """One point of the space; field names are the Optuna parameter names."""
-
-    network_dim: int
-    network_alpha_fraction: float
-    epochs: int
-    repeats: Optional[int]  # None: the folders' repeats
-    lr_multiplier: float
-    optimizer: str
-    lr_scheduler: str
-    network_type: str = "lora"
-    conv_dim_fraction: Optional[float] = None  # asked only of network types with convs
-    lokr_factor: Optional[int] = None  # asked only of lokr
-
-    @property
-    def network_alpha(self) -> float:
-        """fraction x dim, to 3 significant digits (a readable number; <= dim as fraction <= 1)."""
-        return min(float(self.network_dim), _three_digits(self.network_alpha_fraction * self.network_dim))
-
-    def to_params(self) -> dict:
-        """The Optuna params dict (absent: repeats when the space keeps the folders' repeats, and
-        the network options a trial's type was not asked)."""
-        optional = ("repeats", "conv_dim_fraction", "lokr_factor")
-        return {k: v for k, v in asdict(self).items() if not (k in optional and v is None)}
-
-    @classmethod
-    def from_params(cls, params: dict, space: SearchSpace) -> "TrialParams":
-        """Back from a stored trial's params (e.g. FrozenTrial.params)."""
-        names = ["network_dim", "network_alpha_fraction", "epochs", "lr_multiplier", "optimizer", "lr_scheduler"]
-        if space.repeats is not None:
-            names.append("repeats")
-        missing = [n for n in names if n not in params]
-        if missing:
-            raise ConfigError(
-                f"trial parameters {params} lack {', '.join(missing)}: the study was run with "
-                "another search space; pass the same --space as when it ran"
-            )
-        return cls(
-            network_dim=int(params["network_dim"]),
-            network_alpha_fraction=float(params["network_alpha_fraction"]),
-            epochs=int(params["epochs"]),
-            repeats=int(params["repeats"]) if space.repeats is not None else None,
-            lr_multiplier=float(params["lr_multiplier"]),
-            optimizer=str(params["optimizer"]),
-            lr_scheduler=str(params["lr_scheduler"]),
-            network_type=str(params.get("network_type", "lora")),  # studies before issue #13: LoRA
-            conv_dim_fraction=float(params["conv_dim_fraction"]) if "conv_dim_fraction" in params else None,
-            lokr_factor=int(params["lokr_factor"]) if "lokr_factor" in params else None,
-        )
-
-
-def suggest(trial, space: SearchSpace, epoch_mode: str = "sample") -> TrialParams:
-    """Ask an optuna.Trial for one point of `space` (same order and names every trial).
-
-    epoch_mode "sweep": a trial whose scheduler allows it (lrfind.study.epoch_sweep) does not
-    sample `epochs`; it trains the space's most epochs and reads the others off its curve.
-    """
-    lr_scheduler = space.lr_scheduler.suggest(trial, "lr_scheduler")
-    swept = sweeps(epoch_mode, lr_scheduler, space_epoch_counts(space))
-    values = dict(
-        network_dim=space.network_dim.suggest(trial, "network_dim"),
-        network_alpha_fraction=space.network_alpha_fraction.suggest(trial, "network_alpha_fraction"),
-        epochs=space.epochs.highest if swept else space.epochs.suggest(trial, "epochs"),
-        repeats=space.repeats.suggest(trial, "repeats") if space.repeats is not None else None,
-        lr_multiplier=space.lr_multiplier.suggest(trial, "lr_multiplier"),
-        optimizer=space.optimizer.suggest(trial, "optimizer"),
-        lr_scheduler=lr_scheduler,
-    )
-    # Last, so that the other parameters are asked in the same order as before network types.
-    network_type = space.network_type.suggest(trial, "network_type")
-    entry = network_type_entry(network_type)
-    conv = space.conv_dim_fraction if entry.adapts_convs else None
-    factor = space.lokr_factor if entry.space_arg("lokr_factor") is not None else None
-    return TrialParams(
-        **values, network_type=network_type,
-        conv_dim_fraction=conv.suggest(trial, "conv_dim_fraction") if conv is not None else None,
-        lokr_factor=factor.suggest(trial, "lokr_factor") if factor is not None else None,
-    )
-
-
-def space_epoch_counts(space: SearchSpace) -> list[int]:
-    """Every epoch count the space's `epochs` allows."""
-    return epoch_counts(space.epochs.choices, space.epochs.range, space.epochs.step)

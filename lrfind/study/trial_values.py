@@ -33,8 +33,10 @@ from lrfind.network.types import type_of
 from lrfind.optimizers import LrInputs, OptimizerValues, optimizer_entry, study_optimizer_names
 from lrfind.probe.derive import network_lr_factor, rescale_lr
 from lrfind.study.epoch_sweep import boundary_steps, sweeps
-from lrfind.study.space import SearchSpace, TrialParams, space_epoch_counts
+from lrfind.study.space import SearchSpace
+from lrfind.study.trial_params import TrialParams, space_epoch_counts
 from lrfind.study.stats import DatasetStats, StepMath
+from lrfind.training.plan import ValidationPlan
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class TrialPlan:
     trial_steps: int
     budget_scale: float  # trial_steps ~= full_run.total_steps x budget_scale; 1.0 = not scaled
     epoch_boundaries: dict = field(default_factory=dict)  # swept trials: epochs -> step; else {}
+    validation: ValidationPlan = ValidationPlan()  # when the trial validates (before the pruner's cut)
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +61,8 @@ class TrialPlan:
             "full_run_steps": self.full_run.total_steps, "steps_math": self.full_run.text,
             "trial_steps": self.trial_steps, "budget_scale": self.budget_scale,
             "epoch_boundaries": {str(e): s for e, s in self.epoch_boundaries.items()},
+            "validation": {"every_n_steps": self.validation.every_n_steps,
+                           "at_steps": sorted(self.validation.at_steps)},
         }
 
 
@@ -111,16 +116,16 @@ def _train_values(params: TrialParams, opt: OptimizerValues, space: SearchSpace,
     }
 
 
-def _validation_steps(trial_steps: int, budget, boundaries: dict) -> dict:
+def _validation_plan(trial_steps: int, budget, boundaries: dict) -> ValidationPlan:
     """Every eval_every_steps; a swept trial at its epoch boundaries instead, and every
     eval_every_steps only before the first one (so the pruner still sees it early): validation
     passes cost about as much as a few training steps each, and the boundaries are the results."""
     every = min(budget.eval_every_steps, trial_steps)
     if not boundaries:
-        return {"validate_every_n_steps": every, "validate_at_steps": None}
+        return ValidationPlan(every)
     first = min(boundaries.values())
     early = range(every, first, every)
-    return {"validate_every_n_steps": None, "validate_at_steps": sorted(set(early) | set(boundaries.values()))}
+    return ValidationPlan.at(set(early) | set(boundaries.values()))
 
 
 def plan_trial(params: TrialParams, probe: ProbeReport, space: SearchSpace, stats: DatasetStats,
@@ -143,13 +148,14 @@ def plan_trial(params: TrialParams, probe: ProbeReport, space: SearchSpace, stat
         boundaries = boundary_steps([e for e in counts if e <= params.epochs], trial_steps_for)
     opt = _optimizer_values(params, probe, space)
     trial = _train_values(params, opt, space, trial_steps)
-    trial.update(max_train_steps=trial_steps, max_train_epochs=None, **_validation_steps(trial_steps, budget, boundaries))
+    trial.update(max_train_steps=trial_steps, max_train_epochs=None)
     final = _train_values(params, opt, space, full.total_steps)
     final.update(max_train_steps=None, max_train_epochs=params.epochs)
     return TrialPlan(
         params=params, train_values=trial, full_run_values=final,
         concept_repeats=tuple((c.folder, c.name, r) for c, r in zip(stats.concepts, repeats)),
         full_run=full, trial_steps=trial_steps, budget_scale=scale, epoch_boundaries=boundaries,
+        validation=_validation_plan(trial_steps, budget, boundaries),
     )
 
 

@@ -77,9 +77,7 @@ class TrainConfig(StrictModel):
     validation_split: float = Field(0.0, ge=0, lt=1)
     validation_timesteps: tuple[int, ...] = VALIDATION_TIMESTEPS
     validation_seed: Seed = 0
-    validate_every_n_steps: Optional[int] = Field(None, ge=1)
-    # also validate at these steps (a study's epoch sweep: where shorter runs would have ended)
-    validate_at_steps: Optional[list[int]] = None
+    validate_every_n_steps: Optional[int] = Field(None, ge=1)  # a study's trials: lrfind.training.plan
     # --- output ---
     output_dir: Path = Path("output")
     output_name: str = "last"

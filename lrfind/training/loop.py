@@ -20,6 +20,7 @@ from lrfind.training.batches import TrainItem, epoch_batches, process_caption
 from lrfind.training.distributed import average_gradients, mean_across
 from lrfind.training.losses import min_snr_weights, noise_for, per_sample_mse, training_target
 from lrfind.training.optimizers import d_times_lr
+from lrfind.training.plan import ValidationPlan
 
 
 @dataclass
@@ -46,8 +47,7 @@ class LoopParts:
     keep_tokens: int = 0
     flip_aug: bool = False
     validation: Any = None  # ValidationSet or None
-    validate_every_n_steps: Optional[int] = None  # neither this nor validate_at_steps: after each epoch
-    validate_at_steps: frozenset = frozenset()  # and at these steps
+    validation_plan: ValidationPlan = ValidationPlan()  # when to validate (lrfind.training.plan)
     device: Any = "cpu"
     dtype: Any = None  # weight dtype of the frozen UNet (None: float32)
     group: Any = None  # lrfind.training.distributed.ProcessGroup of a data-parallel run; None: one process
@@ -96,12 +96,12 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
                     continue
                 _optimizer_step(parts, state)
                 _emit(callbacks, "on_step_end", state)
-                if _validates_at(parts, state.step):
+                if parts.validation_plan.validates_at(state.step):
                     _validate(parts, state, callbacks)
                 if state.step >= state.total_steps:
                     break
             state.epoch += 1
-            if parts.validation is not None and not (parts.validate_every_n_steps or parts.validate_at_steps):
+            if parts.validation is not None and parts.validation_plan.per_epoch:
                 _validate(parts, state, callbacks)
             _emit(callbacks, "on_epoch_end", state)
         if parts.validation is not None and (not state.val_history or state.val_history[-1][0] != state.step):
@@ -190,11 +190,6 @@ def _optimizer_step(parts: LoopParts, state: LoopState) -> None:
     parts.lr_scheduler.step()
     state.step += 1
     state.last_loss = state.epoch_losses[-1]
-
-
-def _validates_at(parts: LoopParts, step: int) -> bool:
-    every = parts.validate_every_n_steps
-    return bool(every and step % every == 0) or step in parts.validate_at_steps
 
 
 def _validate(parts: LoopParts, state: LoopState, callbacks) -> None:

@@ -27,6 +27,7 @@ from lrfind.training.config import TrainConfig
 from lrfind.training.distributed import process_group
 from lrfind.training.loop import LoopParts
 from lrfind.training.optimizers import build_optimizer
+from lrfind.training.plan import ValidationPlan
 from lrfind.training.schedulers import build_scheduler
 from lrfind.training.validation import ValidationSet, shared_validation_set, split_validation, validation_key
 
@@ -128,13 +129,38 @@ def place_model(components, device, dtype) -> None:
             module.to(device, dtype)
 
 
+def _attach_network(config: TrainConfig, components, spec):
+    """A fresh network on the model; with --network-weights, those weights (checked against model and type)."""
+    network = attach_network(components, spec, seed=config.seed)
+    if config.network_weights is not None:
+        source = f"--network-weights {config.network_weights}"
+        try:
+            state_dict, metadata = load_lora(config.network_weights)
+            check_weights_family(state_dict, metadata, components, source)
+            check_weights_module(metadata, spec, source)
+            network.load_kohya_state_dict(state_dict, source=source)
+        except BaseException:
+            network.detach()
+            raise
+    return network
+
+
+def _noise_schedule(config: TrainConfig, components) -> tuple[str, object]:
+    """(prediction type, noise scheduler): the model's shared schedule, or a zero-terminal-SNR copy (kohya's option)."""
+    prediction_type = "v_prediction" if config.v_parameterization else components.prediction_type
+    return prediction_type, (zero_terminal_snr_scheduler(components.noise_scheduler) if config.zero_terminal_snr
+                             else components.noise_scheduler)
+
+
 @contextmanager
 def lora_run(config: TrainConfig, components, dataset: Dataset, store,
              validation_memo: Optional[dict] = None,
-             held_out: Optional[Sequence[ImageRecord]] = None) -> Iterator[LoopParts]:
+             held_out: Optional[Sequence[ImageRecord]] = None,
+             validation_plan: Optional[ValidationPlan] = None) -> Iterator[LoopParts]:
     """`validation_memo`: a dict a study keeps, so its trials share one ValidationSet.
     `held_out`: images to validate on instead of config.validation_split's; `dataset` then holds
-    only the images to train on (a study's split, lrfind.study.held_out)."""
+    only the images to train on (a study's split, lrfind.study.held_out). `validation_plan`: when
+    to validate (a study's trial plan); default: config.validate_every_n_steps, else each epoch."""
     import torch
 
     check_repeats(dataset)  # before the epoch's image-repeats are listed (memory grows with them)
@@ -153,21 +179,13 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     if components.text_encoder_2 is not None:
         validate_sdxl_text_options(config.clip_skip, config.max_token_length)
     place_model(components, device, dtype)
-    network = attach_network(components, spec, seed=config.seed)
+    network = _attach_network(config, components, spec)
     try:
-        if config.network_weights is not None:
-            state_dict, metadata = load_lora(config.network_weights)
-            check_weights_family(state_dict, metadata, components, f"--network-weights {config.network_weights}")
-            check_weights_module(metadata, spec, f"--network-weights {config.network_weights}")
-            network.load_kohya_state_dict(state_dict, source=f"--network-weights {config.network_weights}")
         if config.gradient_checkpointing:
             components.unet.enable_gradient_checkpointing()
         accelerator = make_accelerator(mixed, cpu=device.type == "cpu")
         optimizer, scheduler = _optimizer_and_schedule(config, network, accelerator, plan.total_steps)
-        prediction_type = "v_prediction" if config.v_parameterization else components.prediction_type
-        # this run's schedule: the model's shared one, or a zero-terminal-SNR copy (kohya's option)
-        noise_scheduler = (zero_terminal_snr_scheduler(components.noise_scheduler) if config.zero_terminal_snr
-                           else components.noise_scheduler)
+        prediction_type, noise_scheduler = _noise_schedule(config, components)
         conditioner = TextConditioner(components, memo, clip_skip=config.clip_skip,
                                       max_token_length=config.max_token_length,
                                       trains_text_encoder=config.trains_text_encoder)
@@ -182,14 +200,12 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
             noise_scheduler=noise_scheduler, items=items, total_steps=plan.total_steps,
             steps_per_epoch=plan.steps_per_epoch, batch_size=global_batch,
             gradient_accumulation_steps=config.gradient_accumulation_steps, max_grad_norm=config.max_grad_norm,
-            seed=config.seed,
-            prediction_type=prediction_type, noise_offset=config.noise_offset,
+            seed=config.seed, prediction_type=prediction_type, noise_offset=config.noise_offset,
             min_snr_gamma=config.min_snr_gamma, shuffle_caption=config.shuffle_caption,
             keep_tokens=config.keep_tokens, flip_aug=config.flip_aug,
             validation=validation if group.is_main else None,  # the main process validates
-            validate_every_n_steps=config.validate_every_n_steps,
-            validate_at_steps=frozenset(config.validate_at_steps or ()), device=device,
-            dtype=None if dtype == torch.float32 else dtype, group=group,
+            validation_plan=validation_plan or ValidationPlan(config.validate_every_n_steps),
+            device=device, dtype=None if dtype == torch.float32 else dtype, group=group,
         )
     finally:
         if config.gradient_checkpointing:

@@ -11,7 +11,7 @@ from lrfind.probe.page import plot_text
 from lrfind.report.data import StudyData
 from lrfind.report.sections.common import TEMPLATE, Fragment, drawn, section
 from lrfind.report.sections.objectives import complete_trials, first_value, objective_names
-from lrfind.study.space import TrialParams
+from lrfind.study.trial_params import TrialParams
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,27 @@
+"""The TrainConfig of a study's run: a trial's, or the baseline's. The one place a study's options
+and a trial's planned values (lrfind.study.trial_values) become a training config. Pure.
+
+When the run validates is not part of it: that is the trial's ValidationPlan (lrfind.training.plan),
+passed to lora_run beside the config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional
+
+from lrfind.study.config import StudyConfig
+from lrfind.training.config import TrainConfig
+
+
+def trial_train_config(cfg: StudyConfig, train_values: Mapping[str, object], *, seed: int,
+                       output_dir: Optional[Path] = None) -> TrainConfig:
+    """`train_values`: TrainConfig values planned for the run (TrialPlan.train_values, or the space's
+    fixed values and a step count for the baseline; they win over the study's); `seed`: the trial's
+    training seed."""
+    study_values = dict(train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model,
+                        allow_pickle=cfg.allow_pickle, caption_extension=cfg.caption_extension,
+                        cache_dir=cfg.cache_dir, torch_compile=cfg.torch_compile, seed=seed,
+                        output_dir=output_dir if output_dir is not None else cfg.out_dir(), output_name="lora",
+                        progress=False)
+    return TrainConfig(**{**study_values, **train_values})
