@@ -35,19 +35,20 @@ def example_dataset(tmp: Path) -> Path:
 def train_config(dataset_dir: Path, tmp: Path, **overrides):
     """A unet-only AdamW LoRA TrainConfig for benchmarking; overrides win."""
     from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import train_config
 
     values = dict(train_data_dir=dataset_dir, resolution=64, train_batch_size=1, max_train_steps=10,
                   network_dim=8, network_alpha=8.0, learning_rate=1e-4, network_train_unet_only=True,
                   optimizer_type="AdamW", lr_scheduler="constant", output_dir=Path(tmp) / "out",
                   output_name="bench", progress=False, seed=1)
     values.update(overrides)
-    return TrainConfig(**values)
+    return train_config(values)
 
 
 def scan(config):
     from lrfind.data.kohya import scan_dataset
 
-    return scan_dataset(config.dataset_config())
+    return scan_dataset(config.dataset)
 
 
 def build_sd15_random(seed: int = 0):

@@ -69,15 +69,16 @@ def adamw_val_loss(bench: Bench, lr: float, steps: int, seed: int, dim: int = 8,
     from lrfind.network.kinds import network_values
     from lrfind.errors import TrainingStopped
     from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import train_config
     from lrfind.training.loop import run_loop
     from lrfind.training.setup import lora_run
 
-    config = TrainConfig(train_data_dir=bench.dataset_dir, resolution=bench.resolution,
+    config = train_config(dict(train_data_dir=bench.dataset_dir, resolution=bench.resolution,
                          train_batch_size=bench.batch_size, network_dim=dim, network_alpha=alpha,
                          network_train_unet_only=True, optimizer_type="AdamW", learning_rate=lr,
                          **network_values(network, dim, alpha),
                          lr_scheduler="constant", max_train_steps=steps, validate_every_n_steps=steps,
-                         seed=seed, output_dir=bench.scratch / "runs", progress=False)
+                         seed=seed, output_dir=bench.scratch / "runs", progress=False))
     start = time.perf_counter()
     with lora_run(config, bench.components, bench.dataset, bench.store) as parts:
         try:

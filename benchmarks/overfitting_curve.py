@@ -125,6 +125,7 @@ def run(args) -> list[dict]:
     from lrfind.data.example import example_dataset_path
     from lrfind.models.loading import load_components
     from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import train_config
     from lrfind.final.run import train_lora
 
     torch.manual_seed(0)
@@ -146,11 +147,11 @@ def run(args) -> list[dict]:
                            FixedNoiseLoss(components, _pixels(train_images, px), train_caps),
                            FixedNoiseLoss(components, _pixels(held_out, px), [HELD_OUT_CAPTION] * len(held_out)),
                            FixedNoiseLoss(components, _pixels(drift_images, px), list(DRIFT_SOURCES.values())))
-        config = TrainConfig(train_data_dir=tmp / "data", pretrained_model_name_or_path=args.model,
+        config = train_config(dict(train_data_dir=tmp / "data", pretrained_model_name_or_path=args.model,
                              resolution=px, enable_bucket=False, max_train_epochs=args.epochs,
                              network_dim=args.dim, network_alpha=args.dim, learning_rate=args.lr,
                              network_train_unet_only=True, output_dir=tmp / "out", output_name="cat",
-                             progress=False, save_state=False, xy_grid=False, seed=0)
+                             progress=False, save_state=False, xy_grid=False, seed=0))
         train_lora(config, components=components, store=TensorStore(tmp / "cache"), callbacks=[probe])
         return probe.rows
 

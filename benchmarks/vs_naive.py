@@ -41,7 +41,7 @@ def batch_order(dataset, config):
     items = epoch_items(dataset.train_images, dataset.reg_images, config.prior_loss_weight)
     epoch = 0
     while True:
-        yield from epoch_batches(items, config.train_batch_size, config.seed, epoch)
+        yield from epoch_batches(items, config.dataset.batch_size, config.seed, epoch)
         epoch += 1
 
 
@@ -59,11 +59,11 @@ def naive_side(components, dataset, config, warmup: int, steps: int):
     noise_scheduler = components.noise_scheduler
     # The same modules as lrfind's (kohya's networks.lora set), by their full paths.
     targets = [path for path, _, _ in kohya_lora_targets(unet, "unet")]
-    unet.add_adapter(LoraConfig(r=config.network_dim, lora_alpha=config.network_alpha, init_lora_weights=True,
+    unet.add_adapter(LoraConfig(r=config.network.dim, lora_alpha=config.network.alpha, init_lora_weights=True,
                                 target_modules=targets))
     try:
         lora_params = [p for p in unet.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(lora_params, lr=config.learning_rate)
+        optimizer = torch.optim.AdamW(lora_params, lr=config.optimizer.learning_rate)
         lr_scheduler = get_scheduler("constant", optimizer=optimizer)
         unet.train()
         timer = _common.StepTimer()

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from lrfind.artifacts.probe_report import ProbeReport
-from lrfind.config import build
 from lrfind.export.files import ExportConfig, ExportResult
 from lrfind.export.files import export_kohya as _export_kohya
 from lrfind.final.from_study import from_study_values
@@ -35,6 +34,7 @@ from lrfind.study.config import StudyConfig
 from lrfind.study.runner import StudyOutcome, run_study
 from lrfind.study.workers import run_workers
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import train_config
 
 
 def probe(cfg: ProbeConfig, *, reuse: bool = False, components=None, dataset=None, store=None) -> ProbeReport:
@@ -68,8 +68,9 @@ def train(cfg: TrainConfig, *, components=None, dataset=None, store=None, callba
 
 def train_config_from_study(name: str, *, study_dir: Optional[Path] = None, **overrides) -> TrainConfig:
     """The TrainConfig of study NAME's recommended full run (what `lrfind train --from-study NAME`
-    starts from), with `overrides` (TrainConfig fields) on top; a bad value is one LrfindError line."""
-    return build(TrainConfig, f"the run study {name} recommends", **{**from_study_values(name, study_dir), **overrides})
+    starts from), with `overrides` (kohya's flat names, as `lrfind train` takes them: network_dim=16,
+    max_train_epochs=4) on top; a bad value is one LrfindError line."""
+    return train_config({**from_study_values(name, study_dir), **overrides}, f"the run study {name} recommends")
 
 
 def report(name: str, *, study_dir: Optional[Path] = None, storage: Optional[str] = None,

@@ -1,5 +1,12 @@
 """Validated configuration objects, built once at the CLI and passed down.
 
+The shared parts that each command's config nests (lrfind.training.config.TrainConfig,
+lrfind.probe.config.ProbeConfig, lrfind.study.config.StudyConfig) rather than respelling their
+fields: DatasetConfig, ModelConfig, OptimizerConfig, SchedulerConfig here, and NetworkConfig in
+lrfind.network.config (it names the registered network types, and lrfind.network imports this
+module's dataset part). kohya's flat spelling (network_dim, train_data_dir, ...) lives only at the
+edges: CLI flags and TOML files in and out (lrfind.training.kohya_names).
+
 Nothing below the CLI sees argparse objects. Every model forbids unknown keys, so a typo in a
 TOML config is an error rather than a silently ignored option. Derived values (total steps,
 scaled learning rates) are computed by functions from these objects, never written back.
@@ -8,7 +15,7 @@ scaled learning rates) are computed by functions from these objects, never writt
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Mapping, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -80,6 +87,10 @@ class DatasetConfig(StrictModel):
     bucket_no_upscale: bool = False
     # Refuse images upscaled more than 2x into their bucket (kohya trains them; we only warn).
     strict_image_size: bool = False
+    # how the training loop reads each image (kohya's subset options)
+    shuffle_caption: bool = False
+    keep_tokens: int = Field(0, ge=0)
+    flip_aug: bool = False
 
     @field_validator("caption_extension")
     @classmethod
@@ -120,18 +131,62 @@ class DatasetConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    """Which base model to load: `tiny`, a diffusers folder, or a single checkpoint file."""
+    """Which base model to load (`tiny`, a diffusers folder, or a single checkpoint file), and how
+    training treats it."""
 
     model: str = "tiny"
     allow_pickle: bool = False
     seed: Seed = 0  # only used by the tiny model's random init
+    v_parameterization: bool = False
+    # kohya's --zero_terminal_snr: the training noise schedule rescaled so its last step is pure
+    # noise (Lin et al. 2023), for v-prediction models trained that way (NoobAI-XL v-pred and kin)
+    zero_terminal_snr: bool = False
+    clip_skip: int = Field(1, ge=1)
+    max_token_length: Literal[75, 150, 225] = 75
 
 
-def format_validation_error(err: ValidationError, source: str = "") -> str:
-    """One line naming each bad field and why, for the CLI."""
+class OptimizerConfig(StrictModel):
+    """The optimizer and its learning rates (kohya's optimizer_type, optimizer_args, *_lr)."""
+
+    type: str = "AdamW"
+    args: dict[str, object] = Field(default_factory=dict)
+    learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    unet_lr: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    text_encoder_lr: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    # kohya clips the LoRA's gradient norm at 1.0 unless told otherwise (0: no clipping); the same
+    # default here, so the lr a study finds is the lr of the run kohya makes from its export
+    max_grad_norm: float = Field(1.0, ge=0, allow_inf_nan=False)
+
+    @property
+    def effective_unet_lr(self) -> float:
+        return self.unet_lr if self.unet_lr is not None else self.learning_rate
+
+    @property
+    def effective_text_encoder_lr(self) -> float:
+        return self.text_encoder_lr if self.text_encoder_lr is not None else self.learning_rate
+
+
+class SchedulerConfig(StrictModel):
+    """The learning-rate schedule (kohya's lr_scheduler, lr_warmup_steps, lr_scheduler_*)."""
+
+    name: str = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    num_cycles: int = Field(1, ge=1)
+    power: float = Field(1.0, gt=0, allow_inf_nan=False)
+
+
+def format_validation_error(err: ValidationError, source: str = "", names: Mapping[tuple, str] | None = None) -> str:
+    """One line naming each bad field and why, for the CLI. `names`: a nested field's path -> the
+    name the user wrote (kohya's flat key, lrfind.training.kohya_names); a part's own check (path:
+    the part alone) is named by its message."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "__root__") or "config"
+        path = tuple(x for x in e.get("loc", ()) if x != "__root__")
+        if names and path in names:
+            path = (names[path],)
+        elif names and len(path) == 1 and any(len(k) > 1 and k[0] == path[0] for k in names):
+            path = ()
+        loc = ".".join(str(x) for x in path) or "config"
         msg = e.get("msg", "invalid").removeprefix("Value error, ")
         if e.get("type") == "extra_forbidden":
             msg = "unknown option (check the spelling; see --help)"
@@ -140,9 +195,9 @@ def format_validation_error(err: ValidationError, source: str = "") -> str:
     return prefix + "; ".join(parts)
 
 
-def build(model_cls, source: str = "", **values):
+def build(model_cls, source: str = "", names: Mapping[tuple, str] | None = None, **values):
     """Build a config object, turning validation errors into one-line ConfigErrors."""
     try:
         return model_cls(**values)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, names)) from None

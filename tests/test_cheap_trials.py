@@ -13,6 +13,7 @@ import pytest
 
 from lrfind.study.pruning import used_validation_steps
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import train_config
 from lrfind.training.plan import ValidationPlan
 
 
@@ -21,14 +22,14 @@ def make_config(dataset, tmp_path, **overrides) -> TrainConfig:
                   network_dim=4, network_alpha=2.0, learning_rate=3e-3, network_train_unet_only=True,
                   output_dir=tmp_path / "out", output_name="t", progress=False, seed=1)
     values.update(overrides)
-    return TrainConfig(**values)
+    return train_config(values)
 
 
 @pytest.fixture(scope="module")
 def scanned(example_dataset):
     from lrfind.data.kohya import scan_dataset
 
-    return lambda cfg: scan_dataset(cfg.dataset_config())
+    return lambda cfg: scan_dataset(cfg.dataset)
 
 
 def reference_loss(parts, records, config) -> float:

@@ -11,6 +11,7 @@ import pytest
 from lrfind.data.types import Concept, Dataset, ImageRecord
 from lrfind.scoring.drift import class_tokens, drift_prompts
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import train_config
 from lrfind.training.plan import ValidationPlan
 
 
@@ -34,14 +35,14 @@ def test_prompts_are_class_tokens_and_scenes_without_the_trigger_and_the_reg_cap
 def dataset(example_dataset):
     from lrfind.data.kohya import scan_dataset
 
-    return scan_dataset(_config(example_dataset, Path("/tmp")).dataset_config(), log_warnings=False)
+    return scan_dataset(_config(example_dataset, Path("/tmp")).dataset, log_warnings=False)
 
 
 def _config(example_dataset, tmp_path, **overrides) -> TrainConfig:
     values = dict(train_data_dir=example_dataset, resolution=64, train_batch_size=2, max_train_steps=12,
                   network_dim=4, network_alpha=4.0, learning_rate=5e-3, network_train_unet_only=True,
                   output_dir=tmp_path / "out", output_name="t", progress=False, seed=1)
-    return TrainConfig(**{**values, **overrides})
+    return train_config({**values, **overrides})
 
 
 def test_drift_is_zero_for_a_fresh_lora_grows_with_training_and_repeats(tiny, example_dataset, dataset,

@@ -262,13 +262,16 @@ def test_prodigy_optimizer_args_parse_the_way_kohya_parses_them(tmp_path):
 
 def test_lrfind_reads_the_exported_optimizer_args_back(tmp_path):
     from lrfind.cli.options import read_toml_config
-    from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import kohya_fields, train_config
 
     rec = make_recommendation(tmp_path, "Prodigy")
     path = tmp_path / "kohya_config.toml"
     path.write_text(kohya_training_toml(rec, model_path="m", dataset_dir=None, output_dir="o", output_name="n",
                                         logging_dir=None))
-    assert read_toml_config(path, TrainConfig)["optimizer_args"] == rec.optimizer_args
+    flat = read_toml_config(path, kohya_fields())
+    assert flat["optimizer_args"] == rec.optimizer_args
+    nested = train_config({"train_data_dir": tmp_path, "max_train_steps": 1, "optimizer_args": flat["optimizer_args"]})
+    assert nested.optimizer.args == rec.optimizer_args
 
 
 @pytest.mark.parametrize("key,value,text", [("weight_decay", 0.01, "weight_decay=0.01"),

@@ -8,6 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import train_config
 
 
 def final_config(dataset, out, **overrides) -> TrainConfig:
@@ -16,7 +17,7 @@ def final_config(dataset, out, **overrides) -> TrainConfig:
                   save_every_n_epochs=1, sample_every_n_epochs=2, sample_steps=4, output_dir=out,
                   output_name="cat", save_precision="float", progress=False, seed=7)
     values.update(overrides)
-    return TrainConfig(**values)
+    return train_config(values)
 
 
 class StopAt:
@@ -93,7 +94,7 @@ def test_resume_with_other_settings_or_without_state_is_refused(example_dataset,
         train_lora(config.model_copy(update={"resume": "last"}), components=tiny, store=feature_store)
     with pytest.raises(KeyboardInterrupt):
         train_lora(config, components=tiny, store=feature_store, callbacks=[StopAt(40)])
-    other = config.model_copy(update={"resume": "last", "network_alpha": 4.0})
+    other = config.model_copy(update={"resume": "last", "network": config.network.model_copy(update={"alpha": 4.0})})
     with pytest.raises(ConfigError, match="network_alpha"):
         train_lora(other, components=tiny, store=feature_store)
 

@@ -29,6 +29,6 @@ def test_the_step_uses_the_clipped_gradient(max_grad_norm, moved):
 
 
 def test_kohyas_default_and_bounds(tmp_path):
-    assert TrainConfig(train_data_dir=tmp_path, max_train_steps=1).max_grad_norm == 1.0
+    assert TrainConfig(dataset={"train_dir": tmp_path}, max_train_steps=1).optimizer.max_grad_norm == 1.0
     with pytest.raises(ValueError):
-        TrainConfig(train_data_dir=tmp_path, max_train_steps=1, max_grad_norm=-1)
+        TrainConfig(dataset={"train_dir": tmp_path}, max_train_steps=1, optimizer={"max_grad_norm": -1})

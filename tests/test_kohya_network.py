@@ -237,6 +237,7 @@ def test_locon_trains_saves_and_continues_bit_exactly(example_dataset, tmp_path,
     from lrfind.models.tiny import build_tiny
     from lrfind.data.kohya import scan_dataset
     from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import train_config
     from lrfind.training.setup import lora_run
 
     first = tmp_path / "a"
@@ -249,11 +250,11 @@ def test_locon_trains_saves_and_continues_bit_exactly(example_dataset, tmp_path,
     assert json.loads(metadata["ss_network_args"]) == {"conv_dim": "4", "conv_alpha": "1", "rank_dropout": "0.1",
                                                        "dropout": 0.1}
     assert metadata["ss_network_dropout"] == "0.1" and metadata["ss_network_module"] == "networks.lora"
-    config = build(TrainConfig, train_data_dir=example_dataset, resolution=64, network_dim=4, network_alpha=2,
+    config = train_config(dict(train_data_dir=example_dataset, resolution=64, network_dim=4, network_alpha=2,
                    max_train_steps=1, network_args={"conv_dim": 4, "conv_alpha": 1},
-                   network_weights=first / "a.safetensors")
+                   network_weights=first / "a.safetensors"))
     components = build_tiny(seed=0)
-    with lora_run(config, components, scan_dataset(config.dataset_config()), feature_store) as parts:
+    with lora_run(config, components, scan_dataset(config.dataset), feature_store) as parts:
         reloaded = parts.network.kohya_state_dict("fp32")
     assert set(reloaded) == set(saved) and all(torch.equal(reloaded[k], saved[k]) for k in saved)
 

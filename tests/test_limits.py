@@ -48,10 +48,11 @@ def test_a_run_far_longer_than_the_dataset_needs_warns(example_dataset):
     from lrfind.data.kohya import scan_dataset
     from lrfind.errors import LrfindWarning
     from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import train_config
     from lrfind.training.checks import check_run_length
 
-    config = TrainConfig(train_data_dir=example_dataset, resolution=64, max_train_epochs=400)
-    dataset = scan_dataset(config.dataset_config())
+    config = train_config(dict(train_data_dir=example_dataset, resolution=64, max_train_epochs=400))
+    dataset = scan_dataset(config.dataset)
     with pytest.warns(LrfindWarning, match=r"each of the 8 training images about 3,500 times"):
         check_run_length(config, dataset)  # 70 steps x 400 epochs / 8 images
     check_run_length(config.model_copy(update={"max_train_epochs": 20}), dataset)  # 175 views: silent

@@ -83,7 +83,7 @@ def test_probe_runs_with_the_old_optimizer_and_args(tmp_path):
 
     for probe_optimizer, (name, args) in OLD_PROBE_RUN.items():
         config = probe_train_config(ProbeConfig(dataset=tmp_path, optimizer=probe_optimizer))
-        assert (config.optimizer_type, config.optimizer_args, config.learning_rate) == (name, args, 1.0)
+        assert (config.optimizer.type, config.optimizer.args, config.optimizer.learning_rate) == (name, args, 1.0)
 
 
 def test_state_slots_are_the_old_table():

@@ -262,12 +262,15 @@ def test_the_cache_check_counts_both_sdxl_encoders_and_the_pooled_embedding(monk
     """An SDXL text entry is [tokens, width 1 + width 2] plus a pooled vector, not text_encoder's alone."""
     from types import SimpleNamespace
 
+    from lrfind.config import DatasetConfig
+    from lrfind.network.config import NetworkConfig
     from lrfind.training import checks
     from lrfind.training.config import TrainConfig
 
     needs = []
     monkeypatch.setattr(checks, "check_free_space", lambda wanted: needs.extend(wanted))
-    config = TrainConfig(train_data_dir=tmp_path, resolution=64, max_train_steps=1, network_train_unet_only=True)
+    config = TrainConfig(dataset=DatasetConfig(train_dir=tmp_path, resolution=64), max_train_steps=1,
+                         network=NetworkConfig(train_unet_only=True))
     dataset = SimpleNamespace(train_images=[object()] * 3, reg_images=[])
     store = SimpleNamespace(root=tmp_path)
     encoder = lambda width: SimpleNamespace(config=SimpleNamespace(hidden_size=width))  # noqa: E731

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import train_config
 from test_final_run import StopAt
 from test_model_loading import assert_one_line_error, run_cli
 
@@ -41,7 +42,7 @@ def sdxl_config(dataset, out, **overrides) -> TrainConfig:
                   sample_every_n_epochs=2, sample_steps=2, output_dir=out, output_name="fox",
                   save_precision="float", progress=False, seed=7)
     values.update(overrides)
-    return TrainConfig(**values)
+    return train_config(values)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from lrfind.study.stats import ConceptStats, DatasetStats
 from lrfind.study.trial_values import plan_trial, trial_train_values
 from lrfind.study.scoring import ObjectiveWeights
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import train_config
 from probe_reports import probe_with_lr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,7 +273,7 @@ def test_lr_math(tmp_path, optimizer, extra, unet_lr, te_lr, args):
     assert values["text_encoder_lr"] == (None if te_lr is None else pytest.approx(te_lr))
     assert values["optimizer_args"] == pytest.approx(args)
     assert values["optimizer_type"] == optimizer and values["network_alpha"] == 16.0
-    TrainConfig(train_data_dir=tmp_path, **values)  # every key is a real TrainConfig field
+    train_config(dict(train_data_dir=tmp_path, **values))  # every key is a kohya name of a TrainConfig field
 
 
 def test_prodigy_uses_lr_one_and_the_multiplier_as_d_coef(tmp_path):
@@ -280,7 +281,7 @@ def test_prodigy_uses_lr_one_and_the_multiplier_as_d_coef(tmp_path):
                                 one_concept_stats())
     assert values["unet_lr"] == values["text_encoder_lr"] == 1.0
     assert values["optimizer_args"]["d_coef"] == 0.5 and values["optimizer_args"]["safeguard_warmup"] is True
-    TrainConfig(train_data_dir=tmp_path, **values)
+    train_config(dict(train_data_dir=tmp_path, **values))
 
 
 def test_alpha_is_a_fraction_of_dim_with_three_digits():

@@ -39,6 +39,7 @@ def test_run_options_reach_every_trial_the_recommendation_export_and_the_final_r
     from lrfind.final.from_study import from_study_values
     from lrfind.report.sections.recommendation import _settings_rows
     from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import train_config
 
     out = tmp_path / "studies" / "opts"
     out.mkdir(parents=True)
@@ -55,7 +56,7 @@ def test_run_options_reach_every_trial_the_recommendation_export_and_the_final_r
     for trial in trained:  # each is the TrainConfig the trial trained with (objective._train)
         values = trial.user_attrs["train_values"]
         assert {k: values[k] for k in GIVEN} == GIVEN
-        TrainConfig(train_data_dir=example_dataset, **values)
+        train_config(dict(train_data_dir=example_dataset, **values))
     rec = json.loads((out / "recommendation.json").read_text())
     assert {k: rec["train_values"][k] for k in GIVEN} == GIVEN
     rows = dict(_settings_rows(rec))  # the report's settings table

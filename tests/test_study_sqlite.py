@@ -109,12 +109,13 @@ def test_a_failed_study_keeps_a_database_it_did_not_create(example_dataset, tmp_
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_run_files_and_state_folders_follow_the_umask(umask, example_dataset, tmp_path, tiny, feature_store):
     from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import train_config
     from lrfind.final.run import train_lora
 
-    config = TrainConfig(train_data_dir=example_dataset, resolution=64, max_train_epochs=2, train_batch_size=4,
+    config = train_config(dict(train_data_dir=example_dataset, resolution=64, max_train_epochs=2, train_batch_size=4,
                          network_dim=4, network_train_unet_only=True, save_every_n_epochs=1, save_state=True,
                          sample_every_n_epochs=2, sample_steps=2, output_dir=tmp_path / "out", output_name="cat",
-                         progress=False)
+                         progress=False))
     old = os.umask(umask)
     try:
         train_lora(config, components=tiny, store=feature_store)

@@ -135,12 +135,13 @@ def test_a_lora_on_a_held_out_concept_learns_it(pretrained, example_dataset, tmp
     from lrfind.network import load_lora
     from lrfind.network.inference import generate_images
     from lrfind.training.config import TrainConfig
+    from lrfind.training.kohya_names import train_config
     from lrfind.final.run import train_lora
 
-    config = TrainConfig(train_data_dir=example_dataset, pretrained_model_name_or_path="tiny-pretrained",
+    config = train_config(dict(train_data_dir=example_dataset, pretrained_model_name_or_path="tiny-pretrained",
                          resolution=64, max_train_epochs=2, network_dim=8, network_alpha=8,
                          learning_rate=3e-3, network_train_unet_only=True, output_dir=tmp_path,
-                         output_name="cat", progress=False, save_state=False, xy_grid=False)
+                         output_name="cat", progress=False, save_state=False, xy_grid=False))
     result = train_lora(config, components=pretrained, store=feature_store)
     lora, _ = load_lora(result.output_path)
     cats = _held_out_crops()[:3]

@@ -9,6 +9,7 @@ import pytest
 from lrfind.errors import ConfigError, TrainingStopped
 from lrfind.training.batches import epoch_batches, epoch_items, process_caption
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import train_config
 
 
 def make_config(dataset, tmp_path, **overrides) -> TrainConfig:
@@ -16,14 +17,14 @@ def make_config(dataset, tmp_path, **overrides) -> TrainConfig:
                   network_dim=4, network_alpha=2.0, learning_rate=1e-3, network_train_unet_only=True,
                   output_dir=tmp_path / "out", output_name="t", progress=False, seed=1)
     values.update(overrides)
-    return TrainConfig(**values)
+    return train_config(values)
 
 
 @pytest.fixture(scope="module")
 def scanned(example_dataset):
     from lrfind.data.kohya import scan_dataset
 
-    return lambda cfg: scan_dataset(cfg.dataset_config())
+    return lambda cfg: scan_dataset(cfg.dataset)
 
 
 def run(config, tiny, dataset, store, callbacks=()):

@@ -10,6 +10,7 @@ import torch
 
 from lrfind.errors import LrfindWarning
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import train_config
 
 
 def kohya_fixed_alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
@@ -38,7 +39,7 @@ def _config(example_dataset, tmp_path, **overrides) -> TrainConfig:
     values = dict(train_data_dir=example_dataset, resolution=64, max_train_steps=3, network_dim=4,
                   network_train_unet_only=True, output_dir=tmp_path / "out", progress=False,
                   v_parameterization=True, zero_terminal_snr=True)
-    return TrainConfig(**{**values, **overrides})
+    return train_config({**values, **overrides})
 
 
 def test_a_run_trains_on_its_own_rescaled_schedule_and_leaves_the_model_s(tiny, example_dataset, feature_store,
@@ -48,7 +49,7 @@ def test_a_run_trains_on_its_own_rescaled_schedule_and_leaves_the_model_s(tiny, 
     from lrfind.training.setup import lora_run
 
     config = _config(example_dataset, tmp_path)
-    dataset = scan_dataset(config.dataset_config(), log_warnings=False)
+    dataset = scan_dataset(config.dataset, log_warnings=False)
     shared = tiny.noise_scheduler.alphas_cumprod.clone()
     with lora_run(config, tiny, dataset, feature_store) as parts:
         assert parts.noise_scheduler is not tiny.noise_scheduler and parts.noise_scheduler.alphas_cumprod[-1] == 0
@@ -84,5 +85,5 @@ def test_metadata_and_export_carry_it(tmp_path):
     assert "zero_terminal_snr" not in kohya_training_values(rec, **values)  # off: kohya's default, not written
     from types import SimpleNamespace
 
-    config = TrainConfig(train_data_dir=tmp_path, max_train_steps=1, zero_terminal_snr=True, v_parameterization=True)
+    config = train_config(dict(train_data_dir=tmp_path, max_train_steps=1, zero_terminal_snr=True, v_parameterization=True))
     assert run_metadata(config, SimpleNamespace(train_images=[], reg_images=[]))["ss_zero_terminal_snr"] is True

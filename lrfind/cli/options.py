@@ -1,6 +1,7 @@
 """argparse options generated from a pydantic config model, and TOML config files.
 
-Each field `foo_bar` becomes `--foo-bar` and kohya's spelling `--foo_bar`. Options the user did
+Each field `foo_bar` becomes `--foo-bar` and kohya's spelling `--foo_bar`; a config whose parts are
+nested (TrainConfig) passes its flat table of fields instead (lrfind.training.kohya_names). Options the user did
 not give are absent from the result (argparse.SUPPRESS), so the model's own defaults apply and a
 TOML file's values are overridden only by what was typed. The result is a plain dict: the caller
 builds the validated config object from it.
@@ -13,9 +14,10 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Mapping
 
 from pydantic import BaseModel, BeforeValidator
+from pydantic.fields import FieldInfo
 
 from lrfind.errors import ConfigError
 
@@ -48,16 +50,21 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _fields(model: "type[BaseModel] | Mapping[str, FieldInfo]") -> "Mapping[str, FieldInfo]":
+    """A model's fields, or a flat table of fields (option name -> the nested field it sets)."""
+    return model if isinstance(model, Mapping) else model.model_fields
+
+
 def add_model_options(
     parser: argparse.ArgumentParser,
-    model: type[BaseModel],
+    model: "type[BaseModel] | Mapping[str, FieldInfo]",
     *,
     exclude: Iterable[str] = (),
     aliases: dict[str, list[str]] | None = None,
     help_texts: dict[str, str] | None = None,
 ) -> None:
     aliases, help_texts, skip = aliases or {}, help_texts or {}, set(exclude)
-    for name, field in model.model_fields.items():
+    for name, field in _fields(model).items():
         if name in skip:
             continue
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else []) + aliases.get(name, [])
@@ -81,17 +88,18 @@ def add_model_options(
             parser.add_argument(*flags, type=kind if kind in (int, float) else str, **common)
 
 
-def collect_options(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+def collect_options(args: argparse.Namespace, model: "type[BaseModel] | Mapping[str, FieldInfo]") -> dict[str, Any]:
     values = {}
-    for name in model.model_fields:
+    fields = _fields(model)
+    for name in fields:
         if hasattr(args, name):
             value = getattr(args, name)
-            is_dict = typing.get_origin(_scalar_type(model.model_fields[name].annotation)) is dict
+            is_dict = typing.get_origin(_scalar_type(fields[name].annotation)) is dict
             values[name] = dict(value) if isinstance(value, list) and is_dict else value
     return values
 
 
-def read_toml_config(path: str | Path, model: type[BaseModel]) -> dict[str, Any]:
+def read_toml_config(path: str | Path, model: "type[BaseModel] | Mapping[str, FieldInfo]") -> dict[str, Any]:
     """Read a TOML config: flat keys, or kohya's sections ([model_arguments] ...) flattened.
 
     Dashes in keys are accepted as underscores. Unknown keys are left for the model to reject.
@@ -105,7 +113,7 @@ def read_toml_config(path: str | Path, model: type[BaseModel]) -> dict[str, Any]
         raise ConfigError(f"{path}: not valid TOML ({err}); fix the file or pass options on the command line") from None
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and key.replace("-", "_") not in model.model_fields:
+        if isinstance(value, dict) and key.replace("-", "_") not in _fields(model):
             flat.update({k.replace("-", "_"): v for k, v in value.items()})  # a kohya section
         else:
             flat[key.replace("-", "_")] = value

@@ -1,4 +1,5 @@
-"""`lrfind train DATASET ...`: one LoRA training run with kohya's option names."""
+"""`lrfind train DATASET ...`: one LoRA training run with kohya's option names (an edge: flat names
+map onto TrainConfig's nested parts through lrfind.training.kohya_names)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ HELP = {
 
 
 def register(subparsers) -> None:
-    from lrfind.training.config import TrainConfig
     from lrfind.cli.options import add_model_options
+    from lrfind.training.kohya_names import kohya_fields
 
     parser = subparsers.add_parser(
         "train", help="train a LoRA (kohya option names; --config FILE.toml accepted)",
@@ -57,7 +58,7 @@ def register(subparsers) -> None:
                         metavar="N", help="data-parallel training in N processes on this machine (one per GPU; "
                                           "gloo on the CPU): each takes batch-size images of every step; the same "
                                           "as `accelerate launch --num_processes N -m lrfind train ...`")
-    add_model_options(parser, TrainConfig, aliases={"pretrained_model_name_or_path": ["--model"],
+    add_model_options(parser, kohya_fields(), aliases={"pretrained_model_name_or_path": ["--model"],
                                                      "train_batch_size": ["--batch-size"]},
                       exclude=("resume",), help_texts=HELP)
     parser.set_defaults(func=run)
@@ -65,20 +66,19 @@ def register(subparsers) -> None:
 
 def build_train_config(args: argparse.Namespace):
     from lrfind.cli.options import collect_options, read_toml_config
-    from lrfind.config import build
     from lrfind.errors import ConfigError
-    from lrfind.training.config import TrainConfig
-
     from lrfind.final.from_study import from_study_values
+    from lrfind.training.kohya_names import kohya_fields, train_config
 
+    fields = kohya_fields()  # kohya's flat names: the flags and the TOML's keys
     values = from_study_values(args.from_study, args.study_dir) if args.from_study else {}
-    values.update(read_toml_config(args.config_file, TrainConfig) if args.config_file else {})
-    values.update(collect_options(args, TrainConfig))
+    values.update(read_toml_config(args.config_file, fields) if args.config_file else {})
+    values.update(collect_options(args, fields))
     if args.dataset:
         values["train_data_dir"] = args.dataset
     if "train_data_dir" not in values:
         raise ConfigError("no dataset given: pass DATASET or set train_data_dir in the --config file")
-    return build(TrainConfig, args.config_file or "", **values)
+    return train_config(values, args.config_file or "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
     state = result.state
     processes = result.processes
     if processes > 1:
-        print(f"data-parallel: {processes} processes x batch {config.train_batch_size} = global batch "
-              f"{processes * config.train_batch_size}; {state.steps_per_epoch} steps per epoch, {state.total_steps} "
-              f"steps in total (each process takes {config.train_batch_size} image(s) of every step)")
+        print(f"data-parallel: {processes} processes x batch {config.dataset.batch_size} = global batch "
+              f"{processes * config.dataset.batch_size}; {state.steps_per_epoch} steps per epoch, {state.total_steps} "
+              f"steps in total (each process takes {config.dataset.batch_size} image(s) of every step)")
     val = f"; final validation loss {state.val_loss:.5f}" if state.val_loss is not None else ""
     epochs = state.step / state.steps_per_epoch if state.steps_per_epoch else state.epoch  # a cut run: a fraction
     print(f"trained {state.step} steps ({epochs:.3g} epoch{'' if epochs == 1 else 's'}) in {result.seconds:.1f} s{val}")

@@ -49,8 +49,8 @@ def finish_final_run(config, components, records: dict[int, dict], prompts, fina
     grid = None
     if config.xy_grid and config.sample_every_n_epochs and prompts:
         image = xy_grid(components, files, config.xy_grid_weights, prompts_seeds=prompts[:GRID_PROMPTS],
-                        size=config.resolution, steps=config.sample_steps, clip_skip=config.clip_skip,
-                        max_token_length=config.max_token_length)
+                        size=config.dataset.resolution, steps=config.sample_steps, clip_skip=config.model.clip_skip,
+                        max_token_length=config.model.max_token_length)
         grid = save_xy_grid(image, xy_grid_path(config)).name
     summary = FinalSummary(output_name=config.output_name, epochs=rows, suggested_epoch=suggested,
                            suggested_file=dict((e, p.name) for e, p in files)[suggested], reason=reason,

@@ -100,9 +100,9 @@ class EpochWatch:
             module.eval()
         try:
             images = generate_images(self.components, [p for p, _ in self.prompts], [s for _, s in self.prompts],
-                                     width=self.config.resolution, height=self.config.resolution,
-                                     steps=self.config.sample_steps, clip_skip=self.config.clip_skip,
-                                     max_token_length=self.config.max_token_length)
+                                     width=self.config.dataset.resolution, height=self.config.dataset.resolution,
+                                     steps=self.config.sample_steps, clip_skip=self.config.model.clip_skip,
+                                     max_token_length=self.config.model.max_token_length)
         finally:
             for module, mode in zip(modules, modes):
                 module.train(mode)

@@ -62,8 +62,8 @@ def check_output_space(config: TrainConfig, lora_params: int, epochs: int, promp
     every = config.sample_every_n_epochs
     sampled_epochs = (epochs // every + (epochs % every != 0)) if every else 0
     grid = min(prompts, grid_prompts) * files * len(config.xy_grid_weights) if config.xy_grid and every else 0
-    need = train_output_bytes(lora_params, config.save_precision, files, config.save_state, config.optimizer_type,
-                              prompts * sampled_epochs, config.resolution, grid)
+    need = train_output_bytes(lora_params, config.save_precision, files, config.save_state, config.optimizer.type,
+                              prompts * sampled_epochs, config.dataset.resolution, grid)
     check_free_space([Need(config.output_dir, need, "--output-dir")])
 
 
@@ -74,7 +74,7 @@ def with_concept_repeats(dataset, config: TrainConfig):
     folders = {c.folder.name for c in dataset.concepts}
     unknown = sorted(set(config.concept_repeats) - folders)
     if unknown:
-        raise ConfigError(f"{Path(config.train_data_dir) / unknown[0]}: no such concept folder for "
+        raise ConfigError(f"{Path(config.dataset.train_dir) / unknown[0]}: no such concept folder for "
                           f"concept_repeats; the dataset has {', '.join(sorted(folders))}")
     return with_repeats(dataset, dict(config.concept_repeats))
 
@@ -83,7 +83,7 @@ def _scorer_and_reference(config: TrainConfig, components, dataset):
     """CLIP for CLIP-I per sampled epoch: --clip, else the tiny CLIP for the tiny model, else none."""
     if not config.sample_every_n_epochs:
         return None, None
-    scorer = scorer_for(components, config.clip, allow_pickle=config.allow_pickle)
+    scorer = scorer_for(components, config.clip, allow_pickle=config.model.allow_pickle)
     if scorer is None:
         return None, None
     return scorer, scorer.image_embeddings(load_training_images(dataset))
@@ -94,18 +94,18 @@ def _drift_probe(config: TrainConfig, components, dataset):
     epoch sweep does, so each epoch's drift is measured; without, nothing (the run costs what it did)."""
     if not config.validation_split:
         return None
-    return drift_probe_on_device(components, dataset, config.resolution, clip_skip=config.clip_skip,
-                                 max_token_length=config.max_token_length, mixed_precision=config.mixed_precision)
+    return drift_probe_on_device(components, dataset, config.dataset.resolution, clip_skip=config.model.clip_skip,
+                                 max_token_length=config.model.max_token_length, mixed_precision=config.mixed_precision)
 
 
 def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None,
                callbacks: Sequence[Any] = ()) -> FinalRun:
     preflight(config)
     resume_folder = find_resume_folder(config)
-    dataset = with_concept_repeats(dataset or scan_dataset(config.dataset_config()), config)
+    dataset = with_concept_repeats(dataset or scan_dataset(config.dataset), config)
     check_run_length(config, dataset)
     prompts = sample_prompts_for(config, dataset) if config.sample_every_n_epochs else []
-    components = components or load_components(config.base_model_config())
+    components = components or load_components(config.model)
     store = store or TensorStore(config.cache_dir or default_cache_dir())
     scorer, reference = _scorer_and_reference(config, components, dataset)
     check_cache_space(config, components, dataset, store)

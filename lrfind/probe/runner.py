@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.artifacts.probe_report import DerivedLrs
+from lrfind.config import DatasetConfig, ModelConfig, OptimizerConfig
 from lrfind.errors import TrainingStopped
+from lrfind.network.config import NetworkConfig
 from lrfind.optimizers import optimizer_entry
 from lrfind.probe.config import ProbeConfig
 from lrfind.training.config import TrainConfig
@@ -30,17 +32,19 @@ class ProbeOutcome:
 
 
 def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
+    """The probe's training run; `overrides`: TrainConfig fields (the range test's optimizer and steps)."""
     # the probe optimizer at lr 1.0 with the args lrfind runs it with (its lrfind.optimizers module)
     probe_optimizer = optimizer_entry(cfg.probe_optimizer)
     values = dict(
-        train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model, allow_pickle=cfg.allow_pickle,
-        caption_extension=cfg.caption_extension, resolution=cfg.resolution, train_batch_size=cfg.batch_size,
-        network_dim=cfg.network_dim, network_alpha=cfg.network_alpha, network_train_unet_only=True,
-        network_module=cfg.network_module, network_args=dict(cfg.network_args),
-        optimizer_type=probe_optimizer.name, optimizer_args=dict(probe_optimizer.default_args),
-        learning_rate=probe_optimizer.default_lr, lr_scheduler="constant", max_train_steps=cfg.steps, seed=cfg.seed,
-        validate_every_n_steps=cfg.steps, cache_dir=cfg.cache_dir, progress=cfg.progress,
-        output_dir=cfg.out_dir(), output_name="probe",
+        dataset=DatasetConfig(train_dir=cfg.dataset, caption_extension=cfg.caption_extension,
+                              resolution=cfg.resolution, batch_size=cfg.batch_size),
+        model=ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle),
+        network=NetworkConfig(module=cfg.network_module, dim=cfg.network_dim, alpha=cfg.network_alpha,
+                              train_unet_only=True, args=dict(cfg.network_args)),
+        optimizer=OptimizerConfig(type=probe_optimizer.name, args=dict(probe_optimizer.default_args),
+                                  learning_rate=probe_optimizer.default_lr),
+        max_train_steps=cfg.steps, seed=cfg.seed, validate_every_n_steps=cfg.steps, cache_dir=cfg.cache_dir,
+        progress=cfg.progress, output_dir=cfg.out_dir(), output_name="probe",
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -102,7 +106,7 @@ def run_range_test(cfg: ProbeConfig, components, dataset, store):
     from lrfind.training.loop import run_loop
     from lrfind.training.setup import lora_run
 
-    config = probe_train_config(cfg, optimizer_type="AdamW", optimizer_args={}, learning_rate=cfg.range_min_lr,
+    config = probe_train_config(cfg, optimizer=OptimizerConfig(type="AdamW", learning_rate=cfg.range_min_lr),
                                 max_train_steps=cfg.range_steps, validate_every_n_steps=cfg.range_eval_every)
     with lora_run(config, components, dataset, store) as parts:
         parts.lr_scheduler = _NoSchedule()  # the sweep sets the lr itself

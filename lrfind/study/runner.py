@@ -18,7 +18,6 @@ from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.artifacts.recommendation import Recommendation
 from lrfind.atomic import disk_full_as_error, write_text
 from lrfind.cache import TensorStore, default_cache_dir
-from lrfind.config import DatasetConfig, ModelConfig
 from lrfind.data.kohya import scan_dataset
 from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
@@ -139,7 +138,7 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None, he
                                 seed=cfg.seed)
     with lora_run(config, components, dataset, store, validation_memo, held_out=held_out) as parts:
         baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
-        per_rank = parts.network.trainable_parameter_count() / config.network_dim
+        per_rank = parts.network.trainable_parameter_count() / config.network.dim
     study.set_user_attr(LORA_PARAMS_PER_RANK, per_rank)  # for the free-space estimate of later runs
     study.set_user_attr("baseline_val_loss", baseline)
     return baseline
@@ -199,16 +198,14 @@ def _environment(components) -> dict:
 
 
 def build_context(cfg: StudyConfig, study, space, weights):
-    fixed = space.fixed  # buckets as each trial's TrainConfig.dataset_config() would make them
-    dataset_config = DatasetConfig(train_dir=cfg.dataset, reg_dir=fixed.reg_data_dir, resolution=fixed.resolution,
-                                   caption_extension=cfg.caption_extension, batch_size=fixed.train_batch_size,
-                                   enable_bucket=fixed.enable_bucket, min_bucket_reso=fixed.min_bucket_reso,
-                                   max_bucket_reso=fixed.max_bucket_reso, bucket_no_upscale=fixed.bucket_no_upscale)
+    # dataset and model as every trial reads them (resolution, batch size, buckets of the space's [fixed])
+    shared = trial_train_config(cfg, {**space.fixed.train_values(), "max_train_steps": 1}, seed=cfg.seed)
+    dataset_config = shared.dataset
     dataset = scan_dataset(dataset_config)
     check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
     held = ensure_held_out(study, cfg, dataset, lambda folder: scan_dataset(
         dataset_config.model_copy(update={"train_dir": folder, "reg_dir": None})))
-    components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
+    components = load_components(shared.model)
     store = TensorStore(cfg.cache_dir or default_cache_dir())
     scorer = _scorer(cfg, weights, components)
     probe = ensure_probe(cfg, study, components, held.train_dataset, store)

@@ -12,16 +12,18 @@ from typing import Mapping, Optional
 
 from lrfind.study.config import StudyConfig
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import nest
 
 
 def trial_train_config(cfg: StudyConfig, train_values: Mapping[str, object], *, seed: int,
                        output_dir: Optional[Path] = None) -> TrainConfig:
-    """`train_values`: TrainConfig values planned for the run (TrialPlan.train_values, or the space's
+    """`train_values`: the values planned for the run in kohya's flat names (lrfind.training.kohya_names) (TrialPlan.train_values, or the space's
     fixed values and a step count for the baseline; they win over the study's); `seed`: the trial's
     training seed."""
-    study_values = dict(train_data_dir=cfg.dataset, pretrained_model_name_or_path=cfg.model,
-                        allow_pickle=cfg.allow_pickle, caption_extension=cfg.caption_extension,
-                        cache_dir=cfg.cache_dir, torch_compile=cfg.torch_compile, seed=seed,
+    planned = nest(train_values, "a trial's planned values")
+    dataset = {"train_dir": cfg.dataset, "caption_extension": cfg.caption_extension, **planned.pop("dataset", {})}
+    model = {"model": cfg.model, "allow_pickle": cfg.allow_pickle, **planned.pop("model", {})}
+    study_values = dict(cache_dir=cfg.cache_dir, torch_compile=cfg.torch_compile, seed=seed,
                         output_dir=output_dir if output_dir is not None else cfg.out_dir(), output_name="lora",
                         progress=False)
-    return TrainConfig(**{**study_values, **train_values})
+    return TrainConfig(dataset=dataset, model=model, **{**study_values, **planned})

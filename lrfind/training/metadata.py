@@ -13,8 +13,8 @@ from lrfind.training.validation import split_validation
 
 def optimizer_label(config) -> str:
     """kohya writes the optimizer's class path followed by its arguments."""
-    args = " ".join(f"{k}={v}" for k, v in sorted(config.optimizer_args.items()))
-    return f"{canonical_optimizer_name(config.optimizer_type)}({args})"
+    args = " ".join(f"{k}={v}" for k, v in sorted(config.optimizer.args.items()))
+    return f"{canonical_optimizer_name(config.optimizer.type)}({args})"
 
 
 def run_metadata(config, dataset) -> dict:
@@ -24,61 +24,61 @@ def run_metadata(config, dataset) -> dict:
     n_train = sum(r.repeats for r in train)
     reg_used = regularisation_repeats(n_train, [r.repeats for r in dataset.reg_images])
     images = [(r, r.repeats) for r in train] + list(zip(dataset.reg_images, reg_used))
-    lo, hi = config.dataset_config().bucket_range
+    lo, hi = config.dataset.bucket_range
     metadata = {
-        **network_metadata(config.network_module, config.network_args, config.network_dropout),
-        **bucket_metadata(enable_bucket=config.enable_bucket, min_bucket_reso=lo, max_bucket_reso=hi,
-                          bucket_no_upscale=config.bucket_no_upscale, info=bucket_info(images)),
-        "ss_max_grad_norm": config.max_grad_norm,
-        "ss_zero_terminal_snr": config.zero_terminal_snr,
+        **network_metadata(config.network.module, config.network.args, config.network.dropout),
+        **bucket_metadata(enable_bucket=config.dataset.enable_bucket, min_bucket_reso=lo, max_bucket_reso=hi,
+                          bucket_no_upscale=config.dataset.bucket_no_upscale, info=bucket_info(images)),
+        "ss_max_grad_norm": config.optimizer.max_grad_norm,
+        "ss_zero_terminal_snr": config.model.zero_terminal_snr,
         "ss_num_validation_images": held_out,
         "ss_validation_split": config.validation_split,
         "ss_validation_seed": config.validation_seed,
     }
-    if config.pretrained_model_name_or_path != "tiny":
-        metadata.update(sd_model_hashes(config.pretrained_model_name_or_path))
+    if config.model.model != "tiny":
+        metadata.update(sd_model_hashes(config.model.model))
     return metadata
 
 
 def training_metadata(config, dataset, components, state, started: float) -> dict[str, str]:
     epochs = -(-state.total_steps // state.steps_per_epoch)
     return kohya_metadata(
-        network_dim=config.network_dim,
-        network_alpha=config.network_alpha,
-        learning_rate=config.learning_rate,
-        unet_lr=config.effective_unet_lr,
-        text_encoder_lr=config.effective_text_encoder_lr if config.trains_text_encoder else None,
+        network_dim=config.network.dim,
+        network_alpha=config.network.alpha,
+        learning_rate=config.optimizer.learning_rate,
+        unet_lr=config.optimizer.effective_unet_lr,
+        text_encoder_lr=config.optimizer.effective_text_encoder_lr if config.network.trains_text_encoder else None,
         optimizer=optimizer_label(config),
-        lr_scheduler=config.lr_scheduler,
+        lr_scheduler=config.scheduler.name,
         epoch=state.epoch,
         steps=state.step,
         max_train_steps=state.total_steps,
         num_epochs=epochs,
         num_batches_per_epoch=state.steps_per_epoch * config.gradient_accumulation_steps,
-        batch_size_per_device=config.train_batch_size,
-        resolution=config.resolution,
+        batch_size_per_device=config.dataset.batch_size,
+        resolution=config.dataset.resolution,
         seed=config.seed,
         sd_model_name=components.name,
         dataset=dataset,
         training_started_at=started,
         training_finished_at=time.time(),
         output_name=config.output_name,
-        network_train_unet_only=config.network_train_unet_only,
-        clip_skip=config.clip_skip,
+        network_train_unet_only=config.network.train_unet_only,
+        clip_skip=config.model.clip_skip,
         mixed_precision=config.mixed_precision,
         noise_offset=config.noise_offset or None,
         min_snr_gamma=config.min_snr_gamma,
-        lr_warmup_steps=config.lr_warmup_steps,
+        lr_warmup_steps=config.scheduler.warmup_steps,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         gradient_checkpointing=config.gradient_checkpointing,
-        caption_extension=config.caption_extension,
-        keep_tokens=config.keep_tokens,
-        shuffle_caption=config.shuffle_caption,
-        flip_aug=config.flip_aug,
+        caption_extension=config.dataset.caption_extension,
+        keep_tokens=config.dataset.keep_tokens,
+        shuffle_caption=config.dataset.shuffle_caption,
+        flip_aug=config.dataset.flip_aug,
         prior_loss_weight=config.prior_loss_weight,
-        max_token_length=config.max_token_length,
-        v_parameterization=config.v_parameterization,
-        network_module=config.network_module,
+        max_token_length=config.model.max_token_length,
+        v_parameterization=config.model.v_parameterization,
+        network_module=config.network.module,
         model_family=components.family,
         extra=run_metadata(config, dataset),
     )

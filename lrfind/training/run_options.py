@@ -1,7 +1,7 @@
 """Run-wide training options: the fields of TrainConfig that every run of a study shares.
 
-They are TrainConfig's own field definitions (type, bounds, default), picked by name with
-pydantic's create_model, so nothing is respelled: `lrfind study` takes them with the same flags
+They are TrainConfig's own field definitions (type, bounds, default; found through kohya's flat
+name, lrfind.training.kohya_names), picked by name with pydantic's create_model, so nothing is respelled: `lrfind study` takes them with the same flags
 as `lrfind train`, and a study's space `[fixed]` table takes the same keys.
 
 `SEARCHABLE` are TrainConfig fields that a study's space may search instead (TrainConfig name ->
@@ -15,7 +15,7 @@ import copy
 from pydantic import create_model
 
 from lrfind.config import StrictModel
-from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import kohya_field
 
 RUN_WIDE = (
     "resolution", "train_batch_size", "enable_bucket", "min_bucket_reso",
@@ -29,9 +29,8 @@ SEARCHABLE = {"network_dim": "network_dim", "network_alpha": "network_alpha_frac
 
 
 def train_fields(name: str, names, base=StrictModel):
-    """A pydantic model whose fields are TrainConfig's fields `names`, as TrainConfig defines them."""
-    fields = {n: (TrainConfig.model_fields[n].annotation, copy.deepcopy(TrainConfig.model_fields[n]))
-              for n in names}
+    """A pydantic model of kohya's flat `names`, each field as TrainConfig's part defines it."""
+    fields = {n: (kohya_field(n).annotation, copy.deepcopy(kohya_field(n))) for n in names}
     return create_model(name, __base__=base, __module__=__name__, **fields)
 
 

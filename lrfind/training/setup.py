@@ -77,22 +77,22 @@ def cached_features(config: TrainConfig, components, records, store, *, flips, t
     memo = {}
     if not trains_te:
         captions = sorted({r.caption for r in records})
-        text_cache = TextEmbeddingCache(components, store, clip_skip=config.clip_skip,
-                                        max_token_length=config.max_token_length)
+        text_cache = TextEmbeddingCache(components, store, clip_skip=config.model.clip_skip,
+                                        max_token_length=config.model.max_token_length)
         memo = dict(zip(captions, text_cache.get_embeddings(captions)))
     return latents, memo
 
 
 def param_groups(config: TrainConfig, network) -> list[dict]:
-    te_lr = config.effective_text_encoder_lr if config.trains_text_encoder else None
-    return network.param_groups(config.effective_unet_lr, te_lr)
+    te_lr = config.optimizer.effective_text_encoder_lr if config.network.trains_text_encoder else None
+    return network.param_groups(config.optimizer.effective_unet_lr, te_lr)
 
 
 def network_spec(config: TrainConfig):
-    return NetworkSpec(network_dim=config.network_dim, network_alpha=config.network_alpha,
-                       train_text_encoder=config.trains_text_encoder,
-                       network_module=config.network_module, network_args=dict(config.network_args),
-                       network_dropout=config.network_dropout)
+    return NetworkSpec(network_dim=config.network.dim, network_alpha=config.network.alpha,
+                       train_text_encoder=config.network.trains_text_encoder,
+                       network_module=config.network.module, network_args=dict(config.network.args),
+                       network_dropout=config.network.dropout)
 
 
 def _train_and_validation_records(config: TrainConfig, dataset: Dataset,
@@ -103,10 +103,10 @@ def _train_and_validation_records(config: TrainConfig, dataset: Dataset,
 
 
 def _optimizer_and_schedule(config: TrainConfig, network, accelerator, total_steps: int):
-    optimizer = build_optimizer(config.optimizer_type, param_groups(config, network), extra=dict(config.optimizer_args))
-    scheduler = build_scheduler(config.lr_scheduler, optimizer, num_training_steps=total_steps,
-                                num_warmup_steps=config.lr_warmup_steps,
-                                num_cycles=config.lr_scheduler_num_cycles, power=config.lr_scheduler_power)
+    optimizer = build_optimizer(config.optimizer.type, param_groups(config, network), extra=dict(config.optimizer.args))
+    scheduler = build_scheduler(config.scheduler.name, optimizer, num_training_steps=total_steps,
+                                num_warmup_steps=config.scheduler.warmup_steps,
+                                num_cycles=config.scheduler.num_cycles, power=config.scheduler.power)
     return accelerator.prepare_optimizer(optimizer, device_placement=False), scheduler
 
 
@@ -117,7 +117,7 @@ def _validation_set(config: TrainConfig, val_records, latents, noise_scheduler, 
     settings = dict(timesteps=config.validation_timesteps, seed=config.validation_seed, prediction_type=prediction_type)
     val_time_ids = [kohya_time_ids(r.size, r.bucket) for r in val_records] if needs_time_ids else None
     key = validation_key([r.path for r in val_records], val_captions, val_latents, **settings,
-                         zero_terminal_snr=config.zero_terminal_snr)
+                         zero_terminal_snr=config.model.zero_terminal_snr)
     return shared_validation_set(validation_memo, key, lambda: ValidationSet(
         val_latents, val_captions, noise_scheduler=noise_scheduler, time_ids=val_time_ids, **settings))
 
@@ -132,10 +132,10 @@ def place_model(components, device, dtype) -> None:
 def _attach_network(config: TrainConfig, components, spec):
     """A fresh network on the model; with --network-weights, those weights (checked against model and type)."""
     network = attach_network(components, spec, seed=config.seed)
-    if config.network_weights is not None:
-        source = f"--network-weights {config.network_weights}"
+    if config.network.weights is not None:
+        source = f"--network-weights {config.network.weights}"
         try:
-            state_dict, metadata = load_lora(config.network_weights)
+            state_dict, metadata = load_lora(config.network.weights)
             check_weights_family(state_dict, metadata, components, source)
             check_weights_module(metadata, spec, source)
             network.load_kohya_state_dict(state_dict, source=source)
@@ -147,8 +147,8 @@ def _attach_network(config: TrainConfig, components, spec):
 
 def _noise_schedule(config: TrainConfig, components) -> tuple[str, object]:
     """(prediction type, noise scheduler): the model's shared schedule, or a zero-terminal-SNR copy (kohya's option)."""
-    prediction_type = "v_prediction" if config.v_parameterization else components.prediction_type
-    return prediction_type, (zero_terminal_snr_scheduler(components.noise_scheduler) if config.zero_terminal_snr
+    prediction_type = "v_prediction" if config.model.v_parameterization else components.prediction_type
+    return prediction_type, (zero_terminal_snr_scheduler(components.noise_scheduler) if config.model.zero_terminal_snr
                              else components.noise_scheduler)
 
 
@@ -165,19 +165,19 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
 
     check_repeats(dataset)  # before the epoch's image-repeats are listed (memory grows with them)
     group = process_group()  # data-parallel: each step is one global batch of batch size x processes
-    global_batch = config.train_batch_size * group.world_size
+    global_batch = config.dataset.batch_size * group.world_size
     device, dtype, mixed = pick_device(config.mixed_precision)
     train_records, val_records = _train_and_validation_records(config, dataset, held_out)
     records = list(dict.fromkeys(train_records + val_records + list(dataset.reg_images)))
-    flips = (False, True) if config.flip_aug else (False,)
+    flips = (False, True) if config.dataset.flip_aug else (False,)
     latents, memo = cached_features(config, components, records, store, flips=flips,
-                                    trains_te=config.trains_text_encoder)
+                                    trains_te=config.network.trains_text_encoder)
     items = epoch_items(train_records, dataset.reg_images, config.prior_loss_weight)
     plan = plan_steps(config, batches_per_epoch(items, global_batch))
     check_steps(plan.total_steps)
     spec = network_spec(config)
     if components.text_encoder_2 is not None:
-        validate_sdxl_text_options(config.clip_skip, config.max_token_length)
+        validate_sdxl_text_options(config.model.clip_skip, config.model.max_token_length)
     place_model(components, device, dtype)
     network = _attach_network(config, components, spec)
     try:
@@ -186,9 +186,9 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
         accelerator = make_accelerator(mixed, cpu=device.type == "cpu")
         optimizer, scheduler = _optimizer_and_schedule(config, network, accelerator, plan.total_steps)
         prediction_type, noise_scheduler = _noise_schedule(config, components)
-        conditioner = TextConditioner(components, memo, clip_skip=config.clip_skip,
-                                      max_token_length=config.max_token_length,
-                                      trains_text_encoder=config.trains_text_encoder)
+        conditioner = TextConditioner(components, memo, clip_skip=config.model.clip_skip,
+                                      max_token_length=config.model.max_token_length,
+                                      trains_text_encoder=config.network.trains_text_encoder)
         validation = _validation_set(config, val_records, latents, noise_scheduler, prediction_type,
                                      conditioner.needs_time_ids, validation_memo)
         # A compiled wrapper shares the UNet's weights; dynamo compiles at the first step (and again
@@ -199,10 +199,10 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
             accelerator=accelerator, conditioner=conditioner, latents=latents,
             noise_scheduler=noise_scheduler, items=items, total_steps=plan.total_steps,
             steps_per_epoch=plan.steps_per_epoch, batch_size=global_batch,
-            gradient_accumulation_steps=config.gradient_accumulation_steps, max_grad_norm=config.max_grad_norm,
+            gradient_accumulation_steps=config.gradient_accumulation_steps, max_grad_norm=config.optimizer.max_grad_norm,
             seed=config.seed, prediction_type=prediction_type, noise_offset=config.noise_offset,
-            min_snr_gamma=config.min_snr_gamma, shuffle_caption=config.shuffle_caption,
-            keep_tokens=config.keep_tokens, flip_aug=config.flip_aug,
+            min_snr_gamma=config.min_snr_gamma, shuffle_caption=config.dataset.shuffle_caption,
+            keep_tokens=config.dataset.keep_tokens, flip_aug=config.dataset.flip_aug,
             validation=validation if group.is_main else None,  # the main process validates
             validation_plan=validation_plan or ValidationPlan(config.validate_every_n_steps),
             device=device, dtype=None if dtype == torch.float32 else dtype, group=group,

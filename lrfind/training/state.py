@@ -18,10 +18,13 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from pydantic_core import to_jsonable_python
+
 from lrfind.atomic import atomic_folder, write_bytes, write_text
 from lrfind.errors import ConfigError
 from lrfind.network import load_lora, save_lora
 from lrfind.training.config import TrainConfig
+from lrfind.training.kohya_names import kohya_values
 from lrfind.training.loop import LoopState
 
 STATE_SUFFIX = "-state"
@@ -36,7 +39,8 @@ def state_folder(config: TrainConfig, epoch: int) -> Path:
 
 
 def _fingerprint(config: TrainConfig) -> dict:
-    values = config.model_dump(mode="json")
+    """The run's settings in kohya's flat names (state.json's spelling; a differing one is named so)."""
+    values = to_jsonable_python(kohya_values(config))
     return {k: v for k, v in values.items() if k not in RESUMABLE_CHANGES}
 
 
