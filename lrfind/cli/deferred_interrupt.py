@@ -12,27 +12,18 @@ the block below unblocks it, so a pending stop arrives here and is handled like 
 from __future__ import annotations
 
 import signal
-import threading
 from contextlib import contextmanager
 from typing import Iterator
+
+from lrfind.interrupts import sigint_deferred
 
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """SIGINT inside the block is recorded, not raised; KeyboardInterrupt is raised when it ends.
-
-    Only in the main thread and only where SIGINT has Python's default handler (main() also runs
-    in-process: inside tests or the demo someone else may own the handler)."""
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    if not in_main_thread or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    """SIGINT inside the block is recorded, not raised; KeyboardInterrupt is raised when it ends
+    (lrfind.interrupts.sigint_deferred), and a study worker's blocked SIGINT is unblocked in it."""
+    with sigint_deferred():
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            # ours is installed: a stop that was pending while the worker started arrives now, recorded
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a study worker starts with it blocked
         yield
-        return
-    received: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a study worker starts with it blocked
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if received:
-        raise KeyboardInterrupt

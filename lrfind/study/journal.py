@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.errors import ConfigError
+from lrfind.interrupts import sigint_deferred
 
 JOURNAL_SCHEME = "journal:///"
 JOURNAL_SUFFIX = ".journal"
@@ -40,7 +41,15 @@ def open_journal(path: Path, *, create: bool = True):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    class _InterruptSafeBackend(JournalFileBackend):
+        """Appends under the file lock with Ctrl-C held until the lock is released: a worker's stop
+        landing inside Optuna's lock release made it fail with FileNotFoundError (lrfind.interrupts)."""
+
+        def append_logs(self, logs):
+            with sigint_deferred():
+                super().append_logs(logs)
+
     if not create and not path.is_file():
         raise ConfigError(f"study journal {path} does not exist; check the study NAME, --study-dir or --storage")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(_InterruptSafeBackend(str(path)))
