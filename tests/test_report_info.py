@@ -98,6 +98,21 @@ def test_probe_info_has_curve_plateau_and_range_test(finished):
     assert dict(info.rows)["unet_lr"] == "0.02"
 
 
+def test_probe_info_shows_the_held_out_loss_and_the_studys_note_on_it(finished):
+    import dataclasses
+
+    from lrfind.probe.held_out import PROBE_SPLIT_NOTE_ATTR
+
+    assert _get_probe_info(finished).held_out is None and _get_probe_info(finished).split_note == ""  # version 1
+    held_out = {"source": "split", "images": ["10_cat/01.jpg"], "fraction": 0.2, "seed": 42, "baseline_loss": 0.5,
+                "losses": [[40, 0.45], [80, 0.44]], "loss_at_end": 0.44}
+    data = dataclasses.replace(finished, probe={**finished.probe, "held_out": held_out},
+                               user_attrs={**finished.user_attrs, PROBE_SPLIT_NOTE_ATTR: "probe.json holds out other"})
+    info = _get_probe_info(data)
+    assert info.held_out["text"].startswith("held-out loss on 1 image(s)") and "0.44 (-12 %)" in info.held_out["text"]
+    assert info.plot["held_out"]["steps"] == [0, 40, 80] and info.split_note == "probe.json holds out other"
+
+
 def test_history_best_so_far(finished):
     info = _get_history_info(finished)
     assert info.numbers == [0, 1, 2, 3, 4, 5]

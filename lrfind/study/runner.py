@@ -23,8 +23,6 @@ from lrfind.data.kohya import scan_dataset
 from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.models.loading import load_components, model_family
-from lrfind.probe.config import ProbeConfig
-from lrfind.probe.probe import reuse_or_run_probe
 from lrfind.scoring.clip import scorer_for
 from lrfind.scoring.prompts import validation_prompts
 from lrfind.scoring.samples import clip_i_references, load_reference_images
@@ -44,6 +42,7 @@ from lrfind.study.scoring import (ObjectiveWeights, TrialScores, describe_object
                                   pareto_directions, pareto_names)
 from lrfind.study.space import load_space
 from lrfind.study.stats import DatasetStats
+from lrfind.study.study_probe import ensure_probe
 from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
 from lrfind.study.study_end import (
     EndAwareObjective,
@@ -118,25 +117,6 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
                           f"{'with' if len(study.directions) > 1 else 'without'} --pareto; rerun it the same way "
                           "or pick a new --name")
     return study
-
-
-def ensure_probe(cfg: StudyConfig, study, components, dataset, store) -> ProbeReport:
-    """The probe's report (without its curves): from the study, else studies/NAME/probe.json, else
-    run the probe there."""
-    if "probe" in study.user_attrs:
-        return ProbeReport.from_dict(study.user_attrs["probe"], f"study {cfg.name} (its probe attribute)")
-    path = cfg.out_dir() / "probe.json"
-    space_fixed = _space_fixed(cfg)
-    probe_cfg = ProbeConfig(dataset=cfg.dataset, model=cfg.model, allow_pickle=cfg.allow_pickle,
-                            steps=cfg.probe_steps, resolution=space_fixed["resolution"],
-                            batch_size=space_fixed["batch_size"], caption_extension=cfg.caption_extension,
-                            seed=cfg.seed, out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress)
-    report = reuse_or_run_probe(probe_cfg, components=components, dataset=dataset, store=store)
-    if not report.unet_lr:
-        raise LrfindError(f"{path}: the probe found no learning rate (status {report.status}): "
-                          f"{report.advice or ''} Rerun `lrfind probe` with more --steps, then the study")
-    study.set_user_attr("probe", report.study_attribute())
-    return report.without_curves()
 
 
 def _space_fixed(cfg: StudyConfig) -> dict:
@@ -231,14 +211,14 @@ def build_context(cfg: StudyConfig, study, space, weights):
     components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = TensorStore(cfg.cache_dir or default_cache_dir())
     scorer = _scorer(cfg, weights, components)
-    probe = ensure_probe(cfg, study, components, held.train_dataset, store)
+    probe, probe_notes = ensure_probe(cfg, study, (components, dataset, held, store), _space_fixed(cfg))
     validation_sets: dict = {}
     baseline = ensure_baseline(study, (cfg, space, components, held.train_dataset, store), validation_sets,
                                held_out=held.records)
     stats = DatasetStats.from_dataset(held.train_dataset)  # what trials train on; the final run trains on all
     ctx = StudyContext(cfg=cfg, space=space, probe=probe, components=components, dataset=held.train_dataset,
                        stats=stats, store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer,
-                       validation_sets=validation_sets, held_out=held.records, warnings=held.warnings,
+                       validation_sets=validation_sets, held_out=held.records, warnings=held.warnings + probe_notes,
                        final_stats=DatasetStats.from_dataset(dataset))
     ctx.drift_probe = study_drift_probe(space, components, dataset)  # the base model's predictions, once
     if scorer is not None:
