@@ -213,6 +213,28 @@ def test_pareto_gets_a_dino_objective_and_dino_alone_draws_samples(
     assert trial.values == pytest.approx([attrs["val_loss_ratio"], attrs["drift"], attrs["dino"]])
 
 
+def test_a_study_resumed_with_dino_added_or_dropped_is_refused():
+    from lrfind.errors import LrfindError
+    from lrfind.study.config import StudyConfig
+    from lrfind.study.sample_scorers import check_same_dino
+
+    cfg = StudyConfig(dataset=Path("d"), name="n")
+    study = optuna.create_study()
+    study.set_user_attr("dino_model", None)
+    check_same_dino(cfg.model_copy(update={"dino": Path("m")}), study)  # no trial yet: anything goes
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    check_same_dino(cfg, study)
+    with pytest.raises(LrfindError, match="was run without --dino"):
+        check_same_dino(cfg.model_copy(update={"dino": Path("m")}), study)
+    study.set_user_attr("dino_model", "dinov2-small")
+    check_same_dino(cfg.model_copy(update={"dino": Path("other")}), study)
+    with pytest.raises(LrfindError, match=r"was run with --dino \(dinov2-small\)"):
+        check_same_dino(cfg, study)
+    older = optuna.create_study()  # a study from before --dino: no attribute, nothing to compare
+    older.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    check_same_dino(cfg.model_copy(update={"dino": Path("m")}), older)
+
+
 def test_without_dino_the_weight_has_no_effect_and_old_metrics_read():
     from lrfind.artifacts.trial_metrics import TrialMetrics
     from lrfind.study.config import StudyConfig

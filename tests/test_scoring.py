@@ -46,7 +46,8 @@ def _scores(val_loss, baseline, clip_i, clip_t, drift=0.0) -> TrialScores:
         # --score loss: CLIP scores are ignored and may be missing; drift keeps its weight
         (0.15, 0.2, 0.05, None, None, DEFAULT.loss_only(), 0.75 + 0.05),
         # custom weights, drift weighed 4x: 2*0.25 + 4*0.01 - 0.6
-        (0.1, 0.4, 0.01, 0.6, 0.2, ObjectiveWeights(loss=2.0, drift=4.0, clip_i=1.0, clip_t=0.0, dino=0.0), 0.5 + 0.04 - 0.6),
+        (0.1, 0.4, 0.01, 0.6, 0.2, ObjectiveWeights(loss=2.0, drift=4.0, clip_i=1.0, clip_t=0.0, dino=0.0),
+         0.5 + 0.04 - 0.6),
         # drift weight 0: drift ignored and may be missing
         (0.1, 0.2, None, 0.0, 0.0, ObjectiveWeights(drift=0.0, dino=0.0), 0.5),
         # CLIP only: the loss may even be missing from the sum

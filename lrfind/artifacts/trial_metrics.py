@@ -61,9 +61,11 @@ class TrialMetrics(Artifact):
     epoch_drifts: Optional[dict[str, float]] = None  # {"epochs": drift} at each epoch boundary measured
     epoch_train_losses: Optional[dict[str, float]] = None  # a swept trial's mean training loss per boundary
     diagnosis: Optional[str] = None  # a swept trial's verdict in words (lrfind.study.diagnosis)
-    # {"loss", "drift", "clip_i", "clip_t"} and "dino" with --dino: weighted and signed, their sum is the objective value
+    # {"loss", "drift", "clip_i", "clip_t"}, and "dino" with --dino: weighted and signed, their sum is
+    # the objective value
     objective_terms: Optional[dict[str, float]] = None
-    clip_i_reference: Optional[str] = None  # "held-out" or "training": the images CLIP-I (and DINO) compared samples with
+    # "held-out" or "training": the images CLIP-I (and DINO) compared samples with
+    clip_i_reference: Optional[str] = None
     dino: Optional[float] = None  # mean cosine of DINO embeddings, samples vs those images (a study with --dino)
 
     @field_validator("schema_version")

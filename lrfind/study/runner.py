@@ -36,7 +36,8 @@ from lrfind.study.probe_point import PROBE_POINT_ATTR, probe_point
 from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.pruning import HYPERBAND_REDUCTION
 from lrfind.study.recommend import TrialRecord, recommend
-from lrfind.study.sample_scorers import clip_scorer, dino_scorer, embed_references, objective_weights
+from lrfind.study.sample_scorers import (check_same_dino, clip_scorer, dino_scorer, embed_references,
+                                         objective_weights)
 from lrfind.study.samplers import make_sampler
 from lrfind.study.scoring import (TrialScores, describe_objective, objective_value,
                                   pareto_directions, pareto_names)
@@ -308,6 +309,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
+    check_same_dino(cfg, study)
     say = _announcer(progress)  # library code does not print: lines go to the caller's progress (the CLI prints)
     recovered = fail_dead_trials(study)
     if recovered:

@@ -20,6 +20,19 @@ def objective_weights(cfg: StudyConfig, space):
     return weights.loss_only() if cfg.score == "loss" else weights
 
 
+def check_same_dino(cfg: StudyConfig, study) -> None:
+    """A study resumed with --dino added or dropped would rank trials scored with and without the
+    DINO term against each other: refused in one line (a study from before --dino records nothing)."""
+    if "dino_model" not in study.user_attrs or not study.get_trials(deepcopy=False):
+        return
+    before = study.user_attrs["dino_model"]
+    if (before is None) != (cfg.dino is None):
+        was = f"with --dino ({before})" if before is not None else "without --dino"
+        raise LrfindError(f"study {cfg.name} was run {was}; its trials' values "
+                          f"{'include' if before is not None else 'lack'} the DINO term. Rerun it the same way, "
+                          "or start a new study with another --name")
+
+
 def dino_scorer(cfg: StudyConfig, weights):
     """The --dino model when its weight counts; a note when --dino is given but has no effect."""
     if cfg.dino is None:
