@@ -89,6 +89,23 @@ def test_vit_loads_without_a_pooler_and_uses_its_own_preprocessing(vit_folder):
     assert not torch.equal(same[0], same[1])
 
 
+def test_an_old_feature_extractor_config_is_read_and_an_unknown_one_refused(vit_folder, tmp_path):
+    import shutil
+
+    from lrfind.scoring.dino import load_dino_scorer
+
+    folder = Path(shutil.copytree(vit_folder, tmp_path / "old"))
+    (folder / "preprocessor_config.json").write_text(json.dumps({  # as facebook/dino-vits16 has it
+        "feature_extractor_type": "ViTFeatureExtractor", "do_resize": True, "size": 24, "resample": 2,
+        "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))
+    scorer = load_dino_scorer(folder)
+    pixels = scorer.image_processor(images=_photos(1), return_tensors="pt")["pixel_values"]
+    assert pixels.shape[-2:] == (24, 24)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": "CLIPImageProcessor"}))
+    with pytest.raises(ModelError, match="'CLIPImageProcessor' is not a DINO/ViT preprocessing"):
+        load_dino_scorer(folder)
+
+
 def _clip_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "clip"
     folder.mkdir()

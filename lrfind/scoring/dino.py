@@ -34,7 +34,8 @@ from lrfind.models.loading import _no_progress_bar, offline_hub  # the bar: tran
 EMBEDDING_BATCH = 16  # images per forward pass: memory stays flat for any count
 # model_type in config.json -> the transformers class that loads it (without a classifier head)
 DINO_MODEL_CLASSES = {"vit": "ViTModel", "dinov2": "Dinov2Model", "dinov2_with_registers": "Dinov2WithRegistersModel"}
-# image_processor_type in preprocessor_config.json -> its PIL-backend class (a "Fast" suffix is dropped)
+# image_processor_type in preprocessor_config.json -> its PIL-backend class (a "Fast" suffix is dropped;
+# older folders, facebook/dino-vits16's among them, name a feature_extractor_type instead)
 PROCESSOR_CLASSES = {"ViTImageProcessor": "ViTImageProcessorPil", "BitImageProcessor": "BitImageProcessorPil"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,10 +111,11 @@ def dino_image_processor(folder: Path, image_size: int):
     config_file = folder / "preprocessor_config.json"
     if config_file.is_file():
         try:
-            kind = str(json.loads(config_file.read_text(encoding="utf-8")).get("image_processor_type", ""))
+            saved = json.loads(config_file.read_text(encoding="utf-8"))
+            kind = str(saved.get("image_processor_type") or saved.get("feature_extractor_type") or "")
         except (ValueError, AttributeError) as err:
             raise ModelError(f"{config_file}: not a valid JSON config ({err}); {FIX}") from None
-        name = PROCESSOR_CLASSES.get(kind.removesuffix("Fast"))
+        name = PROCESSOR_CLASSES.get(kind.removesuffix("Fast").replace("FeatureExtractor", "ImageProcessor"))
         if name is None:
             raise ModelError(f"{config_file}: image_processor_type {kind!r} is not a DINO/ViT preprocessing "
                              f"({', '.join(PROCESSOR_CLASSES)}); delete the file to use DINO's own transform")
