@@ -23,22 +23,21 @@ from lrfind.data.kohya import scan_dataset
 from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.models.loading import load_components, model_family
-from lrfind.scoring.clip import scorer_for
-from lrfind.scoring.prompts import validation_prompts
-from lrfind.scoring.samples import clip_i_references, load_reference_images
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.free_heap import return_free_heap
 from lrfind.study.held_out import ensure_held_out
 from lrfind.study.objective import QuietTrialLog, StudyContext, TrialFailed, TrialObjective
 from lrfind.study.overrides import with_train_options
-from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
+from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_input_models, check_output_places, check_study_space
 from lrfind.study.probe_point import PROBE_POINT_ATTR, probe_point
 from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.pruning import HYPERBAND_REDUCTION
 from lrfind.study.recommend import TrialRecord, recommend
+from lrfind.study.sample_scorers import (check_same_dino, clip_scorer, dino_scorer, embed_references,
+                                         objective_weights)
 from lrfind.study.samplers import make_sampler
-from lrfind.study.scoring import (ObjectiveWeights, TrialScores, describe_objective, objective_value,
+from lrfind.study.scoring import (TrialScores, describe_objective, objective_value,
                                   pareto_directions, pareto_names)
 from lrfind.study.space import load_space
 from lrfind.study.stats import DatasetStats
@@ -113,6 +112,10 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
                                 directions=directions, sampler=sampler,
                                 pruner=None if cfg.pareto else make_pruner(cfg.pruner, budget))
     if len(study.directions) != len(directions):
+        if cfg.pareto and len(study.directions) > 1:  # another set of objectives: --dino or --score changed
+            raise LrfindError(f"study {cfg.name} in {mask_url(cfg.storage_url())} has {len(study.directions)} "
+                              f"objectives ({', '.join(study.metric_names or ())}), this run {len(directions)}; "
+                              "rerun it with the same --dino and --score, or pick a new --name")
         raise LrfindError(f"study {cfg.name} in {mask_url(cfg.storage_url())} was created "
                           f"{'with' if len(study.directions) > 1 else 'without'} --pareto; rerun it the same way "
                           "or pick a new --name")
@@ -143,22 +146,6 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None, he
     return baseline
 
 
-
-
-def objective_weights(cfg: StudyConfig, space):
-    weights = ObjectiveWeights(**space.objective.model_dump())
-    return weights.loss_only() if cfg.score == "loss" else weights
-
-
-def _scorer(cfg: StudyConfig, weights, components):
-    """A CLIP scorer, or None for loss-only scoring: tiny random CLIP for the tiny model."""
-    if not weights.uses_clip:
-        return None
-    scorer = scorer_for(components, cfg.clip, allow_pickle=cfg.allow_pickle)
-    if scorer is not None:
-        return scorer
-    raise LrfindError("CLIP scoring needs a CLIP model: pass --clip PATH (a local transformers CLIP folder, e.g. "
-                      "openai/clip-vit-large-patch14 downloaded beforehand), or --score loss for validation loss only")
 
 
 def _load_space(cfg: StudyConfig):
@@ -210,7 +197,8 @@ def build_context(cfg: StudyConfig, study, space, weights):
         dataset_config.model_copy(update={"train_dir": folder, "reg_dir": None})))
     components = load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = TensorStore(cfg.cache_dir or default_cache_dir())
-    scorer = _scorer(cfg, weights, components)
+    scorer = clip_scorer(cfg, weights, components)
+    dino, dino_note = dino_scorer(cfg, weights)  # loaded before the probe trains: a bad model stops it first
     probe, probe_notes = ensure_probe(cfg, study, (components, dataset, held, store), _space_fixed(cfg))
     validation_sets: dict = {}
     baseline = ensure_baseline(study, (cfg, space, components, held.train_dataset, store), validation_sets,
@@ -219,22 +207,18 @@ def build_context(cfg: StudyConfig, study, space, weights):
     ctx = StudyContext(cfg=cfg, space=space, probe=probe, components=components, dataset=held.train_dataset,
                        stats=stats, store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer,
                        validation_sets=validation_sets, held_out=held.records, warnings=held.warnings + probe_notes,
-                       final_stats=DatasetStats.from_dataset(dataset))
+                       final_stats=DatasetStats.from_dataset(dataset), dino_scorer=dino)
+    ctx.warnings += (dino_note,) if dino_note else ()
     ctx.drift_probe = study_drift_probe(space, components, dataset)  # the base model's predictions, once
-    if scorer is not None:
-        ctx.prompts = validation_prompts(dataset)
-        reference = clip_i_references(held.records, held.train_dataset)
-        ctx.clip_i_images = scorer.image_embeddings(load_reference_images(reference.records))
-        ctx.clip_i_reference = reference.source
-        ctx.warnings += (reference.note,) if reference.note else ()
-        study.set_user_attr("clip_i_reference", reference.source)
-        ctx.prompt_embeddings = scorer.text_embeddings([prompt for prompt, _ in ctx.prompts])
+    if scorer is not None or dino is not None:
+        embed_references(ctx, study, held, dataset)
     # dataset_stats: every image (what the dataset is, and the final run trains on); trained_dataset_stats:
     # the trials' share, without the held-out images
     for key, value in {"dataset_stats": ctx.final_stats.to_dict(), "trained_dataset_stats": stats.to_dict(),
                        "space": space.model_dump(mode="json"),
                        "model": components.name, "clip_model": scorer.name if scorer else None,
                        "clip_calibrated": scorer.calibrated if scorer else None,
+                       "dino_model": dino.name if dino else None,
                        "objective": describe_objective(weights), "environment": _environment(components),
                        "dataset": str(cfg.dataset)}.items():
         study.set_user_attr(key, value)
@@ -282,6 +266,7 @@ def run_study(cfg: StudyConfig, progress=None) -> StudyOutcome:
     """progress: None, or a callable(text, transient) for live status lines (lrfind.study.progress):
     transient ones (a running trial's step) are replaced by the next, the others are the study's."""
     check_output_places(cfg)
+    check_input_models(cfg)
     database = sqlite_path(cfg.storage_url())
     # A full disk under Optuna's sqlite file ("database or disk is full") names that file; trial
     # files name themselves (lrfind.atomic).
@@ -304,6 +289,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
+    check_same_dino(cfg, study)
     say = _announcer(progress)  # library code does not print: lines go to the caller's progress (the CLI prints)
     recovered = fail_dead_trials(study)
     if recovered:
@@ -383,4 +369,4 @@ def _scalar_value(trial, ctx) -> float | None:
     attrs = trial.user_attrs
     return objective_value(TrialScores(val_loss=attrs["val_loss"], baseline_val_loss=ctx.baseline_val_loss,
                                        drift=attrs.get("drift"), clip_i=attrs.get("clip_i"),
-                                       clip_t=attrs.get("clip_t")), ctx.weights)
+                                       clip_t=attrs.get("clip_t"), dino=attrs.get("dino")), ctx.weights)
