@@ -1,0 +1,101 @@
+"""LyCORIS (lycoris.kohya: LoHa, LoKr, LoCon) on SDXL: the modules, names and shapes lycoris' own
+kohya wrapper builds on kohya's SDXL U-Net (from the sd-scripts mirror, on the meta device) and both
+text encoders, kohya's SDXL key names in the file, `lrfind train` on tiny-sdxl with resume from
+--network-weights, the file's metadata, sampling, and export-kohya for sdxl_train_network.py."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import tomllib
+
+import pytest
+import torch
+
+from lrfind.network import NetworkSpec, attach_network
+from lrfind.network.attach import SDXL_KEY_PREFIXES
+from test_sdxl_network import _meta_sdxl, _with_text_model, kohya, kohya_unet  # noqa: F401 - fixtures
+
+
+def lycoris_spec(args, dim=8, alpha=4.0, text_encoder=True) -> NetworkSpec:
+    return NetworkSpec(dim, alpha, train_text_encoder=text_encoder, network_module="lycoris.kohya",
+                       network_args=dict(args))
+
+
+def kohya_lycoris_modules(text_encoders, unet, args: dict, dim=8, alpha=4.0) -> dict[str, dict]:
+    """lycoris.kohya.create_network called as kohya's sdxl_train_network.py calls it (the two text
+    encoders as a list, kohya's own U-Net): {lora_name: {tensor: shape}} in module order."""
+    import lycoris.kohya as lycoris_kohya
+    from lycoris.logging import logger
+
+    cls, level = lycoris_kohya.LycorisNetworkKohya, logger.level
+    class_state = {k: v for k, v in vars(cls).items() if k.isupper()}
+    logger.setLevel(logging.ERROR)
+    try:
+        network = lycoris_kohya.create_network(1.0, dim, alpha, None, text_encoders, unet, **args)
+    finally:
+        for key, value in class_state.items():  # create_network leaves its preset on the class
+            setattr(cls, key, value)
+        logger.setLevel(level)
+    return {_with_text_model(lora.lora_name): {k: tuple(v.shape) for k, v in lora.state_dict().items()}
+            for lora in network.text_encoder_loras + network.unet_loras}
+
+
+@pytest.fixture(scope="module")
+def meta_sdxl():
+    """SDXL base's diffusers U-Net and encoders on the meta device; every test detaches what it attaches."""
+    return _meta_sdxl()
+
+
+# preset attn-only names kohya's attention class (CrossAttention; diffusers': Attention)
+@pytest.mark.parametrize("args", [{"algo": "loha"}, {"algo": "lokr", "factor": "8"},
+                                  {"algo": "locon", "conv_dim": "4", "conv_alpha": "1"},
+                                  {"algo": "lokr", "preset": "attn-only"}],
+                         ids=["loha", "lokr", "locon", "lokr-attn-only"])
+def test_modules_names_and_shapes_equal_lycoris_on_kohya_sdxl(meta_sdxl, kohya_unet, args):
+    components = meta_sdxl
+    theirs = kohya_lycoris_modules([components.text_encoder, components.text_encoder_2], kohya_unet, args)
+    network = attach_network(components, lycoris_spec(args), seed=0)
+    try:
+        # lycoris' order: the text encoders' modules, then the U-Net's
+        modules = [module for part in ("text_encoder", "text_encoder_2", "unet")
+                   for module in network.lycoris_modules(part)]
+        ours = {module.lora_name: {k: tuple(v.shape) for k, v in module.state_dict().items()} for module in modules}
+        assert list(ours) == list(theirs)  # the same modules in kohya's module order
+        assert ours == theirs
+        assert sorted(network.module_names()) == sorted(ours)
+    finally:
+        network.detach()
+    names = list(ours)
+    assert all(name.startswith(SDXL_KEY_PREFIXES) for name in names)
+    assert "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q" in names
+    assert "lora_te2_text_model_encoder_layers_31_self_attn_out_proj" in names
+    # kohya's SDXL U-Net has no TimestepEmbedding class and no conv_in / conv_out names: preset full
+    # adapts the blocks only there (on SD 1.x it adds conv_in, conv_out and the time embedding)
+    assert not [n for n in names if n.startswith(("lora_unet_time_embed", "lora_unet_label_emb",
+                                                  "lora_unet_input_blocks_0_", "lora_unet_out_"))]
+    if args.get("preset") is None:
+        assert "lora_unet_input_blocks_1_0_in_layers_2" in names  # a resnet's 3x3 conv, kohya's name
+        assert "lora_unet_input_blocks_3_0_op" in names and "lora_unet_output_blocks_2_2_conv" in names
+
+
+def test_a_preset_naming_kohya_s_sdxl_paths_selects_them(meta_sdxl, kohya_unet, tmp_path):
+    """Target names and exclusions are matched against kohya's SGM paths, as in kohya."""
+    preset = tmp_path / "sgm.toml"
+    preset.write_text('enable_conv = true\nunet_target_module = ["ResnetBlock2D"]\n'
+                      'unet_target_name = ["time_embed.0", "label_emb.0.2", "out.2"]\n'
+                      'exclude_name = ["output_blocks.*"]\nuse_fnmatch = true\n'
+                      'text_encoder_target_module = []\n')
+    args = {"algo": "loha", "preset": str(preset)}
+    components = meta_sdxl
+    theirs = kohya_lycoris_modules(None, kohya_unet, args)
+    network = attach_network(components, lycoris_spec(args, text_encoder=False), seed=0)
+    try:
+        assert network.module_names() == list(theirs)
+    finally:
+        network.detach()
+    assert {"lora_unet_time_embed_0", "lora_unet_label_emb_0_2", "lora_unet_out_2",
+            "lora_unet_middle_block_2_emb_layers_1"} <= set(theirs)
+    assert not [name for name in theirs if name.startswith("lora_unet_output_blocks_")]
