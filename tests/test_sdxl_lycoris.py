@@ -99,3 +99,95 @@ def test_a_preset_naming_kohya_s_sdxl_paths_selects_them(meta_sdxl, kohya_unet, 
     assert {"lora_unet_time_embed_0", "lora_unet_label_emb_0_2", "lora_unet_out_2",
             "lora_unet_middle_block_2_emb_layers_1"} <= set(theirs)
     assert not [name for name in theirs if name.startswith("lora_unet_output_blocks_")]
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl():
+    from lrfind.models.builtin import build_builtin
+
+    return build_builtin("tiny-sdxl", 0)
+
+
+def _as_array(image):
+    import numpy as np
+
+    return np.asarray(image).astype(np.int16)
+
+
+@pytest.mark.parametrize("args", [{"algo": "lokr", "factor": 4}, {"algo": "loha"}], ids=["lokr", "loha"])
+def test_the_file_s_sdxl_names_merge_into_the_layers_the_network_trained(tiny_sdxl, tmp_path, args):
+    """Samples merge the file by its names (SGM U-Net paths, lora_te1_/lora_te2_) into lrfind's
+    diffusers layers: they draw what the attached network draws, and detach leaves the model as it was."""
+    from lrfind.network import generate_images, save_lora
+    from lrfind.network.metadata import modelspec_metadata
+
+    scratch = dataclasses.replace(tiny_sdxl, unet=copy.deepcopy(tiny_sdxl.unet),
+                                  text_encoder=copy.deepcopy(tiny_sdxl.text_encoder),
+                                  text_encoder_2=copy.deepcopy(tiny_sdxl.text_encoder_2), _fingerprints={})
+    sample = dict(width=64, height=64, steps=3, guidance_scale=1.0)
+    base = generate_images(tiny_sdxl, ["a cat"], [3], **sample)[0]
+    network = attach_network(scratch, lycoris_spec(args, dim=4, alpha=2.0), seed=0)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for param in network.unet_parameters() + network.text_encoder_parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    live = generate_images(scratch, ["a cat"], [3], **sample)[0]
+    state_dict = network.kohya_state_dict()
+    assert {name.split("_")[1] for name in state_dict} == {"unet", "te1", "te2"}
+    metadata = modelspec_metadata(title="t", timestamp=0.0, resolution=64, model_family="sdxl")
+    path = save_lora(tmp_path / "lycoris.safetensors", state_dict, metadata, "fp32")
+    network.detach()
+    merged = generate_images(tiny_sdxl, ["a cat"], [3], **sample, loras=[(path, 1.0)])[0]
+    assert abs(_as_array(live) - _as_array(merged)).max() <= 1
+    assert abs(_as_array(merged) - _as_array(base)).max() > 10
+    assert abs(_as_array(generate_images(scratch, ["a cat"], [3], **sample)[0]) - _as_array(base)).max() == 0
+
+
+BASE = ["--model", "tiny-sdxl", "--resolution", "64", "--network-dim", "4", "--network-alpha", "2",
+        "--train-batch-size", "2", "--no-progress", "--save-precision", "float",
+        "--network-module", "lycoris.kohya"]
+
+
+def test_lrfind_train_lokr_on_tiny_sdxl_writes_kohya_sdxl_names_and_resumes(example_dataset, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from lrfind.cli import main
+
+    first = tmp_path / "a"
+    assert main(["train", str(example_dataset), *BASE, "--max-train-steps", "2", "--output-dir", str(first),
+                 "--output-name", "a", "--network-args", "algo=lokr", "factor=4"]) == 0
+    with safe_open(str(first / "a.safetensors"), "pt") as handle:
+        metadata, keys = handle.metadata(), list(handle.keys())
+    names = {key.split(".")[0] for key in keys}
+    assert all(name.startswith(SDXL_KEY_PREFIXES) for name in names)
+    assert {name.split("_")[1] for name in names} == {"unet", "te1", "te2"}  # both encoders train by default
+    assert any(key.endswith(".lokr_w1") for key in keys)
+    assert "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.lokr_w1" in keys
+    assert metadata["ss_network_module"] == "lycoris.kohya"
+    assert json.loads(metadata["ss_network_args"]) == {"algo": "lokr", "factor": "4", "dropout": None}
+    assert metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    # kohya's train_network.py writes the LoRA architecture for every network module, LyCORIS's too
+    assert metadata["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    # lr 1e-30 moves nothing a float32 can show: the continued network is the file it started from
+    assert main(["train", str(example_dataset), *BASE, "--max-train-steps", "1", "--output-dir", str(tmp_path / "b"),
+                 "--output-name", "b", "--network-args", "algo=lokr", "factor=4", "--learning-rate", "1e-30",
+                 "--network-weights", str(first / "a.safetensors")]) == 0
+    a, b = load_file(str(first / "a.safetensors")), load_file(str(tmp_path / "b" / "b.safetensors"))
+    assert a.keys() == b.keys() and all(float((a[k] - b[k]).abs().max()) < 1e-20 for k in a)
+    assert any(float(a[k].abs().max()) > 0 for k in a if ".lokr_w2" in k)  # trained: not the zero init
+
+
+def test_an_sdxl_lycoris_file_on_an_sd1_model_exits_2_with_one_line(example_dataset, tmp_path, capsys):
+    from lrfind.cli import main
+
+    first = tmp_path / "a"
+    assert main(["train", str(example_dataset), *BASE, "--max-train-steps", "1", "--output-dir", str(first),
+                 "--output-name", "a", "--network-args", "algo=loha", "--network-train-unet-only"]) == 0
+    capsys.readouterr()
+    sd1 = [*BASE[:BASE.index("--model")], "--model", "tiny", *BASE[BASE.index("--model") + 2:]]
+    rc = main(["train", str(example_dataset), *sd1, "--max-train-steps", "1", "--output-dir", str(tmp_path / "b"),
+               "--network-args", "algo=loha", "--network-weights", str(first / "a.safetensors")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "an SDXL LoRA, and --model is an SD 1.x model" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
