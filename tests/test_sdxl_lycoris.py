@@ -191,3 +191,43 @@ def test_an_sdxl_lycoris_file_on_an_sd1_model_exits_2_with_one_line(example_data
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "an SDXL LoRA, and --model is an SD 1.x model" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+@pytest.mark.parametrize("args", [{"algo": "lokr", "factor": 4}, {"algo": "loha"}], ids=["lokr", "loha"])
+def test_export_of_an_sdxl_lycoris_study_is_sdxl_train_network_with_lycoris(tmp_path, monkeypatch, capsys, args):
+    """kohya's SDXL U-Net has no TimestepEmbedding: preset full builds there as it is, so the export
+    names lycoris.kohya with the study's args and writes no preset file (SD 1.x needs one)."""
+    from lrfind.export.kohya_config import accelerate_command
+    from lrfind.export.lycoris_preset import PRESET_FILE, kohya_preset_toml
+    from test_export_kohya import kohya_flatten, make_recommendation, run_cli, write_study
+
+    assert kohya_preset_toml("lycoris.kohya", args, "sdxl") is None
+    assert kohya_preset_toml("lycoris.kohya", args, "sd1") is not None
+    rec = make_recommendation(tmp_path, unet_only=True)
+    rec = rec.model_copy(update={"train_values": {**rec.train_values, "network_module": "lycoris.kohya",
+                                                  "network_args": args}})
+    study = write_study(tmp_path, rec)
+    probe = study / "probe.json"
+    probe.write_text(probe.read_text().replace('"model": "tiny"', '"model": "tiny-sdxl"'))
+    out = tmp_path / "export"
+    assert run_cli(monkeypatch, ["export-kohya", "mychar", "--study-dir", str(study), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    text = (out / "kohya_config.toml").read_text()
+    assert text.startswith("# kohya sd-scripts training config (sdxl_train_network.py --config_file)")
+    config = kohya_flatten(tomllib.loads(text))
+    assert config["network_module"] == "lycoris.kohya"
+    assert sorted(config["network_args"]) == sorted(f"{k}={v}" for k, v in args.items())
+    assert config["cache_text_encoder_outputs"] is True and not (out / PRESET_FILE).exists()
+    command = accelerate_command(out / "kohya_config.toml", out / "kohya_dataset.toml", script="sdxl_train_network.py")
+    assert command in printed and " train_network.py" not in printed
+
+
+def test_the_probe_trains_a_loha_on_tiny_sdxl(example_dataset, tmp_path):
+    from lrfind.cli import main
+
+    out = tmp_path / "probe"
+    assert main(["probe", str(example_dataset), "--model", "tiny-sdxl", "--resolution", "64", "--steps", "8",
+                 "--batch-size", "2", "--network-module", "lycoris.kohya", "--network-args", "algo=loha",
+                 "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "probe.json").read_text())
+    assert report["network_module"] == "lycoris.kohya" and report["network_args"] == {"algo": "loha"}

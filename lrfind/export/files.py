@@ -131,7 +131,8 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
                         preset_path if preset_text is not None else None)
 
 
-def _with_kohya_preset(rec: Recommendation, preset_path: Path, family: str) -> tuple[Recommendation, Path, Optional[str]]:
+def _with_kohya_preset(rec: Recommendation, preset_path: Path,
+                       family: str) -> tuple[Recommendation, Path, Optional[str]]:
     """rec with network_args preset=preset_path when kohya needs lrfind's preset as a file."""
     train = rec.train_values
     args = train.get("network_args") if isinstance(train.get("network_args"), dict) else {}
