@@ -129,6 +129,7 @@ class Run:
     wall_s: float
     peak_rss_gib: float
     step_walls: list[float]
+    cpu_s: float = float("nan")  # user + system seconds of the process (the machine is shared)
     fitted: bool = True
     min_available_gib: float = float("nan")
 
@@ -152,7 +153,7 @@ def require_memory(need_gib: float, what: str) -> None:
 
 def run_watched(command: list[str], log_path: Path, floor_gib: float, cwd: Path | None = None):
     """Run command to its end; kill it if the machine's available memory drops below floor_gib.
-    Returns (wall seconds, peak RSS GiB, finished without being killed, lowest available GiB)."""
+    Returns (wall seconds, CPU seconds, peak RSS GiB, finished without being killed, lowest available GiB)."""
     env = dict(os.environ, **OFFLINE, PYTHONPATH=str(_common.REPO_ROOT))
     lowest = [available_gib()]
     killed = threading.Event()
@@ -179,7 +180,7 @@ def run_watched(command: list[str], log_path: Path, floor_gib: float, cwd: Path 
     code = os.waitstatus_to_exitcode(status)
     if code != 0 and not killed.is_set():
         raise SystemExit(f"{command[1]} failed (exit {code}); see {log_path}")
-    return wall, usage.ru_maxrss / 2**20, not killed.is_set(), lowest[0]
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, not killed.is_set(), lowest[0]
 
 
 def kohya_command(args, work: Path, out: Path, steps: int) -> list[str]:
@@ -213,13 +214,57 @@ def run_side(args, work: Path, side: str, steps: int) -> Run:
     require_memory(args.need_gib, f"{side} ({steps} steps)")
     command = (kohya_command if side == "kohya" else lrfind_command)(args, work, out, steps)
     cwd = Path(args.kohya_dir) if side == "kohya" else None
-    wall, peak, fitted, lowest = run_watched(command, work / f"{side}-{steps}.log", args.floor_gib, cwd)
+    wall, cpu, peak, fitted, lowest = run_watched(command, work / f"{side}-{steps}.log", args.floor_gib, cwd)
     walls = step_wall_times(out / "logs") if fitted else []
-    run = Run(side, steps, wall, peak, walls, fitted, lowest)
-    print(f"{side} {steps} steps: {'wall %.1f s' % wall if fitted else 'KILLED (memory)'}, "
+    run = Run(side, steps, wall, peak, walls, cpu, fitted, lowest)
+    print(f"{side} {steps} steps: {'wall %.1f s, CPU %.1f s' % (wall, cpu) if fitted else 'KILLED (memory)'}, "
           f"{len(walls)} step events, median step gap {run.median_gap():.2f} s, peak RSS {peak:.2f} GiB, "
           f"lowest available {lowest:.1f} GiB, load {os.getloadavg()[0]:.2f}", flush=True)
     return run
+
+
+def study_worker(cpu_path: Path, times_path: Path, argv: list[str]) -> int:
+    """(Child process.) study_vs_kohya's study worker (wall clocks), plus this process's CPU clock at
+    each trial's start and end and each step's, in cpu_path (the machine is shared: wall stretches)."""
+    import study_vs_kohya
+
+    from lrfind.study import objective
+    from lrfind.training import loop
+
+    record = {"trials": [], "steps": []}
+    micro, optimizer_step, call = loop._micro_step, loop._optimizer_step, objective.TrialObjective.__call__
+    pending = {}
+
+    def cpu_micro(parts, *rest):
+        pending.setdefault("start", time.process_time())  # first micro-step of this optimizer step
+        return micro(parts, *rest)
+
+    def cpu_step(parts, state):
+        optimizer_step(parts, state)
+        record["steps"].append((pending.pop("start"), time.process_time()))
+
+    def cpu_call(self, trial):
+        started = time.process_time()
+        try:
+            return call(self, trial)
+        finally:
+            record["trials"].append((started, time.process_time()))
+
+    loop._micro_step, loop._optimizer_step, objective.TrialObjective.__call__ = cpu_micro, cpu_step, cpu_call
+    try:
+        return study_vs_kohya.study_worker(times_path, argv)  # wraps the functions patched above
+    finally:
+        cpu_path.write_text(json.dumps(record))
+
+
+def write_probe_report(path: Path, lr: float) -> None:
+    """A probe.json giving the base lr at dim 8 / alpha 8 (no probe run), in today's schema
+    (study_vs_kohya's hand-written one lacks the derived keys the study now requires)."""
+    from lrfind.artifacts.probe_report import DerivedLrs, ProbeReport
+
+    derived = DerivedLrs(unet_lr=lr, adamw_lr=lr, lion_lr=lr / 3, lion_weight_decay_factor=3.0, text_encoder_lr=lr / 2,
+                         text_encoder_lr_range=(lr / 4, lr), prodigy={})
+    path.write_text(ProbeReport(status="ok", network_dim=8, network_alpha=8.0, derived=derived).to_json())
 
 
 def warm_trial(args, work: Path, steps: int) -> dict:
@@ -227,21 +272,25 @@ def warm_trial(args, work: Path, steps: int) -> dict:
     import study_vs_kohya
 
     study_args = argparse.Namespace(trials=2, steps=steps, resolution=args.resolution, dataset_dir=work / "dataset")
-    cli, _ = study_vs_kohya.prepare_study(work, study_args)
+    cli, out = study_vs_kohya.prepare_study(work, study_args)
+    write_probe_report(out / "probe.json", study_vs_kohya.BASE_LR)
     cli[cli.index("--model") + 1] = str(single_file(work))
-    times = work / "study-times.json"
+    times, cpu_times = work / "study-times.json", work / "study-cpu.json"
     require_memory(args.need_gib, "lrfind study")
-    command = [sys.executable, study_vs_kohya.__file__, "--study-worker", str(times), "--", *cli]
-    wall, peak, fitted, lowest = run_watched(command, work / "study.log", args.floor_gib)
+    command = [sys.executable, __file__, "--study-worker", str(cpu_times), str(times), "--", *cli]
+    wall, cpu, peak, fitted, lowest = run_watched(command, work / "study.log", args.floor_gib)
     if not fitted:
         print(f"lrfind study: KILLED (memory), peak RSS {peak:.2f} GiB", flush=True)
         return {"fitted": False, "peak_rss_gib": peak}
     record = json.loads(times.read_text())
     fixed, counted = warm_trial_fixed(tuple(record["trials"][1]), [tuple(s) for s in record["steps"]])
     first, _ = warm_trial_fixed(tuple(record["trials"][0]), [tuple(s) for s in record["steps"]])
+    cpu_record = json.loads(cpu_times.read_text())
+    warm_cpu, _ = warm_trial_fixed(tuple(cpu_record["trials"][1]), [tuple(s) for s in cpu_record["steps"]])
     pieces = {name: round(sum(d for t, d in calls if t >= record["trials"][1][0]), 2)
               for name, calls in record["pieces"].items()}
-    result = {"fitted": True, "wall_s": wall, "peak_rss_gib": peak, "warm_fixed_s": fixed, "first_trial_fixed_s": first,
+    result = {"fitted": True, "wall_s": wall, "cpu_s": cpu, "peak_rss_gib": peak, "warm_fixed_s": fixed,
+              "warm_fixed_cpu_s": warm_cpu, "first_trial_fixed_s": first,
               "steps_in_warm_trial": counted, "startup_s": record["trials"][0][0] - (time.time() - wall),
               "trial_s": [round(b - a, 1) for a, b in record["trials"]], "warm_pieces_s": pieces}
     print(f"lrfind study: {json.dumps(result)}", flush=True)
@@ -261,10 +310,13 @@ def print_table(fits: dict, runs: list[Run], study: dict) -> None:
     peaks = {side: max((r.peak_rss_gib for r in runs if r.side == side), default=None) for side in ("kohya", "lrfind")}
     gaps = {side: statistics.median([r.median_gap() for r in runs if r.side == side and r.fitted] or [float("nan")])
             for side in ("kohya", "lrfind")}
-    rows = [("s/step (slope of wall over steps)", fig("kohya", "slope"), fig("lrfind", "slope"), "{:.2f}"),
-            ("s/step (median TensorBoard gap, check)", gaps["kohya"], gaps["lrfind"], "{:.2f}"),
-            ("fixed cost of a run (intercept), s", fig("kohya", "fixed"), fig("lrfind", "fixed"), "{:.1f}"),
-            ("fixed cost of a warm trial, s", fig("kohya", "fixed"), study.get("warm_fixed_s"), "{:.1f}"),
+    rows = [("s/step, wall (slope over the two runs)", fig("kohya", "slope"), fig("lrfind", "slope"), "{:.2f}"),
+            ("s/step, wall (median TensorBoard gap, check)", gaps["kohya"], gaps["lrfind"], "{:.2f}"),
+            ("CPU s/step (slope)", fig("kohya", "cpu_slope"), fig("lrfind", "cpu_slope"), "{:.2f}"),
+            ("fixed cost of a run (intercept), wall s", fig("kohya", "fixed"), fig("lrfind", "fixed"), "{:.1f}"),
+            ("fixed cost of a run (intercept), CPU s", fig("kohya", "cpu_fixed"), fig("lrfind", "cpu_fixed"), "{:.1f}"),
+            ("fixed cost of a warm trial, wall s", fig("kohya", "fixed"), study.get("warm_fixed_s"), "{:.1f}"),
+            ("fixed cost of a warm trial, CPU s", fig("kohya", "cpu_fixed"), study.get("warm_fixed_cpu_s"), "{:.1f}"),
             ("peak RSS, GiB", peaks["kohya"], peaks["lrfind"], "{:.2f}")]
     for label, kohya, lrfind, fmt in rows:
         print(f"| {label} | {cell(kohya, fmt)} | {cell(lrfind, fmt)} | {ratio(kohya, lrfind)} |")
@@ -275,6 +327,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--build-worker"]:
         return build_worker(Path(argv[1]))
+    if argv[:1] == ["--study-worker"]:
+        return study_worker(Path(argv[1]), Path(argv[2]), argv[4:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", type=Path, required=True, help="model, data and logs (the model is ~28 GB)")
     parser.add_argument("--kohya-dir", required=True, help="a kohya sd-scripts checkout")
@@ -297,7 +351,7 @@ def main(argv=None) -> int:
         require_memory(args.need_gib, "building the SDXL-size model")
         shutil.rmtree(work / "model", ignore_errors=True)
         started = time.time()
-        wall, peak, fitted, _ = run_watched([sys.executable, __file__, "--build-worker", str(work)],
+        wall, _, peak, fitted, _ = run_watched([sys.executable, __file__, "--build-worker", str(work)],
                                             work / "build.log", args.floor_gib)
         if not fitted:
             raise SystemExit(f"building the model ran out of memory (peak RSS {peak:.2f} GiB)")
@@ -309,10 +363,11 @@ def main(argv=None) -> int:
     runs = [run_side(args, work, side, steps) for side, steps in order if side in sides]
     fits = {}
     for side in ("kohya", "lrfind"):
-        points = [(r.steps, r.wall_s) for r in runs if r.side == side and r.fitted]
-        if len(points) == 2:
-            slope, fixed = slope_intercept(points)
-            fits[side] = {"slope": slope, "fixed": fixed}
+        done = [r for r in runs if r.side == side and r.fitted]
+        if len({r.steps for r in done}) == 2:
+            slope, fixed = slope_intercept([(r.steps, r.wall_s) for r in done])
+            cpu_slope, cpu_fixed = slope_intercept([(r.steps, r.cpu_s) for r in done])
+            fits[side] = {"slope": slope, "fixed": fixed, "cpu_slope": cpu_slope, "cpu_fixed": cpu_fixed}
     study = warm_trial(args, work, counts[0]) if "study" in sides else {}
     print_table(fits, runs, study)
     print(f"\n{_common.machine_line()}")
