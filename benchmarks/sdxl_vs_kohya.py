@@ -132,6 +132,7 @@ class Run:
     cpu_s: float = float("nan")  # user + system seconds of the process (the machine is shared)
     fitted: bool = True
     min_available_gib: float = float("nan")
+    peak_anonymous_gib: float = 0.0
 
     def median_gap(self) -> float:
         gaps = [b - a for a, b in zip(self.step_walls[1:], self.step_walls[2:])]  # not the first step's
@@ -151,11 +152,26 @@ def require_memory(need_gib: float, what: str) -> None:
                          "wait for other jobs to finish or lower --need-gib at your own risk")
 
 
+def anonymous_gib(pid: int) -> float:
+    """The process's anonymous (not file-backed) resident memory: what must fit in RAM. Its RSS also
+    counts the checkpoint's pages when the weights stay memory-mapped (safetensors does that), which
+    the kernel can drop and re-read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss_Anon:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:  # ended between two polls
+        pass
+    return 0.0
+
+
 def run_watched(command: list[str], log_path: Path, floor_gib: float, cwd: Path | None = None):
     """Run command to its end; kill it if the machine's available memory drops below floor_gib.
-    Returns (wall seconds, CPU seconds, peak RSS GiB, finished without being killed, lowest available GiB)."""
+    Returns (wall seconds, CPU seconds, peak RSS GiB, finished without being killed, lowest available GiB,
+    peak anonymous GiB, polled every 2 s)."""
     env = dict(os.environ, **OFFLINE, PYTHONPATH=str(_common.REPO_ROOT))
-    lowest = [available_gib()]
+    lowest, anonymous = [available_gib()], [0.0]
     killed = threading.Event()
     done = threading.Event()
     started = time.time()
@@ -164,8 +180,12 @@ def run_watched(command: list[str], log_path: Path, floor_gib: float, cwd: Path 
                                    start_new_session=True)
 
         def watch() -> None:
+            polls = 0
             while not done.wait(0.5):
                 lowest[0] = min(lowest[0], available_gib())
+                polls += 1
+                if polls % 4 == 0:
+                    anonymous[0] = max(anonymous[0], anonymous_gib(process.pid))
                 if lowest[0] < floor_gib:
                     killed.set()
                     os.killpg(process.pid, 9)  # its own session: only what this run started
@@ -180,7 +200,7 @@ def run_watched(command: list[str], log_path: Path, floor_gib: float, cwd: Path 
     code = os.waitstatus_to_exitcode(status)
     if code != 0 and not killed.is_set():
         raise SystemExit(f"{command[1]} failed (exit {code}); see {log_path}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, not killed.is_set(), lowest[0]
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, not killed.is_set(), lowest[0], anonymous[0]
 
 
 def kohya_command(args, work: Path, out: Path, steps: int) -> list[str]:
@@ -214,11 +234,12 @@ def run_side(args, work: Path, side: str, steps: int) -> Run:
     require_memory(args.need_gib, f"{side} ({steps} steps)")
     command = (kohya_command if side == "kohya" else lrfind_command)(args, work, out, steps)
     cwd = Path(args.kohya_dir) if side == "kohya" else None
-    wall, cpu, peak, fitted, lowest = run_watched(command, work / f"{side}-{steps}.log", args.floor_gib, cwd)
+    wall, cpu, peak, fitted, lowest, anon = run_watched(command, work / f"{side}-{steps}.log", args.floor_gib, cwd)
     walls = step_wall_times(out / "logs") if fitted else []
-    run = Run(side, steps, wall, peak, walls, cpu, fitted, lowest)
+    run = Run(side, steps, wall, peak, walls, cpu, fitted, lowest, anon)
     print(f"{side} {steps} steps: {'wall %.1f s, CPU %.1f s' % (wall, cpu) if fitted else 'KILLED (memory)'}, "
-          f"{len(walls)} step events, median step gap {run.median_gap():.2f} s, peak RSS {peak:.2f} GiB, "
+          f"{len(walls)} step events, median step gap {run.median_gap():.2f} s, peak RSS {peak:.2f} GiB "
+          f"(anonymous {anon:.2f}), "
           f"lowest available {lowest:.1f} GiB, load {os.getloadavg()[0]:.2f}", flush=True)
     return run
 
@@ -278,7 +299,7 @@ def warm_trial(args, work: Path, steps: int) -> dict:
     times, cpu_times = work / "study-times.json", work / "study-cpu.json"
     require_memory(args.need_gib, "lrfind study")
     command = [sys.executable, __file__, "--study-worker", str(cpu_times), str(times), "--", *cli]
-    wall, cpu, peak, fitted, lowest = run_watched(command, work / "study.log", args.floor_gib)
+    wall, cpu, peak, fitted, lowest, anon = run_watched(command, work / "study.log", args.floor_gib)
     if not fitted:
         print(f"lrfind study: KILLED (memory), peak RSS {peak:.2f} GiB", flush=True)
         return {"fitted": False, "peak_rss_gib": peak}
@@ -289,7 +310,8 @@ def warm_trial(args, work: Path, steps: int) -> dict:
     warm_cpu, _ = warm_trial_fixed(tuple(cpu_record["trials"][1]), [tuple(s) for s in cpu_record["steps"]])
     pieces = {name: round(sum(d for t, d in calls if t >= record["trials"][1][0]), 2)
               for name, calls in record["pieces"].items()}
-    result = {"fitted": True, "wall_s": wall, "cpu_s": cpu, "peak_rss_gib": peak, "warm_fixed_s": fixed,
+    result = {"fitted": True, "wall_s": wall, "cpu_s": cpu, "peak_rss_gib": peak, "peak_anonymous_gib": anon,
+              "warm_fixed_s": fixed,
               "warm_fixed_cpu_s": warm_cpu, "first_trial_fixed_s": first,
               "steps_in_warm_trial": counted, "startup_s": record["trials"][0][0] - (time.time() - wall),
               "trial_s": [round(b - a, 1) for a, b in record["trials"]], "warm_pieces_s": pieces}
@@ -308,6 +330,8 @@ def print_table(fits: dict, runs: list[Run], study: dict) -> None:
         return "-" if value is None else fmt.format(value)
 
     peaks = {side: max((r.peak_rss_gib for r in runs if r.side == side), default=None) for side in ("kohya", "lrfind")}
+    anon = {side: max((r.peak_anonymous_gib for r in runs if r.side == side), default=None)
+            for side in ("kohya", "lrfind")}
     gaps = {side: statistics.median([r.median_gap() for r in runs if r.side == side and r.fitted] or [float("nan")])
             for side in ("kohya", "lrfind")}
     rows = [("s/step, wall (slope over the two runs)", fig("kohya", "slope"), fig("lrfind", "slope"), "{:.2f}"),
@@ -317,7 +341,8 @@ def print_table(fits: dict, runs: list[Run], study: dict) -> None:
             ("fixed cost of a run (intercept), CPU s", fig("kohya", "cpu_fixed"), fig("lrfind", "cpu_fixed"), "{:.1f}"),
             ("fixed cost of a warm trial, wall s", fig("kohya", "fixed"), study.get("warm_fixed_s"), "{:.1f}"),
             ("fixed cost of a warm trial, CPU s", fig("kohya", "cpu_fixed"), study.get("warm_fixed_cpu_s"), "{:.1f}"),
-            ("peak RSS, GiB", peaks["kohya"], peaks["lrfind"], "{:.2f}")]
+            ("peak RSS, GiB", peaks["kohya"], peaks["lrfind"], "{:.2f}"),
+            ("peak anonymous memory (RSS less the mapped checkpoint), GiB", anon["kohya"], anon["lrfind"], "{:.2f}")]
     for label, kohya, lrfind, fmt in rows:
         print(f"| {label} | {cell(kohya, fmt)} | {cell(lrfind, fmt)} | {ratio(kohya, lrfind)} |")
     print("(kohya has no warm trial: each of its trials is a run, so its fixed cost per trial is the run's.)")
@@ -351,7 +376,7 @@ def main(argv=None) -> int:
         require_memory(args.need_gib, "building the SDXL-size model")
         shutil.rmtree(work / "model", ignore_errors=True)
         started = time.time()
-        wall, _, peak, fitted, _ = run_watched([sys.executable, __file__, "--build-worker", str(work)],
+        wall, _, peak, fitted, _, _ = run_watched([sys.executable, __file__, "--build-worker", str(work)],
                                             work / "build.log", args.floor_gib)
         if not fitted:
             raise SystemExit(f"building the model ran out of memory (peak RSS {peak:.2f} GiB)")
