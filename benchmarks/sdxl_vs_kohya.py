@@ -278,23 +278,12 @@ def study_worker(cpu_path: Path, times_path: Path, argv: list[str]) -> int:
         cpu_path.write_text(json.dumps(record))
 
 
-def write_probe_report(path: Path, lr: float) -> None:
-    """A probe.json giving the base lr at dim 8 / alpha 8 (no probe run), in today's schema
-    (study_vs_kohya's hand-written one lacks the derived keys the study now requires)."""
-    from lrfind.artifacts.probe_report import DerivedLrs, ProbeReport
-
-    derived = DerivedLrs(unet_lr=lr, adamw_lr=lr, lion_lr=lr / 3, lion_weight_decay_factor=3.0, text_encoder_lr=lr / 2,
-                         text_encoder_lr_range=(lr / 4, lr), prodigy={})
-    path.write_text(ProbeReport(status="ok", network_dim=8, network_alpha=8.0, derived=derived).to_json())
-
-
 def warm_trial(args, work: Path, steps: int) -> dict:
     """A 2-trial `lrfind study` in one process; the second (warm) trial's wall minus its steps."""
     import study_vs_kohya
 
     study_args = argparse.Namespace(trials=2, steps=steps, resolution=args.resolution, dataset_dir=work / "dataset")
     cli, out = study_vs_kohya.prepare_study(work, study_args)
-    write_probe_report(out / "probe.json", study_vs_kohya.BASE_LR)
     cli[cli.index("--model") + 1] = str(single_file(work))
     times, cpu_times = work / "study-times.json", work / "study-cpu.json"
     require_memory(args.need_gib, "lrfind study")
