@@ -140,6 +140,16 @@ def _time_pieces(pieces: dict, objective, validation) -> None:
     objective.lora_run = timed_run
 
 
+def write_probe_report(path: Path, lr: float) -> None:
+    """A probe.json giving the base lr at dim 8 / alpha 8 (no probe run), as the study reads it (a
+    hand-written dict lacked the derived keys the study requires and the study exited 2)."""
+    from lrfind.artifacts.probe_report import DerivedLrs, ProbeReport
+
+    derived = DerivedLrs(unet_lr=lr, adamw_lr=lr, lion_lr=lr / 3, lion_weight_decay_factor=3.0, text_encoder_lr=lr / 2,
+                         text_encoder_lr_range=(lr / 4, lr), prodigy={})
+    path.write_text(ProbeReport(status="ok", network_dim=8, network_alpha=8.0, derived=derived).to_json())
+
+
 def prepare_study(work: Path, args) -> tuple[list[str], Path]:
     """The space TOML, probe.json and the study with its N points enqueued; returns the CLI args."""
     import optuna
@@ -153,8 +163,7 @@ def prepare_study(work: Path, args) -> tuple[list[str], Path]:
     out = work / "studies" / STUDY
     shutil.rmtree(work / "studies", ignore_errors=True)
     out.mkdir(parents=True)
-    (out / "probe.json").write_text(json.dumps({"status": "ok", "unet_lr": BASE_LR, "network_dim": 8,
-                                                "network_alpha": 8.0}))
+    write_probe_report(out / "probe.json", BASE_LR)
     storage = f"sqlite:///{(work / 'studies' / (STUDY + '.db')).as_posix()}"
     study = optuna.create_study(study_name=STUDY, storage=storage, direction="minimize")
     study.set_user_attr(PROBE_POINT_ATTR, True)  # the points below, not the probe's, in this order

@@ -80,6 +80,25 @@ def test_probe_report_round_trips_and_leaves_out_what_it_has_not():
     assert stuck.to_dict()["plateau_value"] is None and "unet_lr" not in stuck.to_dict()
 
 
+# probe.json's held_out part (version 2) as lrfind.probe writes it
+HELD_OUT = {"source": "split", "images": ["10_cat/01.jpg"], "fraction": 0.2, "min_images": 4, "seed": 42,
+            "dir": None, "warnings": [], "baseline_loss": 0.31, "losses": [[100, 0.3], [200, 0.29]],
+            "loss_at_end": 0.29, "reason": ""}
+
+
+def test_a_version_2_probe_json_keeps_its_held_out_part_and_version_1_has_none(tmp_path):
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps({"schema_version": 2, **OLD_PROBE, "held_out": HELD_OUT}), encoding="utf-8")
+    report = read_probe_report(path)
+    assert report.schema_version == 2 and report.held_out.losses == ((100, 0.3), (200, 0.29))
+    assert report.held_out.split_record == {"source": "split", "images": ["10_cat/01.jpg"], "fraction": 0.2,
+                                            "min_images": 4, "seed": 42}
+    assert _json(report.to_dict()) == {"schema_version": 2, **_json(OLD_PROBE), "held_out": HELD_OUT}
+    assert ProbeReport.from_dict(report.study_attribute()).held_out == report.held_out  # the study keeps it
+    assert ProbeReport.from_dict(OLD_PROBE).held_out is None and "held_out" not in ProbeReport.from_dict(OLD_PROBE).to_dict()
+    assert ProbeReport().schema_version == 2  # a new report is written as the latest version
+
+
 def test_the_study_keeps_the_probe_without_its_curves():
     attribute = ProbeReport.from_dict(OLD_PROBE).study_attribute()
     assert "curve" not in attribute and "range_test" not in attribute and attribute["unet_lr"] == 0.005
@@ -132,7 +151,11 @@ def test_final_summary_round_trip(tmp_path):
     ({**OLD_PROBE, "dataset": {**OLD_PROBE["dataset"], "images": "six"}}, "field dataset.images: "),
     ({**OLD_PROBE, "unet_lr": 0.1, "adamw_lr": None}, "field adamw_lr: "),
     ({**OLD_PROBE, "surprise": 1}, "field surprise: not a field of this file"),
-    ({**OLD_PROBE, "schema_version": 2}, "field schema_version: Value error, schema version 2"),
+    ({**OLD_PROBE, "schema_version": 3}, "field schema_version: Value error, schema version 3"),
+    ({**OLD_PROBE, "schema_version": 2, "held_out": {**HELD_OUT, "baseline_loss": "low"}},
+     "field held_out.baseline_loss: Input should be a valid number"),
+    ({**OLD_PROBE, "schema_version": 2, "held_out": {**HELD_OUT, "source": "elsewhere"}}, "field held_out.source: "),
+    ({**OLD_PROBE, "schema_version": 2, "held_out": {**HELD_OUT, "losses": [[6]]}}, "field held_out.losses.0.1: Field required"),
 ])
 def test_a_hand_broken_probe_json_is_one_line_naming_file_and_field(tmp_path, broken, field):
     path = tmp_path / "probe.json"

@@ -8,7 +8,7 @@ import json
 
 def test_the_demo_runs_every_step_on_tiny_sdxl(tmp_path, capsys):
     """`lrfind demo --model tiny-sdxl`: the probe's own default there (400 steps: Prodigy leaves d0
-    late on tiny-sdxl), the SDXL tiny preset (LoRA/LoCon), kohya's SDXL LoRA and SDXL export."""
+    late on tiny-sdxl), the SDXL tiny preset (every network type), kohya's SDXL names and SDXL export."""
     from safetensors import safe_open
 
     from lrfind.cli import main
@@ -18,7 +18,7 @@ def test_the_demo_runs_every_step_on_tiny_sdxl(tmp_path, capsys):
     probe = json.loads((study / "probe.json").read_text())
     assert probe["steps"] == 400 and probe["unet_lr"] > 0
     rec = json.loads((study / "recommendation.json").read_text())
-    assert rec["network_type"] in ("lora", "locon")
+    assert rec["network_type"] in ("lora", "locon", "loha", "lokr")
     with safe_open(str(study / "final" / "demo.safetensors"), "pt") as handle:
         assert handle.metadata()["ss_base_model_version"] == "sdxl_base_v1-0"
         assert all(key.startswith(("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_"))

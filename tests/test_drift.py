@@ -82,14 +82,14 @@ def test_trial_metrics_keep_drift_and_read_version_1_files():
     from lrfind.artifacts.trial_metrics import TRIAL_METRICS_VERSION, TrialMetrics
 
     metrics = TrialMetrics(number=1, val_loss=0.2, drift=0.01, epoch_drifts={"1": 0.005, "2": 0.01})
-    assert metrics.to_dict()["schema_version"] == TRIAL_METRICS_VERSION == 3
+    assert metrics.to_dict()["schema_version"] == TRIAL_METRICS_VERSION == 4
     attrs = metrics.user_attributes()
     assert attrs["drift"] == 0.01 and attrs["epoch_drifts"] == {"1": 0.005, "2": 0.01}
     assert TrialMetrics.from_user_attributes(1, {}, attrs) == metrics
     old = TrialMetrics.from_dict({"schema_version": 1, "number": 1, "val_loss": 0.2})
     assert old.drift is None and "drift" not in old.to_dict()  # written only with a value
-    with pytest.raises(ConfigError, match="schema version 4"):  # a newer lrfind's file
-        TrialMetrics.from_dict({"schema_version": 4, "number": 1})
+    with pytest.raises(ConfigError, match="schema version 5"):  # a newer lrfind's file
+        TrialMetrics.from_dict({"schema_version": 5, "number": 1})
 
 
 def test_drift_on_sdxl_conditions_the_unet_as_training_does(example_dataset, dataset, feature_store, tmp_path):

@@ -13,7 +13,7 @@ from lycoris.utils.preset import read_preset
 
 from lrfind.export.lycoris_preset import PRESET_FILE, kohya_preset_toml
 from lrfind.network import attach_network
-from lrfind.network.lycoris_net import resolved_preset
+from lrfind.network.lycoris_args import resolved_preset
 from test_export_kohya import kohya_flatten, make_recommendation, run_cli, write_study
 from test_lycoris import lycoris_reference, model, spec  # noqa: F401 - model is a fixture
 

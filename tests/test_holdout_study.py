@@ -83,9 +83,9 @@ def test_held_out_images_are_never_trained_on_and_survive_resume(example_dataset
     assert "all 8 images train" in outcome.recommendation.steps_math
 
     # resume (another worker alike): the split is read back, not recomputed
-    import lrfind.study.held_out as held_out
+    import lrfind.data.held_out_images as held_out_images  # where a study (and a probe) picks a new split
 
-    monkeypatch.setattr(held_out, "holdout_split", _refuse)
+    monkeypatch.setattr(held_out_images, "holdout_split", _refuse)
     batches.paths.clear()
     run_study(cfg.model_copy(update={"n_trials": 3}))
     again = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url())

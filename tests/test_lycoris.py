@@ -11,7 +11,7 @@ import torch
 
 from lrfind.errors import ConfigError
 from lrfind.network import NetworkSpec, applied_loras, attach_network, load_lora, save_lora
-from lrfind.network.lycoris_net import check_lycoris_args, resolved_preset
+from lrfind.network.lycoris_args import check_lycoris_args, resolved_preset
 
 ALGOS = [{"algo": "locon"}, {"algo": "loha"}, {"algo": "lokr", "factor": 4}]
 ALGO_IDS = ["locon", "loha", "lokr"]

@@ -221,7 +221,7 @@ def test_a_clashing_type_is_refused(toy_type):
     other_builder = NetworkTypeEntry(
         name="toy_loha", label="ToyLoHa", network_module="lycoris.kohya", is_type=lambda args: False,
         lr_factor=1.0, builder="lrfind.network.lora:attach_lora",
-        args_checker="lrfind.network.lycoris_net:check_lycoris_args", kohya_note="",
+        args_checker="lrfind.network.lycoris_args:check_lycoris_args", kohya_note="",
     )
     with pytest.raises(ConfigError, match="lycoris.kohya is built by lrfind.network.lycoris_net:attach_lycoris"):
         register_network_type(other_builder)

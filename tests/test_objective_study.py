@@ -26,11 +26,11 @@ class _ReferenceSpy:
 
     def __init__(self, monkeypatch):
         import lrfind.study.objective as objective
-        import lrfind.study.runner as runner
+        import lrfind.study.sample_scorers as sample_scorers  # where the study embeds its reference images
 
         self.records: list = []
         self.given: list = []
-        real_load, real_score = runner.load_reference_images, objective.score_samples
+        real_load, real_score = sample_scorers.load_reference_images, objective.score_samples
 
         def load(records):
             self.records.append(tuple(records))
@@ -40,7 +40,7 @@ class _ReferenceSpy:
             self.given.append((reference, scorer))
             return real_score(components, lora, prompts, reference, scorer, **kwargs)
 
-        monkeypatch.setattr(runner, "load_reference_images", load)
+        monkeypatch.setattr(sample_scorers, "load_reference_images", load)
         monkeypatch.setattr(objective, "score_samples", score)
 
 
@@ -79,7 +79,7 @@ def test_every_term_is_recorded_and_clip_i_compares_with_the_held_out_images(
     assert terms["drift"] == pytest.approx(weights["drift"] * attrs["drift"])
     assert terms["clip_i"] == pytest.approx(-weights["clip_i"] * attrs["clip_i"])
     metrics = json.loads((cfg.out_dir() / "trials" / str(trial.number) / "metrics.json").read_text())
-    assert metrics["schema_version"] == 3 and metrics["objective_terms"] == pytest.approx(terms)
+    assert metrics["schema_version"] == 4 and metrics["objective_terms"] == pytest.approx(terms)
     assert "drift" in study.user_attrs["objective"]
 
 

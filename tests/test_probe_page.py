@@ -122,3 +122,31 @@ def test_rewriting_replaces_the_page(tmp_path):
     _, info = info_for(make_curve())
     write_probe_page(target, info)
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+HELD_OUT = {"source": "split", "images": ["10_cat/01.jpg", "10_cat/04.jpg"], "fraction": 0.2, "min_images": 4,
+            "seed": 42, "dir": None, "warnings": ["concept folder 5_cup has 2 image(s)"], "baseline_loss": 0.5,
+            "losses": [[10, 0.45], [20, 0.4]], "loss_at_end": 0.4, "reason": ""}
+
+
+def test_info_carries_the_held_out_loss_with_the_base_models_at_step_0():
+    result = analyse_curve([1, 2, 3], [1e-6, 1e-5, 1e-4])
+    held = _get_probe_plot_info([[1, 1e-6, 0.3], [2, 1e-5, 0.3], [3, 1e-4, 0.3]], result, held_out=HELD_OUT)["held_out"]
+    assert held["steps"] == [0, 10, 20] and held["losses"] == [0.5, 0.45, 0.4] and held["images"] == 2
+    assert held["text"] == ("held-out loss on 2 image(s) split off the dataset (validation split 0.2, seed 42), never "
+                            "trained on by the probe: base model 0.5, after the d*lr probe's last step 0.4 (-20 %)")
+    assert held["warnings"] == ["concept folder 5_cup has 2 image(s)"]
+    figure = probe_figure(_get_probe_plot_info([[1, 1e-6, 0.3], [2, 1e-5, 0.3]], result, held_out=HELD_OUT))
+    assert [t.name for t in figure.data][-1] == "held-out loss"
+
+
+def test_held_out_text_without_images_says_why_and_without_a_part_is_none():
+    from lrfind.probe.page import held_out_summary
+
+    none = held_out_summary({"source": "none", "images": [], "reason": "no image held out: too few"})
+    assert none["text"] == "no held-out loss: no image held out: too few" and none["steps"] == []
+    assert held_out_summary(None) is None
+    folder = held_out_summary({**HELD_OUT, "source": "dir", "dir": "/v", "fraction": None, "loss_at_end": None,
+                               "reason": "only the range test ran: its points are the held-out losses"})
+    assert folder["text"] == ("held-out loss on 2 image(s) from --validation-dir /v, never trained on by the probe: "
+                              "base model 0.5; only the range test ran: its points are the held-out losses")

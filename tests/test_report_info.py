@@ -20,7 +20,7 @@ from lrfind.report.sections.history import _get_history_info
 from lrfind.report.sections.importance import _get_importance_info
 from lrfind.report.sections.intermediate import PrunedTotals, _get_intermediate_info
 from lrfind.report.sections.parallel import _get_parallel_info
-from lrfind.report.sections.pareto import _get_pareto_info, pareto_front
+from lrfind.report.sections.pareto import _get_pareto_info, pareto_figure, pareto_front
 from lrfind.report.sections.probe import _get_probe_info
 from lrfind.report.sections.recommendation import TopTrial, _get_recommendation_info
 from lrfind.report.sections.samples import _get_sample_grid_info
@@ -96,6 +96,21 @@ def test_probe_info_has_curve_plateau_and_range_test(finished):
     assert 20 <= plot["plateau"]["start_step"] <= 35 and plot["plateau"]["end_step"] == 80
     assert len(info.range_test.lrs) == 25 and info.range_test.suggested_lr == 0.015
     assert dict(info.rows)["unet_lr"] == "0.02"
+
+
+def test_probe_info_shows_the_held_out_loss_and_the_studys_note_on_it(finished):
+    import dataclasses
+
+    from lrfind.probe.held_out import PROBE_SPLIT_NOTE_ATTR
+
+    assert _get_probe_info(finished).held_out is None and _get_probe_info(finished).split_note == ""  # version 1
+    held_out = {"source": "split", "images": ["10_cat/01.jpg"], "fraction": 0.2, "seed": 42, "baseline_loss": 0.5,
+                "losses": [[40, 0.45], [80, 0.44]], "loss_at_end": 0.44}
+    data = dataclasses.replace(finished, probe={**finished.probe, "held_out": held_out},
+                               user_attrs={**finished.user_attrs, PROBE_SPLIT_NOTE_ATTR: "probe.json holds out other"})
+    info = _get_probe_info(data)
+    assert info.held_out["text"].startswith("held-out loss on 1 image(s)") and "0.44 (-12 %)" in info.held_out["text"]
+    assert info.plot["held_out"]["steps"] == [0, 40, 80] and info.split_note == "probe.json holds out other"
 
 
 def test_history_best_so_far(finished):
@@ -175,12 +190,56 @@ def test_pareto_front(points, front):
     assert pareto_front(points) == front
 
 
+@pytest.mark.parametrize("points, maximize, front", [
+    ([(1.0, 0.5, 0.4), (0.9, 0.6, 0.1), (0.9, 0.6, 0.3)], (False, True, True), [2, 0]),  # 2 beats 1
+    ([(0.8, 0.05), (0.9, 0.01), (0.95, 0.02)], (False, False), [0, 1]),  # both minimised (loss, drift)
+])
+def test_pareto_front_in_more_dimensions_and_directions(points, maximize, front):
+    assert pareto_front(points, maximize) == front
+
+
 def test_pareto_info_and_its_absence_without_clip(finished, tmp_path):
     info = _get_pareto_info(finished)
-    assert info.x_name == "val_loss_ratio" and info.y_name == "clip_i"
-    assert info.front_trials == [2, 1, 3]
+    assert info.x_name == "val_loss_ratio" and info.y_names == ["clip_i", "clip_t"]  # no drift in this study
+    assert info.panels[0].front_trials == [2, 1, 3]
     loss_only = _small_study(tmp_path, [{"val_loss": 0.1, "clip_i": None}, {"val_loss": 0.2, "clip_i": None}])
     assert not _get_pareto_info(loss_only).available
+
+
+def test_pareto_info_has_a_drift_panel_and_the_front_of_all_terms(tmp_path):
+    # trial: (val_loss_ratio, drift, clip_i); trial 3 is beaten on each pair (by 1 on drift, by 4 on
+    # CLIP-I) but by no trial on all three; 5 is beaten by 0 on all three; 6 has no drift
+    rows = [(0.8, 0.05, 0.5), (0.9, 0.01, 0.4), (0.85, 0.03, 0.6), (0.95, 0.02, 0.7), (0.9, 0.06, 0.75),
+            (1.0, 0.07, 0.3), (0.7, None, 0.2)]
+    data = _small_study(tmp_path, [{"val_loss": r[0] / 5, "val_loss_ratio": r[0], "drift": r[1], "clip_i": r[2]}
+                                   for r in rows])
+    info = _get_pareto_info(data)
+    assert info.available and info.x_name == "val_loss_ratio" and info.y_names == ["drift", "clip_i"]
+    drift, clip = info.panels
+    assert not drift.y_maximize and clip.y_maximize
+    assert drift.trials == [0, 1, 2, 3, 4, 5] and drift.y == [0.05, 0.01, 0.03, 0.02, 0.06, 0.07]
+    assert drift.front_trials == [0, 2, 1] and drift.front_y == [0.05, 0.03, 0.01]  # lower drift is better
+    assert clip.trials == [0, 1, 2, 3, 4, 5, 6] and clip.front_trials == [6, 0, 2, 4]
+    assert info.front_trials == [0, 2, 1, 4, 3]  # by loss; 6 lacks a drift, so it is on no front of all terms
+    figure = pareto_figure(info)
+    assert len(figure.data) == 4  # trials and the pair's front, per panel
+    assert list(figure.data[0].marker.color).count("#d62728") == 5
+    (tmp_path / "drift").mkdir()
+    only_drift = _small_study(tmp_path / "drift", [{"val_loss": 0.1, "drift": 0.01}, {"val_loss": 0.2, "drift": 0.0}])
+    assert _get_pareto_info(only_drift).y_names == ["drift"]  # --score loss: loss against drift still
+
+
+def test_trials_table_shows_dino_and_its_term_only_in_a_study_with_dino(tmp_path):
+    terms = {"loss": 0.9, "drift": 0.01, "clip_i": -0.3, "clip_t": -0.1}
+    with_dino = _small_study(tmp_path, [{"val_loss": 0.1, "dino": 0.62, "objective_terms": {**terms, "dino": -0.31}}])
+    frame = _get_trials_table_info(with_dino)
+    assert frame.loc[0, "dino"] == 0.62 and frame.loc[0, "term dino"] == -0.31
+    columns = list(frame.columns)
+    order = [columns.index(name) for name in ("dino", "term loss", "term dino", "network_dim")]
+    assert order == sorted(order)  # up front, the term after the others
+    (tmp_path / "plain").mkdir()
+    plain = _get_trials_table_info(_small_study(tmp_path / "plain", [{"val_loss": 0.1, "objective_terms": terms}]))
+    assert "term dino" not in plain.columns and "dino" not in plain.columns
 
 
 def test_trials_table_is_a_dataframe_without_nested_attributes(finished):

@@ -24,7 +24,8 @@ from lrfind.study.scoring import (
     TrialScores,
 )
 
-DEFAULT = ObjectiveWeights()
+DEFAULT = ObjectiveWeights().without_dino()  # a study without --dino
+WITH_DINO = ObjectiveWeights()
 
 
 def _scores(val_loss, baseline, clip_i, clip_t, drift=0.0) -> TrialScores:
@@ -45,11 +46,12 @@ def _scores(val_loss, baseline, clip_i, clip_t, drift=0.0) -> TrialScores:
         # --score loss: CLIP scores are ignored and may be missing; drift keeps its weight
         (0.15, 0.2, 0.05, None, None, DEFAULT.loss_only(), 0.75 + 0.05),
         # custom weights, drift weighed 4x: 2*0.25 + 4*0.01 - 0.6
-        (0.1, 0.4, 0.01, 0.6, 0.2, ObjectiveWeights(loss=2.0, drift=4.0, clip_i=1.0, clip_t=0.0), 0.5 + 0.04 - 0.6),
+        (0.1, 0.4, 0.01, 0.6, 0.2, ObjectiveWeights(loss=2.0, drift=4.0, clip_i=1.0, clip_t=0.0, dino=0.0),
+         0.5 + 0.04 - 0.6),
         # drift weight 0: drift ignored and may be missing
-        (0.1, 0.2, None, 0.0, 0.0, ObjectiveWeights(drift=0.0), 0.5),
+        (0.1, 0.2, None, 0.0, 0.0, ObjectiveWeights(drift=0.0, dino=0.0), 0.5),
         # CLIP only: the loss may even be missing from the sum
-        (0.1, 0.4, 0.0, 0.6, 0.2, ObjectiveWeights(loss=0.0, clip_i=1.0, clip_t=1.0), -0.8),
+        (0.1, 0.4, 0.0, 0.6, 0.2, ObjectiveWeights(loss=0.0, clip_i=1.0, clip_t=1.0, dino=0.0), -0.8),
     ],
 )
 def test_objective_table(val_loss, baseline, drift, clip_i, clip_t, weights, expected):
@@ -144,14 +146,14 @@ def test_loss_only_and_uses_clip():
     assert DEFAULT.uses_clip and not DEFAULT.loss_only().uses_clip
     assert ObjectiveWeights(loss=3.0).loss_only().loss == 3.0
     assert ObjectiveWeights(loss=0.0, drift=2.0, clip_t=1.0).loss_only() == ObjectiveWeights(
-        loss=1.0, drift=2.0, clip_i=0.0, clip_t=0.0)
+        loss=1.0, drift=2.0, clip_i=0.0, clip_t=0.0, dino=0.0)
 
 
 def test_pareto_terms_follow_the_positive_weights():
     assert pareto_names(DEFAULT) == ["loss_ratio", "drift", "clip_i", "clip_t"]
     assert pareto_directions(DEFAULT) == ["minimize", "minimize", "maximize", "maximize"]
     assert pareto_values(_scores(0.1, 0.2, 0.7, 0.3, drift=0.04), DEFAULT) == pytest.approx([0.5, 0.04, 0.7, 0.3])
-    clip_i_only = ObjectiveWeights(clip_t=0.0)
+    clip_i_only = ObjectiveWeights(clip_t=0.0, dino=0.0)
     assert pareto_directions(clip_i_only) == ["minimize", "minimize", "maximize"]
     assert pareto_values(_scores(0.1, 0.2, 0.7, None, drift=0.04), clip_i_only) == pytest.approx([0.5, 0.04, 0.7])
     assert pareto_directions(DEFAULT.loss_only()) == ["minimize", "minimize"]  # --score loss: loss and drift
@@ -160,12 +162,64 @@ def test_pareto_terms_follow_the_positive_weights():
     assert pareto_values(_scores(0.1, 0.2, None, None, drift=None), no_drift) == pytest.approx([0.5])
 
 
+@pytest.mark.parametrize(
+    "val_loss, baseline, drift, clip_i, clip_t, dino, weights, expected",
+    [
+        # defaults with --dino: 0.5 + 0.02 - 0.5*0.8 - 0.25*0.3 - 0.5*0.6
+        (0.1, 0.2, 0.02, 0.8, 0.3, 0.6, WITH_DINO, 0.045 - 0.3),
+        # DINO weighed 2x, CLIP off: 0.5 + 0.01 - 2*0.4
+        (0.1, 0.2, 0.01, None, None, 0.4, ObjectiveWeights(clip_i=0, clip_t=0, dino=2.0), 0.51 - 0.8),
+        # a negative DINO cosine raises the objective
+        (0.2, 0.2, 0.0, 0.0, 0.0, -0.5, WITH_DINO, 1.0 + 0.25),
+        # no --dino (weight 0): DINO ignored and may be missing
+        (0.1, 0.2, 0.02, 0.8, 0.3, None, DEFAULT, 0.045),
+        # --score loss: DINO's weight 0 as CLIP's
+        (0.15, 0.2, 0.05, None, None, None, WITH_DINO.loss_only(), 0.8),
+    ],
+)
+def test_objective_table_with_dino(val_loss, baseline, drift, clip_i, clip_t, dino, weights, expected):
+    scores = TrialScores(val_loss=val_loss, baseline_val_loss=baseline, drift=drift, clip_i=clip_i,
+                         clip_t=clip_t, dino=dino)
+    terms = objective_terms(scores, weights)
+    assert terms.value == pytest.approx(expected, abs=1e-12) == objective_value(scores, weights)
+    assert sum(terms.as_dict().values()) == pytest.approx(expected, abs=1e-12)
+    if weights.dino:
+        assert terms.as_dict()["dino"] == pytest.approx(-weights.dino * dino)
+    else:
+        assert "dino" not in terms.as_dict()  # not a term of this study: no column of zeros
+
+
+@pytest.mark.parametrize("dino, words", [(None, "DINO is missing"), (math.nan, "DINO is nan"),
+                                         (1.5, "DINO is 1.5, outside [-1, 1]")])
+def test_bad_dino_scores_raise_a_score_error(dino, words):
+    scores = TrialScores(val_loss=0.1, baseline_val_loss=0.2, drift=0.0, clip_i=0.5, clip_t=0.2, dino=dino)
+    with pytest.raises(ScoreError) as caught:
+        objective_value(scores, WITH_DINO)
+    assert words in str(caught.value)
+
+
+def test_dino_weight_default_and_pareto_objective():
+    assert WITH_DINO.dino == 0.5 == WITH_DINO.clip_i  # see the module docstring for why
+    assert DEFAULT.dino == 0 and WITH_DINO.loss_only().dino == 0
+    assert pareto_names(WITH_DINO) == ["loss_ratio", "drift", "clip_i", "clip_t", "dino"]
+    assert pareto_directions(WITH_DINO)[-1] == "maximize"
+    scores = TrialScores(val_loss=0.1, baseline_val_loss=0.2, drift=0.04, clip_i=0.7, clip_t=0.3, dino=0.6)
+    assert pareto_values(scores, WITH_DINO) == pytest.approx([0.5, 0.04, 0.7, 0.3, 0.6])  # unweighted
+    dino_only = ObjectiveWeights(clip_i=0, clip_t=0, dino=3.0)
+    assert pareto_names(dino_only) == ["loss_ratio", "drift", "dino"] and dino_only.uses_samples
+    assert not dino_only.uses_clip and not WITH_DINO.loss_only().uses_samples
+    # DINO alone is no objective without a loss or CLIP weight: the TOML cannot know --dino is given
+    with pytest.raises(ConfigError, match="all 0"):
+        build(ObjectiveWeights, "space.toml [objective]", loss=0, clip_i=0, clip_t=0, dino=1.0)
+    assert describe_objective(WITH_DINO).endswith("- 0.25 × CLIP-T - 0.5 × DINO (lower is better)")
+
+
 def test_describe_objective():
     assert describe_objective(DEFAULT) == ("objective = 1 × val_loss / baseline_val_loss + 1 × drift - 0.5 × CLIP-I "
                                            "- 0.25 × CLIP-T (lower is better)")
-    assert describe_objective(ObjectiveWeights(loss=0, drift=0, clip_t=0)) == (
+    assert describe_objective(ObjectiveWeights(loss=0, drift=0, clip_t=0, dino=0)) == (
         "objective = -0.5 × CLIP-I (lower is better)")
-    assert describe_objective(ObjectiveWeights(loss=0, clip_t=0)) == (
+    assert describe_objective(ObjectiveWeights(loss=0, clip_t=0, dino=0)) == (
         "objective = 1 × drift - 0.5 × CLIP-I (lower is better)")
 
 

@@ -3,15 +3,19 @@
 On disk the derived settings sit at the top level (unet_lr, adamw_lr, ...), as earlier lrfind
 wrote them; in the model they are one `DerivedLrs`, present only when the probe found an lr. The
 plateau's keys (status ... steps) are written only when a d*lr curve was analysed, the range test,
-dataset and tensorboard keys only when there are such results, as before.
+dataset, tensorboard and held_out keys only when there are such results, as before.
+
+Version 2 adds `held_out`: the images the probe held out (the study's own split when a study ran
+it), the base model's loss on them and the loss there during and after the d*lr probe. A file
+without `schema_version` is version 1 and reads as before, without it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from lrfind.artifacts.base import Artifact, Part, read_artifact
 
@@ -19,7 +23,9 @@ Number = Union[int, float]  # int first: steps stay whole numbers in the file
 PLATEAU_KEYS = ("status", "plateau_value", "plateau_step", "confidence", "advice", "steps")
 DERIVED_KEYS = ("unet_lr", "adamw_lr", "lion_lr", "lion_weight_decay_factor", "text_encoder_lr",
                 "text_encoder_lr_range", "prodigy", "rescale_rule")
-WHEN_PRESENT_KEYS = ("range_test", "dataset", "tensorboard")
+WHEN_PRESENT_KEYS = ("range_test", "dataset", "tensorboard", "held_out")
+# 2: held_out (HeldOutLoss); files of version 1 read as before, without it
+PROBE_REPORT_VERSION = 2
 
 
 class ProbeSource(Part):
@@ -65,9 +71,42 @@ class DatasetSummary(Part):
     steps_per_epoch: int
 
 
+class HeldOutLoss(Part):
+    """The probe's held-out images and its deterministic validation loss on them.
+
+    The first keys are the record of the choice (lrfind.data.held_out_images.choose_held_out):
+    source "split" (fraction, min_images, seed) or "dir" (dir), or "none" when no image could be
+    held out (then every loss is None and `reason` says why). Losses are on the held-out images
+    only: `baseline_loss` the base model's, `losses` the d*lr probe's at its evaluation steps,
+    `loss_at_end` after its last step (None when it stopped early or only a range test ran). With
+    images held out the range test's points (range_test.points) are held-out losses too.
+    """
+
+    source: Literal["split", "dir", "none"]
+    images: tuple[str, ...] = ()  # relative to the dataset (split) or to dir
+    fraction: Optional[float] = None
+    min_images: Optional[int] = None
+    seed: Optional[int] = None
+    dir: Optional[str] = None
+    warnings: tuple[str, ...] = ()
+    baseline_loss: Optional[float] = None
+    losses: tuple[tuple[int, float], ...] = ()  # (step, held-out loss) of the d*lr probe
+    loss_at_end: Optional[float] = None
+    reason: str = ""  # why there is no held-out loss
+
+    @property
+    def split_record(self) -> dict:
+        """The record of the choice, as a study keeps it (to compare a study's split with the probe's)."""
+        keys = ("source", "images", "dir") if self.source == "dir" else ("source", "images", "fraction",
+                                                                         "min_images", "seed")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_dump().items() if k in keys}
+
+
 class ProbeReport(Artifact):
     FIX: ClassVar[str] = "rerun lrfind probe"
     FLAT_PARTS: ClassVar[tuple[str, ...]] = ("derived",)
+
+    schema_version: int = PROBE_REPORT_VERSION
 
     source: ProbeSource = Field(default_factory=ProbeSource)
     optimizer: str = "dadaptation"
@@ -91,6 +130,15 @@ class ProbeReport(Artifact):
     dataset: Optional[DatasetSummary] = None
     curve: tuple[tuple[Number, Optional[float], Optional[float]], ...] = ()  # (step, d*lr, loss)
     tensorboard: Optional[str] = None
+    held_out: Optional[HeldOutLoss] = None  # None: a kohya log, or a file from before held-out images
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:  # replaces Artifact's check: this file has its own version
+        if not 1 <= value <= PROBE_REPORT_VERSION:
+            raise ValueError(f"schema version {value} is not one this lrfind reads (1..{PROBE_REPORT_VERSION}); "
+                             "a newer lrfind wrote it")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -99,6 +147,13 @@ class ProbeReport(Artifact):
             data = dict(data)
             data["derived"] = {k: data.pop(k) for k in DERIVED_KEYS if k in data}
         return data
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "") -> "ProbeReport":
+        # a file without schema_version predates versions: version 1 (a new report defaults to the latest)
+        if isinstance(data, dict) and "schema_version" not in data:
+            data = {"schema_version": 1, **data}
+        return super().from_dict(data, source)
 
     @model_serializer(mode="wrap")
     def _as_in_file(self, handler) -> dict:

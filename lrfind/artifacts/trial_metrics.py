@@ -14,7 +14,7 @@ Number = Union[int, float]
 # written only when they have a value (a swept trial's epochs, CLIP samples, a twin's source, ...)
 WHEN_PRESENT_KEYS = ("best_epoch", "epoch_val_losses", "stopped_early", "clip_calibrated", "samples",
                      "sample_prompts", "sample_seeds", "duplicate_of", "train_values", "drift", "epoch_drifts",
-                     "epoch_train_losses", "diagnosis", "objective_terms", "clip_i_reference")
+                     "epoch_train_losses", "diagnosis", "objective_terms", "clip_i_reference", "dino")
 FILE_ONLY_KEYS = ("schema_version", "number", "params")  # in metrics.json, not in the user attributes
 
 
@@ -28,7 +28,9 @@ class FullRunSteps(Part):
 # 2: drift, epoch_drifts (lrfind.scoring.drift), epoch_train_losses and diagnosis; files of version 1 read as before, without them
 # 3: objective_terms (each weighted term of lrfind.study.scoring, summing to the trial's value) and
 # clip_i_reference (which images CLIP-I compared with); files of versions 1 and 2 read as before, without them
-TRIAL_METRICS_VERSION = 3
+# 4: dino (lrfind.scoring.dino, a study with --dino), also a key of objective_terms; files of versions
+# 1 to 3 read as before, without it
+TRIAL_METRICS_VERSION = 4
 
 
 class TrialMetrics(Artifact):
@@ -59,9 +61,12 @@ class TrialMetrics(Artifact):
     epoch_drifts: Optional[dict[str, float]] = None  # {"epochs": drift} at each epoch boundary measured
     epoch_train_losses: Optional[dict[str, float]] = None  # a swept trial's mean training loss per boundary
     diagnosis: Optional[str] = None  # a swept trial's verdict in words (lrfind.study.diagnosis)
-    # {"loss", "drift", "clip_i", "clip_t"}: weighted and signed, their sum is the objective value
+    # {"loss", "drift", "clip_i", "clip_t"}, and "dino" with --dino: weighted and signed, their sum is
+    # the objective value
     objective_terms: Optional[dict[str, float]] = None
-    clip_i_reference: Optional[str] = None  # "held-out" or "training": the images CLIP-I compared samples with
+    # "held-out" or "training": the images CLIP-I (and DINO) compared samples with
+    clip_i_reference: Optional[str] = None
+    dino: Optional[float] = None  # mean cosine of DINO embeddings, samples vs those images (a study with --dino)
 
     @field_validator("schema_version")
     @classmethod

@@ -11,6 +11,13 @@ HELP = {
     "steps": "probe length in optimizer steps",
     "from_tensorboard": "analyse an existing kohya sd-scripts TensorBoard log instead of training",
     "out": "output folder (default studies/<dataset name>/)",
+    "validation_split": "share of each concept folder's images held out as `lrfind study` holds them out (same "
+                        "--seed, same images): the probe never trains on them and reports its loss there "
+                        "(0: train and validate on every image)",
+    "validation_min_images": "a concept folder with fewer images holds none out (and the probe says so)",
+    "validation_dir": "hold out this kohya-layout folder's images instead of a split of DATASET "
+                      "(then every DATASET image trains)",
+    "held_out_evals": "held-out loss measurements spread over the d*lr probe, the last at its end",
 }
 
 

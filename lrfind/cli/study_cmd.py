@@ -14,11 +14,13 @@ HELP = {
            "goes beside it, where `lrfind report` looks for it",
     "trial_budget": "steps of the longest trial (overrides the space's budget)",
     "clip": "local folder of a CLIP model (transformers format) for CLIP-I/CLIP-T scores",
+    "dino": "local folder of a DINO or DINOv2 model (transformers format, e.g. facebook/dinov2-small): adds "
+            "DINO likeness of the samples to the held-out images to the objective ([objective] dino weight)",
     "score": "full: validation loss and CLIP; loss: validation loss only",
     "pruner": "stop hopeless trials early: hyperband (default), median, none",
     "sampler": "auto (default): Gaussian-process Bayesian optimisation for the first 1000 trials, then TPE; "
                "gp; tpe (multivariate)",
-    "pareto": "multi-objective study (validation loss vs CLIP), no pruning",
+    "pareto": "multi-objective study (held-out loss, drift, CLIP-I, CLIP-T, and DINO with --dino), no pruning",
     "trial_seed": "same: every trial trains with --seed (paired comparison); per-trial: --seed + trial number",
     "epoch_mode": "sweep (default): constant-lr trials train the most epochs and keep their best epoch "
                   "(exact for a constant lr); sample: one trial per sampled epoch count",

@@ -114,7 +114,7 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
     family = _model_family(cfg, source)
     out = cfg.out_folder().resolve()
     config_path, dataset_path = out / CONFIG_FILE, out / DATASET_FILE
-    rec, preset_path, preset_text = _with_kohya_preset(rec, out / PRESET_FILE)
+    rec, preset_path, preset_text = _with_kohya_preset(rec, out / PRESET_FILE, family.name)
     dataset_text = kohya_dataset_toml(rec, dataset_dir=dataset, caption_extension=cfg.caption_extension)
     config_text = kohya_training_toml(
         rec, model_path=model, dataset_dir=dataset, output_dir=out / "kohya_output", output_name=cfg.name,
@@ -131,11 +131,12 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
                         preset_path if preset_text is not None else None)
 
 
-def _with_kohya_preset(rec: Recommendation, preset_path: Path) -> tuple[Recommendation, Path, Optional[str]]:
+def _with_kohya_preset(rec: Recommendation, preset_path: Path,
+                       family: str) -> tuple[Recommendation, Path, Optional[str]]:
     """rec with network_args preset=preset_path when kohya needs lrfind's preset as a file."""
     train = rec.train_values
     args = train.get("network_args") if isinstance(train.get("network_args"), dict) else {}
-    text = kohya_preset_toml(train.get("network_module"), args)
+    text = kohya_preset_toml(train.get("network_module"), args, family)
     if text is None:
         return rec, preset_path, None
     with_preset = {**train, "network_args": {**args, "preset": str(preset_path)}}

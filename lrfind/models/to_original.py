@@ -130,10 +130,17 @@ def _rename(key: str, exact: Mapping[str, str], blocks: list[tuple[str, str, tup
     raise ValueError(f"no original-layout name for {what} weight {key!r}")
 
 
-def unet_to_original(state_dict: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+def unet_layer_map(config: Mapping[str, Any]) -> dict[str, str]:
+    """diffusers weight key -> original key of the U-Net's layers outside every block: conv_in, the
+    time embedding, conv_norm_out, conv_out (and SDXL's added embedding: `label_emb`)."""
     exact = dict(_ldm_tables()["unet"]["layers"])
     if config.get("addition_embed_type") == "text_time":  # SDXL's size/crop and pooled-text embedding
         exact.update(_ldm_tables()["unet"]["addition_embed_type"])
+    return exact
+
+
+def unet_to_original(state_dict: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    exact = unet_layer_map(config)
     blocks = unet_block_map(config)
     return {UNET_PREFIX + _rename(key, exact, blocks, "U-Net"): value for key, value in state_dict.items()}
 

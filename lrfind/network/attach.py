@@ -14,7 +14,6 @@ from lrfind.network.naming import has_two_text_encoders
 from lrfind.network.spec import NetworkSpec
 from lrfind.network.types import check_network_args, type_of
 
-KOHYA_LORA_MODULE = "networks.lora"
 # kohya's SDXL names: two text encoders, the U-Net in the SGM layout; SD 1.x: one encoder, diffusers' layout.
 SDXL_KEY_PREFIXES = ("lora_te1_", "lora_te2_", "lora_unet_input_blocks_", "lora_unet_middle_block_",
                      "lora_unet_output_blocks_")
@@ -70,10 +69,6 @@ def check_weights_module(metadata: Mapping[str, str], spec: NetworkSpec, source:
 def attach_network(components, spec: NetworkSpec, seed: Optional[int] = None) -> Network:
     """Attach a fresh network of the type `spec`'s module and args are; `detach()` undoes it."""
     check_network_args(spec.network_module, spec.network_args)
-    if has_two_text_encoders(components) and spec.network_module != KOHYA_LORA_MODULE:
-        raise ConfigError(f"--network-module {spec.network_module}: SDXL trains kohya's {KOHYA_LORA_MODULE} "
-                          "(LoRA, and LoCon with --network-args conv_dim=N) so far; LyCORIS on SDXL is not "
-                          f"supported yet, use --network-module {KOHYA_LORA_MODULE}")
     return type_of(spec.network_module, spec.network_args).build()(components, spec, seed)
 
 

@@ -50,7 +50,7 @@ def _weight_layers(model, part: str, naming=None) -> dict:
     for path, layer in layers.items():
         try:
             named[naming.name(part, path)] = layer
-        except ValueError:  # conv_in, the time embeddings: no SGM block, never in a LoRA
+        except ValueError:  # a block's container or an activation: not a layer a network file names
             continue
     return named
 

@@ -14,6 +14,12 @@ Two things are added around those calls:
   `time_embedding.linear_1/_2`; on SD's UNet both select the same two Linears and create_network
   stops on "duplicated lora name". The class is dropped from the preset when the names already
   cover every layer it would adapt, which builds exactly the modules the preset asks for.
+
+SDXL: kohya's sdxl_train_network.py hands create_network both text encoders as a list (lycoris
+names them `lora_te1_` / `lora_te2_`) and its own U-Net in the SGM layout; lrfind hands it the same
+list and a view of its diffusers U-Net in that layout (lycoris_sgm), so the modules lycoris selects
+and their names (`lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q`) are kohya's.
+Args and presets are checked in lycoris_args.
 """
 
 from __future__ import annotations
@@ -21,21 +27,23 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 from lrfind.errors import ConfigError
 from lrfind.network.kohya_format import file_algo, torch_dtype
+from lrfind.network.lycoris_args import (
+    ALGO_LABELS,
+    DEFAULT_PRESET,
+    FILE_LABELS,
+    check_lycoris_args,
+    resolved_preset,
+    spec_algo,
+    without_duplicate_targets,
+)
+from lrfind.network.lycoris_sgm import sgm_view
+from lrfind.network.naming import has_two_text_encoders, text_encoder_parts
 from lrfind.network.spec import NetworkSpec
 
-NETWORK_MODULE = "lycoris.kohya"
-ALGOS = ("locon", "loha", "lokr", "lora")  # lycoris builds the same LoConModule for lora and locon
-FILE_LABELS = {"lora": "LoRA/LoCon", "loha": "LoHa", "lokr": "LoKr"}
-ALGO_LABELS = {"locon": "LoCon", "lora": "LoCon", "loha": "LoHa", "lokr": "LoKr"}
-FLOAT_ARGS = ("conv_alpha", "dropout", "rank_dropout", "module_dropout")
-BOOL_ARGS = ("use_tucker", "full_matrix")
-ARG_KEYS = ("algo", "preset", "conv_dim", "factor") + FLOAT_ARGS + BOOL_ARGS
-DEFAULT_PRESET = "full"  # lycoris.kohya.create_network's default
 _BUILD_PRESET = "lrfind-build"  # the name the checked preset is handed to create_network under
 # LycorisNetworkKohya's class attribute for each preset key (its `apply_preset`)
 _PRESET_ATTRS = {"enable_conv": "ENABLE_CONV", "unet_target_module": "UNET_TARGET_REPLACE_MODULE",
@@ -44,106 +52,9 @@ _PRESET_ATTRS = {"enable_conv": "ENABLE_CONV", "unet_target_module": "UNET_TARGE
                  "text_encoder_target_name": "TEXT_ENCODER_TARGET_REPLACE_NAME",
                  "module_algo_map": "MODULE_ALGO_MAP", "name_algo_map": "NAME_ALGO_MAP",
                  "use_fnmatch": "USE_FNMATCH", "exclude_name": "TARGET_EXCLUDE_NAME"}
-TEXT_ENCODER_PREFIX = "lora_te_text_model_"
+# lycoris' text-encoder prefix -> the part it names (SDXL: a list of two encoders, numbered)
+TEXT_ENCODER_PREFIXES = {"lora_te_": "text_encoder", "lora_te1_": "text_encoder", "lora_te2_": "text_encoder_2"}
 _log = logging.getLogger(__name__)
-
-
-def spec_algo(spec: NetworkSpec) -> str:
-    """The LyCORIS algo of a lycoris.kohya spec (lycoris' own default is plain `lora` = LoCon)."""
-    return str(spec.network_args.get("algo", "locon")).lower()
-
-
-def builtin_presets() -> tuple[str, ...]:
-    from lycoris.config import PRESET
-
-    return tuple(PRESET)
-
-
-def _number(key: str, value, kind, accepted: str):
-    try:
-        number = kind(value)
-        if kind is int and float(value) != number:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"--network-args {key}={value}: not a number; accepted: {accepted}") from None
-    return number
-
-
-def check_lycoris_args(args: Mapping[str, Any]) -> dict[str, str]:
-    """Validate lycoris.kohya network args; returns them as kohya passes them (strings).
-
-    ConfigError (one line: the argument and what is accepted) for an unknown key or algo, a
-    preset that is neither built in nor a .toml file, a LoKr factor that cannot factorise, and
-    arguments that would be silently ignored (factor without algo=lokr).
-    """
-    unknown = sorted(set(args) - set(ARG_KEYS))
-    if unknown:
-        raise ConfigError(f"--network-args {unknown[0]}: not a lycoris.kohya argument lrfind "
-                          f"passes on; accepted: {', '.join(ARG_KEYS)}")
-    values = {key: str(value) for key, value in args.items()}
-    algo = values.get("algo", "locon").lower()
-    if algo not in ALGOS:
-        raise ConfigError(f"--network-args algo={values['algo']}: unknown LyCORIS algo; accepted: "
-                          f"{', '.join(ALGOS)}")
-    if "algo" in values:
-        values["algo"] = algo
-    preset = values.get("preset", DEFAULT_PRESET)
-    if preset not in builtin_presets() and not (preset.endswith(".toml") and Path(preset).is_file()):
-        raise ConfigError(f"--network-args preset={preset}: not a LyCORIS preset; accepted: "
-                          f"{', '.join(builtin_presets())} or the path of a preset .toml file")
-    if "conv_dim" in values and _number("conv_dim", values["conv_dim"], int, "a whole number >= 1") < 1:
-        raise ConfigError(f"--network-args conv_dim={values['conv_dim']}: must be >= 1")
-    for key in FLOAT_ARGS:
-        if key in values and _number(key, values[key], float, "a number") < 0:
-            raise ConfigError(f"--network-args {key}={values[key]}: must be >= 0")
-    for key in ("dropout", "rank_dropout", "module_dropout"):
-        if key in values and float(values[key]) >= 1:
-            raise ConfigError(f"--network-args {key}={values[key]}: a probability; accepted: 0 <= p < 1")
-    for key in BOOL_ARGS:
-        if key in values and values[key].lower() not in ("true", "false"):
-            raise ConfigError(f"--network-args {key}={values[key]}: accepted: true, false")
-    if "factor" in values:
-        if algo != "lokr":
-            raise ConfigError(f"--network-args factor={values['factor']}: only LoKr has a factor; "
-                              "add algo=lokr or drop factor")
-        factor = _number("factor", values["factor"], int, "-1 (automatic) or a whole number >= 2")
-        if factor != -1 and factor < 2:
-            raise ConfigError(f"--network-args factor={values['factor']}: LoKr cannot factorise by "
-                              f"{factor}; accepted: -1 (automatic) or a whole number >= 2")
-    return values
-
-
-def resolved_preset(name: str) -> dict:
-    """The preset dict lycoris applies for `name` (built in, or read from a .toml file)."""
-    import copy
-
-    from lycoris.config import PRESET
-    from lycoris.utils.preset import read_preset
-
-    preset = copy.deepcopy(PRESET[name]) if name in PRESET else read_preset(name)
-    if preset is None:
-        raise ConfigError(f"--network-args preset={name}: the preset file does not parse as a "
-                          "LyCORIS preset; fix it or use a built-in preset")
-    return preset
-
-
-def without_duplicate_targets(preset: dict, unet) -> dict:
-    """Drop target classes whose every adaptable layer is already selected by a target name.
-
-    See the module docstring: lycoris 4.1.3's `full` names SD's time embedding twice.
-    """
-    import torch
-
-    names = set(preset.get("unet_target_name") or ())
-    classes = list(preset.get("unet_target_module") or ())
-    for class_name in list(classes):
-        instances = [(path, m) for path, m in unet.named_modules() if type(m).__name__ == class_name]
-        layers = [f"{path}.{child}" for path, module in instances
-                  for child, sub in module.named_modules()
-                  if child and isinstance(sub, (torch.nn.Linear, torch.nn.Conv2d))]
-        if instances and layers and all(layer in names for layer in layers):
-            classes.remove(class_name)
-    return {**preset, "unet_target_module": classes}
 
 
 @contextlib.contextmanager
@@ -194,30 +105,49 @@ def _class_defaults() -> dict[str, Any]:
     return {_PRESET_ATTRS[key]: value for key, value in defaults.items()}
 
 
-def create_lycoris_kohya(components, spec: NetworkSpec):
-    """`lycoris.kohya.create_network` exactly as kohya's train_network.py calls it (not applied).
+def lycoris_models(components) -> tuple[Any, Any]:
+    """(text_encoder, unet) as kohya hands them to lycoris: SD 1.x's own; SDXL's two encoders as a
+    list and its U-Net in kohya's SGM layout (a view of lrfind's, lycoris_sgm)."""
+    if not has_two_text_encoders(components):
+        return components.text_encoder, components.unet
+    return ([components.text_encoder, components.text_encoder_2],
+            sgm_view(components.unet))
 
-    Text-encoder modules are renamed `lora_te_text_model_...`: transformers >= 5.6 dropped the
-    `text_model.` level of CLIPTextModel that kohya (on transformers 4) and every loader expect.
-    """
+
+def _text_encoder_prefix(lora_name: str) -> str:
+    return next(prefix for prefix in TEXT_ENCODER_PREFIXES if lora_name.startswith(prefix))
+
+
+def kohya_text_encoder_name(lora_name: str) -> str:
+    """`lora_te1_encoder_layers_0_...` -> `lora_te1_text_model_encoder_layers_0_...`: transformers
+    >= 5.6 dropped the `text_model.` level of CLIPTextModel that kohya (on transformers 4) and every
+    loader expect."""
+    prefix = _text_encoder_prefix(lora_name)
+    if lora_name.startswith(prefix + "text_model_"):
+        return lora_name
+    return prefix + "text_model_" + lora_name[len(prefix):]
+
+
+def create_lycoris_kohya(components, spec: NetworkSpec, models: tuple[Any, Any] | None = None):
+    """`lycoris.kohya.create_network` exactly as kohya's train_network.py calls it (not applied),
+    with kohya's text-encoder names (kohya_text_encoder_name). `models`: lycoris_models(components)."""
     args = check_lycoris_args(spec.network_args)
-    preset = without_duplicate_targets(resolved_preset(args.get("preset", DEFAULT_PRESET)),
-                                        components.unet)
+    text_encoder, unet = models or lycoris_models(components)
+    preset = without_duplicate_targets(resolved_preset(args.get("preset", DEFAULT_PRESET)), unet)
     kwargs: dict[str, Any] = {**args, "preset": _BUILD_PRESET}
     if "dropout" not in kwargs:  # kohya: "workaround for LyCORIS"
         kwargs["dropout"] = spec.network_dropout
     with _pristine_lycoris_kohya(preset) as lycoris_kohya:
         network = lycoris_kohya.create_network(
-            1.0, spec.network_dim, spec.network_alpha, components.vae, components.text_encoder,
-            components.unet, neuron_dropout=spec.network_dropout, **kwargs)
+            1.0, spec.network_dim, spec.network_alpha, components.vae, text_encoder, unet,
+            neuron_dropout=spec.network_dropout, **kwargs)
         conv_enabled = lycoris_kohya.LycorisNetworkKohya.ENABLE_CONV
     if "conv_dim" in args and not conv_enabled:
         raise ConfigError(f"--network-args conv_dim={args['conv_dim']}: LyCORIS preset "
                           f"{args.get('preset', DEFAULT_PRESET)} adapts no convolution; drop conv_dim "
                           "or use preset full")
     for lora in network.text_encoder_loras:
-        if not lora.lora_name.startswith(TEXT_ENCODER_PREFIX):
-            lora.lora_name = TEXT_ENCODER_PREFIX + lora.lora_name.removeprefix("lora_te_")
+        lora.lora_name = kohya_text_encoder_name(lora.lora_name)
     return network
 
 
@@ -245,17 +175,26 @@ class LycorisKohyaNetwork:
         return ALGO_LABELS[spec_algo(self.spec)]
 
     def parts(self) -> tuple[str, ...]:
-        return tuple(part for part in ("unet", "text_encoder") if part in self._saved_state)
+        return tuple(self._saved_state)
+
+    def lycoris_modules(self, part: str | None = None) -> list:
+        """lycoris' modules (LohaModule, LokrModule, ...; each has its `lora_name`) of one part, or
+        all, in module order."""
+        if part is None:
+            return [module for name in self.parts() for module in self._loras(name)]
+        return self._loras(part)
 
     def _loras(self, part: str) -> list:
         if self._network is None:
             return []
-        return list(self._network.unet_loras if part == "unet" else self._network.text_encoder_loras)
+        if part == "unet":
+            return list(self._network.unet_loras)
+        return [lora for lora in self._network.text_encoder_loras
+                if TEXT_ENCODER_PREFIXES[_text_encoder_prefix(lora.lora_name)] == part]
 
     def module_names(self, part: str | None = None) -> list[str]:
         """The LyCORIS names of the adapted layers (of one part, or all), in module order."""
-        parts = self.parts() if part is None else (part,)
-        return [lora.lora_name for name in parts for lora in self._loras(name)]
+        return [lora.lora_name for lora in self.lycoris_modules(part)]
 
     def param_groups(self, unet_lr: float, text_encoder_lr: float | None) -> list[dict]:
         """Optimizer groups with kohya's names (as lycoris' prepare_optimizer_params names them)."""
@@ -269,7 +208,8 @@ class LycorisKohyaNetwork:
         return [p for lora in self._loras("unet") for p in lora.parameters()]
 
     def text_encoder_parameters(self) -> list:
-        return [p for lora in self._loras("text_encoder") for p in lora.parameters()]
+        """Both encoders' on SDXL (one "textencoder" group, as lycoris' prepare_optimizer_params)."""
+        return [p for lora in self._network.text_encoder_loras for p in lora.parameters()] if self._network else []
 
     def trainable_parameter_count(self) -> int:
         params = self.unet_parameters() + self.text_encoder_parameters()
@@ -353,19 +293,20 @@ def attach_lycoris(components, spec: NetworkSpec, seed: int | None = None) -> Ly
     with rng:
         if seed is not None:
             torch.manual_seed(seed)
-        network = create_lycoris_kohya(components, spec)
-    wanted = {"unet": spec.train_unet, "text_encoder": spec.train_text_encoder}
+        models = lycoris_models(components)
+        network = create_lycoris_kohya(components, spec, models)
+    wanted = (["unet"] if spec.train_unet else []) + (list(text_encoder_parts(components))
+                                                      if spec.train_text_encoder else [])
     saved_state = {}
-    for part in ("text_encoder", "unet"):
+    for part in wanted:
         model = getattr(components, part)
-        if wanted[part]:
-            saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
+        saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
     _refuse_double_attach(components)
     with _quiet_lycoris():
-        network.apply_to(components.text_encoder, components.unet,
-                         apply_text_encoder=spec.train_text_encoder, apply_unet=spec.train_unet)
+        network.apply_to(*models, apply_text_encoder=spec.train_text_encoder, apply_unet=spec.train_unet)
+    adapted = {TEXT_ENCODER_PREFIXES[_text_encoder_prefix(lora.lora_name)] for lora in network.text_encoder_loras}
     for part in saved_state:
-        if not (network.unet_loras if part == "unet" else network.text_encoder_loras):
+        if not (network.unet_loras if part == "unet" else part in adapted):
             _undo_apply(network)
             raise ConfigError(f"--network-args preset={spec.network_args.get('preset', DEFAULT_PRESET)}: "
                               f"adapts no layer of the {part.replace('_', ' ')}; use preset full")
@@ -393,6 +334,6 @@ def _undo_apply(network) -> None:
 
 
 def _refuse_double_attach(components) -> None:
-    for model in (components.unet, components.text_encoder):
-        if any(hasattr(m, "_lycoris_wrappers") for m in model.modules()):
+    for model in (components.unet, components.text_encoder, components.text_encoder_2):
+        if model is not None and any(hasattr(m, "_lycoris_wrappers") for m in model.modules()):
             raise RuntimeError("the model already has a LyCORIS network; detach() the previous one")

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from lrfind.config import Resolution, Seed, StrictModel
+from lrfind.data.holdout import DEFAULT_VALIDATION_SPLIT, MIN_IMAGES_TO_HOLD_OUT
 from lrfind.network.types import NetworkModuleName, check_network_args
 
 
@@ -39,6 +40,13 @@ class ProbeConfig(StrictModel):
     range_max_lr: float = Field(1e-1, gt=0, allow_inf_nan=False)
     range_eval_every: int = Field(5, ge=1)
     progress: bool = True
+    # held-out images (lrfind.data.held_out_images), picked as `lrfind study` picks them (same
+    # options, defaults and --seed, so a probe and a study of one dataset hold out the same files):
+    # the probe never trains on them and reports its loss there (probe.json's held_out)
+    validation_split: float = Field(DEFAULT_VALIDATION_SPLIT, ge=0, lt=1)
+    validation_min_images: int = Field(MIN_IMAGES_TO_HOLD_OUT, ge=2)
+    validation_dir: Optional[Path] = None
+    held_out_evals: int = Field(4, ge=1)  # held-out losses measured evenly over the d*lr probe, the last at its end
 
     @model_validator(mode="after")
     def _range_goes_up(self) -> "ProbeConfig":

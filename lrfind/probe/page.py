@@ -26,11 +26,12 @@ STATUS_TEXT = {
 }
 
 
-def _get_probe_plot_info(curve: Any, result: PlateauResult, *, title: str = "lrfind probe") -> dict:
+def _get_probe_plot_info(curve: Any, result: PlateauResult, *, title: str = "lrfind probe",
+                         held_out: Optional[dict] = None) -> dict:
     """Everything the page draws, as plain JSON-safe data (non-finite numbers become None).
 
     `curve` is a TBCurve-like object (steps, values, optional loss_steps, losses, tag) or the
-    probe.json rows [step, d*lr, loss].
+    probe.json rows [step, d*lr, loss]; `held_out` is probe.json's held_out (held_out_summary's).
     """
     steps, values, loss_steps, losses, tag = _curve_series(curve)
     plateau = None
@@ -61,7 +62,33 @@ def _get_probe_plot_info(curve: Any, result: PlateauResult, *, title: str = "lrf
         "status_text": f"{STATUS_TEXT[result.status]} (confidence {result.confidence:.2f})",
         "confidence": result.confidence,
         "advice": result.advice,
+        "held_out": held_out_summary(held_out),
     }
+
+
+def held_out_summary(held_out: Optional[dict]) -> Optional[dict]:
+    """probe.json's held_out as the page and the report show it: one line of text, and the
+    held-out losses by step (the base model's at step 0). None: the probe had no held_out part."""
+    if not held_out:
+        return None
+    images = len(held_out.get("images") or ())
+    baseline, at_end = finite(held_out.get("baseline_loss")), finite(held_out.get("loss_at_end"))
+    points = [(0, baseline)] if baseline is not None else []
+    points += [(row[0], finite(row[1])) for row in held_out.get("losses") or () if finite(row[1]) is not None]
+    if not images:
+        text = f"no held-out loss: {held_out.get('reason') or 'no image held out'}"
+    else:
+        where = (f"from --validation-dir {held_out.get('dir')}" if held_out.get("source") == "dir" else
+                 f"split off the dataset (validation split {held_out.get('fraction'):g}, seed {held_out.get('seed')})")
+        text = f"held-out loss on {images} image(s) {where}, never trained on by the probe"
+        text += f": base model {baseline:.4g}" if baseline is not None else ""
+        if at_end is not None:
+            change = f" ({(at_end / baseline - 1) * 100:+.3g} %)" if baseline else ""
+            text += f", after the d*lr probe's last step {at_end:.4g}{change}"
+        text += f"; {held_out['reason']}" if held_out.get("reason") else ""
+    return {"text": text, "images": images, "baseline": baseline, "at_end": at_end,
+            "steps": [p[0] for p in points], "losses": [p[1] for p in points],
+            "warnings": list(held_out.get("warnings") or ())}
 
 
 def write_probe_page(path: str | os.PathLike, info: dict) -> Path:
@@ -77,6 +104,7 @@ def write_probe_page(path: str | os.PathLike, info: dict) -> Path:
         f"<h1>{escape(info['title'])}</h1>\n"
         f"<p class=\"status\">{escape(info['status_text'])}</p>\n"
         f"<p class=\"advice\">{escape(info['advice'])}</p>\n"
+        + (f"<p class=\"held-out\">{escape(info['held_out']['text'])}</p>\n" if info.get("held_out") else "") +
         f"{figure_html}\n</body></html>\n"
     )
     write_text(path, page)
@@ -116,6 +144,10 @@ def probe_figure(info: dict, *, height: Optional[int] = None):
         loss = info["loss"]
         figure.add_trace(go.Scatter(x=loss["steps"], y=loss["values"], mode="lines",
                                     name="loss", line={"color": "grey"}), row=2, col=1)
+        held = info.get("held_out")
+        if held and held["steps"]:  # the deterministic held-out loss: a few points, the base model's at step 0
+            figure.add_trace(go.Scatter(x=held["steps"], y=held["losses"], mode="lines+markers",
+                                        name="held-out loss", line={"color": "darkorange"}), row=2, col=1)
         figure.update_yaxes(title_text="loss", row=2, col=1)
     figure.update_yaxes(type="log", title_text="d*lr", row=1, col=1)
     figure.update_xaxes(title_text="step", row=2 if has_loss else 1, col=1)

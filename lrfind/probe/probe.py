@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Optional
+
 from lrfind.artifacts.probe_report import (DatasetSummary, ProbeReport, ProbeSource, RangeTestResult,
                                            read_probe_report)
 from lrfind.atomic import write_text
 from lrfind.cache import TensorStore, check_cache_dir
 from lrfind.config import DatasetConfig, ModelConfig
+from lrfind.data.held_out_images import HeldOutImages
 from lrfind.data.kohya import scan_dataset
 from lrfind.data.limits import check_repeats
 from lrfind.data.steps import dataset_steps_per_epoch
@@ -17,14 +20,20 @@ from lrfind.models.loading import load_components
 from lrfind.outputs import check_writable_dir
 from lrfind.probe.config import ProbeConfig
 from lrfind.probe.derive import derive_settings
-from lrfind.probe.page import _get_probe_plot_info, write_probe_page
+from lrfind.probe.held_out import held_out_part, probe_held_out
+from lrfind.probe.page import _get_probe_plot_info, held_out_summary, write_probe_page
 from lrfind.probe.plateau import analyse_curve
 from lrfind.probe.runner import ProbeOutcome, run_adaptive_probe, run_range_test
 from lrfind.probe.tb_reader import read_dlr_curve
 
 
-def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> ProbeReport:
-    """Runs what cfg asks for and writes DIR/probe.json and DIR/probe.html. Returns the report."""
+def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None,
+              held_out: Optional[HeldOutImages] = None) -> ProbeReport:
+    """Runs what cfg asks for and writes DIR/probe.json and DIR/probe.html. Returns the report.
+
+    `held_out`: the images to hold out of `dataset` (a study's own split; its train_dataset is what
+    the probe trains on); None: those cfg's validation options pick from `dataset` (or cfg.dataset).
+    probe.json's dataset summary (the step math of a real run) counts every image of `dataset`."""
     check_writable_dir(cfg.out_dir(), "--out")
     outcome = ProbeOutcome()
     if cfg.from_tensorboard is not None:
@@ -33,12 +42,11 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
         outcome.curve = [[s, v, l] for s, v, l in zip(tb.steps, tb.values, losses)]
         source = ProbeSource(tensorboard=str(tb.run_dir), tag=tb.tag)
     else:
-        dataset, components, store = _load(cfg, dataset, components, store)
+        dataset, held_out, components, store = _load(cfg, dataset, held_out, components, store)
         source = ProbeSource(dataset=str(cfg.dataset), model=components.name)
-        if cfg.method in ("dadaptation", "both"):
-            outcome.curve, outcome.logdir = run_adaptive_probe(cfg, components, dataset, store)
-        if cfg.method in ("range", "both"):
-            outcome.range_points, outcome.range_result = run_range_test(cfg, components, dataset, store)
+        # the probe never trains on a held-out image
+        _train(cfg, outcome, (components, held_out.train_dataset, store), held_out.records)
+        outcome.held_out_part = held_out_part(held_out, outcome.held_out, ran_adaptive=cfg.method != "range")
     if outcome.curve:
         steps, values, losses = zip(*outcome.curve)
         outcome.plateau = analyse_curve(list(steps), list(values), list(losses))
@@ -47,29 +55,42 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) ->
     out = cfg.out_dir()
     write_text(out / "probe.json", report.to_json())
     if outcome.plateau is not None:
-        info = _get_probe_plot_info(outcome.curve, outcome.plateau, title=f"lrfind probe: {out.name}")
+        info = _get_probe_plot_info(outcome.curve, outcome.plateau, title=f"lrfind probe: {out.name}",
+                                    held_out=report.held_out.model_dump() if report.held_out else None)
         write_probe_page(out / "probe.html", info)
     return report
 
 
-def reuse_or_run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None) -> ProbeReport:
+def reuse_or_run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None,
+                       held_out: Optional[HeldOutImages] = None) -> ProbeReport:
     """The report in OUT/probe.json when there is one (validated: a broken file is an LrfindError
-    naming it and the field), else run_probe's. A study and the demo both start this way."""
+    naming it and the field), else run_probe's. A study and the demo both start this way; a study
+    then checks the reused file's split against its own (lrfind.probe.held_out.reused_split_note)."""
     existing = cfg.out_dir() / "probe.json"
     if existing.is_file():
         return read_probe_report(existing)
-    return run_probe(cfg, components=components, dataset=dataset, store=store)
+    return run_probe(cfg, components=components, dataset=dataset, store=store, held_out=held_out)
 
 
-def _load(cfg: ProbeConfig, dataset, components, store):
+def _train(cfg: ProbeConfig, outcome: ProbeOutcome, loaded, held_out) -> None:
+    components, dataset, store = loaded
+    if cfg.method in ("dadaptation", "both"):
+        outcome.curve, outcome.logdir = run_adaptive_probe(cfg, components, dataset, store, held_out, outcome.held_out)
+    if cfg.method in ("range", "both"):
+        outcome.range_points, outcome.range_result = run_range_test(cfg, components, dataset, store, held_out,
+                                                                    outcome.held_out)
+
+
+def _load(cfg: ProbeConfig, dataset, held_out, components, store):
     cache_dir = check_cache_dir(cfg.cache_dir) if store is None else None  # before loading anything
     dataset = dataset or scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=cfg.resolution,
                                                     caption_extension=cfg.caption_extension,
                                                     batch_size=cfg.batch_size))
     check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
+    held_out = held_out if held_out is not None else probe_held_out(cfg, dataset)  # a bad --validation-dir too
     components = components or load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
     store = store or TensorStore(cache_dir)
-    return dataset, components, store
+    return dataset, held_out, components, store
 
 
 def _derive(plateau, optimizer: str):
@@ -107,6 +128,8 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: Probe
     values["curve"] = [[s, finite(v), finite(l)] for s, v, l in outcome.curve]
     if outcome.logdir is not None:
         values["tensorboard"] = str(outcome.logdir)
+    if outcome.held_out_part is not None:
+        values["held_out"] = outcome.held_out_part
     return ProbeReport(**values)
 
 
@@ -143,5 +166,8 @@ def summary_text(report: ProbeReport, out: Path) -> str:
         groups = " + ".join(f"{n} images × {r} repeats" for n, r in report.dataset.images_repeats)
         lines.append(f"step math: {groups} / batch {report.batch_size} = {report.dataset.steps_per_epoch} steps per "
                      "epoch; total steps = that × epochs")
+    held = held_out_summary(report.held_out.model_dump()) if report.held_out is not None else None
+    if held is not None:
+        lines += [f"warning: {w}" for w in held["warnings"]] + [held["text"]]
     lines.append(f"wrote {out / 'probe.json'}" + (f" and {out / 'probe.html'}" if report.status is not None else ""))
     return "\n".join(lines)

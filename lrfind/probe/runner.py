@@ -18,7 +18,9 @@ from lrfind.errors import TrainingStopped
 from lrfind.network.config import NetworkConfig
 from lrfind.optimizers import optimizer_entry
 from lrfind.probe.config import ProbeConfig
+from lrfind.probe.held_out import HeldOutMeasures, evaluation_steps
 from lrfind.training.config import TrainConfig
+from lrfind.training.plan import ValidationPlan
 
 
 @dataclass
@@ -29,6 +31,8 @@ class ProbeOutcome:
     range_points: list = field(default_factory=list)  # [step, lr, validation loss] rows
     range_result: object = None  # RangeResult or None
     logdir: Optional[Path] = None
+    held_out: HeldOutMeasures = field(default_factory=HeldOutMeasures)
+    held_out_part: object = None  # HeldOutLoss for probe.json (None: a kohya log)
 
 
 def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
@@ -50,24 +54,49 @@ def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def run_adaptive_probe(cfg: ProbeConfig, components, dataset, store) -> tuple[list, Path]:
+def run_adaptive_probe(cfg: ProbeConfig, components, dataset, store, held_out=(),
+                       measured: Optional[HeldOutMeasures] = None) -> tuple[list, Path]:
+    """The d*lr curve and its TensorBoard folder. `dataset` holds only the images to train on;
+    with `held_out` images the run validates on them at evaluation_steps and fills `measured`."""
     from lrfind.training.callbacks import CurveRecorder, ProgressBar, TensorBoardLogger
     from lrfind.training.loop import run_loop
     from lrfind.training.setup import lora_run
 
+    # without held-out images the run validates once, at its end, as before (on its training images)
+    plan = ValidationPlan.at(evaluation_steps(cfg.steps, cfg.held_out_evals)) if held_out else None
     config = probe_train_config(cfg)
     logdir = cfg.out_dir() / "logs" / f"probe_{cfg.probe_optimizer}"
-    recorder = CurveRecorder("unet")
-    with lora_run(config, components, dataset, store) as parts:
-        callbacks = [recorder, TensorBoardLogger(logdir), ProgressBar(f"probe ({cfg.probe_optimizer})", cfg.progress)]
+    recorder, losses = CurveRecorder("unet"), _HeldOutLosses()
+    with lora_run(config, components, dataset, store, held_out=held_out or None, validation_plan=plan) as parts:
+        _measure_baseline(parts, held_out, measured)
+        callbacks = [recorder, losses, TensorBoardLogger(logdir), ProgressBar(f"probe ({cfg.probe_optimizer})", cfg.progress)]
         try:
             run_loop(parts, callbacks)
         except TrainingStopped:
             pass  # a NaN run is a result: the analysis reports it as diverged
     rows = [[step, d_lr, loss] for step, d_lr, loss, _ in recorder.rows]
+    if held_out and measured is not None:
+        measured.losses = losses.rows
+        measured.completed = len(rows) >= cfg.steps
     if len(rows) < cfg.steps:  # stopped early: mark the tail so the analysis sees the divergence
         rows.append([len(rows) + 1, math.nan, math.nan])
     return rows, logdir
+
+
+def _measure_baseline(parts, held_out, measured: Optional[HeldOutMeasures]) -> None:
+    """The base model's held-out loss, once: before the first step the fresh network changes nothing."""
+    if held_out and measured is not None and measured.baseline is None and parts.validation is not None:
+        measured.baseline = parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
+
+
+class _HeldOutLosses:
+    """(step, validation loss) at each of the loop's validations."""
+
+    def __init__(self):
+        self.rows: list = []
+
+    def on_validation(self, state) -> None:
+        self.rows.append((state.step, state.val_loss))
 
 
 class _RangeSweep:
@@ -100,7 +129,10 @@ class _RangeSweep:
             raise TrainingStopped("validation loss diverged", state.step)
 
 
-def run_range_test(cfg: ProbeConfig, components, dataset, store):
+def run_range_test(cfg: ProbeConfig, components, dataset, store, held_out=(),
+                   measured: Optional[HeldOutMeasures] = None):
+    """The sweep's (step, lr, validation loss) points and their analysis; with `held_out` images
+    the validation loss is theirs (`dataset` then holds only the images to train on)."""
     from lrfind.probe.lr_range import analyse_range
     from lrfind.training.callbacks import ProgressBar
     from lrfind.training.loop import run_loop
@@ -108,7 +140,8 @@ def run_range_test(cfg: ProbeConfig, components, dataset, store):
 
     config = probe_train_config(cfg, optimizer=OptimizerConfig(type="AdamW", learning_rate=cfg.range_min_lr),
                                 max_train_steps=cfg.range_steps, validate_every_n_steps=cfg.range_eval_every)
-    with lora_run(config, components, dataset, store) as parts:
+    with lora_run(config, components, dataset, store, held_out=held_out or None, validation_plan=plan) as parts:
+        _measure_baseline(parts, held_out, measured)
         parts.lr_scheduler = _NoSchedule()  # the sweep sets the lr itself
         sweep = _RangeSweep(parts, cfg)
         try:

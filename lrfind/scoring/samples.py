@@ -124,6 +124,20 @@ def clip_t_vector(sample_embeddings, prompt_embeddings):
     return (sample_embeddings * prompt_embeddings).sum(dim=-1)
 
 
+def render_samples(components, lora_state_dict: Optional[dict], prompts: Sequence[tuple[str, int]], *,
+                   size: Size, steps: int, guidance: float, lora_weight: float = 1.0, negative_prompt: str = "",
+                   clip_skip: int = 1) -> list:
+    """One PIL image per (prompt, seed) with the LoRA merged in (None: the base model); what
+    score_samples scores, and what a study without CLIP weights draws for its DINO term."""
+    if not prompts:
+        raise ValueError("no validation prompts to sample")
+    width, height = _width_height(size)
+    loras = [(lora_state_dict, lora_weight)] if lora_state_dict is not None else []
+    return generate_images(components, [prompt for prompt, _ in prompts], [int(seed) for _, seed in prompts],
+                           width=width, height=height, steps=steps, guidance_scale=guidance,
+                           negative_prompt=negative_prompt, loras=loras, clip_skip=clip_skip)
+
+
 def score_samples(
     components,
     lora_state_dict: Optional[dict],
@@ -149,15 +163,10 @@ def score_samples(
     """
     import torch
 
-    if not prompts:
-        raise ValueError("no validation prompts to sample")
+    images = render_samples(components, lora_state_dict, prompts, size=size, steps=steps, guidance=guidance,
+                            lora_weight=lora_weight, negative_prompt=negative_prompt, clip_skip=clip_skip)
     texts = [prompt for prompt, _ in prompts]
     seeds = [int(seed) for _, seed in prompts]
-    width, height = _width_height(size)
-    loras = [(lora_state_dict, lora_weight)] if lora_state_dict is not None else []
-    images = generate_images(components, texts, seeds, width=width, height=height, steps=steps,
-                             guidance_scale=guidance, negative_prompt=negative_prompt, loras=loras,
-                             clip_skip=clip_skip)
     reference = train_images if isinstance(train_images, torch.Tensor) else scorer.image_embeddings(train_images)
     if reference.shape[0] == 0:
         raise ValueError("no training images to compare the samples with (CLIP-I)")

@@ -41,6 +41,8 @@ class StudyConfig(StrictModel):
     devices: Optional[str] = None
     trial_budget: Optional[int] = Field(None, ge=1)
     clip: Optional[Path] = None
+    # a local transformers DINO/DINOv2 folder: adds the DINO term (lrfind.scoring.dino) to the objective
+    dino: Optional[Path] = None
     score: Literal["full", "loss"] = "full"
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
     sampler: Literal["auto", "gp", "tpe"] = "auto"  # lrfind.study.samplers

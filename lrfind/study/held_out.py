@@ -12,34 +12,19 @@ existed goes on validating on its training images, as its trials did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lrfind.data.holdout import apply_split, holdout_split, relative_path
-from lrfind.data.types import Dataset, ImageRecord
-from lrfind.errors import DatasetError, LrfindError
+from lrfind.data.held_out_images import HeldOutImages, choose_held_out, held_out_from_record
+from lrfind.data.types import Dataset
+from lrfind.errors import LrfindError
 
 HELD_OUT_ATTR = "held_out"
 BASELINE_ATTR = "baseline_val_loss"
 
-
-@dataclass(frozen=True)
-class StudyHeldOut:
-    """What trials train on, what they validate on, and what the split could not do."""
-
-    train_dataset: Dataset  # the dataset without the held-out images (all of it when none are)
-    records: tuple[ImageRecord, ...]  # the held-out images; () = validate on the training images
-    source: str  # "split", "dir" or "none"
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def note(self) -> str:
-        """One line for the study's start: what the trials validate on."""
-        if not self.records:
-            return "validation on the training images (no image held out)"
-        where = "from --validation-dir" if self.source == "dir" else "split off the dataset, never trained on"
-        return f"validation on {len(self.records)} held-out image(s) {where}"
+# What trials train on and validate on: the probe's type too (lrfind.data.held_out_images), so a
+# study hands its own split to the probe it runs.
+StudyHeldOut = HeldOutImages
 
 
 def ensure_held_out(study, cfg, dataset: Dataset, scan_folder: Callable[[Path], Dataset]) -> StudyHeldOut:
@@ -59,18 +44,8 @@ def ensure_held_out(study, cfg, dataset: Dataset, scan_folder: Callable[[Path], 
 
 
 def _new_record(cfg, dataset: Dataset, scan_folder) -> dict:
-    if cfg.validation_dir is not None:
-        try:
-            folder = scan_folder(cfg.validation_dir)
-        except DatasetError as err:  # its message says "dataset folder": name the option instead
-            raise DatasetError(f"--validation-dir {cfg.validation_dir}: {err}") from None
-        _check_apart(dataset, folder, cfg.validation_dir)
-        images = [relative_path(r, folder.root) for r in folder.train_images]
-        return {"source": "dir", "dir": str(cfg.validation_dir), "images": images, "warnings": []}
-    split = holdout_split(dataset, cfg.validation_split, cfg.validation_min_images, cfg.seed)
-    return {"source": "split" if split.held_out else "none", "fraction": cfg.validation_split,
-            "min_images": cfg.validation_min_images, "seed": cfg.seed, "images": list(split.held_out),
-            "warnings": list(split.warnings)}
+    return choose_held_out(dataset, fraction=cfg.validation_split, min_images=cfg.validation_min_images,
+                           seed=cfg.seed, validation_dir=cfg.validation_dir, scan_folder=scan_folder)
 
 
 def _check_same_options(cfg, stored: dict) -> None:
@@ -92,24 +67,5 @@ def _check_same_options(cfg, stored: dict) -> None:
 
 
 def _from_record(cfg, dataset: Dataset, stored: dict, scan_folder) -> StudyHeldOut:
-    warnings = tuple(stored.get("warnings") or ())
-    source = f"study {cfg.name}'s held-out images (user attribute {HELD_OUT_ATTR})"
-    if stored["source"] == "dir":
-        folder = scan_folder(Path(stored["dir"]))
-        by_path = {relative_path(r, folder.root): r for r in folder.train_images}
-        missing = [p for p in stored["images"] if p not in by_path]
-        if missing:
-            raise LrfindError(f"{source}: {missing[0]} is no longer in --validation-dir {stored['dir']}: restore it, "
-                              "or start a new study (--name)")
-        return StudyHeldOut(dataset, tuple(by_path[p] for p in stored["images"]), "dir", warnings)
-    train, records = apply_split(dataset, stored["images"], source)
-    return StudyHeldOut(train, records, stored["source"], warnings)
-
-
-def _check_apart(dataset: Dataset, folder: Dataset, given: Path) -> None:
-    """Images both in the dataset and in --validation-dir would be trained on and validated on."""
-    trained = {Path(r.path).resolve() for r in dataset.train_images}
-    shared = [r.path for r in folder.train_images if Path(r.path).resolve() in trained]
-    if shared:
-        raise LrfindError(f"--validation-dir {given}: {shared[0]} is also a training image of {dataset.root}; "
-                          "give a folder of other images of the same concepts")
+    return held_out_from_record(dataset, stored, scan_folder,
+                                f"study {cfg.name}'s held-out images (user attribute {HELD_OUT_ATTR})")

@@ -16,7 +16,8 @@ from lrfind.config import SEED_MAX
 from lrfind.data.types import with_repeats
 from lrfind.errors import LrfindError, TrainingStopped
 from lrfind.network import save_lora
-from lrfind.scoring.samples import save_samples, score_samples
+from lrfind.scoring.dino import dino_similarity
+from lrfind.scoring.samples import render_samples, save_samples, score_samples
 from lrfind.study.diagnosis import diagnose_trial
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_epoch, epoch_losses
 from lrfind.study.progress import TrialProgress
@@ -79,12 +80,14 @@ class StudyContext:
     store: Any
     baseline_val_loss: float
     weights: Any  # ObjectiveWeights
-    scorer: Any = None  # ClipScorer or None (loss-only scoring)
-    prompts: Optional[list] = None  # [(prompt, seed)]
+    scorer: Any = None  # ClipScorer or None (loss-only scoring, or DINO only)
+    prompts: Optional[list] = None  # [(prompt, seed)] of the samples each trial draws; None: it draws none
     # CLIP-I's reference: embeddings of the held-out images (of the training images when the study
     # holds none out), and which of the two (lrfind.scoring.samples.ClipReference.source)
     clip_i_images: Any = None
     clip_i_reference: Optional[str] = None
+    dino_scorer: Any = None  # lrfind.scoring.dino.DinoScorer with --dino, else None
+    dino_images: Any = None  # its embeddings of CLIP-I's reference images, made once
     prompt_embeddings: Any = None  # CLIP text embeddings of the prompts (CLIP-T), made once
     # lora_run's validation_memo: one ValidationSet (noised latents, caption embeddings) for the study
     validation_sets: dict = field(default_factory=dict)
@@ -120,7 +123,7 @@ class TrialObjective:
             if not _is_out_of_memory(err):
                 raise
             self._fail(trial, f"out of memory ({type(err).__name__}); lower dim, resolution or batch size")
-        if ctx.scorer is not None:
+        if ctx.prompts is not None:
             metrics.update(self._score(lora_state, trial_dir))
         return self._finish(trial, trial_dir, metrics, started)
 
@@ -199,16 +202,24 @@ class TrialObjective:
         return tuple(twin.values) if self.ctx.cfg.pareto else twin.values[0]
 
     def _score(self, lora_state: dict, trial_dir: Path) -> dict:
+        """The trial's samples (the study's prompts and seeds), CLIP- and DINO-scored: one set of images."""
         ctx = self.ctx
-        scores = score_samples(ctx.components, lora_state, ctx.prompts, ctx.clip_i_images, ctx.scorer,
-                               size=ctx.space.fixed.resolution, steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE,
-                               prompt_embeddings=ctx.prompt_embeddings)
-        paths = save_samples(scores.images, trial_dir / "samples", scores.prompts, scores.seeds)
+        sampling = {"size": ctx.space.fixed.resolution, "steps": SAMPLE_STEPS, "guidance": SAMPLE_GUIDANCE}
+        metrics: dict = {"clip_i_reference": ctx.clip_i_reference}  # the reference of CLIP-I and DINO alike
+        if ctx.scorer is not None:
+            scores = score_samples(ctx.components, lora_state, ctx.prompts, ctx.clip_i_images, ctx.scorer,
+                                   prompt_embeddings=ctx.prompt_embeddings, **sampling)
+            images = scores.images
+            metrics.update(clip_i=scores.clip_i, clip_t=scores.clip_t, clip_calibrated=scores.calibrated)
+        else:  # DINO only: the space's CLIP weights are 0
+            images = render_samples(ctx.components, lora_state, ctx.prompts, **sampling)
+        if ctx.dino_scorer is not None:
+            metrics["dino"] = dino_similarity(ctx.dino_scorer.image_embeddings(images), ctx.dino_images)
+        prompts, seeds = [prompt for prompt, _ in ctx.prompts], [int(seed) for _, seed in ctx.prompts]
+        paths = save_samples(images, trial_dir / "samples", prompts, seeds)
         out = ctx.cfg.out_dir()
-        return {"clip_i": scores.clip_i, "clip_t": scores.clip_t, "clip_calibrated": scores.calibrated,
-                "clip_i_reference": ctx.clip_i_reference,
-                "samples": [str(Path(p).relative_to(out)) for p in paths], "sample_prompts": scores.prompts,
-                "sample_seeds": scores.seeds}
+        return {**metrics, "samples": [str(Path(p).relative_to(out)) for p in paths], "sample_prompts": prompts,
+                "sample_seeds": seeds}
 
     def _finish(self, trial, trial_dir: Path, metrics: dict, started: float):
         """Record the metrics on the trial and in metrics.json; return the objective value(s)."""
@@ -216,7 +227,8 @@ class TrialObjective:
         ratio = loss_ratio(metrics["val_loss"], ctx.baseline_val_loss)
         found = diagnose_trial({**metrics, "val_loss_ratio": ratio})
         scores = TrialScores(val_loss=metrics["val_loss"], baseline_val_loss=ctx.baseline_val_loss,
-                             drift=metrics.get("drift"), clip_i=metrics["clip_i"], clip_t=metrics["clip_t"])
+                             drift=metrics.get("drift"), clip_i=metrics["clip_i"], clip_t=metrics["clip_t"],
+                             dino=metrics.get("dino"))
         terms = objective_terms(scores, ctx.weights)  # a ScoreError (NaN, missing term) fails the trial
         metrics = TrialMetrics(number=trial.number, params=trial.params, **metrics, val_loss_ratio=ratio,
                                objective_terms=terms.as_dict(),

@@ -22,27 +22,25 @@ from lrfind.data.kohya import scan_dataset
 from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.models.loading import load_components, model_family
-from lrfind.probe.config import ProbeConfig
-from lrfind.probe.probe import reuse_or_run_probe
-from lrfind.scoring.clip import scorer_for
-from lrfind.scoring.prompts import validation_prompts
-from lrfind.scoring.samples import clip_i_references, load_reference_images
 from lrfind.secrets import mask_url
 from lrfind.study.config import StudyConfig
 from lrfind.study.free_heap import return_free_heap
 from lrfind.study.held_out import ensure_held_out
 from lrfind.study.objective import QuietTrialLog, StudyContext, TrialFailed, TrialObjective
 from lrfind.study.overrides import with_train_options
-from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_output_places, check_study_space
+from lrfind.study.preflight import LORA_PARAMS_PER_RANK, check_input_models, check_output_places, check_study_space
 from lrfind.study.probe_point import PROBE_POINT_ATTR, probe_point
 from lrfind.study.progress import RUN_ATTR, StudyProgress, run_target
 from lrfind.study.pruning import make_pruner
 from lrfind.study.recommend import TrialRecord, recommend
+from lrfind.study.sample_scorers import (check_same_dino, clip_scorer, dino_scorer, embed_references,
+                                         objective_weights)
 from lrfind.study.samplers import make_sampler
-from lrfind.study.scoring import (ObjectiveWeights, TrialScores, describe_objective, objective_value,
+from lrfind.study.scoring import (TrialScores, describe_objective, objective_value,
                                   pareto_directions, pareto_names)
 from lrfind.study.space import load_space
 from lrfind.study.stats import DatasetStats
+from lrfind.study.study_probe import ensure_probe
 from lrfind.study.storage import SqliteDatabase, open_storage, recover_dead_local_trials, sqlite_path
 from lrfind.study.study_end import (
     EndAwareObjective,
@@ -95,29 +93,14 @@ def open_study(cfg: StudyConfig, directions: list[str], budget=None):
                                 directions=directions, sampler=sampler,
                                 pruner=None if cfg.pareto else make_pruner(cfg.pruner, budget))
     if len(study.directions) != len(directions):
+        if cfg.pareto and len(study.directions) > 1:  # another set of objectives: --dino or --score changed
+            raise LrfindError(f"study {cfg.name} in {mask_url(cfg.storage_url())} has {len(study.directions)} "
+                              f"objectives ({', '.join(study.metric_names or ())}), this run {len(directions)}; "
+                              "rerun it with the same --dino and --score, or pick a new --name")
         raise LrfindError(f"study {cfg.name} in {mask_url(cfg.storage_url())} was created "
                           f"{'with' if len(study.directions) > 1 else 'without'} --pareto; rerun it the same way "
                           "or pick a new --name")
     return study
-
-
-def ensure_probe(cfg: StudyConfig, study, components, dataset, store) -> ProbeReport:
-    """The probe's report (without its curves): from the study, else studies/NAME/probe.json, else
-    run the probe there."""
-    if "probe" in study.user_attrs:
-        return ProbeReport.from_dict(study.user_attrs["probe"], f"study {cfg.name} (its probe attribute)")
-    path = cfg.out_dir() / "probe.json"
-    space_fixed = _space_fixed(cfg)
-    probe_cfg = ProbeConfig(dataset=cfg.dataset, model=cfg.model, allow_pickle=cfg.allow_pickle,
-                            steps=cfg.probe_steps, resolution=space_fixed["resolution"],
-                            batch_size=space_fixed["batch_size"], caption_extension=cfg.caption_extension,
-                            seed=cfg.seed, out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress)
-    report = reuse_or_run_probe(probe_cfg, components=components, dataset=dataset, store=store)
-    if not report.unet_lr:
-        raise LrfindError(f"{path}: the probe found no learning rate (status {report.status}): "
-                          f"{report.advice or ''} Rerun `lrfind probe` with more --steps, then the study")
-    study.set_user_attr("probe", report.study_attribute())
-    return report.without_curves()
 
 
 def _space_fixed(cfg: StudyConfig) -> dict:
@@ -142,22 +125,6 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None, he
     study.set_user_attr(LORA_PARAMS_PER_RANK, per_rank)  # for the free-space estimate of later runs
     study.set_user_attr("baseline_val_loss", baseline)
     return baseline
-
-
-def objective_weights(cfg: StudyConfig, space):
-    weights = ObjectiveWeights(**space.objective.model_dump())
-    return weights.loss_only() if cfg.score == "loss" else weights
-
-
-def _scorer(cfg: StudyConfig, weights, components):
-    """A CLIP scorer, or None for loss-only scoring: tiny random CLIP for the tiny model."""
-    if not weights.uses_clip:
-        return None
-    scorer = scorer_for(components, cfg.clip, allow_pickle=cfg.allow_pickle)
-    if scorer is not None:
-        return scorer
-    raise LrfindError("CLIP scoring needs a CLIP model: pass --clip PATH (a local transformers CLIP folder, e.g. "
-                      "openai/clip-vit-large-patch14 downloaded beforehand), or --score loss for validation loss only")
 
 
 def _load_space(cfg: StudyConfig):
@@ -207,31 +174,28 @@ def build_context(cfg: StudyConfig, study, space, weights):
         dataset_config.model_copy(update={"train_dir": folder, "reg_dir": None})))
     components = load_components(shared.model)
     store = TensorStore(cfg.cache_dir or default_cache_dir())
-    scorer = _scorer(cfg, weights, components)
-    probe = ensure_probe(cfg, study, components, held.train_dataset, store)
+    scorer = clip_scorer(cfg, weights, components)
+    dino, dino_note = dino_scorer(cfg, weights)  # loaded before the probe trains: a bad model stops it first
+    probe, probe_notes = ensure_probe(cfg, study, (components, dataset, held, store), _space_fixed(cfg))
     validation_sets: dict = {}
     baseline = ensure_baseline(study, (cfg, space, components, held.train_dataset, store), validation_sets,
                                held_out=held.records)
     stats = DatasetStats.from_dataset(held.train_dataset)  # what trials train on; the final run trains on all
     ctx = StudyContext(cfg=cfg, space=space, probe=probe, components=components, dataset=held.train_dataset,
                        stats=stats, store=store, baseline_val_loss=baseline, weights=weights, scorer=scorer,
-                       validation_sets=validation_sets, held_out=held.records, warnings=held.warnings,
-                       final_stats=DatasetStats.from_dataset(dataset))
+                       validation_sets=validation_sets, held_out=held.records, warnings=held.warnings + probe_notes,
+                       final_stats=DatasetStats.from_dataset(dataset), dino_scorer=dino)
+    ctx.warnings += (dino_note,) if dino_note else ()
     ctx.drift_probe = study_drift_probe(space, components, dataset)  # the base model's predictions, once
-    if scorer is not None:
-        ctx.prompts = validation_prompts(dataset)
-        reference = clip_i_references(held.records, held.train_dataset)
-        ctx.clip_i_images = scorer.image_embeddings(load_reference_images(reference.records))
-        ctx.clip_i_reference = reference.source
-        ctx.warnings += (reference.note,) if reference.note else ()
-        study.set_user_attr("clip_i_reference", reference.source)
-        ctx.prompt_embeddings = scorer.text_embeddings([prompt for prompt, _ in ctx.prompts])
+    if scorer is not None or dino is not None:
+        embed_references(ctx, study, held, dataset)
     # dataset_stats: every image (what the dataset is, and the final run trains on); trained_dataset_stats:
     # the trials' share, without the held-out images
     for key, value in {"dataset_stats": ctx.final_stats.to_dict(), "trained_dataset_stats": stats.to_dict(),
                        "space": space.model_dump(mode="json"),
                        "model": components.name, "clip_model": scorer.name if scorer else None,
                        "clip_calibrated": scorer.calibrated if scorer else None,
+                       "dino_model": dino.name if dino else None,
                        "objective": describe_objective(weights), "environment": _environment(components),
                        "dataset": str(cfg.dataset)}.items():
         study.set_user_attr(key, value)
@@ -279,6 +243,7 @@ def run_study(cfg: StudyConfig, progress=None) -> StudyOutcome:
     """progress: None, or a callable(text, transient) for live status lines (lrfind.study.progress):
     transient ones (a running trial's step) are replaced by the next, the others are the study's."""
     check_output_places(cfg)
+    check_input_models(cfg)
     database = sqlite_path(cfg.storage_url())
     # A full disk under Optuna's sqlite file ("database or disk is full") names that file; trial
     # files name themselves (lrfind.atomic).
@@ -301,6 +266,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     if database is not None:
         database.opened()
     check_same_space(cfg, study, space)
+    check_same_dino(cfg, study)
     say = _announcer(progress)  # library code does not print: lines go to the caller's progress (the CLI prints)
     recovered = fail_dead_trials(study)
     if recovered:
@@ -380,4 +346,4 @@ def _scalar_value(trial, ctx) -> float | None:
     attrs = trial.user_attrs
     return objective_value(TrialScores(val_loss=attrs["val_loss"], baseline_val_loss=ctx.baseline_val_loss,
                                        drift=attrs.get("drift"), clip_i=attrs.get("clip_i"),
-                                       clip_t=attrs.get("clip_t")), ctx.weights)
+                                       clip_t=attrs.get("clip_t"), dino=attrs.get("dino")), ctx.weights)

@@ -33,7 +33,8 @@ Dimensions and their Optuna parameter names (stable: optuna-dashboard and the re
                                         factorisation).
 Sections: `[fixed]` (settings of every trial: lrfind train's run-wide options such as resolution,
 train_batch_size, enable_bucket, clip_skip, mixed_precision, plus the lr rules of FixedSettings), `[objective]` (weights of the scalar objective, the
-same names as lrfind.study.scoring.ObjectiveWeights: loss, drift, clip_i, clip_t) and `[budget]`.
+same names as lrfind.study.scoring.ObjectiveWeights: loss, drift, clip_i, clip_t, and dino, which has
+effect only with `lrfind study --dino DIR`) and `[budget]`.
 The dimensions' forms: lrfind.study.dimensions; one trial's point and how Optuna is asked for it:
 lrfind.study.trial_params; how a trial's parameters become training values: lrfind.study.trial_values.
 """
@@ -99,6 +100,7 @@ class ObjectiveSettings(StrictModel):
     drift: float = Field(1.0, ge=0, allow_inf_nan=False)
     clip_i: float = Field(0.5, ge=0, allow_inf_nan=False)
     clip_t: float = Field(0.25, ge=0, allow_inf_nan=False)
+    dino: float = Field(0.5, ge=0, allow_inf_nan=False)  # only with --dino; not one of the "some weight" three
 
     @model_validator(mode="after")
     def _some_weight(self) -> "ObjectiveSettings":

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from lrfind.errors import Interrupted, LrfindError
-from lrfind.study.preflight import check_output_places
+from lrfind.study.preflight import check_input_models, check_output_places
 from lrfind.study.runner import finished_trials
 from lrfind.study.storage import open_storage
 
@@ -209,6 +209,7 @@ def _raise_interrupt(signum, frame) -> None:
 def run_workers(cfg, on_event: Callable[[str], None] = lambda text: None) -> int:
     """Run cfg.worker_count local workers on one study; see the module doc."""
     check_output_places(cfg)
+    check_input_models(cfg)
     if cfg.storage_url().startswith("sqlite:///"):
         on_event(f"study {cfg.name} is in a sqlite file; several workers may wait on its lock. A new study "
                  "with --workers uses a journal file instead")

@@ -1,4 +1,4 @@
-"""LoCon (LyCORIS): lycoris.kohya algo=locon, preset full (+ conv_in/out and the time embedding).
+"""LoCon (LyCORIS): lycoris.kohya algo=locon, preset full (SD 1.x: + conv_in/out and the time embedding).
 
 The LyCORIS types share its module, builder, checker and how the algo is read. Without a space's
 conv_dim_fraction no conv_dim is passed (lycoris: conv_dim = dim, conv_alpha = alpha).
@@ -10,7 +10,7 @@ from lrfind.network.types.entry import A1111, COMFYUI, DIFFUSERS, NetworkTypeEnt
 
 NETWORK_MODULE = "lycoris.kohya"
 BUILDER = "lrfind.network.lycoris_net:attach_lycoris"
-ARGS_CHECKER = "lrfind.network.lycoris_net:check_lycoris_args"
+ARGS_CHECKER = "lrfind.network.lycoris_args:check_lycoris_args"
 KOHYA_NOTE = "LyCORIS: pip install lycoris-lora in kohya's environment"
 DEFAULT_ALGO = "locon"  # lycoris.kohya's algo when the args name none
 

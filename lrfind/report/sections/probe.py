@@ -1,4 +1,5 @@
-"""The probe section: probe.json's values, its d*lr curve (drawn by the probe page's own
+"""The probe section: probe.json's values, its held-out loss (lrfind.probe.page.held_out_summary,
+as on the probe page), its d*lr curve (drawn by the probe page's own
 lrfind.probe.page.probe_figure) with the plateau re-analysed, and the LR range test if it ran."""
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lrfind.jsonfiles import finite
-from lrfind.probe.page import _get_probe_plot_info, plot_text, probe_figure
+from lrfind.probe.held_out import PROBE_SPLIT_NOTE_ATTR
+from lrfind.probe.page import _get_probe_plot_info, held_out_summary, plot_text, probe_figure
 from lrfind.probe.plateau import PlateauResult, analyse_curve
 from lrfind.report.data import StudyData
 from lrfind.report.sections.common import TEMPLATE, Fragment, drawn, esc, kv_table, number_text, section
@@ -36,6 +38,9 @@ class ProbeInfo:
     status: Optional[str] = None
     plot: Optional[dict] = None  # lrfind.probe.page._get_probe_plot_info of the curve: the probe page's data
     range_test: Optional[RangeTestInfo] = None
+    # held_out_summary of probe.json's held_out: its text, and the held-out losses by step (None: none measured)
+    held_out: Optional[dict] = None
+    split_note: str = ""  # the study used a probe that held out other images than it does (lrfind.study.study_probe)
 
 
 def _plateau_for(probe: dict) -> PlateauResult:
@@ -66,12 +71,14 @@ def _get_probe_info(data: StudyData) -> ProbeInfo:
     probe = data.probe
     if not probe:
         return ProbeInfo(available=False, reason="no probe.json in the study folder and no probe in the study")
+    held_out = held_out_summary(probe.get("held_out"))
     return ProbeInfo(
         available=True, rows=tuple((k, number_text(probe[k])) for k in PROBE_ROWS if probe.get(k) is not None),
         advice=probe.get("advice", ""), status=probe.get("status"),
-        plot=(_get_probe_plot_info(probe["curve"], _plateau_for(probe), title="d*lr probe")
-              if probe.get("curve") else None),
-        range_test=_range_test_info(probe.get("range_test")))
+        plot=(_get_probe_plot_info(probe["curve"], _plateau_for(probe), title="d*lr probe",
+                                   held_out=probe.get("held_out")) if probe.get("curve") else None),
+        range_test=_range_test_info(probe.get("range_test")), held_out=held_out,
+        split_note=data.user_attrs.get(PROBE_SPLIT_NOTE_ATTR, ""))
 
 
 def range_test_figure(test: RangeTestInfo):
@@ -93,6 +100,10 @@ def probe_html(info: ProbeInfo) -> Fragment:
     if not info.available:
         return section("probe", "Probe (d*lr)", info.reason)
     parts = [kv_table(info.rows) + f"<p>{esc(info.advice)}</p>"]
+    if info.held_out:
+        parts.append(f"<p class=\"held-out\">{esc(info.held_out['text'])}</p>")
+    if info.split_note:
+        parts.append(f"<p class=\"note\">{esc(info.split_note)}</p>")
     if info.plot:
         parts.append(drawn("probe", probe_figure(info.plot, height=PROBE_FIGURE_HEIGHT)))
     if info.range_test:

@@ -10,7 +10,7 @@ from lrfind.report.sections.objectives import objective_names
 # head the samples section, CLIP calibration is in the warnings and the environment); metrics.json
 # keeps them.
 # the objective's weighted terms (lrfind.study.scoring.ObjectiveTerms), each its own column
-OBJECTIVE_TERMS = ("loss", "drift", "clip_i", "clip_t")
+OBJECTIVE_TERMS = ("loss", "drift", "clip_i", "clip_t", "dino")  # dino: a study with --dino
 TABLE_DROPPED_ATTRS = ("val_history", "train_values", "samples", "lrfind_worker", "sample_prompts", "sample_seeds",
                        "clip_calibrated")
 
@@ -31,7 +31,9 @@ def _get_trials_table_info(data: StudyData):
     if "user_attrs_objective_terms" in frame:  # {"loss", "drift", ...}: one column per weighted term
         terms = frame.pop("user_attrs_objective_terms")
         for name in OBJECTIVE_TERMS:
-            frame[f"term {name}"] = terms.map(lambda v, n=name: v.get(n) if isinstance(v, dict) else None)
+            column = terms.map(lambda v, n=name: v.get(n) if isinstance(v, dict) else None)
+            if column.notna().any():  # a term no trial has (dino without --dino) gets no empty column
+                frame[f"term {name}"] = column
     if "duration" in frame:
         frame["duration"] = frame["duration"].dt.total_seconds().round(1)
         frame = frame.rename(columns={"duration": "seconds (wall)"})
@@ -46,7 +48,7 @@ def _get_trials_table_info(data: StudyData):
     for column in frame.columns:  # lists/dicts left in user attrs: readable text, not repr soup
         if frame[column].map(lambda v: isinstance(v, (list, dict))).any():
             frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
-    first = ["number", "state", "value", *names, "val_loss", "val_loss_ratio", "drift", "clip_i", "clip_t",
+    first = ["number", "state", "value", *names, "val_loss", "val_loss_ratio", "drift", "clip_i", "clip_t", "dino",
              *[f"term {name}" for name in OBJECTIVE_TERMS], "diagnosis", "steps_done", "steps_planned"]
     order = [c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]
     return frame[order].reset_index(drop=True)
