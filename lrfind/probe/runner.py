@@ -140,7 +140,7 @@ def run_range_test(cfg: ProbeConfig, components, dataset, store, held_out=(),
 
     config = probe_train_config(cfg, optimizer=OptimizerConfig(type="AdamW", learning_rate=cfg.range_min_lr),
                                 max_train_steps=cfg.range_steps, validate_every_n_steps=cfg.range_eval_every)
-    with lora_run(config, components, dataset, store, held_out=held_out or None, validation_plan=plan) as parts:
+    with lora_run(config, components, dataset, store, held_out=held_out or None) as parts:
         _measure_baseline(parts, held_out, measured)
         parts.lr_scheduler = _NoSchedule()  # the sweep sets the lr itself
         sweep = _RangeSweep(parts, cfg)
