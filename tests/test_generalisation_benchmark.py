@@ -106,3 +106,9 @@ def test_verdict_on_disagreeing_runs(bench):
     assert bench.verdict(old, within, 0.01).startswith("disagreed, but test loss within the 1% noise (+0.45%)")
     assert better.test_ratio == pytest.approx(0.100 / 0.12)
     assert "drift +inf%" in bench.verdict(_outcome(bench, "old", 0.110, 0.0, epochs=16), better, 0.01)
+
+
+def test_curve_spread_of_the_last_epochs(bench):
+    rows = [{"epoch": 0, "test_loss": 5.0}] + [{"epoch": e, "test_loss": v} for e, v in enumerate([9, 9, 1, 3, 1, 3], 1)]
+    assert bench.curve_spread(rows, last=4) == pytest.approx(0.5)  # 1, 3, 1, 3: sd 1, mean 2; the base row is left out
+    assert bench.curve_spread(rows[:2]) == 0.0
