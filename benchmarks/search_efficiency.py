@@ -182,7 +182,10 @@ def run_grid(setup: Setup):
     from lrfind.study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = setup.config("grid", pruner="none", epoch_mode="sample")  # every point its own run
+    # every point its own run. pruner "median" only for the validation steps: without a pruner a
+    # trial validates at its last step alone (lrfind.study.pruning.used_validation_steps), and the
+    # rank diagnostic and the replay need each grid trial's curve; the grid's pruner prunes nothing.
+    cfg = setup.config("grid", pruner="median", epoch_mode="sample")
     space = runner._load_space(cfg)
     weights = runner.objective_weights(cfg, space)
     search_space = grid_space(space)
