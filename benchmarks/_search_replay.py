@@ -113,7 +113,9 @@ def replay(setup, ctx, rows, budget_steps: int, longest: int, seeds: int, stoppe
             stopper = stopper_class(budget_steps, longest)(10_000)
             study.optimize(make_objective(curves, values, ctx.space, counts, mode, twins), n_trials=10_000,
                            callbacks=[stopper])
-            done = [t.value for t in study.trials if t.value is not None]
+            # COMPLETE only: Optuna gives a pruned trial its last reported value, the loss term
+            # without drift, which is not an objective value
+            done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
             used = sum(t.user_attrs.get("steps_done", 0) for t in study.trials)
             out.setdefault(name, []).append((min(done) / grid_best - 1 if done else math.inf, len(study.trials), used))
     return out
