@@ -41,7 +41,7 @@ class Bench:
 
 
 def make_bench(scratch: Path, resolution: int, batch_size: int, model_seed: int = 0, model: str = "tiny") -> Bench:
-    """A built-in model (`tiny`: fixed seed; `tiny-pretrained`) and a copy of the shipped example dataset."""
+    """A built-in model (`tiny`, `tiny-sdxl`: fixed seed; `tiny-pretrained`) and a copy of the shipped example dataset."""
     import torch
 
     from lrfind.cache import TensorStore

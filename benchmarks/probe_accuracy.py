@@ -194,7 +194,7 @@ def _seeds_within(method: dict) -> int:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="tiny", choices=("tiny", "tiny-pretrained"), help="built-in base model")
+    p.add_argument("--model", default="tiny", choices=("tiny", "tiny-pretrained", "tiny-sdxl"), help="built-in base model")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--steps", type=int, default=200, help="AdamW steps per grid point")

@@ -207,7 +207,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--settings", type=parse_settings, default=parse_settings("8:8,8:2,32:32,4:1,32:8"),
                    help="dim:alpha,...; the first is the reference")
-    p.add_argument("--model", default="tiny", choices=("tiny", "tiny-pretrained"), help="built-in base model")
+    p.add_argument("--model", default="tiny", choices=("tiny", "tiny-pretrained", "tiny-sdxl"), help="built-in base model")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--steps", type=int, default=150)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,22 +22,15 @@ from lrfind.probe.config import ProbeConfig
 from lrfind.study.config import StudyConfig
 
 STUDY_NAME = "demo"
-# Prodigy's d leaves d0 on tiny-sdxl only after ~120 steps and is still rising at 400 (plain LoRA
-# learns little there: docs/models.md); on the SD 1.x tiny models 200 steps reach a plateau.
-PROBE_STEPS = {"tiny-sdxl": 400}
 
 
 class DemoConfig(StrictModel):
     out: Path = Path(".")
     trials: int = Field(6, ge=1)
-    probe_steps: Optional[int] = Field(None, ge=8)  # None: the model's (PROBE_STEPS)
+    probe_steps: int = Field(200, ge=8)  # the probe's own default, on every built-in
     progress: bool = False
     # the trained stand-in by default: its samples and X/Y grid show pictures, not noise
     model: Literal["tiny-pretrained", "tiny", "tiny-sdxl"] = "tiny-pretrained"
-
-    @property
-    def probe_steps_for_model(self) -> int:
-        return self.probe_steps if self.probe_steps is not None else PROBE_STEPS.get(self.model, 200)
 
 
 @dataclass
@@ -109,7 +102,7 @@ def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store):
 
     if (study_dir / "probe.json").is_file():
         print(f"[demo] reusing {study_dir / 'probe.json'}")
-    return api.probe(ProbeConfig(dataset=dataset, model=cfg.model, steps=cfg.probe_steps_for_model, resolution=64,
+    return api.probe(ProbeConfig(dataset=dataset, model=cfg.model, steps=cfg.probe_steps, resolution=64,
                                  batch_size=1, out=study_dir, progress=cfg.progress), reuse=True, store=store)
 
 

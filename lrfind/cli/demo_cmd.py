@@ -7,7 +7,7 @@ import argparse
 HELP = {
     "out": "folder for studies/demo/, studies/demo_dataset/ and reports/demo.html",
     "trials": "trials of the demo study",
-    "probe_steps": "steps of the demo's (Prodigy) probe (default 200; 400 on tiny-sdxl)",
+    "probe_steps": "steps of the demo's (Prodigy) probe",
     "progress": "show progress bars",
     "model": "built-in model: tiny-pretrained (trained on real photos; default), tiny (random init) or tiny-sdxl (SDXL, random init)",
 }

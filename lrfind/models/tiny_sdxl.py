@@ -1,7 +1,7 @@
 """The built-in `tiny-sdxl` model: the SDXL architecture in miniature, random init from a seed.
 
-What makes SDXL SDXL, kept at tiny widths: a U-Net whose first block has no attention and whose
-attention blocks stack `transformer_layers_per_block` transformers (1, 2 here; SDXL: 1, 2, 10),
+What makes SDXL SDXL, kept at tiny widths: attention blocks that stack
+`transformer_layers_per_block` transformers (1, 2 here; SDXL: 2, 10 in its two attention levels),
 linear proj_in/proj_out, the `text_time` added conditioning (six size/crop numbers embedded at
 `addition_time_embed_dim` each, plus the second encoder's pooled, projected output), cross-attention
 over both encoders' hidden states concatenated (32 + 64 = 96 wide; SDXL: 768 + 1280 = 2048); a
@@ -9,6 +9,16 @@ CLIPTextModel and a CLIPTextModelWithProjection (gelu, as OpenCLIP bigG) with th
 vocabulary; the tiny 8x VAE with SDXL's latent scale; SDXL's (= SD 1.5's) noise schedule.
 The two encoders differ in width on purpose: diffusers' single-file loader tells them apart by it,
 and a projection narrower than the encoder (48 < 64) makes a transposed `text_projection` show.
+
+One deliberate difference: SDXL's first, full-resolution level has no attention; tiny-sdxl's has.
+kohya's LoRA adapts only attention blocks (Transformer2DModel), and on a random-init model the loss
+is the per-pixel noise, which only full-resolution layers can predict: with SDXL's layout a LoRA
+could reach 4x4 features only, learned next to nothing (held-out loss 1.094 after 150 Prodigy
+steps) and Prodigy's d stayed at d0 for 120+ steps; with attention at full resolution the same probe
+plateaus by step ~80 (d*lr 0.012, loss 0.51), as on `tiny`. The same swap on `tiny` (attention
+moved to its lower level) stalls it the same way; refitting conv_out to predict the noise did not
+help (the low-resolution share stays tiny). A trained SDXL's full-resolution path already denoises,
+so its LoRA has that share to learn; a random tiny model has not. Measurements: docs/models.md.
 """
 
 from __future__ import annotations
@@ -39,8 +49,9 @@ TINY_SDXL_UNET_CONFIG = {
     "out_channels": 4,
     "block_out_channels": [32, 64],
     "layers_per_block": 2,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+    # attention at both levels (SDXL: none at the first): the module docstring says why
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
     "transformer_layers_per_block": [1, 2],
     "attention_head_dim": [2, 4],  # diffusers' SDXL config names the head counts so (SDXL: 5, 10, 20)
     "use_linear_projection": True,

@@ -11,6 +11,9 @@ grid best on `tiny-pretrained` (the stand-in with a real prior) for seeds 0..5 w
 0.85, 0.54, 0.70, 0.62 -> geometric mean 0.71: the folk recipe "plateau = AdamW lr" is close. On
 the random `tiny` (seeds 0..2: 0.94, 1.01, 1.27) the same factor lands 1.3-1.8x high, so every
 probe of both models is within x2. Round one's 2.46 was measured on the narrow 176-module network.
+SDXL keeps this factor: on `tiny-sdxl` (random, seed 0, `probe_accuracy.py --model tiny-sdxl`) the
+plateau is 1.35x the grid optimum, beside random `tiny`'s 0.94-1.27 (with the factor 1.9x high, tiny
+1.3-1.8x): no family difference beyond the seed-to-seed and random-vs-trained spread (docs/probe.md).
 """
 
 from lrfind.optimizers.entry import LrInputs, OptimizerEntry, OptimizerValues
