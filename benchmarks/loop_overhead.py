@@ -6,7 +6,7 @@ Both sides train the same LoRA (lrfind's `attach_network` through `lora_run`) on
 on CPU, on the same cached batch (one image of the shipped example dataset, its cached latent
 and cached text embedding):
 
-  bare  unet(noisy, t, embeddings) -> MSE -> backward -> AdamW step -> zero_grad, on tensors
+  bare  unet(noisy, t, **conditioning) -> MSE -> backward -> AdamW step -> zero_grad, on tensors
         prepared once (no noise drawing, no batching, no scheduler, no callbacks);
   loop  `run_loop(parts)`, the loop probe, trials and final runs use, with every item of the
         epoch being that same image: batching, noise, timesteps, add_noise, the text
@@ -39,7 +39,7 @@ def pick_item(items, resolution: int):
 
 
 def prepare_bare_batch(parts, item):
-    """noisy latents, timesteps, embeddings, target for one fixed batch, made once."""
+    """noisy latents, timesteps, the U-Net's conditioning kwargs, target for one fixed batch, made once."""
     import torch
 
     latents = parts.latents[(item.record.path, False)][None]
@@ -47,20 +47,21 @@ def prepare_bare_batch(parts, item):
     noise = torch.randn(latents.shape, generator=generator)
     timesteps = torch.tensor([500])
     noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
-    embeddings = parts.conditioner.encode([item.record.caption], as_written=True, device=parts.device)
-    return noisy, timesteps, embeddings, noise
+    # the U-Net's keyword arguments made once (encoder_hidden_states; SDXL's added conditioning too)
+    conditioning = parts.conditioner.encode([item.record.caption], as_written=True, device=parts.device)
+    return noisy, timesteps, conditioning.unet_kwargs(parts.dtype), noise
 
 
 def bare_block(unet, optimizer, batch, steps: int):
     """The minimum any LoRA training step must do; a StepTimer with each step's times."""
     import torch.nn.functional as F
 
-    noisy, timesteps, embeddings, target = batch
+    noisy, timesteps, unet_kwargs, target = batch
     unet.train()
     timer = _common.StepTimer()
     timer.start()
     for _ in range(steps):
-        pred = unet(noisy, timesteps, embeddings).sample
+        pred = unet(noisy, timesteps, **unet_kwargs).sample
         loss = F.mse_loss(pred.float(), target.float())
         loss.backward()
         optimizer.step()
