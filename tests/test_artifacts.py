@@ -143,7 +143,7 @@ def test_final_summary_round_trip(tmp_path):
     assert read_final_summary(path) == summary
     assert set(json.loads(path.read_text())) == {"schema_version", "output_name", "epochs", "suggested_epoch",
                                                  "suggested_file", "reason", "xy_grid", "xy_weights", "prompts",
-                                                 "clip_calibrated"}
+                                                 "clip_calibrated", "base_val_loss"}
 
 
 @pytest.mark.parametrize("broken, field", [

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lrfind.report.data import load_study_data
-from lrfind.report.sections.epoch_curves import _get_epoch_curves_info, epoch_curves_figure
+from lrfind.report.data import StudyData, load_study_data
+from lrfind.report.sections.epoch_curves import (_get_epoch_curves_info, _get_final_curves_info, epoch_curves_figure,
+                                                  final_curves_html)
 from lrfind.report.sections.trials_table import _get_trials_table_info
 from lrfind.study.diagnosis import diagnose_trial
 
@@ -99,3 +100,46 @@ def test_the_page_renders_without_a_recommendation(tmp_path):
 
     page, _ = render_page(gather_info(_study(tmp_path, [ONE_EPOCH], recommended=None)))
     assert "no recommendation yet" in page
+
+
+def _final(epochs: list[dict], base=None) -> StudyData:
+    final = {"output_name": "cat", "epochs": epochs, "suggested_epoch": 2, "suggested_file": "cat-000002.safetensors",
+             "reason": "", **({"base_val_loss": base} if base is not None else {})}
+    return StudyData(name="s", storage_url="", study_dir=Path("."), study=None, trials=[], directions=["minimize"],
+                     user_attrs={}, final=final)
+
+
+def _rows(held_out, train, drift):
+    return [{"epoch": e, "val_loss": v, "train_loss": t, "drift": d, "file": f"cat-{e:06d}.safetensors"}
+            for e, v, t, d in zip((1, 2, 3, 4), held_out, train, drift)]
+
+
+def test_the_final_runs_curves_are_diagnosed_against_its_base_model_loss():
+    """A final run with held-out images: training loss falls, held-out loss rises from epoch 3."""
+    info = _get_final_curves_info(_final(_rows((0.115, 0.110, 0.114, 0.118), (0.105, 0.098, 0.090, 0.082),
+                                               (0.004, 0.006, 0.009, 0.013)), base=BASE))
+    assert info.available and info.trial is None and info.epochs == [1, 2, 3, 4]
+    assert info.train_loss == [0.105, 0.098, 0.090, 0.082] and info.drift == [0.004, 0.006, 0.009, 0.013]
+    assert info.base_loss == BASE and info.kept_epoch == 2 and info.loss_label == "held-out loss"
+    assert info.verdict == "overfits" and info.overfit_from == 3
+    figure = epoch_curves_figure(info)
+    assert figure.layout.title.text == "Final run per epoch"
+    assert [trace.name for trace in figure.data] == ["training loss", "held-out loss", "drift"]
+    html = final_curves_html(info).html
+    assert 'id="final-curves"' in html and "overfits from epoch 3" in html
+
+
+def test_a_final_run_without_held_out_images_is_drawn_but_not_diagnosed():
+    info = _get_final_curves_info(_final(_rows((0.115, 0.110, 0.104, 0.098), (0.105, 0.098, 0.090, 0.082),
+                                               (None,) * 4)))
+    assert info.available and info.diagnosis is None and info.verdict is None and not info.drift
+    assert info.loss_label == "validation loss (training images)"
+    assert "No diagnosis" in final_curves_html(info).html
+
+
+def test_no_final_curve_before_a_final_run_or_with_one_epoch():
+    none = _get_final_curves_info(StudyData(name="s", storage_url="", study_dir=Path("."), study=None, trials=[],
+                                            directions=["minimize"], user_attrs={}))
+    assert not none.available and final_curves_html(none).html == ""
+    one = _get_final_curves_info(_final(_rows((0.11,), (0.1,), (0.004,)), base=BASE))
+    assert not one.available and "fewer than two" in one.reason

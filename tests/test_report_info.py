@@ -300,7 +300,7 @@ def test_user_text_is_escaped_and_plotly_inlined_once(finished, tmp_path):
 
     info = gather_info(finished)
     page, figures = render_page(info)
-    assert figures == 8
+    assert figures == 9  # eight study figures and the final run's curves (its fixture ran one)
     assert "<script>alert(1)" not in page and "alert(1)</script>" not in page
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5  # prompt, reason, folder, dataset, ...
     assert page.count(plotly.offline.get_plotlyjs()[:500]) == 1

@@ -19,6 +19,7 @@ class EpochRow(Part):
     val_loss: Optional[float] = None
     clip_i: Optional[float] = None
     drift: Optional[float] = None  # from the base model (lrfind.scoring.drift), with held-out images only
+    train_loss: Optional[float] = None  # the epoch's mean training loss (written since the report's final-run curves)
     file: str  # the epoch's LoRA file name
     samples: tuple[str, ...] = ()
 
@@ -35,6 +36,9 @@ class FinalSummary(Artifact):
     xy_weights: tuple[float, ...] = ()
     prompts: tuple[tuple[str, Optional[int]], ...] = Field(default_factory=tuple)  # (prompt, seed)
     clip_calibrated: Optional[bool] = None  # None: no CLIP
+    # the base model's loss on the held-out images (measured before the first step, with held-out
+    # images only): what the report's final-run diagnosis judges the curve against
+    base_val_loss: Optional[float] = None
 
 
 def read_final_summary(path: Path) -> FinalSummary:

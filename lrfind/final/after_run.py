@@ -11,6 +11,7 @@ from typing import Optional
 
 from lrfind.artifacts.final_summary import FinalSummary
 from lrfind.atomic import write_text
+from lrfind.final.epochs import BASE_RECORD
 from lrfind.final.xy_grid import save_xy_grid, suggest_epoch, xy_grid
 from lrfind.training.lora_files import lora_file_path
 
@@ -40,7 +41,8 @@ def finish_final_run(config, components, records: dict[int, dict], prompts, fina
     for epoch, path in files:
         record = records.get(epoch, {})
         rows.append({"epoch": epoch, "step": record.get("step"), "val_loss": record.get("val_loss"),
-                     "clip_i": record.get("clip_i"), "drift": record.get("drift"), "file": path.name,
+                     "clip_i": record.get("clip_i"), "drift": record.get("drift"),
+                     "train_loss": record.get("train_loss"), "file": path.name,
                      "samples": record.get("samples", [])})
     try:
         suggested, reason = suggest_epoch(rows)
@@ -55,6 +57,6 @@ def finish_final_run(config, components, records: dict[int, dict], prompts, fina
     summary = FinalSummary(output_name=config.output_name, epochs=rows, suggested_epoch=suggested,
                            suggested_file=dict((e, p.name) for e, p in files)[suggested], reason=reason,
                            xy_grid=grid, xy_weights=config.xy_grid_weights, prompts=prompts,
-                           clip_calibrated=clip_calibrated)
+                           clip_calibrated=clip_calibrated, base_val_loss=records.get(BASE_RECORD, {}).get("val_loss"))
     write_text(final_json_path(config), summary.to_json())
     return summary

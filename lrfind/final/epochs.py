@@ -21,6 +21,9 @@ from lrfind.network import generate_images
 from lrfind.scoring.prompts import FIRST_SEED, validation_prompts  # the same seeds as a study's prompts
 from lrfind.scoring.samples import clip_i_matrix, save_png
 
+# The records' row for "before the first step": the base model's held-out loss (a fresh LoRA changes
+# nothing), the line the report's final-run curve is judged against. No LoRA file has epoch 0.
+BASE_RECORD = 0
 _SEED_OPTION = re.compile(r"\s--d\s+(-?\d+)")
 
 
@@ -72,8 +75,9 @@ class EpochWatch:
     """Loop callback: per-epoch validation loss, and samples (+ CLIP-I) every n epochs."""
 
     def __init__(self, config, components, prompts, scorer=None, reference=None,
-                 last_epoch: int = 0, records: Optional[dict] = None, drift=None):
+                 last_epoch: int = 0, records: Optional[dict] = None, drift=None, base_loss=None):
         self.config, self.components, self.prompts = config, components, prompts
+        self.base_loss = base_loss  # () -> the validation loss now, before the first step; or None
         self.drift = drift  # () -> the LoRA's drift now (lrfind.scoring.drift.measure_drift), or None
         self.scorer, self.reference = scorer, reference  # reference: training-image embeddings
         self.every, self.last_epoch = config.sample_every_n_epochs, last_epoch
@@ -82,9 +86,13 @@ class EpochWatch:
     def sampled(self, epoch: int) -> bool:
         return bool(self.every) and (epoch % self.every == 0 or epoch == self.last_epoch)
 
+    def on_train_start(self, state) -> None:
+        if self.base_loss is not None and state.step == 0:
+            self.records[BASE_RECORD] = {"epoch": BASE_RECORD, "step": 0, "val_loss": finite(self.base_loss())}
+
     def on_epoch_end(self, state) -> None:
         row = {"epoch": state.epoch, "step": state.step, "val_loss": finite(state.val_loss),
-               "clip_i": None, "drift": finite(self.drift()) if self.drift is not None else None, "samples": []}
+               "train_loss": finite(state.average_loss), "clip_i": None, "drift": finite(self.drift()) if self.drift is not None else None, "samples": []}
         if self.sampled(state.epoch):
             row.update(self._samples(state.epoch))
         self.records[state.epoch] = row

@@ -98,6 +98,14 @@ def _drift_probe(config: TrainConfig, components, dataset):
                                  max_token_length=config.model.max_token_length, mixed_precision=config.mixed_precision)
 
 
+def _base_loss(parts):
+    """With held-out images: their loss before the first step (the LoRA is fresh, so the base
+    model's), which the report's final-run diagnosis measures the curve against; one validation pass."""
+    if parts.validation is None:
+        return None
+    return lambda: parts.validation.loss(parts.unet, parts.conditioner, parts.device, parts.dtype)
+
+
 def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None,
                callbacks: Sequence[Any] = ()) -> FinalRun:
     preflight(config)
@@ -117,7 +125,8 @@ def train_lora(config: TrainConfig, *, components=None, dataset=None, store=None
         check_output_space(config, parts.network.trainable_parameter_count(), epochs, len(prompts), GRID_PROMPTS)
         watch = EpochWatch(config, components, prompts, scorer, reference, last_epoch=epochs,
                            records=read_records(config, state.epoch) if state else None,
-                           drift=(lambda: measure_drift(drift_probe, parts)) if drift_probe else None)
+                           drift=(lambda: measure_drift(drift_probe, parts)) if drift_probe else None,
+                           base_loss=_base_loss(parts) if drift_probe else None)
         files = _RunFiles(config, parts, dataset, components, started)
         # Order matters at an epoch end: LoRA file (the final one at the last epoch), then records,
         # then the state that says "done": a full disk stops the run with every LoRA file complete.

@@ -19,7 +19,7 @@ from lrfind.report.sections.dim_alpha import dim_alpha_html
 from lrfind.report.sections.environment import environment_html
 from lrfind.report.sections.history import history_html
 from lrfind.report.sections.importance import importance_html
-from lrfind.report.sections.epoch_curves import epoch_curves_html
+from lrfind.report.sections.epoch_curves import epoch_curves_html, final_curves_html
 from lrfind.report.sections.intermediate import intermediate_html
 from lrfind.report.sections.parallel import parallel_html
 from lrfind.report.sections.pareto import pareto_html
@@ -77,7 +77,8 @@ document.querySelectorAll('table.sortable').forEach(function(table){
 def _sections(info: ReportInfo) -> list[Fragment]:
     """The page's sections, in order (an empty fragment: a section with nothing to show)."""
     return [status_html(info.title, info.status), warnings_html(info.warnings),
-            recommendation_html(info.recommendation), epoch_curves_html(info.epoch_curves), probe_html(info.probe),
+            recommendation_html(info.recommendation), epoch_curves_html(info.epoch_curves),
+            final_curves_html(info.final_curves), probe_html(info.probe),
             history_html(info.history),
             importance_html(info.importance), parallel_html(info.parallel), dim_alpha_html(info.dim_alpha),
             intermediate_html(info.intermediate), pareto_html(info.pareto), samples_html(info.samples),

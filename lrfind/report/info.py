@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lrfind.report.data import StudyData
 from lrfind.report.sections.dim_alpha import DimAlphaInfo, _get_dim_alpha_info
-from lrfind.report.sections.epoch_curves import EpochCurvesInfo, _get_epoch_curves_info
+from lrfind.report.sections.epoch_curves import EpochCurvesInfo, _get_epoch_curves_info, _get_final_curves_info
 from lrfind.report.sections.environment import EnvironmentInfo, _get_environment_info
 from lrfind.report.sections.history import HistoryInfo, _get_history_info
 from lrfind.report.sections.importance import ImportanceInfo, _get_importance_info
@@ -39,6 +39,7 @@ class ReportInfo:
     warnings: list[ReportWarning]
     recommendation: RecommendationInfo
     epoch_curves: EpochCurvesInfo
+    final_curves: EpochCurvesInfo
     probe: ProbeInfo
     history: HistoryInfo
     importance: ImportanceInfo
@@ -62,6 +63,7 @@ def gather_info(data: StudyData) -> ReportInfo:
         warnings=_get_warnings_info(data) + unreadable_image_warnings(images),
         recommendation=_get_recommendation_info(data),
         epoch_curves=_get_epoch_curves_info(data),
+        final_curves=_get_final_curves_info(data),
         probe=_get_probe_info(data),
         history=_get_history_info(data),
         importance=_get_importance_info(data),

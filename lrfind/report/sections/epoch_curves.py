@@ -1,11 +1,16 @@
-"""The recommended trial per epoch: training vs held-out loss, and drift from the base model, with
-where the diagnosis (lrfind.study.diagnosis) says overfitting begins.
+"""The recommended trial and the final run per epoch: training vs held-out loss, and drift from the
+base model, with where the diagnosis (lrfind.study.diagnosis) says overfitting begins.
 
 A swept trial (lrfind.study.epoch_sweep) measured every epoch count it stands for: its held-out
 loss (`epoch_val_losses`), mean training loss (`epoch_train_losses`) and drift (`epoch_drifts`).
 A training loss below a rising held-out loss is memorising; a drift that keeps growing while the
 held-out loss does not improve changes the base model for nothing. The dashed line is the base
 model's held-out loss: a LoRA above it draws held-out images worse than not training at all.
+
+The final run (NAME_final.json) has the same curves when it held images out (`lrfind train
+--validation-split`): its held-out loss and drift per saved epoch, its mean training loss per epoch
+and the base model's held-out loss before its first step. Without held-out images its validation
+loss is on the training images, so it is drawn but not diagnosed (it measures memorising).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Optional
 from lrfind.jsonfiles import finite
 from lrfind.report.data import StudyData
 from lrfind.report.sections.common import TEMPLATE, Fragment, drawn, section
-from lrfind.study.diagnosis import diagnose_trial
+from lrfind.study.diagnosis import EpochCurves, diagnose, diagnose_trial
 from lrfind.study.epoch_sweep import EPOCH_DRIFTS_ATTR, EPOCH_LOSSES_ATTR, EPOCH_TRAIN_LOSSES_ATTR
 
 OVERFIT_COLOUR = "#d62728"
@@ -36,6 +41,8 @@ class EpochCurvesInfo:
     verdict: Optional[str] = None  # underfits / fits / overfits / burned
     overfit_from: Optional[int] = None  # the first epoch the diagnosis sees overfitting (or burning)
     diagnosis: Optional[str] = None  # the diagnosis in words
+    title: str = ""  # the figure's title: "Trial N per epoch" or "Final run per epoch"
+    loss_label: str = "held-out loss"  # the final run without held-out images: its training images' loss
 
 
 def _recommended_trial(data: StudyData):
@@ -72,12 +79,39 @@ def _get_epoch_curves_info(data: StudyData) -> EpochCurvesInfo:
     epochs = sorted(int(e) for e in losses)
     found = diagnose_trial(attrs)
     return EpochCurvesInfo(
-        True, trial=trial.number, epochs=epochs, train_loss=_curve(attrs.get(EPOCH_TRAIN_LOSSES_ATTR), epochs),
+        True, trial=trial.number, title=f"Trial {trial.number} per epoch", epochs=epochs, train_loss=_curve(attrs.get(EPOCH_TRAIN_LOSSES_ATTR), epochs),
         held_out_loss=_curve(losses, epochs), drift=_curve(attrs.get(EPOCH_DRIFTS_ATTR), epochs),
         base_loss=_base_loss(data, attrs), kept_epoch=attrs.get("best_epoch"),
         verdict=found.verdict if found else None,
         overfit_from=found.from_epoch if found and found.verdict in ("overfits", "burned") else None,
         diagnosis=found.text if found else attrs.get("diagnosis"))
+
+
+def _get_final_curves_info(data: StudyData) -> EpochCurvesInfo:
+    """The final run's curves from NAME_final.json (read as a dict by report.data)."""
+    final = data.final or {}
+    rows = sorted((r for r in final.get("epochs", ()) if finite(r.get("val_loss")) is not None),
+                  key=lambda r: r["epoch"])
+    if len(rows) < 2:
+        return EpochCurvesInfo(False, reason="no final run with two or more validated epochs yet"
+                               if not final else "the final run has fewer than two validated epochs: no curve")
+    epochs = [int(r["epoch"]) for r in rows]
+
+    def column(key: str) -> list[Optional[float]]:
+        values = [finite(r.get(key)) for r in rows]
+        return values if all(v is not None for v in values) else []
+
+    held_out, drift, base = column("val_loss"), column("drift"), finite(final.get("base_val_loss"))
+    found = None
+    if drift and base is not None:  # drift and the base loss are measured only with held-out images
+        found = diagnose(EpochCurves(epochs=tuple(epochs), held_out_loss=tuple(held_out), base_loss=base,
+                                     train_loss=tuple(column("train_loss")), drift=tuple(drift)))
+    return EpochCurvesInfo(
+        True, epochs=epochs, train_loss=column("train_loss"), held_out_loss=held_out, drift=drift, base_loss=base,
+        kept_epoch=final.get("suggested_epoch"), verdict=found.verdict if found else None,
+        overfit_from=found.from_epoch if found and found.verdict in ("overfits", "burned") else None,
+        diagnosis=found.text if found else None, title="Final run per epoch",
+        loss_label="held-out loss" if found else "validation loss (training images)")
 
 
 def epoch_curves_figure(info: EpochCurvesInfo):
@@ -91,7 +125,7 @@ def epoch_curves_figure(info: EpochCurvesInfo):
     if info.train_loss:
         figure.add_trace(go.Scatter(x=info.epochs, y=info.train_loss, mode="lines+markers", name="training loss"),
                          row=1, col=1)
-    figure.add_trace(go.Scatter(x=info.epochs, y=info.held_out_loss, mode="lines+markers", name="held-out loss"),
+    figure.add_trace(go.Scatter(x=info.epochs, y=info.held_out_loss, mode="lines+markers", name=info.loss_label),
                      row=1, col=1)
     if info.base_loss is not None:
         figure.add_hline(y=info.base_loss, line={"dash": "dash", "color": "#888888"}, row=1, col=1,
@@ -104,13 +138,20 @@ def epoch_curves_figure(info: EpochCurvesInfo):
                          annotation_text=f"{info.verdict} from epoch {info.overfit_from}")
     figure.update_yaxes(title_text="loss", row=1, col=1)
     figure.update_xaxes(title_text="epochs", row=rows, col=1)
-    figure.update_layout(title=f"Trial {info.trial} per epoch", template=TEMPLATE, height=520 if rows == 2 else 380)
+    figure.update_layout(title=info.title, template=TEMPLATE, height=520 if rows == 2 else 380)
     return figure
 
 
 def _caption(info: EpochCurvesInfo) -> str:
     if not info.available:
         return info.reason + "."
+    if info.trial is None:  # the final run
+        suggested = f" It suggests epoch {info.kept_epoch}." if info.kept_epoch is not None else ""
+        if info.diagnosis is None:
+            return (f"The final run: training loss and {info.loss_label} per epoch.{suggested} No diagnosis: "
+                    "it held no images out (lrfind train --validation-split measures held-out loss and drift).")
+        return (f"The final run: training and held-out loss per epoch (dashed: the base model's held-out loss "
+                f"before its first step) and drift from the base model.{suggested} Diagnosis: {info.diagnosis}")
     kept = f" It keeps epoch {info.kept_epoch}." if info.kept_epoch is not None else ""
     return (f"The recommended trial {info.trial}: training and held-out loss per epoch (dashed: the base "
             f"model's held-out loss) and drift from the base model.{kept} "
@@ -120,3 +161,10 @@ def _caption(info: EpochCurvesInfo) -> str:
 def epoch_curves_html(info: EpochCurvesInfo) -> Fragment:
     return section("epoch-curves", "Training vs held-out loss, and drift, per epoch", _caption(info),
                    drawn("epoch-curves", epoch_curves_figure(info)))
+
+
+def final_curves_html(info: EpochCurvesInfo) -> Fragment:
+    if not info.available:
+        return Fragment("")
+    return section("final-curves", "The final run per epoch", _caption(info),
+                   drawn("final-curves", epoch_curves_figure(info)))
