@@ -75,6 +75,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     result.outputs.append(("probe page (d*lr curve)", study_dir / "probe.html"))
     print(f"[demo] probe: unet_lr {report.unet_lr} ({report.status}, confidence {report.confidence})")
     outcome = steps.run(f"study ({cfg.trials} trials, Optuna + pruning)", _study, cfg, dataset, study_dir)
+    for warning in outcome.warnings:  # what the study could not do (e.g. hold a small folder's images out)
+        print(f"[demo] warning: {warning}")
     print(f"[demo] {outcome.recommendation.summary}")
     result.outputs.append(("study database (optuna-dashboard opens it)", study_dir.parent / f"{STUDY_NAME}.db"))
     result.outputs.append(("recommendation", study_dir / "recommendation.json"))

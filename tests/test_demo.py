@@ -17,6 +17,8 @@ def test_demo_runs_every_step_and_says_where_outputs_are(tmp_path, capsys):
     assert rc == 0, out
     match = re.search(r"lrfind demo finished in (\d+) s \(probe \d+ s, study \d+ s, report \d+ s, final run", out)
     assert match, out
+    # the study's warnings reach the user: the cup folder's 2 photos are too few to hold one out
+    assert "[demo] warning: concept folder 5_lrfcup cup has 2 image(s)" in out, out
     with capsys.disabled():  # the demo's time in CI's log, even under pytest -q
         print(f"\n[lrfind demo took {match.group(1)} s]", flush=True)
     study = tmp_path / "studies" / "demo"
