@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from lrfind.data.images import to_rgb
 from lrfind.errors import ModelError
 from lrfind.models.builtin import is_builtin
 from lrfind.models.loading import offline_hub
 from lrfind.models.tokenizer import clean_prompt, get_clip_tokenizer
+from lrfind.scoring.image_embeddings import EMBEDDING_BATCH, embed_images, normalised
 
 TINY_CLIP_NAME = "tiny-random-clip"
 TINY_CLIP_IMAGE_SIZE = 64
-EMBEDDING_BATCH = 16  # images / texts per forward pass: memory stays flat for any count
 
 # Text side as the tiny SD text encoder (real vocabulary, 77 positions); vision side 64 px in
 # 16 px patches (a 4x4 grid), the smallest shape that still looks at the whole sample.
@@ -86,19 +85,11 @@ class ClipScorer:
 
     def image_embeddings(self, images: Sequence) -> "torch.Tensor":  # noqa: F821
         """[N, D] float32 on the CPU, unit length, one row per PIL image (any size or mode)."""
-        import torch
-
-        rows = []
-        with torch.no_grad():
-            for start in range(0, len(images), EMBEDDING_BATCH):
-                batch = [to_rgb(image) for image in images[start:start + EMBEDDING_BATCH]]
-                pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
-                pixels = pixels.to(self.device, self.model.dtype)
-                # The submodules directly: get_image_features returns a tensor in transformers 4
-                # and an output object in 5.
-                pooled = self.model.vision_model(pixel_values=pixels).pooler_output
-                rows.append(self.model.visual_projection(pooled).float().cpu())
-        return _normalised(rows, self.embedding_dim)
+        # The submodules directly: get_image_features returns a tensor in transformers 4 and an
+        # output object in 5.
+        return embed_images(images, self.image_processor,
+                            lambda pixels: self.model.visual_projection(self.model.vision_model(pixel_values=pixels).pooler_output),
+                            device=self.device, dtype=self.model.dtype, dim=self.embedding_dim)
 
     def text_embeddings(self, texts: Sequence[str]) -> "torch.Tensor":  # noqa: F821
         """[N, D] float32 on the CPU, unit length; texts longer than CLIP's context are cut."""
@@ -116,15 +107,7 @@ class ClipScorer:
                     attention_mask=tokens["attention_mask"].to(self.device),
                 ).pooler_output
                 rows.append(self.model.text_projection(pooled).float().cpu())
-        return _normalised(rows, self.embedding_dim)
-
-
-def _normalised(rows: list, dim: int):
-    import torch
-
-    if not rows:
-        return torch.zeros(0, dim)
-    return torch.nn.functional.normalize(torch.cat(rows), dim=-1)
+        return normalised(rows, self.embedding_dim)
 
 
 def tiny_clip_scorer(seed: int = 0) -> ClipScorer:

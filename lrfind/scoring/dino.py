@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from lrfind.data.images import to_rgb
 from lrfind.errors import ModelError
 from lrfind.models.loading import _no_progress_bar, offline_hub  # the bar: transformers' "Loading weights"
+from lrfind.scoring.image_embeddings import embed_images
 
-EMBEDDING_BATCH = 16  # images per forward pass: memory stays flat for any count
 # model_type in config.json -> the transformers class that loads it (without a classifier head)
 DINO_MODEL_CLASSES = {"vit": "ViTModel", "dinov2": "Dinov2Model", "dinov2_with_registers": "Dinov2WithRegistersModel"}
 # image_processor_type in preprocessor_config.json -> its PIL-backend class (a "Fast" suffix is dropped;
@@ -58,18 +57,9 @@ class DinoScorer:
 
     def image_embeddings(self, images: Sequence) -> "torch.Tensor":  # noqa: F821
         """[N, D] float32 on the CPU, unit length: the CLS token of each PIL image (any size or mode)."""
-        import torch
-
-        rows = []
-        with torch.no_grad():
-            for start in range(0, len(images), EMBEDDING_BATCH):
-                batch = [to_rgb(image) for image in images[start:start + EMBEDDING_BATCH]]
-                pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
-                hidden = self.model(pixel_values=pixels.to(self.device, self.model.dtype)).last_hidden_state
-                rows.append(hidden[:, 0].float().cpu())
-        if not rows:
-            return torch.zeros(0, self.embedding_dim)
-        return torch.nn.functional.normalize(torch.cat(rows), dim=-1)
+        return embed_images(images, self.image_processor,
+                            lambda pixels: self.model(pixel_values=pixels).last_hidden_state[:, 0],
+                            device=self.device, dtype=self.model.dtype, dim=self.embedding_dim)
 
 
 def dino_similarity(sample_embeddings, reference_embeddings) -> float:
