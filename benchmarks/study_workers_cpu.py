@@ -33,10 +33,12 @@ from _common import REPO_ROOT, example_dataset  # noqa: E402  (sets the offline 
 
 
 def run_probe(dataset: Path, out: Path) -> Path:
+    from lrfind.config import DatasetConfig
     from lrfind.probe.config import ProbeConfig
     from lrfind.probe.probe import run_probe as probe
 
-    probe(ProbeConfig(dataset=dataset, resolution=64, steps=40, batch_size=1, out=out, progress=False))
+    probe(ProbeConfig(dataset=DatasetConfig(train_dir=dataset, resolution=64, batch_size=1), steps=40, out=out,
+                      progress=False))
     return out / "probe.json"
 
 

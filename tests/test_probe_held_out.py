@@ -19,8 +19,8 @@ from test_holdout_study import _BatchSpy, _scan, _ValidationSpy
 def _probe(example_dataset, out, tiny, feature_store, **overrides):
     from lrfind.probe.probe import run_probe
 
-    values = dict(dataset=example_dataset, model="tiny", resolution=64, steps=24, batch_size=2, out=out,
-                  progress=False)
+    values = dict(dataset={"train_dir": example_dataset, "resolution": 64, "batch_size": 2}, model={"model": "tiny"},
+                  steps=24, out=out, progress=False)
     return run_probe(ProbeConfig(**{**values, **overrides}), components=tiny, store=feature_store)
 
 

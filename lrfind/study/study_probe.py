@@ -10,6 +10,7 @@ may have made on purpose (from a kohya log, or with other steps).
 from __future__ import annotations
 
 from lrfind.artifacts.probe_report import ProbeReport
+from lrfind.config import DatasetConfig, ModelConfig
 from lrfind.errors import LrfindError
 from lrfind.probe.config import ProbeConfig
 from lrfind.probe.held_out import PROBE_SPLIT_NOTE_ATTR, reused_split_note
@@ -28,10 +29,10 @@ def ensure_probe(cfg: StudyConfig, study, loaded, space_fixed: dict) -> tuple[Pr
         return ProbeReport.from_dict(study.user_attrs["probe"], f"study {cfg.name} (its probe attribute)"), \
             (note,) if note else ()
     path = cfg.out_dir() / "probe.json"
-    probe_cfg = ProbeConfig(dataset=cfg.dataset, model=cfg.model, allow_pickle=cfg.allow_pickle,
-                            steps=cfg.probe_steps, resolution=space_fixed["resolution"],
-                            batch_size=space_fixed["batch_size"], caption_extension=cfg.caption_extension,
-                            seed=cfg.seed, out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress,
+    probe_dataset = DatasetConfig(train_dir=cfg.dataset, caption_extension=cfg.caption_extension,
+                                  resolution=space_fixed["resolution"], batch_size=space_fixed["batch_size"])
+    probe_cfg = ProbeConfig(dataset=probe_dataset, model=ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle),
+                            steps=cfg.probe_steps, seed=cfg.seed, out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress,
                             validation_split=cfg.validation_split, validation_min_images=cfg.validation_min_images,
                             validation_dir=cfg.validation_dir)
     report = reuse_or_run_probe(probe_cfg, components=components, dataset=dataset, store=store, held_out=held)
