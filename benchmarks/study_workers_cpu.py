@@ -57,7 +57,7 @@ def one_study(dataset: Path, root: Path, name: str, probe: Path, workers: int, a
     started = time.monotonic()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.monotonic() - started
-    cfg = StudyConfig(dataset=dataset, name=name, out=out, workers=workers)
+    cfg = StudyConfig(dataset={"train_dir": dataset}, name=name, out=out, workers=workers)
     from lrfind.study.storage import open_storage
 
     study = optuna.load_study(study_name=name, storage=open_storage(cfg.storage_url(), 30, 120))

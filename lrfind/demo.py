@@ -110,7 +110,8 @@ def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store):
 def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
     from lrfind import api
 
-    return api.study(StudyConfig(dataset=dataset, name=STUDY_NAME, model=cfg.model, space="tiny",
+    return api.study(StudyConfig(dataset=DatasetConfig(train_dir=dataset), name=STUDY_NAME,
+                                 model=ModelConfig(model=cfg.model), space="tiny",
                                  n_trials=cfg.trials, out=study_dir, progress=cfg.progress))
 
 

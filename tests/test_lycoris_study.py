@@ -42,7 +42,8 @@ def test_study_over_network_types_recommends_a_run_that_trains_and_exports(
                           progress=False),
               components=tiny, store=feature_store)
     (tmp_path / "space.toml").write_text(SPACE)
-    cfg = StudyConfig(dataset=example_dataset, name="types", space=str(tmp_path / "space.toml"), n_trials=4,
+    cfg = StudyConfig(dataset={"train_dir": example_dataset}, name="types", space=str(tmp_path / "space.toml"),
+                      n_trials=4,
                       out=out, progress=False, heartbeat_interval=1, grace_period=2, sampler="tpe")
     run_study(cfg)
     rec = json.loads((out / "recommendation.json").read_text())

@@ -97,7 +97,7 @@ def test_cpu_threads_are_shared_out_between_workers(workers, omp, cores, expecte
 
 
 def test_default_storage_is_a_journal_for_several_workers_and_sqlite_for_one(tmp_path):
-    base = dict(dataset=tmp_path, name="s", out=tmp_path / "studies" / "s")
+    base = dict(dataset={"train_dir": tmp_path}, name="s", out=tmp_path / "studies" / "s")
     assert StudyConfig(**base).storage_url().startswith("sqlite:///")
     assert StudyConfig(**base, workers=2).storage_url() == f"journal:///{tmp_path}/studies/s.journal"
     assert StudyConfig(**base, devices="0,1").worker_count == 2

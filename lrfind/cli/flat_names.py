@@ -45,10 +45,11 @@ def flat_fields(model: type[BaseModel], table: FlatTable) -> dict[str, FieldInfo
 
 
 def nest(flat: Mapping[str, Any], table: FlatTable) -> dict[str, Any]:
-    """Flat values (keys of the table) -> the config's nested values."""
+    """Flat values (keys of the table) -> the config's nested values; a key not in the table stays
+    at the top, for the config to refuse by name (a TOML's typo)."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
-        *parts, name = table[key]
+        *parts, name = table.get(key, (key,))
         target = nested
         for part in parts:
             target = target.setdefault(part, {})

@@ -10,7 +10,6 @@ may have made on purpose (from a kohya log, or with other steps).
 from __future__ import annotations
 
 from lrfind.artifacts.probe_report import ProbeReport
-from lrfind.config import DatasetConfig, ModelConfig
 from lrfind.errors import LrfindError
 from lrfind.probe.config import ProbeConfig
 from lrfind.probe.held_out import PROBE_SPLIT_NOTE_ATTR, reused_split_note
@@ -29,10 +28,10 @@ def ensure_probe(cfg: StudyConfig, study, loaded, space_fixed: dict) -> tuple[Pr
         return ProbeReport.from_dict(study.user_attrs["probe"], f"study {cfg.name} (its probe attribute)"), \
             (note,) if note else ()
     path = cfg.out_dir() / "probe.json"
-    probe_dataset = DatasetConfig(train_dir=cfg.dataset, caption_extension=cfg.caption_extension,
-                                  resolution=space_fixed["resolution"], batch_size=space_fixed["batch_size"])
-    probe_cfg = ProbeConfig(dataset=probe_dataset, model=ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle),
-                            steps=cfg.probe_steps, seed=cfg.seed, out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress,
+    # the study's own parts; the space fixes the resolution and batch size the trials train at
+    probe_dataset = cfg.dataset.model_copy(update={k: space_fixed[k] for k in ("resolution", "batch_size")})
+    probe_cfg = ProbeConfig(dataset=probe_dataset, model=cfg.model, steps=cfg.probe_steps, seed=cfg.seed,
+                            out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress,
                             validation_split=cfg.validation_split, validation_min_images=cfg.validation_min_images,
                             validation_dir=cfg.validation_dir)
     report = reuse_or_run_probe(probe_cfg, components=components, dataset=dataset, store=store, held_out=held)
