@@ -270,7 +270,8 @@ class Bench:
         space.write_text(SPACE_TOML.format(lr_low=lr_low, lr_high=lr_high, epochs=args.epochs, budget=budget,
                                            drift=0.0 if objective == "old" else 1.0), encoding="utf-8")
         name = f"{objective}-s{seed}"
-        cfg = StudyConfig(dataset=self.dataset, name=name, model="tiny-pretrained", space=str(space), score="loss",
+        cfg = StudyConfig(dataset={"train_dir": self.dataset}, name=name, model={"model": "tiny-pretrained"},
+                          space=str(space), score="loss",
                           n_trials=args.n_trials, seed=seed, sampler_seed=seed, progress=False,
                           validation_split=0.0 if objective == "old" else VALIDATION_SPLIT,
                           out=self.scratch / "studies" / name, cache_dir=self.scratch / "cache")
@@ -307,7 +308,7 @@ class Bench:
         """The recommended full run (all dataset images), test-set figures at each epoch end."""
         from lrfind.api import train, train_config_from_study
 
-        config = train_config_from_study(cfg.name, study_dir=cfg.out_dir(), train_data_dir=cfg.dataset,
+        config = train_config_from_study(cfg.name, study_dir=cfg.out_dir(), train_data_dir=cfg.dataset.train_dir,
                                          cache_dir=cfg.cache_dir, progress=False,
                                          save_state=False, xy_grid=False, save_every_n_epochs=None,
                                          sample_every_n_epochs=None, logging_dir=None)

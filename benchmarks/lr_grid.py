@@ -128,13 +128,16 @@ def grid_best(lrs: Sequence[float], losses: Sequence[float]) -> GridBest:
 def run_probe_on(bench: Bench, optimizer: str, seed: int, dim: int = 8, alpha: float = 8.0,
                  method: str = "dadaptation", steps: int | None = None) -> dict:
     """lrfind's probe (as `lrfind probe` runs it) on the bench's data: its probe.json report, as the file's dict."""
+    from lrfind.config import DatasetConfig
+    from lrfind.network.config import NetworkConfig
     from lrfind.probe.config import ProbeConfig
     from lrfind.probe.probe import run_probe
 
     extra = {"steps": steps} if steps else {}
     out = bench.scratch / f"probe_{method}_{optimizer}_d{dim}_a{alpha:g}_s{seed}"
-    cfg = ProbeConfig(dataset=bench.dataset_dir, optimizer=optimizer, method=method, network_dim=dim,
-                      network_alpha=alpha, resolution=bench.resolution, batch_size=bench.batch_size,
+    cfg = ProbeConfig(dataset=DatasetConfig(train_dir=bench.dataset_dir, resolution=bench.resolution,
+                                            batch_size=bench.batch_size),
+                      optimizer=optimizer, method=method, network=NetworkConfig(dim=dim, alpha=alpha),
                       seed=seed, out=out, progress=False, **extra)
     start = time.perf_counter()
     report = run_probe(cfg, components=bench.components, dataset=bench.dataset, store=bench.store)

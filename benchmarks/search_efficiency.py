@@ -153,7 +153,7 @@ class Setup:
     def config(self, name: str, **overrides):
         from lrfind.study.config import StudyConfig
 
-        values = dict(dataset=self.dataset, name=name, space=str(self.space_path), score="loss",
+        values = dict(dataset={"train_dir": self.dataset}, name=name, space=str(self.space_path), score="loss",
                       out=self.scratch / "studies" / name, cache_dir=self.scratch / "cache", progress=False,
                       n_trials=10_000)
         values.update(overrides)

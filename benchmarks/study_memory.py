@@ -111,7 +111,8 @@ def run(args, scratch: Path) -> MemoryLog:
     dataset = _common.example_dataset(scratch)
     components = loading.load_components(ModelConfig(model=args.model))
     loading.load_components = lambda cfg, dtype=None: components  # keep a handle on the shared model
-    cfg = StudyConfig(dataset=dataset, name="memory", space="tiny", n_trials=args.trials, trial_budget=args.trial_budget,
+    cfg = StudyConfig(dataset={"train_dir": dataset}, name="memory", space="tiny", n_trials=args.trials,
+                      trial_budget=args.trial_budget,
                       score=args.score, pruner=args.pruner, sampler=args.sampler, out=scratch / "studies" / "memory",
                       cache_dir=scratch / "cache", progress=False, probe_steps=40,
                       # per-trial seeds: every trial trains (with one seed for all, the tiny space's

@@ -45,7 +45,8 @@ def worker_main(args) -> None:
     import lrfind.study.study_end as study_end
     from lrfind.study.config import StudyConfig
 
-    cfg = StudyConfig(dataset=args.dataset, name=args.name, storage=args.storage, space=SPACE, score=SCORE,
+    cfg = StudyConfig(dataset={"train_dir": args.dataset}, name=args.name, storage=args.storage, space=SPACE,
+                      score=SCORE,
                       pruner=PRUNER, n_trials=args.n_trials, trial_budget=args.trial_budget, out=args.out,
                       progress=False)
     seen, real_optimize = {}, study_end.optimize_surviving

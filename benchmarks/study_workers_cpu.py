@@ -33,10 +33,12 @@ from _common import REPO_ROOT, example_dataset  # noqa: E402  (sets the offline 
 
 
 def run_probe(dataset: Path, out: Path) -> Path:
+    from lrfind.config import DatasetConfig
     from lrfind.probe.config import ProbeConfig
     from lrfind.probe.probe import run_probe as probe
 
-    probe(ProbeConfig(dataset=dataset, resolution=64, steps=40, batch_size=1, out=out, progress=False))
+    probe(ProbeConfig(dataset=DatasetConfig(train_dir=dataset, resolution=64, batch_size=1), steps=40, out=out,
+                      progress=False))
     return out / "probe.json"
 
 
@@ -55,7 +57,7 @@ def one_study(dataset: Path, root: Path, name: str, probe: Path, workers: int, a
     started = time.monotonic()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.monotonic() - started
-    cfg = StudyConfig(dataset=dataset, name=name, out=out, workers=workers)
+    cfg = StudyConfig(dataset={"train_dir": dataset}, name=name, out=out, workers=workers)
     from lrfind.study.storage import open_storage
 
     study = optuna.load_study(study_name=name, storage=open_storage(cfg.storage_url(), 30, 120))

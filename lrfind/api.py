@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from lrfind.artifacts.probe_report import ProbeReport
+from lrfind.config import DatasetConfig, ModelConfig
 from lrfind.export.files import ExportConfig, ExportResult
 from lrfind.export.files import export_kohya as _export_kohya
 from lrfind.final.from_study import from_study_values
 from lrfind.final.run import FinalRun, train_lora
+from lrfind.network.config import NetworkConfig
 from lrfind.outputs import check_writable_file
 from lrfind.probe.config import ProbeConfig
 from lrfind.probe.probe import reuse_or_run_probe, run_probe
@@ -93,6 +95,6 @@ def export_kohya(cfg: ExportConfig) -> ExportResult:
     return _export_kohya(cfg)
 
 
-__all__ = ["ExportConfig", "ExportResult", "FinalRun", "ProbeConfig", "ProbeReport", "StudyConfig", "StudyOutcome",
-           "TrainConfig", "export_kohya", "probe", "report", "study", "study_workers", "train",
+__all__ = ["DatasetConfig", "ExportConfig", "ExportResult", "FinalRun", "ModelConfig", "NetworkConfig", "ProbeConfig",
+           "ProbeReport", "StudyConfig", "StudyOutcome", "TrainConfig", "export_kohya", "probe", "report", "study", "study_workers", "train",
            "train_config_from_study"]

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from lrfind.config import StrictModel
+from lrfind.config import DatasetConfig, ModelConfig, StrictModel
 from lrfind.export.files import ExportConfig
 from lrfind.probe.config import ProbeConfig
 from lrfind.study.config import StudyConfig
@@ -104,14 +104,16 @@ def _probe(cfg: DemoConfig, dataset: Path, study_dir: Path, store):
 
     if (study_dir / "probe.json").is_file():
         print(f"[demo] reusing {study_dir / 'probe.json'}")
-    return api.probe(ProbeConfig(dataset=dataset, model=cfg.model, steps=cfg.probe_steps, resolution=64,
-                                 batch_size=1, out=study_dir, progress=cfg.progress), reuse=True, store=store)
+    return api.probe(ProbeConfig(dataset=DatasetConfig(train_dir=dataset, resolution=64, batch_size=1),
+                                 model=ModelConfig(model=cfg.model), steps=cfg.probe_steps, out=study_dir,
+                                 progress=cfg.progress), reuse=True, store=store)
 
 
 def _study(cfg: DemoConfig, dataset: Path, study_dir: Path):
     from lrfind import api
 
-    return api.study(StudyConfig(dataset=dataset, name=STUDY_NAME, model=cfg.model, space="tiny",
+    return api.study(StudyConfig(dataset=DatasetConfig(train_dir=dataset), name=STUDY_NAME,
+                                 model=ModelConfig(model=cfg.model), space="tiny",
                                  n_trials=cfg.trials, out=study_dir, progress=cfg.progress))
 
 

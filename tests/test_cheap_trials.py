@@ -115,7 +115,8 @@ def test_the_baseline_is_computed_once_and_read_back_by_another_worker(tiny, exa
     from lrfind.study.config import StudyConfig
     from lrfind.study.space import load_space
 
-    cfg = StudyConfig(dataset=example_dataset, name="b", space="tiny", out=tmp_path / "studies" / "b", progress=False)
+    cfg = StudyConfig(dataset={"train_dir": example_dataset}, name="b", space="tiny", out=tmp_path / "studies" / "b",
+                      progress=False)
     cfg.out_dir().mkdir(parents=True)
     space = load_space("tiny")
     study = optuna.create_study(study_name="b", storage=cfg.storage_url())
@@ -135,12 +136,10 @@ def test_the_baseline_is_computed_once_and_read_back_by_another_worker(tiny, exa
 
 
 def _scan(cfg, space):
-    from lrfind.config import DatasetConfig
     from lrfind.data.kohya import scan_dataset
 
-    return scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=space.fixed.resolution,
-                                      caption_extension=cfg.caption_extension,
-                                      batch_size=space.fixed.train_batch_size))
+    return scan_dataset(cfg.dataset.model_copy(update={"resolution": space.fixed.resolution,
+                                                       "batch_size": space.fixed.train_batch_size}))
 
 
 def _refuse(*args, **kwargs):

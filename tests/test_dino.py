@@ -235,7 +235,7 @@ def test_a_study_resumed_with_dino_added_or_dropped_is_refused():
     from lrfind.study.config import StudyConfig
     from lrfind.study.sample_scorers import check_same_dino
 
-    cfg = StudyConfig(dataset=Path("d"), name="n")
+    cfg = StudyConfig(dataset={"train_dir": Path("d")}, name="n")
     study = optuna.create_study()
     study.set_user_attr("dino_model", None)
     check_same_dino(cfg.model_copy(update={"dino": Path("m")}), study)  # no trial yet: anything goes
@@ -260,7 +260,7 @@ def test_without_dino_the_weight_has_no_effect_and_old_metrics_read():
 
     space = load_space("character")
     assert space.objective.dino == 1.0
-    cfg = StudyConfig(dataset=Path("d"), name="n")
+    cfg = StudyConfig(dataset={"train_dir": Path("d")}, name="n")
     assert objective_weights(cfg, space).dino == 0
     assert objective_weights(cfg.model_copy(update={"dino": Path("m")}), space).dino == 1.0
     assert objective_weights(cfg.model_copy(update={"dino": Path("m"), "score": "loss"}), space).dino == 0

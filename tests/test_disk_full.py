@@ -179,7 +179,8 @@ def probe_json(example_dataset, tmp_path_factory, tiny, feature_store):
     from lrfind.probe.probe import run_probe
 
     out = tmp_path_factory.mktemp("probe")
-    run_probe(ProbeConfig(dataset=example_dataset, resolution=64, steps=40, batch_size=2, out=out, progress=False),
+    run_probe(ProbeConfig(dataset={"train_dir": example_dataset, "resolution": 64, "batch_size": 2}, steps=40, out=out,
+                          progress=False),
               components=tiny, store=feature_store)
     return out / "probe.json"
 

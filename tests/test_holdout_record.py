@@ -22,7 +22,7 @@ class FakeStudy:
 
 
 def _cfg(**overrides) -> StudyConfig:
-    return StudyConfig(**{"dataset": ROOT, "name": "s", **overrides})
+    return StudyConfig(**{"dataset": {"train_dir": ROOT}, "name": "s", **overrides})
 
 
 def _no_folder(path):

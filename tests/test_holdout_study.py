@@ -18,7 +18,7 @@ def _config(example_dataset, tmp_path, probe_report, **overrides) -> StudyConfig
     out = tmp_path / "studies" / overrides.get("name", "h")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(probe_report, out / "probe.json")
-    values = dict(dataset=example_dataset, name="h", space="tiny", n_trials=2, trial_budget=8, out=out,
+    values = dict(dataset={"train_dir": example_dataset}, name="h", space="tiny", n_trials=2, trial_budget=8, out=out,
                   progress=False, score="loss", heartbeat_interval=1, grace_period=2)
     return StudyConfig(**{**values, **overrides})
 

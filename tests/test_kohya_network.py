@@ -441,7 +441,7 @@ def test_the_probes_lr_sweep_keeps_loraplus_ratios():
 
     optimizer = torch.optim.AdamW([{"params": [torch.zeros(1, requires_grad=True)], "lr": 1e-6, "name": "unet"},
                                    {"params": [torch.zeros(1, requires_grad=True)], "lr": 16e-6, "name": "unet plus"}])
-    cfg = ProbeConfig(dataset="d", range_steps=10, range_min_lr=1e-6, range_max_lr=1e-2)
+    cfg = ProbeConfig(dataset={"train_dir": "d"}, range_steps=10, range_min_lr=1e-6, range_max_lr=1e-2)
     sweep = _RangeSweep(types.SimpleNamespace(optimizer=optimizer), cfg)
     for step in (0, 5, 10):
         sweep._set_lr(step)

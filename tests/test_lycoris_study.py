@@ -38,10 +38,12 @@ def test_study_over_network_types_recommends_a_run_that_trains_and_exports(
     from lrfind.study.runner import run_study
 
     out = tmp_path / "studies" / "types"
-    run_probe(ProbeConfig(dataset=example_dataset, resolution=64, steps=24, batch_size=2, out=out, progress=False),
+    run_probe(ProbeConfig(dataset={"train_dir": example_dataset, "resolution": 64, "batch_size": 2}, steps=24, out=out,
+                          progress=False),
               components=tiny, store=feature_store)
     (tmp_path / "space.toml").write_text(SPACE)
-    cfg = StudyConfig(dataset=example_dataset, name="types", space=str(tmp_path / "space.toml"), n_trials=4,
+    cfg = StudyConfig(dataset={"train_dir": example_dataset}, name="types", space=str(tmp_path / "space.toml"),
+                      n_trials=4,
                       out=out, progress=False, heartbeat_interval=1, grace_period=2, sampler="tpe")
     run_study(cfg)
     rec = json.loads((out / "recommendation.json").read_text())

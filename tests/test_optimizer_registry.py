@@ -82,7 +82,7 @@ def test_probe_runs_with_the_old_optimizer_and_args(tmp_path):
     from lrfind.probe.runner import probe_train_config
 
     for probe_optimizer, (name, args) in OLD_PROBE_RUN.items():
-        config = probe_train_config(ProbeConfig(dataset=tmp_path, optimizer=probe_optimizer))
+        config = probe_train_config(ProbeConfig(dataset={"train_dir": tmp_path}, optimizer=probe_optimizer))
         assert (config.optimizer.type, config.optimizer.args, config.optimizer.learning_rate) == (name, args, 1.0)
 
 

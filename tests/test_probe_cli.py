@@ -104,3 +104,24 @@ def test_a_range_test_that_does_not_go_up_exits_2(low, high, needle, example_dat
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--network-dim", "0"], "network_dim:"),
+    (["--resolution", "65"], "resolution:"),
+    (["--network_alpha", "-1"], "network_alpha:"),
+    (["--caption-extension", " "], "caption_extension:"),
+])
+def test_a_bad_nested_option_exits_2_named_by_its_flag(flags, needle, example_dataset, tmp_path, capsys):
+    # the flags keep their flat names while ProbeConfig nests the dataset, model and network parts
+    out = tmp_path / "probe"
+    rc = main(["probe", str(example_dataset), *flags, "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith(f"lrfind: error: {needle}"), err
+    assert not out.exists()
+
+
+def test_dataset_options_need_a_dataset_with_from_tensorboard(tmp_path, capsys):
+    rc = main(["probe", "--from-tensorboard", str(tmp_path), "--batch-size", "2", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--batch-size" in err and "DATASET" in err and len(err.splitlines()) == 1

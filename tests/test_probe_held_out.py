@@ -19,8 +19,8 @@ from test_holdout_study import _BatchSpy, _scan, _ValidationSpy
 def _probe(example_dataset, out, tiny, feature_store, **overrides):
     from lrfind.probe.probe import run_probe
 
-    values = dict(dataset=example_dataset, model="tiny", resolution=64, steps=24, batch_size=2, out=out,
-                  progress=False)
+    values = dict(dataset={"train_dir": example_dataset, "resolution": 64, "batch_size": 2}, model={"model": "tiny"},
+                  steps=24, out=out, progress=False)
     return run_probe(ProbeConfig(**{**values, **overrides}), components=tiny, store=feature_store)
 
 
@@ -88,7 +88,8 @@ def test_a_study_runs_its_probe_on_its_own_split(example_dataset, tmp_path, monk
     batches = _BatchSpy(monkeypatch)
     out = tmp_path / "studies" / "s"
     # a split other than the probe's default (seed 7, a third of each folder): the probe must take the study's
-    cfg = StudyConfig(dataset=example_dataset, name="s", space="tiny", n_trials=1, trial_budget=8, out=out,
+    cfg = StudyConfig(dataset={"train_dir": example_dataset},
+                      name="s", space="tiny", n_trials=1, trial_budget=8, out=out,
                       progress=False, score="loss", probe_steps=40, seed=7, validation_split=0.34)
     outcome = run_study(cfg)
     study = optuna.load_study(study_name="s", storage=cfg.storage_url())
@@ -109,7 +110,8 @@ def test_a_probe_json_of_another_split_is_reused_for_its_lr_with_a_note(example_
     out = tmp_path / "studies" / "r"
     report = _probe(example_dataset, out, tiny, feature_store, validation_split=0.0)  # held nothing out
     before = (out / "probe.json").read_text()
-    cfg = StudyConfig(dataset=example_dataset, name="r", space="tiny", n_trials=1, trial_budget=8, out=out,
+    cfg = StudyConfig(dataset={"train_dir": example_dataset},
+                      name="r", space="tiny", n_trials=1, trial_budget=8, out=out,
                       progress=False, score="loss")
     outcome = run_study(cfg)
     study = optuna.load_study(study_name="r", storage=cfg.storage_url())

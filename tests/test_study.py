@@ -21,7 +21,8 @@ def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
     from lrfind.probe.probe import run_probe
 
     out = tmp_path_factory.mktemp("probe")
-    run_probe(ProbeConfig(dataset=example_dataset, resolution=64, steps=40, batch_size=2, out=out, progress=False),
+    run_probe(ProbeConfig(dataset={"train_dir": example_dataset, "resolution": 64, "batch_size": 2}, steps=40, out=out,
+                          progress=False),
               components=tiny, store=feature_store)
     return out / "probe.json"
 
@@ -30,7 +31,7 @@ def study_config(example_dataset, tmp_path, probe_report, name="s", **overrides)
     out = tmp_path / "studies" / name
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(probe_report, out / "probe.json")
-    values = dict(dataset=example_dataset, name=name, space="tiny", n_trials=3, trial_budget=12, out=out,
+    values = dict(dataset={"train_dir": example_dataset}, name=name, space="tiny", n_trials=3, trial_budget=12, out=out,
                   progress=False, heartbeat_interval=1, grace_period=2)
     values.update(overrides)
     return StudyConfig(**values)
@@ -268,7 +269,7 @@ def test_trial_seeds_and_sampler_seeds():
     from lrfind.study.objective import trial_seed
     from lrfind.study.runner import sampler_seed
 
-    same = StudyConfig(dataset=".", name="s", seed=7)
+    same = StudyConfig(dataset={"train_dir": "."}, name="s", seed=7)
     assert [trial_seed(same, n) for n in (0, 1, 5)] == [7, 7, 7]  # paired comparison by default
     per_trial = same.model_copy(update={"trial_seed": "per-trial"})
     assert [trial_seed(per_trial, n) for n in (0, 1, 5)] == [7, 8, 12]

@@ -29,7 +29,8 @@ def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
     from lrfind.probe.probe import run_probe
 
     out = tmp_path_factory.mktemp("probe")
-    run_probe(ProbeConfig(dataset=example_dataset, resolution=64, steps=24, batch_size=2, out=out, progress=False),
+    run_probe(ProbeConfig(dataset={"train_dir": example_dataset, "resolution": 64, "batch_size": 2}, steps=24, out=out,
+                          progress=False),
               components=tiny, store=feature_store)
     return out / "probe.json"
 
@@ -93,3 +94,31 @@ def test_an_option_the_space_fixes_replaces_it_and_fixed_keys_take_train_names(t
         with_train_options(space, {"network_alpha": 16.0}, str(space_file))
     with pytest.raises(ConfigError, match="searches epochs"):
         with_train_options(space, {"max_train_epochs": 3}, str(space_file))
+
+
+def test_the_flat_flags_and_toml_keys_reach_the_nested_dataset_and_model_parts(example_dataset, tmp_path):
+    from lrfind.cli import build_parser
+    from lrfind.cli.flat_names import flat_names
+    from lrfind.cli.study_cmd import STUDY_NAMES, study_values
+    from lrfind.config import build
+    from lrfind.study.config import StudyConfig
+
+    config = tmp_path / "study.toml"
+    config.write_text('caption_extension = "caption"\nallow_pickle = true\n[run]\nnoise_offset = 0.05\n')
+    args = build_parser().parse_args(["study", str(example_dataset), "--name", "x", "--config", str(config),
+                                      "--model", "tiny-sdxl", "--n-trials", "3"])
+    cfg = build(StudyConfig, str(config), flat_names(STUDY_NAMES), **study_values(args))
+    assert (cfg.dataset.train_dir, cfg.dataset.caption_extension) == (example_dataset, ".caption")
+    assert (cfg.model.model, cfg.model.allow_pickle, cfg.n_trials, cfg.run.noise_offset) == ("tiny-sdxl", True, 3, 0.05)
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--caption-extension", " "], "caption_extension: caption extension must not be empty"),
+    (["--caption_extension", ".txt", "--n-trials", "0"], "n_trials:"),
+])
+def test_a_bad_option_exits_2_named_as_the_flag(flags, needle, example_dataset, tmp_path, capsys):
+    out = tmp_path / "x"
+    rc = main(["study", str(example_dataset), "--name", "x", "--space", "tiny", "--out", str(out), *flags])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
+    assert not out.exists()

@@ -28,7 +28,8 @@ def probe_report(example_dataset, tmp_path_factory, tiny, feature_store):
     from lrfind.probe.probe import run_probe
 
     out = tmp_path_factory.mktemp("probe")
-    run_probe(ProbeConfig(dataset=example_dataset, resolution=64, steps=40, batch_size=1, out=out, progress=False),
+    run_probe(ProbeConfig(dataset={"train_dir": example_dataset, "resolution": 64, "batch_size": 1}, steps=40, out=out,
+                          progress=False),
               components=tiny, store=feature_store)
     return out / "probe.json"
 
@@ -96,7 +97,7 @@ def test_cpu_threads_are_shared_out_between_workers(workers, omp, cores, expecte
 
 
 def test_default_storage_is_a_journal_for_several_workers_and_sqlite_for_one(tmp_path):
-    base = dict(dataset=tmp_path, name="s", out=tmp_path / "studies" / "s")
+    base = dict(dataset={"train_dir": tmp_path}, name="s", out=tmp_path / "studies" / "s")
     assert StudyConfig(**base).storage_url().startswith("sqlite:///")
     assert StudyConfig(**base, workers=2).storage_url() == f"journal:///{tmp_path}/studies/s.journal"
     assert StudyConfig(**base, devices="0,1").worker_count == 2

@@ -4,6 +4,26 @@ from __future__ import annotations
 
 import argparse
 
+# the flags' flat names -> ProbeConfig's fields (lrfind.cli.flat_names), in --help's order
+PROBE_NAMES: dict[str, tuple[str, ...]] = {
+    "dataset": ("dataset", "train_dir"),
+    "model": ("model", "model"),
+    "allow_pickle": ("model", "allow_pickle"),
+    **{name: (name,) for name in ("optimizer", "method", "steps")},
+    "network_dim": ("network", "dim"),
+    "network_alpha": ("network", "alpha"),
+    "network_module": ("network", "module"),
+    "network_args": ("network", "args"),
+    "resolution": ("dataset", "resolution"),
+    "batch_size": ("dataset", "batch_size"),
+    "caption_extension": ("dataset", "caption_extension"),
+    **{name: (name,) for name in (
+        "seed", "out", "cache_dir", "from_tensorboard", "range_steps", "range_min_lr", "range_max_lr",
+        "range_eval_every", "progress", "validation_split", "validation_min_images", "validation_dir",
+        "held_out_evals")},
+}
+DATASET_FLAGS = ("resolution", "batch_size", "caption_extension")  # describe the DATASET trained on
+
 HELP = {
     "optimizer": "probe optimizer: prodigy (default: measured nearer the AdamW optimum) or dadaptation "
                  "(DAdaptAdam, the folk recipe; the default with --from-tensorboard)",
@@ -22,6 +42,7 @@ HELP = {
 
 
 def register(subparsers) -> None:
+    from lrfind.cli.flat_names import flat_fields
     from lrfind.cli.options import add_model_options
     from lrfind.probe.config import ProbeConfig
 
@@ -30,11 +51,12 @@ def register(subparsers) -> None:
                                                "d*lr levels off; unet_lr is that plateau x a measured factor (docs/probe.md). Derives AdamW/Lion/text-encoder "
                                                "settings; --method range adds an LR range test as a cross-check.")
     parser.add_argument("dataset_arg", nargs="?", metavar="DATASET", help="kohya-layout dataset folder")
-    add_model_options(parser, ProbeConfig, exclude=("dataset",), help_texts=HELP)
+    add_model_options(parser, flat_fields(ProbeConfig, PROBE_NAMES), exclude=("dataset",), help_texts=HELP)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from lrfind.cli.flat_names import flat_fields, flat_names, nest
     from lrfind.cli.options import collect_options
     from lrfind.config import build
     from lrfind.errors import ConfigError
@@ -42,12 +64,16 @@ def run(args: argparse.Namespace) -> int:
     from lrfind.probe.config import ProbeConfig
     from lrfind.probe.probe import summary_text
 
-    values = collect_options(args, ProbeConfig)
+    values = collect_options(args, flat_fields(ProbeConfig, PROBE_NAMES))
     if args.dataset_arg:
         values["dataset"] = args.dataset_arg
     if values.get("dataset") is None and values.get("from_tensorboard") is None:
         raise ConfigError("give a DATASET to probe, or --from-tensorboard LOGDIR to analyse a kohya log")
-    cfg = build(ProbeConfig, **values)
+    given = [name for name in DATASET_FLAGS if name in values]
+    if values.get("dataset") is None and given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} describes the DATASET the probe trains on: give DATASET, "
+                          "or leave it out with --from-tensorboard")
+    cfg = build(ProbeConfig, "", flat_names(PROBE_NAMES), **nest(values, PROBE_NAMES))
     report = api.probe(cfg)
     print(summary_text(report, cfg.out_dir()))
     return 0

@@ -4,6 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+# the flags' (and a --config TOML's) flat names -> StudyConfig's fields (lrfind.cli.flat_names), in
+# --help's order; `run` is the nested training options (a TOML's [run] table)
+STUDY_NAMES: dict[str, tuple[str, ...]] = {
+    "dataset": ("dataset", "train_dir"),
+    "name": ("name",),
+    "model": ("model", "model"),
+    "allow_pickle": ("model", "allow_pickle"),
+    **{name: (name,) for name in (
+        "space", "n_trials", "timeout", "storage", "workers", "devices", "trial_budget", "clip", "dino", "score",
+        "pruner", "sampler", "pareto", "seed", "trial_seed", "epoch_mode", "sampler_seed")},
+    "caption_extension": ("dataset", "caption_extension"),
+    **{name: (name,) for name in (
+        "cache_dir", "out", "probe_steps", "heartbeat_interval", "grace_period", "progress", "validation_split",
+        "validation_min_images", "validation_dir", "torch_compile", "run")},
+}
+
 HELP = {
     "name": "study name: studies/NAME/ holds its files, studies/NAME.db its database (sqlite default)",
     "space": "search space: a preset (character, style, concept, tiny) or a TOML file",
@@ -38,6 +54,7 @@ HELP = {
 
 
 def register(subparsers) -> None:
+    from lrfind.cli.flat_names import flat_fields
     from lrfind.cli.options import add_model_options
     from lrfind.cli.train_cmd import HELP as TRAIN_HELP
     from lrfind.study.config import StudyConfig
@@ -51,7 +68,7 @@ def register(subparsers) -> None:
     parser.add_argument("--config", "--config-file", "--config_file", dest="config_file", metavar="FILE.toml",
                         help="TOML file with these options (flat, or kohya's sections); command-line options win")
     parser.add_argument("--worker-config", dest="worker_config", help=argparse.SUPPRESS)  # lrfind.study.workers
-    add_model_options(parser, StudyConfig, exclude=("dataset", "run"), help_texts=HELP)
+    add_model_options(parser, flat_fields(StudyConfig, STUDY_NAMES), exclude=("dataset", "run"), help_texts=HELP)
     train_options = parser.add_argument_group(
         "training options", "lrfind train's run-wide options; they override the space's [fixed] table. "
                             "Options the space searches (e.g. --network-dim) are refused")
@@ -61,25 +78,28 @@ def register(subparsers) -> None:
 
 
 def study_values(args: argparse.Namespace) -> dict:
-    """StudyConfig's values from --config FILE.toml and the command line (which wins); training
-    options (StudyTrainOptions' fields) go to the nested `run`."""
+    """StudyConfig's values (nested) from --config FILE.toml and the command line (which wins), both
+    in the flat names of STUDY_NAMES; training options (StudyTrainOptions' fields) go to `run`."""
+    from lrfind.cli.flat_names import flat_fields, nest
     from lrfind.cli.options import collect_options, read_toml_config
     from lrfind.study.config import StudyConfig
     from lrfind.training.run_options import StudyTrainOptions
 
-    values = read_toml_config(args.config_file, StudyConfig) if args.config_file else {}
+    fields = flat_fields(StudyConfig, STUDY_NAMES)
+    values = read_toml_config(args.config_file, fields) if args.config_file else {}
     run_values = {k: values.pop(k) for k in list(values) if k in StudyTrainOptions.model_fields}
     run_values.update(values.pop("run", None) or {})
-    values.update(collect_options(args, StudyConfig))
+    values.update(collect_options(args, fields))
     run_values.update(collect_options(args, StudyTrainOptions))
     values["dataset"] = args.dataset
     values["run"] = run_values
-    return values
+    return nest(values, STUDY_NAMES)
 
 
 def run(args: argparse.Namespace) -> int:
     from lrfind import api
     from lrfind.artifacts.recommendation import read_recommendation
+    from lrfind.cli.flat_names import flat_names
     from lrfind.config import build
     from lrfind.secrets import mask_url
     from lrfind.study.config import StudyConfig
@@ -89,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
         cfg = build(StudyConfig, args.worker_config, **read_worker_config(args.worker_config))
     else:
-        cfg = build(StudyConfig, args.config_file or "", **study_values(args))
+        cfg = build(StudyConfig, args.config_file or "", flat_names(STUDY_NAMES), **study_values(args))
     if cfg.worker_count > 1:
         code = api.study_workers(cfg, on_event=lambda text: print(f"lrfind study: {text}", flush=True))
         rec_path = cfg.out_dir() / "recommendation.json"

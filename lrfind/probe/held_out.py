@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.artifacts.probe_report import HeldOutLoss, ProbeReport
-from lrfind.config import DatasetConfig
 from lrfind.data.held_out_images import HeldOutImages, choose_held_out, held_out_from_record
 from lrfind.data.kohya import scan_dataset
 from lrfind.data.types import Dataset
@@ -37,12 +36,11 @@ class HeldOutMeasures:
 def probe_held_out(cfg: ProbeConfig, dataset: Dataset) -> HeldOutImages:
     """The images cfg's options hold out of `dataset` (as `lrfind study` would with the same options)."""
     def scan_folder(folder: Path) -> Dataset:
-        return scan_dataset(DatasetConfig(train_dir=folder, resolution=cfg.resolution,
-                                          caption_extension=cfg.caption_extension, batch_size=cfg.batch_size))
+        return scan_dataset(cfg.dataset.model_copy(update={"train_dir": folder}))
 
     record = choose_held_out(dataset, fraction=cfg.validation_split, min_images=cfg.validation_min_images,
                              seed=cfg.seed, validation_dir=cfg.validation_dir, scan_folder=scan_folder)
-    return held_out_from_record(dataset, record, scan_folder, f"the probe's held-out images ({cfg.dataset})")
+    return held_out_from_record(dataset, record, scan_folder, f"the probe's held-out images ({cfg.dataset.train_dir})")
 
 
 def evaluation_steps(steps: int, evals: int) -> tuple[int, ...]:

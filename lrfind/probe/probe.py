@@ -10,7 +10,6 @@ from lrfind.artifacts.probe_report import (DatasetSummary, ProbeReport, ProbeSou
                                            read_probe_report)
 from lrfind.atomic import write_text
 from lrfind.cache import TensorStore, check_cache_dir
-from lrfind.config import DatasetConfig, ModelConfig
 from lrfind.data.held_out_images import HeldOutImages
 from lrfind.data.kohya import scan_dataset
 from lrfind.data.limits import check_repeats
@@ -43,7 +42,7 @@ def run_probe(cfg: ProbeConfig, *, components=None, dataset=None, store=None,
         source = ProbeSource(tensorboard=str(tb.run_dir), tag=tb.tag)
     else:
         dataset, held_out, components, store = _load(cfg, dataset, held_out, components, store)
-        source = ProbeSource(dataset=str(cfg.dataset), model=components.name)
+        source = ProbeSource(dataset=str(cfg.dataset.train_dir), model=components.name)
         # the probe never trains on a held-out image
         _train(cfg, outcome, (components, held_out.train_dataset, store), held_out.records)
         outcome.held_out_part = held_out_part(held_out, outcome.held_out, ran_adaptive=cfg.method != "range")
@@ -83,12 +82,10 @@ def _train(cfg: ProbeConfig, outcome: ProbeOutcome, loaded, held_out) -> None:
 
 def _load(cfg: ProbeConfig, dataset, held_out, components, store):
     cache_dir = check_cache_dir(cfg.cache_dir) if store is None else None  # before loading anything
-    dataset = dataset or scan_dataset(DatasetConfig(train_dir=cfg.dataset, resolution=cfg.resolution,
-                                                    caption_extension=cfg.caption_extension,
-                                                    batch_size=cfg.batch_size))
+    dataset = dataset or scan_dataset(cfg.dataset)
     check_repeats(dataset)  # a typo such as 10000000_cat: refused before the model loads
     held_out = held_out if held_out is not None else probe_held_out(cfg, dataset)  # a bad --validation-dir too
-    components = components or load_components(ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle))
+    components = components or load_components(cfg.model)
     store = store or TensorStore(cache_dir)
     return dataset, held_out, components, store
 
@@ -104,10 +101,12 @@ def _derive(plateau, optimizer: str):
 
 
 def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: ProbeSource) -> ProbeReport:
+    resolution, batch_size = cfg.dataset_shape
+    network = cfg.network  # probe.json keeps kohya's flat names
     values: dict = {"source": source, "optimizer": cfg.probe_optimizer, "method": cfg.method,
-                    "network_dim": cfg.network_dim, "network_alpha": cfg.network_alpha,
-                    "network_module": cfg.network_module, "network_args": dict(cfg.network_args),
-                    "resolution": cfg.resolution, "batch_size": cfg.batch_size, "seed": cfg.seed}
+                    "network_dim": network.dim, "network_alpha": network.alpha,
+                    "network_module": network.module, "network_args": dict(network.args),
+                    "resolution": resolution, "batch_size": batch_size, "seed": cfg.seed}
     if outcome.plateau is not None:
         p = outcome.plateau
         values.update(status=p.status, plateau_value=finite(p.value), plateau_step=finite(p.plateau_step),
@@ -124,7 +123,7 @@ def build_report(cfg: ProbeConfig, outcome: ProbeOutcome, dataset, source: Probe
                                                diverged_at_lr=r.diverged_at_lr, advice=r.advice,
                                                points=outcome.range_points)
     if dataset is not None:
-        values["dataset"] = _dataset_summary(dataset, cfg.batch_size)
+        values["dataset"] = _dataset_summary(dataset, batch_size)
     values["curve"] = [[s, finite(v), finite(l)] for s, v, l in outcome.curve]
     if outcome.logdir is not None:
         values["tensorboard"] = str(outcome.logdir)

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 from lrfind.artifacts.probe_report import DerivedLrs
-from lrfind.config import DatasetConfig, ModelConfig, OptimizerConfig
+from lrfind.config import OptimizerConfig
 from lrfind.errors import TrainingStopped
-from lrfind.network.config import NetworkConfig
 from lrfind.optimizers import optimizer_entry
 from lrfind.probe.config import ProbeConfig
 from lrfind.probe.held_out import HeldOutMeasures, evaluation_steps
@@ -40,11 +39,8 @@ def probe_train_config(cfg: ProbeConfig, **overrides) -> TrainConfig:
     # the probe optimizer at lr 1.0 with the args lrfind runs it with (its lrfind.optimizers module)
     probe_optimizer = optimizer_entry(cfg.probe_optimizer)
     values = dict(
-        dataset=DatasetConfig(train_dir=cfg.dataset, caption_extension=cfg.caption_extension,
-                              resolution=cfg.resolution, batch_size=cfg.batch_size),
-        model=ModelConfig(model=cfg.model, allow_pickle=cfg.allow_pickle),
-        network=NetworkConfig(module=cfg.network_module, dim=cfg.network_dim, alpha=cfg.network_alpha,
-                              train_unet_only=True, args=dict(cfg.network_args)),
+        dataset=cfg.dataset, model=cfg.model,
+        network=cfg.network.model_copy(update={"train_unet_only": True}),
         optimizer=OptimizerConfig(type=probe_optimizer.name, args=dict(probe_optimizer.default_args),
                                   learning_rate=probe_optimizer.default_lr),
         max_train_steps=cfg.steps, seed=cfg.seed, validate_every_n_steps=cfg.steps, cache_dir=cfg.cache_dir,

@@ -1,4 +1,9 @@
-"""StudyConfig: the options of `lrfind study`, validated once at the CLI."""
+"""StudyConfig: the options of `lrfind study`, validated once at the CLI.
+
+The dataset and model are the shared parts (lrfind.config); `lrfind study`'s flags keep their flat
+names (--model, --caption-extension) through the table in lrfind.cli.study_cmd. The space fixes
+the resolution and batch size each trial (and the study's probe) trains at, so the dataset part's
+resolution and batch size are not the study's options."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lrfind.config import Seed, StrictModel
+from lrfind.config import DatasetConfig, ModelConfig, Seed, StrictModel
 from lrfind.data.holdout import DEFAULT_VALIDATION_SPLIT, MIN_IMAGES_TO_HOLD_OUT
 from lrfind.training.run_options import StudyTrainOptions
 
@@ -27,10 +32,9 @@ def parse_duration(text: str | float | int | None) -> Optional[float]:
 
 
 class StudyConfig(StrictModel):
-    dataset: Path
+    dataset: DatasetConfig
     name: str
-    model: str = "tiny"
-    allow_pickle: bool = False
+    model: ModelConfig = ModelConfig()
     space: str = "character"  # a preset name (configs/<name>.toml) or a TOML path
     n_trials: int = Field(20, ge=1)
     timeout: Optional[str] = None
@@ -55,7 +59,6 @@ class StudyConfig(StrictModel):
     # (lrfind.study.epoch_sweep); "sample": epochs is sampled like any parameter, one run per count.
     epoch_mode: Literal["sweep", "sample"] = "sweep"
     sampler_seed: Optional[Seed] = None  # None: --seed mixed with the process id (workers must differ)
-    caption_extension: str = ".txt"
     cache_dir: Optional[Path] = None
     out: Optional[Path] = None  # default studies/NAME
     probe_steps: int = Field(200, ge=8)

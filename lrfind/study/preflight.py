@@ -25,7 +25,7 @@ def check_input_models(cfg: StudyConfig) -> None:
     """A --dino folder is a DINO/ViT model with weights: refused in one line before the study's
     database is opened or anything trains (the weights themselves load with the base model)."""
     if cfg.dino is not None:
-        check_dino_folder(cfg.dino, cfg.allow_pickle)
+        check_dino_folder(cfg.dino, cfg.model.allow_pickle)
 
 
 def check_study_space(cfg: StudyConfig, study, ctx, finished: int) -> None:

@@ -129,7 +129,7 @@ def ensure_baseline(study, ctx_parts, validation_memo: Optional[dict] = None, he
 
 def _load_space(cfg: StudyConfig):
     """The space with --trial-budget and the study's training options (--resolution, ...) applied."""
-    family = model_family(cfg.model)  # SDXL models read the SDXL presets (1024 px, ...)
+    family = model_family(cfg.model.model)  # SDXL models read the SDXL presets (1024 px, ...)
     space = with_train_options(load_space(cfg.space, family.name if family else None), given(cfg.run), cfg.space)
     return space.with_budget(cfg.trial_budget) if cfg.trial_budget is not None else space
 
@@ -197,7 +197,7 @@ def build_context(cfg: StudyConfig, study, space, weights):
                        "clip_calibrated": scorer.calibrated if scorer else None,
                        "dino_model": dino.name if dino else None,
                        "objective": describe_objective(weights), "environment": _environment(components),
-                       "dataset": str(cfg.dataset)}.items():
+                       "dataset": str(cfg.dataset.train_dir)}.items():
         study.set_user_attr(key, value)
     return ctx
 

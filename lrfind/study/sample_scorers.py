@@ -40,14 +40,14 @@ def dino_scorer(cfg: StudyConfig, weights):
     if weights.dino == 0:
         why = "--score loss draws no samples" if cfg.score == "loss" else "the space's [objective] dino weight is 0"
         return None, f"--dino {cfg.dino} is not used: {why}"
-    return load_dino_scorer(cfg.dino, allow_pickle=cfg.allow_pickle), None
+    return load_dino_scorer(cfg.dino, allow_pickle=cfg.model.allow_pickle), None
 
 
 def clip_scorer(cfg: StudyConfig, weights, components):
     """A CLIP scorer, or None for loss-only scoring: tiny random CLIP for the tiny model."""
     if not weights.uses_clip:
         return None
-    scorer = scorer_for(components, cfg.clip, allow_pickle=cfg.allow_pickle)
+    scorer = scorer_for(components, cfg.clip, allow_pickle=cfg.model.allow_pickle)
     if scorer is not None:
         return scorer
     raise LrfindError("CLIP scoring needs a CLIP model: pass --clip PATH (a local transformers CLIP folder, e.g. "

@@ -28,10 +28,10 @@ def ensure_probe(cfg: StudyConfig, study, loaded, space_fixed: dict) -> tuple[Pr
         return ProbeReport.from_dict(study.user_attrs["probe"], f"study {cfg.name} (its probe attribute)"), \
             (note,) if note else ()
     path = cfg.out_dir() / "probe.json"
-    probe_cfg = ProbeConfig(dataset=cfg.dataset, model=cfg.model, allow_pickle=cfg.allow_pickle,
-                            steps=cfg.probe_steps, resolution=space_fixed["resolution"],
-                            batch_size=space_fixed["batch_size"], caption_extension=cfg.caption_extension,
-                            seed=cfg.seed, out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress,
+    # the study's own parts; the space fixes the resolution and batch size the trials train at
+    probe_dataset = cfg.dataset.model_copy(update={k: space_fixed[k] for k in ("resolution", "batch_size")})
+    probe_cfg = ProbeConfig(dataset=probe_dataset, model=cfg.model, steps=cfg.probe_steps, seed=cfg.seed,
+                            out=cfg.out_dir(), cache_dir=cfg.cache_dir, progress=cfg.progress,
                             validation_split=cfg.validation_split, validation_min_images=cfg.validation_min_images,
                             validation_dir=cfg.validation_dir)
     report = reuse_or_run_probe(probe_cfg, components=components, dataset=dataset, store=store, held_out=held)

@@ -21,8 +21,8 @@ def trial_train_config(cfg: StudyConfig, train_values: Mapping[str, object], *, 
     fixed values and a step count for the baseline; they win over the study's); `seed`: the trial's
     training seed."""
     planned = nest(train_values, "a trial's planned values")
-    dataset = {"train_dir": cfg.dataset, "caption_extension": cfg.caption_extension, **planned.pop("dataset", {})}
-    model = {"model": cfg.model, "allow_pickle": cfg.allow_pickle, **planned.pop("model", {})}
+    dataset = {**cfg.dataset.model_dump(exclude_unset=True), **planned.pop("dataset", {})}
+    model = {**cfg.model.model_dump(exclude_unset=True), **planned.pop("model", {})}
     study_values = dict(cache_dir=cfg.cache_dir, torch_compile=cfg.torch_compile, seed=seed,
                         output_dir=output_dir if output_dir is not None else cfg.out_dir(), output_name="lora",
                         progress=False)

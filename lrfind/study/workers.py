@@ -76,7 +76,7 @@ def worker_config(cfg, timeout_s: Optional[float]) -> dict:
     """One worker's StudyConfig as JSON: what the user set (so the nested training options stay
     'given', lrfind.training.run_options.given), the shared storage, one worker, and its timeout."""
     data = json.loads(cfg.model_dump_json(exclude_unset=True))
-    data.update(storage=cfg.storage_url(), workers=1, dataset=str(cfg.dataset), name=cfg.name,
+    data.update(storage=cfg.storage_url(), workers=1, name=cfg.name,
                 out=str(cfg.out_dir()))
     data.pop("devices", None)
     if timeout_s is not None:
@@ -120,7 +120,8 @@ class WorkerPool:
         env.update({name: threads for name in THREAD_VARIABLES})
         if worker.device is not None:
             env["CUDA_VISIBLE_DEVICES"] = worker.device
-        command = [sys.executable, "-m", "lrfind", "study", str(self.cfg.dataset), "--worker-config", str(config_path)]
+        command = [sys.executable, "-m", "lrfind", "study", str(self.cfg.dataset.train_dir),
+                   "--worker-config", str(config_path)]
         # The worker starts with SIGINT blocked (the mask survives exec) and unblocks it once it can
         # handle it (lrfind.cli.deferred_interrupt): a stop that lands while Python is still starting
         # (its site module, the first imports) stays pending instead of killing it with a traceback.
