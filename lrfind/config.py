@@ -201,3 +201,17 @@ def build(model_cls, source: str = "", names: Mapping[tuple, str] | None = None,
         return model_cls(**values)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source, names)) from None
+
+
+def nest_flat(flat, table) -> dict:
+    """Flat option values -> a config's nested values, by a table of flat name -> field path
+    (("network", "dim") for network_dim); a key not in the table stays at the top, for the config
+    to refuse by name. Used by the CLI tables and kohya's (lrfind.training.kohya_names)."""
+    nested: dict = {}
+    for key, value in flat.items():
+        *parts, name = table.get(key, (key,))
+        target = nested
+        for part in parts:
+            target = target.setdefault(part, {})
+        target[name] = value
+    return nested

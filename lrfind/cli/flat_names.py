@@ -15,6 +15,8 @@ from typing import Any, Mapping
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from lrfind.config import nest_flat
+
 FlatTable = Mapping[str, tuple[str, ...]]
 
 
@@ -47,14 +49,7 @@ def flat_fields(model: type[BaseModel], table: FlatTable) -> dict[str, FieldInfo
 def nest(flat: Mapping[str, Any], table: FlatTable) -> dict[str, Any]:
     """Flat values (keys of the table) -> the config's nested values; a key not in the table stays
     at the top, for the config to refuse by name (a TOML's typo)."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parts, name = table.get(key, (key,))
-        target = nested
-        for part in parts:
-            target = target.setdefault(part, {})
-        target[name] = value
-    return nested
+    return nest_flat(flat, table)
 
 
 def flat_names(table: FlatTable) -> dict[tuple[str, ...], str]:

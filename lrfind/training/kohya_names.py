@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from pydantic.fields import FieldInfo
 
-from lrfind.config import build
+from lrfind.config import build, nest_flat
 from lrfind.errors import ConfigError
 from lrfind.training.config import TrainConfig
 
@@ -91,14 +91,7 @@ def nest(flat: Mapping[str, Any], source: str = "") -> dict[str, Any]:
         prefix = f"{source}: " if source else ""
         raise ConfigError(prefix + "; ".join(f"{key}: unknown option (check the spelling; see --help)"
                                              for key in unknown))
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parts, name = KOHYA_KEYS[key]
-        target = nested
-        for part in parts:
-            target = target.setdefault(part, {})
-        target[name] = value
-    return nested
+    return nest_flat(flat, KOHYA_KEYS)
 
 
 def kohya_values(config: TrainConfig) -> dict[str, Any]:
