@@ -25,14 +25,16 @@ class Part(BaseModel):
 class Artifact(Part):
     # A file written before artifacts had versions has no schema_version: it is version 1.
     schema_version: int = SCHEMA_VERSION
+    # The newest version this lrfind reads (and writes); an artifact with a version of its own sets it
+    VERSION: ClassVar[int] = SCHEMA_VERSION
     FIX: ClassVar[str] = "rewrite it with this lrfind version"  # what to do about a bad file
     FLAT_PARTS: ClassVar[tuple[str, ...]] = ()  # nested in the model, flat in the file (errors name the file's key)
 
     @field_validator("schema_version")
     @classmethod
     def _known_version(cls, value: int) -> int:
-        if not 1 <= value <= SCHEMA_VERSION:
-            raise ValueError(f"schema version {value} is not one this lrfind reads (1..{SCHEMA_VERSION}); "
+        if not 1 <= value <= cls.VERSION:
+            raise ValueError(f"schema version {value} is not one this lrfind reads (1..{cls.VERSION}); "
                              "a newer lrfind wrote it")
         return value
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from lrfind.artifacts.base import Artifact, Part, read_artifact
 
@@ -107,6 +107,7 @@ class ProbeReport(Artifact):
     FLAT_PARTS: ClassVar[tuple[str, ...]] = ("derived",)
 
     schema_version: int = PROBE_REPORT_VERSION
+    VERSION: ClassVar[int] = PROBE_REPORT_VERSION  # Artifact's version check reads it
 
     source: ProbeSource = Field(default_factory=ProbeSource)
     optimizer: str = "dadaptation"
@@ -131,14 +132,6 @@ class ProbeReport(Artifact):
     curve: tuple[tuple[Number, Optional[float], Optional[float]], ...] = ()  # (step, d*lr, loss)
     tensorboard: Optional[str] = None
     held_out: Optional[HeldOutLoss] = None  # None: a kohya log, or a file from before held-out images
-
-    @field_validator("schema_version")
-    @classmethod
-    def _known_version(cls, value: int) -> int:  # replaces Artifact's check: this file has its own version
-        if not 1 <= value <= PROBE_REPORT_VERSION:
-            raise ValueError(f"schema version {value} is not one this lrfind reads (1..{PROBE_REPORT_VERSION}); "
-                             "a newer lrfind wrote it")
-        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
 
-from pydantic import Field, field_validator, model_serializer
+from pydantic import Field, model_serializer
 
 from lrfind.artifacts.base import Artifact, Part, read_artifact
 
@@ -37,6 +37,7 @@ class TrialMetrics(Artifact):
     FIX: ClassVar[str] = "rerun the study (lrfind study) to rewrite it"
 
     schema_version: int = TRIAL_METRICS_VERSION
+    VERSION: ClassVar[int] = TRIAL_METRICS_VERSION  # Artifact's version check reads it
     number: int
     params: dict[str, Any] = Field(default_factory=dict)
     val_loss: Optional[float] = None
@@ -67,14 +68,6 @@ class TrialMetrics(Artifact):
     # "held-out" or "training": the images CLIP-I (and DINO) compared samples with
     clip_i_reference: Optional[str] = None
     dino: Optional[float] = None  # mean cosine of DINO embeddings, samples vs those images (a study with --dino)
-
-    @field_validator("schema_version")
-    @classmethod
-    def _known_version(cls, value: int) -> int:  # replaces Artifact's check: this file has its own version
-        if not 1 <= value <= TRIAL_METRICS_VERSION:
-            raise ValueError(f"schema version {value} is not one this lrfind reads (1..{TRIAL_METRICS_VERSION}); "
-                             "a newer lrfind wrote it")
-        return value
 
     @model_serializer(mode="wrap")
     def _as_in_file(self, handler) -> dict:
