@@ -1,7 +1,8 @@
 """Benchmark (issue 21, cheap trials): N trials as one `lrfind study` against N kohya runs.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/study_vs_kohya.py --kohya-dir /tmp/kohya/sd-scripts \
-        --kohya-python /tmp/kohya/venv/bin/python [--trials 5] [--steps 20] [--resolution 128]
+        --kohya-python /tmp/kohya/venv/bin/python [--trials 5] [--steps 20] [--resolution 128] \
+        [--trials-at-once K]
 
 The same N trainings both ways, on the SD 1.5-size random model (saved once as a diffusers folder,
 benchmarks/vs_kohya.py), the example photos at --resolution (bucketed), LoRA dim 8 alpha 8, UNet
@@ -14,6 +15,9 @@ only, AdamW (weight decay 0.01, both), constant lr, batch 1, fp32, seed 1; trial
   once; kohya validates nothing.
 - kohya: N `train_network.py` processes, one per lr, started from scratch.
 Order: the first half of the kohya runs, the study, the rest (load drifts; sides alternate once).
+With --trials-at-once K the study trains K trials at a time as one cohort (lrfind.study.cohort_trials):
+a lock-step (one forward and backward for all members, then each member's optimizer step) counts as
+one step of each member, its time shared out among them.
 
 The study process runs through this file (--study-worker), which only records wall clocks: when
 each trial starts and ends, and each training step's start and end (patched around the loop's
@@ -73,24 +77,38 @@ eval_every_steps = {steps}
 
 def study_worker(times_path: Path, argv: list[str]) -> int:
     """Run `lrfind study argv` in this process, writing wall clocks of trials and steps to times_path."""
+    import accelerate
+
     from lrfind.cli import main as lrfind_main
-    from lrfind.study import objective
-    from lrfind.training import loop
+    from lrfind.study import objective, trial_curves, trial_training
+    from lrfind.training import cohort, loop, validation
 
-    from lrfind.training import validation
-
-    record = {"trials": [], "steps": [], "pieces": {}}
+    record = {"trials": [], "steps": [], "lock_steps": [], "optimizer_steps": [], "pieces": {}}
     micro, optimizer_step, call = loop._micro_step, loop._optimizer_step, objective.TrialObjective.__call__
+    losses, backward = cohort._cohort_losses, accelerate.Accelerator.backward
     pending = {}
-    _time_pieces(record["pieces"], objective, validation)
+    _time_pieces(record["pieces"], objective, validation, trial_training, trial_curves)
 
     def timed_micro(parts, *args):
         pending.setdefault("start", time.time())  # first micro-step of this optimizer step
         return micro(parts, *args)
 
+    def timed_losses(*args):  # --trials-at-once: a lock-step of the cohort starts
+        pending["lock"] = time.time()
+        return losses(*args)
+
+    def timed_backward(self, loss, **kwargs):
+        backward(self, loss, **kwargs)
+        if "lock" in pending:  # the cohort's forward and backward; its members' optimizer steps follow
+            record["lock_steps"].append((pending.pop("lock"), time.time()))
+
     def timed_step(parts, state):
+        started = time.time()
         optimizer_step(parts, state)
-        record["steps"].append((pending.pop("start"), time.time()))
+        if "start" in pending:
+            record["steps"].append((pending.pop("start"), time.time()))
+        else:
+            record["optimizer_steps"].append((started, time.time()))
 
     def timed_call(self, trial):
         started = time.time()
@@ -100,6 +118,7 @@ def study_worker(times_path: Path, argv: list[str]) -> int:
             record["trials"].append((started, time.time()))
 
     loop._micro_step, loop._optimizer_step, objective.TrialObjective.__call__ = timed_micro, timed_step, timed_call
+    cohort._cohort_losses, accelerate.Accelerator.backward = timed_losses, timed_backward
     try:
         return lrfind_main(argv)
     finally:
@@ -117,14 +136,18 @@ def _timed(pieces: dict, name: str, func):
     return wrapper
 
 
-def _time_pieces(pieces: dict, objective, validation) -> None:
-    """Where a trial's time beyond its steps goes: the validation passes, the network's set-up
-    (lora_run's entry: caches, attach, optimizer) and teardown (its exit: detach), the LoRA save,
-    the CLIP/sample scoring. Patched where the objective looks them up."""
+def _time_pieces(pieces: dict, objective, validation, trial_training, trial_curves) -> None:
+    """Where a trial's time beyond its steps goes: the validation passes, the drift measurements, the
+    network's set-up (lora_run's entry: caches, attach, optimizer) and teardown (its exit: detach),
+    the LoRA save, the CLIP/sample scoring. Patched where the study looks them up."""
+    from lrfind.training import cohort
+
     validation.ValidationSet.loss = _timed(pieces, "validation", validation.ValidationSet.loss)
-    objective.save_lora = _timed(pieces, "save", objective.save_lora)
+    trial_curves.measure_drift = _timed(pieces, "drift", trial_curves.measure_drift)
+    trial_training.save_lora = _timed(pieces, "save", trial_training.save_lora)
     objective.TrialObjective._score = _timed(pieces, "scoring", objective.TrialObjective._score)
-    run = objective.lora_run
+    objective.TrialObjective._finish = _timed(pieces, "record", objective.TrialObjective._finish)
+    run = trial_training.lora_run
 
     @contextlib.contextmanager
     def timed_run(*args, **kwargs):
@@ -137,7 +160,7 @@ def _time_pieces(pieces: dict, objective, validation) -> None:
                 ended = time.time()
         pieces.setdefault("teardown", []).append((ended, time.time() - ended))
 
-    objective.lora_run = timed_run
+    trial_training.lora_run = cohort.lora_run = timed_run
 
 
 def write_probe_report(path: Path, lr: float) -> None:
@@ -171,11 +194,28 @@ def prepare_study(work: Path, args) -> tuple[list[str], Path]:
         study.enqueue_trial({"lr_multiplier": multiplier})
     cli = ["study", str(args.dataset_dir), "--model", str(work / "model"), "--name", STUDY, "--space", str(space),
            "--n-trials", str(args.trials), "--score", "loss", "--pruner", "none", "--seed", "1", "--out", str(out),
-           "--storage", storage, "--cache-dir", str(work / "lrfind-cache"), "--no-progress"]
+           "--storage", storage, "--cache-dir", str(work / "lrfind-cache"), "--no-progress",
+           "--trials-at-once", str(args.trials_at_once)]
     return cli, out
 
 
-def run_study_side(work: Path, cli: list[str]) -> dict:
+def _step_times(record: dict) -> tuple[list[float], int, int]:
+    """(the time of each step, per trial step; steps; trial steps). A cohort's lock-step (one forward
+    and backward of every member's micro-batch, then each member's optimizer step) counts as one
+    step of each member: its time is shared out among them."""
+    if not record["lock_steps"]:
+        return [end - start for start, end in record["steps"]], len(record["steps"]), len(record["steps"])
+    locks = sorted(record["lock_steps"])
+    times, trial_steps = [], 0
+    for i, (start, end) in enumerate(locks):
+        until = locks[i + 1][0] if i + 1 < len(locks) else float("inf")
+        members = [b - a for a, b in record["optimizer_steps"] if end <= a < until]  # its members' optimizer steps
+        trial_steps += len(members)
+        times += [(end - start + sum(members)) / max(1, len(members))] * max(1, len(members))
+    return times, len(locks), trial_steps
+
+
+def run_study_side(work: Path, cli: list[str], n_trials: int) -> dict:
     times = work / "study-times.json"
     log = work / "study.log"
     env = dict(os.environ, PYTHONPATH=str(_common.REPO_ROOT))
@@ -188,15 +228,15 @@ def run_study_side(work: Path, cli: list[str]) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"the study failed; see {log}")
     record = json.loads(times.read_text())
-    trials, steps = record["trials"], record["steps"]
-    step_s = [end - start for start, end in steps]
+    trials = record["trials"]
     span = trials[-1][1] - trials[0][0]
+    step_s, steps, trial_steps = _step_times(record)
     return {"total_s": finished - started, "startup_s": trials[0][0] - started, "span_s": span,
-            "trial_s": [round(end - start, 1) for start, end in trials], "steps": len(steps),
+            "trial_s": [round(end - start, 1) for start, end in trials], "steps": steps, "trial_steps": trial_steps,
             "step_s": statistics.median(step_s), "step_total_s": sum(step_s),
-            "overhead_per_trial_s": (span - sum(step_s)) / len(trials), "peak_rss_gib": usage.ru_maxrss / 2**20,
+            "overhead_per_trial_s": (span - sum(step_s)) / n_trials, "peak_rss_gib": usage.ru_maxrss / 2**20,
             # seconds per trial of each piece inside the trials (the base model's pass before trial 0 is start-up)
-            "pieces_per_trial_s": {name: sum(d for t, d in calls if t >= trials[0][0]) / len(trials)
+            "pieces_per_trial_s": {name: sum(d for t, d in calls if t >= trials[0][0]) / n_trials
                                    for name, calls in record["pieces"].items()},
             "validation_calls": sum(1 for t, _ in record["pieces"].get("validation", []) if t >= trials[0][0])}
 
@@ -236,6 +276,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=5, choices=range(1, len(LR_MULTIPLIERS) + 1))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--trials-at-once", type=int, default=1,
+                        help="the study's --trials-at-once (1: one trial at a time, as before)")
     parser.add_argument("--work-dir", type=Path, help="keep model and data here (default: a temp folder)")
     args = parser.parse_args(argv)
     import vs_kohya
@@ -252,9 +294,10 @@ def main(argv=None) -> int:
         first_half = args.trials // 2
         for index in range(args.trials + 1):
             if index == first_half and study is None:
-                study = run_study_side(work, cli)
+                study = run_study_side(work, cli, args.trials)
                 print(f"lrfind study: {study['total_s']:.1f} s, startup {study['startup_s']:.1f} s, trials "
-                      f"{study['trial_s']} s, {study['steps']} steps at {study['step_s']:.3f} s (median), overhead "
+                      f"{study['trial_s']} s, {study['steps']} steps ({study['trial_steps']} trial steps) at "
+                      f"{study['step_s']:.3f} s per trial step (median), overhead "
                       f"{study['overhead_per_trial_s']:.1f} s/trial, peak RSS {study['peak_rss_gib']:.2f} GiB",
                       flush=True)
                 pieces = study["pieces_per_trial_s"]

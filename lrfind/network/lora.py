@@ -227,36 +227,57 @@ def attach_lora(components, spec: NetworkSpec, seed: int | None = None) -> LoraN
     The model is changed in place; `LoraNetwork.detach()` undoes it. With a seed the initial
     lora_down weights are the same every time, and the caller's RNG state is left untouched.
     """
+    from lrfind.network.lora_module import LoRAModule  # lazy: it imports torch; lrfind --help loads this
+
+    args = parse_lora_args(spec.network_args)
+    wanted = wanted_parts(components, spec)
+    targets = {part: kohya_lora_targets(getattr(components, part), part, conv=args.conv_dim is not None)
+               for part in wanted}
+    _check_targets(spec, args, targets)
+    saved_state = {}
+    for part in wanted:
+        model = getattr(components, part)
+        _refuse_double_attach(model, part, LoRAModule)
+        saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
+        model.requires_grad_(False)
+    modules = new_lora_modules(components, spec, args, targets, seed)
+    for part, found in modules.items():
+        for path, module in found:
+            _replace(getattr(components, part), path, module)
+    return LoraNetwork(components, spec, args, modules, saved_state, naming_for(components))
+
+
+def new_lora_modules(components, spec: NetworkSpec, args: LoraArgs, targets: dict, seed: int | None) -> dict:
+    """part -> [(module path, LoRAModule)] for `targets` (kohya_lora_targets per part), not yet in the model.
+
+    Seeded: made under a private RNG state, so a network's initial weights depend on its seed
+    alone (a cohort's members get the weights each would get attached alone). Unseeded: drawn from
+    (and advancing) the caller's RNG as usual.
+    """
     import torch
 
     from lrfind.network.lora_module import LoRAModule  # lazy: it imports torch; lrfind --help loads this
 
-    args = parse_lora_args(spec.network_args)
-    wanted = (["unet"] if spec.train_unet else []) + (list(text_encoder_parts(components))
-                                                      if spec.train_text_encoder else [])
-    targets = {part: kohya_lora_targets(getattr(components, part), part, conv=args.conv_dim is not None)
-               for part in wanted}
-    _check_targets(spec, args, targets)
-    modules, saved_state = {}, {}
-    # Seeded: a private RNG state. Unseeded: draw from (and advance) the caller's RNG as usual.
+    modules: dict = {}
     rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     with rng:
         if seed is not None:
             torch.manual_seed(seed)
-        for part in wanted:
-            model = getattr(components, part)
-            _refuse_double_attach(model, part, LoRAModule)
-            saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
-            model.requires_grad_(False)
+        for part, found in targets.items():
             modules[part] = []
-            for path, layer, kxk in targets[part]:
+            for path, layer, kxk in found:
                 dim, alpha = (args.conv_dim, args.conv_alpha) if kxk else (spec.network_dim, spec.network_alpha)
-                module = LoRAModule(layer, dim, alpha, dropout=spec.network_dropout,
-                                    rank_dropout=args.rank_dropout, module_dropout=args.module_dropout,
-                                    mode_source=components.unet)
-                _replace(model, path, module)
-                modules[part].append((path, module))
-    return LoraNetwork(components, spec, args, modules, saved_state, naming_for(components))
+                modules[part].append((path, LoRAModule(layer, dim, alpha, dropout=spec.network_dropout,
+                                                       rank_dropout=args.rank_dropout,
+                                                       module_dropout=args.module_dropout,
+                                                       mode_source=components.unet)))
+    return modules
+
+
+def wanted_parts(components, spec: NetworkSpec) -> list[str]:
+    """The model parts a network of `spec` adapts: the UNet and/or the text encoder(s)."""
+    return (["unet"] if spec.train_unet else []) + (list(text_encoder_parts(components))
+                                                    if spec.train_text_encoder else [])
 
 
 def _refuse_double_attach(model, part: str, module_class) -> None:

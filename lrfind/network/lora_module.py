@@ -52,7 +52,10 @@ class LoRAModule(nn.Module):
         return self._mode_source[0].training if self._mode_source else self.training
 
     def forward(self, x):
-        out = self.base_layer(x)
+        return self.add_to(self.base_layer(x), x)
+
+    def add_to(self, out, x):
+        """`out` (the base layer's output for `x`) plus this module's LoRA branch of `x`."""
         training = self._training()
         if training and self.module_dropout is not None and torch.rand(1) < self.module_dropout:
             return out

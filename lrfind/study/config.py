@@ -42,6 +42,8 @@ class StudyConfig(StrictModel):
     # several local worker processes on one study (lrfind.study.workers): N on the CPU, or one per
     # device given (CUDA_VISIBLE_DEVICES tokens, e.g. "0,1")
     workers: int = Field(1, ge=1, le=256)
+    # trials trained together in one process, their LoRAs in one batched forward (lrfind.study.cohort_trials)
+    trials_at_once: int = Field(1, ge=1, le=64)
     devices: Optional[str] = None
     trial_budget: Optional[int] = Field(None, ge=1)
     clip: Optional[Path] = None

@@ -7,35 +7,25 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.artifacts.trial_metrics import TrialMetrics
 from lrfind.atomic import write_text
 from lrfind.config import SEED_MAX
-from lrfind.data.types import with_repeats
 from lrfind.errors import LrfindError, TrainingStopped
-from lrfind.network import save_lora
 from lrfind.scoring.dino import dino_similarity
 from lrfind.scoring.samples import render_samples, save_samples, score_samples
 from lrfind.study.diagnosis import diagnose_trial
-from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_epoch, epoch_losses
-from lrfind.study.progress import TrialProgress
-from lrfind.study.pruning import OptunaReporter, used_validation_steps
 from lrfind.study.scoring import TrialScores, loss_ratio, objective_terms, pareto_values
 from lrfind.study.trial_params import suggest
 from lrfind.study.storage import WORKER_ATTR, worker_identity
-from lrfind.study.trial_config import trial_train_config
-from lrfind.study.trial_curves import DriftRecorder, TrainLossRecorder
+from lrfind.study.trial_training import TrialJob, train_trials, trial_job
 from lrfind.study.trial_values import plan_trial
-from lrfind.training.loop import LoopState, run_loop
-from lrfind.training.metadata import training_metadata
-from lrfind.training.setup import lora_run
 
 
 SAMPLE_STEPS = 20  # DDIM steps per validation sample: enough to judge, cheap next to training
 SAMPLE_GUIDANCE = 7.5
-PROGRESS_EVERY_S = 1.0  # a trial's status line at most this often (the CLI thins it further for logs)
 
 
 class TrialFailed(Exception):
@@ -99,11 +89,29 @@ class StudyContext:
     drift_probe: Any = None  # lrfind.scoring.drift.DriftProbe with the base predictions, or None
 
 
+@dataclass
+class PlannedTrial:
+    """A trial asked and planned: what it trains, or the completed twin whose result it takes."""
+
+    trial: Any
+    plan: Any  # lrfind.study.trial_values.TrialPlan
+    trial_dir: Path
+    started: float
+    twin_value: Any = None  # the twin's objective value(s), when it is one; then nothing trains
+
+
 class TrialObjective:
     def __init__(self, ctx: StudyContext):
         self.ctx = ctx
 
     def __call__(self, trial) -> float | tuple[float, ...]:
+        planned = self.planned(trial)
+        if planned.twin_value is not None:
+            return planned.twin_value
+        return self.completed(planned, lambda: self._train(trial, planned.plan, planned.trial_dir))
+
+    def planned(self, trial) -> PlannedTrial:
+        """The trial's plan from the space (its parameters suggested now); a twin's result copied."""
         ctx = self.ctx
         trial.set_user_attr(WORKER_ATTR, worker_identity())
         mode = ctx.cfg.epoch_mode
@@ -112,82 +120,39 @@ class TrialObjective:
         started = time.time()
         twin = _completed_twin(trial, ctx.cfg)
         if twin is not None:
-            return self._copy_twin(trial, twin, trial_dir, started)
+            return PlannedTrial(trial, plan, trial_dir, started, self._copy_twin(trial, twin, trial_dir, started))
         trial.set_user_attr("train_values", plan.train_values)
         trial.set_user_attr("steps_planned", plan.trial_steps)
+        return PlannedTrial(trial, plan, trial_dir, started)
+
+    def job(self, planned: PlannedTrial) -> TrialJob:
+        return trial_job(self.ctx, planned.trial, planned.plan, planned.trial_dir,
+                         trial_seed(self.ctx.cfg, planned.trial.number))
+
+    def completed(self, planned: PlannedTrial, train: Callable[[], tuple[dict, dict]]):
+        """Train (`train` gives the LoRA kept and the metrics), score and record; the objective value(s).
+
+        A stopped or out-of-memory run fails the trial (TrialFailed); optuna.TrialPruned and bugs
+        propagate, for Optuna to record.
+        """
+        trial = planned.trial
         try:
-            state, lora_state, metrics = self._train(trial, plan, trial_dir)
+            lora_state, metrics = train()
         except TrainingStopped as stop:
             self._fail(trial, stop.reason)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is a trial failure; the rest is a bug
             if not _is_out_of_memory(err):
                 raise
             self._fail(trial, f"out of memory ({type(err).__name__}); lower dim, resolution or batch size")
-        if ctx.prompts is not None:
-            metrics.update(self._score(lora_state, trial_dir))
-        return self._finish(trial, trial_dir, metrics, started)
+        if self.ctx.prompts is not None:
+            metrics.update(self._score(lora_state, planned.trial_dir))
+        return self._finish(trial, planned.trial_dir, metrics, planned.started)
 
-    def _train(self, trial, plan, trial_dir: Path):
-        """Train the plan; returns (loop state, the LoRA to keep, metrics so far)."""
-        ctx = self.ctx
-        config = trial_train_config(ctx.cfg, plan.train_values, seed=trial_seed(ctx.cfg, trial.number),
-                                    output_dir=trial_dir)
-        validation_plan = used_validation_steps(plan.validation, plan.trial_steps, plan.epoch_boundaries,
-                                                pruner=ctx.cfg.pruner, prunes=not ctx.cfg.pareto,
-                                                eval_every_steps=ctx.space.budget.eval_every_steps)
-        dataset = with_repeats(ctx.dataset, {folder: n for folder, _, n in plan.concept_repeats})
-        started = time.time()
-        swept = bool(plan.epoch_boundaries)
-        reporter = OptunaReporter(trial, ctx.baseline_val_loss, prune=not ctx.cfg.pareto, best_so_far=swept)
-        stopped = None
-        with lora_run(config, ctx.components, dataset, ctx.store, ctx.validation_sets, held_out=ctx.held_out,
-                      validation_plan=validation_plan) as parts:
-            state = LoopState(parts.total_steps, parts.steps_per_epoch)
-            drift = None if ctx.drift_probe is None else DriftRecorder(
-                ctx.drift_probe, parts, plan.epoch_boundaries or {plan.params.epochs: plan.trial_steps})
-            # drift first: the snapshot's choice of epoch weighs the boundary's drift
-            snapshots = BestEpochSnapshot(parts.network, plan.epoch_boundaries, drift.by_epoch if drift else None)
-            train_losses = TrainLossRecorder(plan.epoch_boundaries)
-            callbacks = ([drift] if drift else []) + [snapshots, train_losses, reporter]
-            if ctx.progress is not None and ctx.cfg.progress:
-                callbacks.append(TrialProgress(trial.number, lambda text: ctx.progress(text, True), PROGRESS_EVERY_S))
-            try:
-                run_loop(parts, callbacks, state)
-            except TrainingStopped as stop:
-                # A swept trial that diverges after a good epoch still has that epoch's result:
-                # the shorter trial it stands for would have ended before the divergence.
-                if not (swept and snapshots.best is not None):
-                    raise
-                stopped = stop.reason
-            finally:
-                trial.set_user_attr("steps_done", reporter.last_step)
-            if swept and snapshots.best is not None:
-                kept_state, lora_state = snapshots.kept_state(state), snapshots.lora_state
-            else:
-                kept_state = state
-                lora_state = {k: v.detach().clone() for k, v in parts.network.kohya_state_dict().items()}
-            save_lora(trial_dir / "lora.safetensors", lora_state,
-                      training_metadata(config, dataset, ctx.components, kept_state, started), "fp16")
-        metrics = {"val_loss": kept_state.val_loss, "val_history": state.val_history, "steps_done": state.step,
-                   "steps_planned": plan.trial_steps, "clip_i": None, "clip_t": None}
-        metrics.update(self._epochs_metrics(plan, state, snapshots))
-        if drift is not None:
-            metrics.update(drift.metrics(snapshots.best[0] if swept and snapshots.best is not None else None))
-        metrics.update(train_losses.metrics())
-        if stopped is not None:
-            metrics["stopped_early"] = f"at step {state.step}: {stopped}"
-        return state, lora_state, metrics
-
-    def _epochs_metrics(self, plan, state, snapshots) -> dict:
-        """The full run the trial stands for; a swept trial's epoch losses and best epoch."""
-        from dataclasses import replace
-
-        if not plan.epoch_boundaries or snapshots.best is None:
-            return {"full_run": {"steps": plan.full_run.total_steps, "text": plan.full_run.text}}
-        epochs = snapshots.best[0]
-        full = plan_trial(replace(plan.params, epochs=epochs), self.ctx.probe, self.ctx.space, self.ctx.stats).full_run
-        return {SWEPT_EPOCH_ATTR: epochs, EPOCH_LOSSES_ATTR: epoch_losses(state.val_history, plan.epoch_boundaries),
-                "full_run": {"steps": full.total_steps, "text": full.text}}
+    def _train(self, trial, plan, trial_dir: Path) -> tuple[dict, dict]:
+        """Train the plan alone; returns (the LoRA to keep, metrics so far)."""
+        job = trial_job(self.ctx, trial, plan, trial_dir, trial_seed(self.ctx.cfg, trial.number))
+        train_trials(self.ctx, [job])
+        return job_outcome(job)
 
     def _copy_twin(self, trial, twin, trial_dir: Path, started: float):
         """A completed trial with the same parameters and training seed: its result, untrained.
@@ -245,33 +210,11 @@ class TrialObjective:
         raise TrialFailed(reason)
 
 
-class BestEpochSnapshot:
-    """Loop callback of a swept trial: at each epoch boundary, keep the LoRA if its loss is the best.
-
-    Registered before the pruning reporter, so a trial pruned at a boundary still saw it.
-    """
-
-    def __init__(self, network, boundaries: dict, drifts: Optional[dict] = None):
-        self.network, self.boundaries = network, boundaries
-        self.drifts = drifts  # epoch count -> drift, filled by the DriftRecorder before this runs
-        self.best: Optional[tuple[int, float]] = None  # (epochs, validation loss)
-        self.best_step = 0
-        self.lora_state: Optional[dict] = None
-
-    def on_validation(self, state) -> None:
-        if state.step not in self.boundaries.values():
-            return
-        best = best_epoch(state.val_history, self.boundaries, self.drifts)  # epoch_sweep's rule (ties: fewer epochs)
-        if best is not None and best != self.best:  # this boundary is the new best
-            self.best, self.best_step = best, self.boundaries[best[0]]
-            self.lora_state = {k: v.detach().clone() for k, v in self.network.kohya_state_dict().items()}
-
-    def kept_state(self, state):
-        """The loop state as of the kept epoch (for the LoRA file's ss_steps/ss_epoch metadata)."""
-        from dataclasses import replace
-
-        return replace(state, step=self.best_step, val_loss=self.best[1],
-                       epoch=-(-self.best_step // max(1, state.steps_per_epoch)))
+def job_outcome(job: TrialJob) -> tuple[dict, dict]:
+    """A trained job's (LoRA kept, metrics); its error raised when it has one."""
+    if job.error is not None:
+        raise job.error
+    return job.result.lora_state, job.result.metrics
 
 
 def _record(trial, trial_dir: Path, metrics: TrialMetrics) -> None:

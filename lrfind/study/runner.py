@@ -23,6 +23,7 @@ from lrfind.data.limits import check_repeats
 from lrfind.errors import Interrupted, LrfindError
 from lrfind.models.loading import load_components, model_family
 from lrfind.secrets import mask_url
+from lrfind.study.cohort_trials import CohortObjective
 from lrfind.study.config import StudyConfig
 from lrfind.study.free_heap import return_free_heap
 from lrfind.study.held_out import ensure_held_out
@@ -288,8 +289,11 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
         callbacks = [return_free_heap, retry_dead_workers_trials, stopper]
         if progress is not None:
             callbacks.append(StudyProgress(lambda text: progress(text, False)))
+        objective = TrialObjective(ctx)
+        if cfg.trials_at_once > 1:
+            objective = CohortObjective(objective, cfg.trials_at_once, cfg.n_trials, callbacks)
         try:
-            taken_over = optimize_surviving(study, EndAwareObjective(TrialObjective(ctx), cfg.n_trials), cfg.n_trials,
+            taken_over = optimize_surviving(study, EndAwareObjective(objective, cfg.n_trials), cfg.n_trials,
                                             ctx.cfg.timeout_seconds, callbacks=callbacks,
                                             catch=(TrialFailed,), gc_after_trial=True, show_progress_bar=False)
         except KeyboardInterrupt:

@@ -71,41 +71,48 @@ class LoopState:
         return sum(self.epoch_losses) / len(self.epoch_losses) if self.epoch_losses else math.nan
 
 
+@dataclass(frozen=True)
+class Draw:
+    """run_steps asks for the loss of this micro-batch (the noise and timesteps drawn from gen / rng)."""
+
+    batch: list  # [TrainItem]
+    gen: Any  # the epoch's torch.Generator
+    rng: random.Random  # the epoch's Python RNG (flips, caption shuffling)
+
+
+@dataclass(frozen=True)
+class Backward:
+    """run_steps asks to backpropagate its micro-batch's share of the step's loss (None: nothing to)."""
+
+    loss: Any
+
+
+@dataclass(frozen=True)
+class MicroInputs:
+    """A micro-batch, drawn and noised: what the U-Net is called on, and what its loss compares with."""
+
+    batch: list  # [TrainItem]
+    noisy: Any
+    timesteps: Any
+    target: Any
+    conditioning: Any  # lrfind.models.conditioning.UNetConditioning
+
+
 def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[LoopState] = None) -> LoopState:
     state = state or LoopState(parts.total_steps, parts.steps_per_epoch)
     _emit(callbacks, "on_train_start", state)
     parts.unet.train()
+    steps = run_steps(parts, callbacks, state)
     try:
-        while state.step < state.total_steps:
-            state.epoch_losses = []
-            batches = epoch_batches(parts.items, parts.batch_size, parts.seed, state.epoch)
-            torch_gen, rng = _epoch_generators(parts.seed, state.epoch)
-            _seed_global_rng(parts.seed, state.epoch)
-            accum = parts.gradient_accumulation_steps
-            for index, batch in enumerate(batches):
-                loss = _micro_step(parts, batch, torch_gen, rng)
-                value = loss.item()
-                if parts.group is not None and parts.group.parallel:
-                    value = mean_across(value)  # the global batch's loss, on every process
-                if not math.isfinite(value):
-                    raise _diverged(parts, state, value)
-                if loss.requires_grad:  # a process whose shard of a small last batch is empty has none
-                    parts.accelerator.backward(loss / accum)
-                state.epoch_losses.append(value)
-                if (index + 1) % accum and index + 1 < len(batches):
-                    continue
-                _optimizer_step(parts, state)
-                _emit(callbacks, "on_step_end", state)
-                if parts.validation_plan.validates_at(state.step):
-                    _validate(parts, state, callbacks)
-                if state.step >= state.total_steps:
-                    break
-            state.epoch += 1
-            if parts.validation is not None and parts.validation_plan.per_epoch:
-                _validate(parts, state, callbacks)
-            _emit(callbacks, "on_epoch_end", state)
-        if parts.validation is not None and (not state.val_history or state.val_history[-1][0] != state.step):
-            _validate(parts, state, callbacks)  # the run's final weights always get a validation loss
+        request = next(steps)
+        while True:
+            if isinstance(request, Draw):
+                reply = _micro_step(parts, request.batch, request.gen, request.rng)
+            else:
+                reply = None if request.loss is None else parts.accelerator.backward(request.loss)
+            request = steps.send(reply)
+    except StopIteration:
+        pass  # the run's steps are done
     finally:
         parts.unet.eval()
         parts.optimizer.zero_grad(set_to_none=True)
@@ -113,7 +120,56 @@ def run_loop(parts: LoopParts, callbacks: Sequence[Any] = (), state: Optional[Lo
     return state
 
 
+def run_steps(parts: LoopParts, callbacks: Sequence[Any], state: LoopState):
+    """One run's steps as a generator: epochs, accumulation, optimizer steps, validation, callbacks.
+
+    It yields a Draw for each micro-batch and is sent that micro-batch's loss tensor; it then
+    yields a Backward and is sent None once the caller has backpropagated it. Whoever runs the
+    forward and backward (run_loop for one run, lrfind.training.cohort for several at once) calls
+    on_train_start / on_train_end and puts the U-Net in train mode and back.
+    """
+    while state.step < state.total_steps:
+        state.epoch_losses = []
+        batches = epoch_batches(parts.items, parts.batch_size, parts.seed, state.epoch)
+        torch_gen, rng = _epoch_generators(parts.seed, state.epoch)
+        _seed_global_rng(parts.seed, state.epoch)
+        accum = parts.gradient_accumulation_steps
+        for index, batch in enumerate(batches):
+            loss = yield Draw(batch, torch_gen, rng)
+            value = loss.item()
+            if parts.group is not None and parts.group.parallel:
+                value = mean_across(value)  # the global batch's loss, on every process
+            if not math.isfinite(value):
+                raise _diverged(parts, state, value)
+            # a process whose shard of a small last batch is empty has no graph
+            yield Backward(loss / accum if loss.requires_grad else None)
+            state.epoch_losses.append(value)
+            if (index + 1) % accum and index + 1 < len(batches):
+                continue
+            _optimizer_step(parts, state)
+            _emit(callbacks, "on_step_end", state)
+            if parts.validation_plan.validates_at(state.step):
+                _validate(parts, state, callbacks)
+            if state.step >= state.total_steps:
+                break
+        state.epoch += 1
+        if parts.validation is not None and parts.validation_plan.per_epoch:
+            _validate(parts, state, callbacks)
+        _emit(callbacks, "on_epoch_end", state)
+    if parts.validation is not None and (not state.val_history or state.val_history[-1][0] != state.step):
+        _validate(parts, state, callbacks)  # the run's final weights always get a validation loss
+
+
 def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Random):
+    """The micro-batch's loss (a tensor with its graph)."""
+    if parts.group is not None and parts.group.parallel:  # the whole global batch drawn, this shard kept
+        return _shard_loss(parts, batch, *_draw(parts, batch, gen, rng))
+    micro = micro_inputs(parts, batch, gen, rng)
+    return micro_loss(parts, micro, predict(parts, micro.noisy, micro.timesteps, micro.conditioning))
+
+
+def _draw(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Random):
+    """(latents, noise, timesteps, captions, time_ids) of a micro-batch, drawn from the epoch's generators."""
     import torch
 
     flips = [parts.flip_aug and rng.random() < 0.5 for _ in batch]
@@ -121,21 +177,38 @@ def _micro_step(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Rando
     captions = [process_caption(it.record.caption, parts.shuffle_caption, parts.keep_tokens, rng) for it in batch]
     noise = noise_for(latents, gen, parts.noise_offset)
     timesteps = torch.randint(0, parts.noise_scheduler.config.num_train_timesteps, (len(batch),), generator=gen)
-    time_ids = _time_ids(parts, batch, flips)
-    if parts.group is not None and parts.group.parallel:  # the whole global batch drawn, this shard kept
-        return _shard_loss(parts, batch, latents, noise, timesteps, captions, time_ids)
+    return latents, noise, timesteps, captions, _time_ids(parts, batch, flips)
+
+
+def micro_inputs(parts: LoopParts, batch: list[TrainItem], gen, rng: random.Random) -> MicroInputs:
+    """A micro-batch drawn, noised and conditioned (a text-encoder LoRA's graph included)."""
+    latents, noise, timesteps, captions, time_ids = _draw(parts, batch, gen, rng)
     noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
     target = training_target(parts.noise_scheduler, latents, noise, timesteps, parts.prediction_type)
-    dtype = parts.dtype or torch.float32
     conditioning = parts.conditioner.encode(captions, as_written=not parts.shuffle_caption, device=parts.device,
                                             time_ids=time_ids)
+    return MicroInputs(batch, noisy, timesteps, target, conditioning)
+
+
+def predict(parts: LoopParts, noisy, timesteps, conditioning):
+    """The U-Net's prediction for a batch (in the run's dtype, under its autocast)."""
+    import torch
+
+    dtype = parts.dtype or torch.float32
     with parts.accelerator.autocast():
-        pred = parts.unet(noisy.to(parts.device, dtype), timesteps.to(parts.device),
+        return parts.unet(noisy.to(parts.device, dtype), timesteps.to(parts.device),
                           **conditioning.unet_kwargs(dtype)).sample
-    per_sample = per_sample_mse(pred, target.to(parts.device))
-    weights = torch.tensor([it.loss_weight for it in batch], device=parts.device)
+
+
+def micro_loss(parts: LoopParts, micro: MicroInputs, pred):
+    """The micro-batch's weighted mean loss, from the U-Net's prediction of its rows."""
+    import torch
+
+    per_sample = per_sample_mse(pred, micro.target.to(parts.device))
+    weights = torch.tensor([it.loss_weight for it in micro.batch], device=parts.device)
     if parts.min_snr_gamma:
-        weights = weights * min_snr_weights(parts.noise_scheduler, timesteps, parts.min_snr_gamma, parts.prediction_type).to(parts.device)
+        weights = weights * min_snr_weights(parts.noise_scheduler, micro.timesteps, parts.min_snr_gamma,
+                                            parts.prediction_type).to(parts.device)
     return (per_sample * weights).mean()
 
 

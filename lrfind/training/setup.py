@@ -129,9 +129,10 @@ def place_model(components, device, dtype) -> None:
             module.to(device, dtype)
 
 
-def _attach_network(config: TrainConfig, components, spec):
-    """A fresh network on the model; with --network-weights, those weights (checked against model and type)."""
-    network = attach_network(components, spec, seed=config.seed)
+def _attach_network(config: TrainConfig, components, spec, attached=None):
+    """A fresh network on the model (or `attached`, one made for this run already: a cohort's member);
+    with --network-weights, those weights (checked against model and type)."""
+    network = attach_network(components, spec, seed=config.seed) if attached is None else attached
     if config.network.weights is not None:
         source = f"--network-weights {config.network.weights}"
         try:
@@ -156,11 +157,13 @@ def _noise_schedule(config: TrainConfig, components) -> tuple[str, object]:
 def lora_run(config: TrainConfig, components, dataset: Dataset, store,
              validation_memo: Optional[dict] = None,
              held_out: Optional[Sequence[ImageRecord]] = None,
-             validation_plan: Optional[ValidationPlan] = None) -> Iterator[LoopParts]:
+             validation_plan: Optional[ValidationPlan] = None, network=None) -> Iterator[LoopParts]:
     """`validation_memo`: a dict a study keeps, so its trials share one ValidationSet.
     `held_out`: images to validate on instead of config.validation_split's; `dataset` then holds
     only the images to train on (a study's split, lrfind.study.held_out). `validation_plan`: when
-    to validate (a study's trial plan); default: config.validate_every_n_steps, else each epoch."""
+    to validate (a study's trial plan); default: config.validate_every_n_steps, else each epoch.
+    `network`: the run's network already attached (a member of lrfind.training.cohort's cohort,
+    which detaches it); default: a fresh one of config's, detached at the end."""
     import torch
 
     check_repeats(dataset)  # before the epoch's image-repeats are listed (memory grows with them)
@@ -179,7 +182,7 @@ def lora_run(config: TrainConfig, components, dataset: Dataset, store,
     if components.text_encoder_2 is not None:
         validate_sdxl_text_options(config.model.clip_skip, config.model.max_token_length)
     place_model(components, device, dtype)
-    network = _attach_network(config, components, spec)
+    network = _attach_network(config, components, spec, attached=network)
     try:
         if config.gradient_checkpointing:
             components.unet.enable_gradient_checkpointing()
