@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/study_vs_kohya.py --kohya-dir /tmp/kohya/sd-scripts \
         --kohya-python /tmp/kohya/venv/bin/python [--trials 5] [--steps 20] [--resolution 128] \
-        [--trials-at-once K]
+        [--trials-at-once K] [--drift-weight W]
 
 The same N trainings both ways, on the SD 1.5-size random model (saved once as a diffusers folder,
 benchmarks/vs_kohya.py), the example photos at --resolution (bucketed), LoRA dim 8 alpha 8, UNet
@@ -17,7 +17,9 @@ only, AdamW (weight decay 0.01, both), constant lr, batch 1, fp32, seed 1; trial
 Order: the first half of the kohya runs, the study, the rest (load drifts; sides alternate once).
 With --trials-at-once K the study trains K trials at a time as one cohort (lrfind.study.cohort_trials):
 a lock-step (one forward and backward for all members, then each member's optimizer step) counts as
-one step of each member, its time shared out among them.
+one step of each member, its time shared out among them. --drift-weight 0: the study weighs no drift,
+so measures none (lrfind's default objective weighs it 1 and measures it once a trial: 42 U-Net
+forwards on the example photos).
 
 The study process runs through this file (--study-worker), which only records wall clocks: when
 each trial starts and ends, and each training step's start and end (patched around the loop's
@@ -66,6 +68,7 @@ weight_decay = 0.01
 
 [objective]
 loss = 1.0
+drift = {drift}
 clip_i = 0.0
 clip_t = 0.0
 
@@ -80,7 +83,7 @@ def study_worker(times_path: Path, argv: list[str]) -> int:
     import accelerate
 
     from lrfind.cli import main as lrfind_main
-    from lrfind.study import objective, trial_curves, trial_training
+    from lrfind.study import cohort_trials, objective, trial_curves, trial_training
     from lrfind.training import cohort, loop, validation
 
     record = {"trials": [], "steps": [], "lock_steps": [], "optimizer_steps": [], "pieces": {}}
@@ -118,6 +121,16 @@ def study_worker(times_path: Path, argv: list[str]) -> int:
             record["trials"].append((started, time.time()))
 
     loop._micro_step, loop._optimizer_step, objective.TrialObjective.__call__ = timed_micro, timed_step, timed_call
+    cohort_call = cohort_trials.CohortObjective.__call__  # --trials-at-once: one call trains the cohort
+
+    def timed_cohort_call(self, trial):
+        started = time.time()
+        try:
+            return cohort_call(self, trial)
+        finally:
+            record["trials"].append((started, time.time()))
+
+    cohort_trials.CohortObjective.__call__ = timed_cohort_call
     cohort._cohort_losses, accelerate.Accelerator.backward = timed_losses, timed_backward
     try:
         return lrfind_main(argv)
@@ -182,7 +195,7 @@ def prepare_study(work: Path, args) -> tuple[list[str], Path]:
     multipliers = LR_MULTIPLIERS[: args.trials]
     space = work / "space.toml"
     space.write_text(SPACE_TOML.format(multipliers=", ".join(map(str, multipliers)), resolution=args.resolution,
-                                       steps=args.steps))
+                                       steps=args.steps, drift=args.drift_weight))
     out = work / "studies" / STUDY
     shutil.rmtree(work / "studies", ignore_errors=True)
     out.mkdir(parents=True)
@@ -276,6 +289,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=5, choices=range(1, len(LR_MULTIPLIERS) + 1))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--drift-weight", type=float, default=1.0,
+                        help="the space's [objective] drift weight (1: lrfind's default; 0: drift is not measured)")
     parser.add_argument("--trials-at-once", type=int, default=1,
                         help="the study's --trials-at-once (1: one trial at a time, as before)")
     parser.add_argument("--work-dir", type=Path, help="keep model and data here (default: a temp folder)")

@@ -69,3 +69,11 @@ class LrfindWarning(UserWarning):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, carrying what the user should know (how to resume). The CLI prints it as one line."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A CUDA or host allocation that failed (torch raises these as RuntimeErrors)."""
+    import torch  # lazy: this module is imported by everything, torch only by what trains
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())

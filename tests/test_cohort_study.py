@@ -105,3 +105,46 @@ def test_ctrl_c_fails_every_trial_of_the_cohort(example_dataset, tmp_path, probe
         run_study(cfg)
     _, all_trials = trials(cfg)
     assert [t.state for t in all_trials] == [TrialState.FAIL] * 3
+
+
+def test_a_cohort_out_of_memory_before_its_first_step_trains_its_trials_one_by_one(example_dataset, tmp_path,
+                                                                                    probe_report, monkeypatch):
+    from lrfind.study import trial_training
+    from lrfind.study.runner import run_study
+
+    def out_of_memory(cohort, runs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trial_training, "run_cohort", out_of_memory)
+    lines = []
+    cfg = study_config(example_dataset, tmp_path, probe_report, name="oom", n_trials=3, score="loss",
+                       pruner="none", trials_at_once=3)
+    _enqueued_study(cfg, POINTS[:3])
+    run_study(cfg, progress=lambda text, transient: lines.append(text))
+    _, all_trials = trials(cfg)
+    assert [t.state for t in all_trials] == [TrialState.COMPLETE] * 3
+    assert any("out of memory together" in line and "one by one" in line for line in lines)
+
+
+def test_a_study_that_weighs_no_drift_measures_none(example_dataset, tmp_path, probe_report, monkeypatch):
+    """[objective] drift = 0: no base predictions, no drift forwards per trial (42 U-Net forwards a
+    trial on the example photos: most of a trial's time beyond its steps, benchmarks/RESULTS.md)."""
+    from pathlib import Path
+
+    import lrfind.study
+    from lrfind.study import trial_curves
+    from lrfind.study.runner import run_study
+
+    preset = (Path(lrfind.study.__file__).parent / "presets" / "tiny.toml").read_text()
+    assert "\ndrift = 1.0" in preset
+    space = tmp_path / "no-drift.toml"
+    space.write_text(preset.replace("\ndrift = 1.0", "\ndrift = 0.0"))
+    refuse = lambda *a, **k: (_ for _ in ()).throw(AssertionError("drift measured with weight 0"))  # noqa: E731
+    monkeypatch.setattr(trial_curves, "measure_drift", refuse)
+    monkeypatch.setattr("lrfind.study.runner.study_drift_probe", refuse)
+    cfg = study_config(example_dataset, tmp_path, probe_report, name="nodrift", n_trials=2, score="loss",
+                       space=str(space), trials_at_once=2)
+    run_study(cfg)
+    _, all_trials = trials(cfg)
+    finished = [t for t in all_trials if t.state in FINISHED]
+    assert len(finished) == 2 and not any("drift" in t.user_attrs for t in finished)

@@ -13,7 +13,7 @@ from lrfind.artifacts.probe_report import ProbeReport
 from lrfind.artifacts.trial_metrics import TrialMetrics
 from lrfind.atomic import write_text
 from lrfind.config import SEED_MAX
-from lrfind.errors import LrfindError, TrainingStopped
+from lrfind.errors import LrfindError, TrainingStopped, is_out_of_memory
 from lrfind.scoring.dino import dino_similarity
 from lrfind.scoring.samples import render_samples, save_samples, score_samples
 from lrfind.study.diagnosis import diagnose_trial
@@ -141,7 +141,7 @@ class TrialObjective:
         except TrainingStopped as stop:
             self._fail(trial, stop.reason)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is a trial failure; the rest is a bug
-            if not _is_out_of_memory(err):
+            if not is_out_of_memory(err):
                 raise
             self._fail(trial, f"out of memory ({type(err).__name__}); lower dim, resolution or batch size")
         if self.ctx.prompts is not None:
@@ -240,13 +240,6 @@ def _completed_twin(trial, cfg):
 def trial_seed(cfg, number: int) -> int:
     """The training seed of trial `number` (StudyConfig.trial_seed says which rule)."""
     return cfg.seed if cfg.trial_seed == "same" else (cfg.seed + number) % (SEED_MAX + 1)  # stays a valid seed
-
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    return isinstance(err, torch.cuda.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
 
 
 def _free_memory() -> None:

@@ -187,7 +187,8 @@ def build_context(cfg: StudyConfig, study, space, weights):
                        validation_sets=validation_sets, held_out=held.records, warnings=held.warnings + probe_notes,
                        final_stats=DatasetStats.from_dataset(dataset), dino_scorer=dino)
     ctx.warnings += (dino_note,) if dino_note else ()
-    ctx.drift_probe = study_drift_probe(space, components, dataset)  # the base model's predictions, once
+    if weights.drift > 0:  # the base model's predictions, once; a weight of 0 uses no drift: none is measured
+        ctx.drift_probe = study_drift_probe(space, components, dataset)
     if scorer is not None or dino is not None:
         embed_references(ctx, study, held, dataset)
     # dataset_stats: every image (what the dataset is, and the final run trains on); trained_dataset_stats:

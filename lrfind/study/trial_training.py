@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lrfind.data.types import with_repeats
-from lrfind.errors import TrainingStopped
+from lrfind.errors import TrainingStopped, is_out_of_memory
 from lrfind.network import save_lora
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_epoch, epoch_losses
 from lrfind.study.progress import TrialProgress
@@ -124,6 +124,8 @@ def _train_alone(ctx, job: TrialJob) -> None:
                 stopped = None
             except TrainingStopped as stop:
                 stopped = stop
+            finally:
+                job.trial.set_user_attr("steps_done", job.reporter.last_step)
             _conclude(ctx, job, parts, tracker, stopped)
     except Exception as err:  # noqa: BLE001 - the trial's outcome; the caller decides what fails the study
         job.error = err
@@ -136,7 +138,11 @@ def _train_together(ctx, jobs: list[TrialJob]) -> None:
                 as (cohort, all_parts):
             trackers = [_Tracker(ctx, job, parts) for job, parts in zip(jobs, all_parts)]
             runs = [CohortRun(parts, tracker.callbacks, tracker.state) for parts, tracker in zip(all_parts, trackers)]
-            run_cohort(cohort, runs)
+            try:
+                run_cohort(cohort, runs)
+            finally:
+                for job in jobs:
+                    job.trial.set_user_attr("steps_done", job.reporter.last_step)
             for k, (job, parts, tracker, run) in enumerate(zip(jobs, all_parts, trackers, runs)):
                 if run.outcome is not None and not isinstance(run.outcome, TrainingStopped):
                     job.error = run.outcome
@@ -147,14 +153,36 @@ def _train_together(ctx, jobs: list[TrialJob]) -> None:
                     except Exception as err:  # noqa: BLE001 - this trial's outcome
                         job.error = err
     except Exception as err:  # noqa: BLE001 - the shared forward failed (out of memory): every trial's outcome
+        if is_out_of_memory(err) and not any(job.reporter.last_step for job in jobs):
+            _one_by_one(ctx, jobs)  # K at once did not fit before any step: each fits alone, or fails alone
+            return
         for job in jobs:
             if job.result is None and job.error is None:
                 job.error = err
 
 
+def _one_by_one(ctx, jobs: list[TrialJob]) -> None:
+    import gc
+
+    gc.collect()
+    _empty_device_cache()
+    if ctx.progress is not None:
+        ctx.progress(f"trials {', '.join(str(job.trial.number) for job in jobs)}: out of memory together "
+                     "(--trials-at-once); training them one by one", False)
+    for job in jobs:
+        job.error = None
+        _train_alone(ctx, job)
+
+
+def _empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _conclude(ctx, job: TrialJob, parts, tracker: _Tracker, stopped: Optional[TrainingStopped]) -> None:
     """Keep the trial's LoRA and metrics; a stopped run keeps a swept trial's best epoch, else fails."""
-    job.trial.set_user_attr("steps_done", job.reporter.last_step)
     snapshots, state = tracker.snapshots, tracker.state
     kept_epoch = job.swept and snapshots.best is not None
     if stopped is not None and not kept_epoch:
