@@ -113,29 +113,26 @@ def study_worker(times_path: Path, argv: list[str]) -> int:
         else:
             record["optimizer_steps"].append((started, time.time()))
 
+    loop._micro_step, loop._optimizer_step = timed_micro, timed_step
+    objective.TrialObjective.__call__ = _timed_trial(record, call)
+    # --trials-at-once: one CohortObjective call trains the whole cohort
+    cohort_trials.CohortObjective.__call__ = _timed_trial(record, cohort_trials.CohortObjective.__call__)
+    cohort._cohort_losses, accelerate.Accelerator.backward = timed_losses, timed_backward
+    try:
+        return lrfind_main(argv)
+    finally:
+        times_path.write_text(json.dumps(record))
+
+
+def _timed_trial(record: dict, call):
+    """An objective's __call__, recording when each call (a trial, or a cohort of them) starts and ends."""
     def timed_call(self, trial):
         started = time.time()
         try:
             return call(self, trial)
         finally:
             record["trials"].append((started, time.time()))
-
-    loop._micro_step, loop._optimizer_step, objective.TrialObjective.__call__ = timed_micro, timed_step, timed_call
-    cohort_call = cohort_trials.CohortObjective.__call__  # --trials-at-once: one call trains the cohort
-
-    def timed_cohort_call(self, trial):
-        started = time.time()
-        try:
-            return cohort_call(self, trial)
-        finally:
-            record["trials"].append((started, time.time()))
-
-    cohort_trials.CohortObjective.__call__ = timed_cohort_call
-    cohort._cohort_losses, accelerate.Accelerator.backward = timed_losses, timed_backward
-    try:
-        return lrfind_main(argv)
-    finally:
-        times_path.write_text(json.dumps(record))
+    return timed_call
 
 
 def _timed(pieces: dict, name: str, func):

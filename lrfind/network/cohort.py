@@ -24,11 +24,12 @@ from typing import Iterator, Optional, Sequence
 
 from lrfind.network.lora import (
     LoraNetwork,
-    _check_targets,
-    _refuse_double_attach,
-    _replace,
+    check_targets,
+    freeze_parts,
     kohya_lora_targets,
     new_lora_modules,
+    replace_layer,
+    restore_layers,
     wanted_parts,
 )
 from lrfind.network.lora_args import parse_lora_args
@@ -116,15 +117,7 @@ class LoraCohort:
 
     def detach(self) -> None:
         """Put the original layers back; restore requires_grad and train/eval. Idempotent."""
-        for part, routed in list(self._routed.items()):
-            model = getattr(self.components, part)
-            for path, module in routed:
-                _replace(model, path, module.base_layer)
-            training, requires_grad = self._saved_state[part]
-            for name, param in model.named_parameters():
-                param.requires_grad_(requires_grad[name])
-            model.train(training)
-            del self._routed[part]
+        restore_layers(self.components, self._routed, self._saved_state)
         for member in self.members:
             member._modules.clear()
 
@@ -140,17 +133,12 @@ def attach_lora_cohort(components, specs: Sequence[NetworkSpec], seeds: Sequence
     for spec, arg in zip(specs, args):
         targets = {part: kohya_lora_targets(getattr(components, part), part, conv=arg.conv_dim is not None)
                    for part in wanted_parts(components, spec)}
-        _check_targets(spec, arg, targets)
+        check_targets(spec, arg, targets)
         member_targets.append(targets)
     modules = [new_lora_modules(components, spec, arg, targets, seed)
                for spec, arg, targets, seed in zip(specs, args, member_targets, seeds)]
     parts = list(dict.fromkeys(part for targets in member_targets for part in targets))
-    saved_state = {}
-    for part in parts:
-        model = getattr(components, part)
-        _refuse_double_attach(model, part, LoRAModule)
-        saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
-        model.requires_grad_(False)
+    saved_state = freeze_parts(components, parts, LoRAModule)
     routing, routed_class, routed = _Routing(), _routed_lora_class(), {}
     for part in parts:
         by_path = [dict(member.get(part, ())) for member in modules]
@@ -161,7 +149,7 @@ def attach_lora_cohort(components, specs: Sequence[NetworkSpec], seeds: Sequence
         for path in paths:
             layer = getattr(components, part).get_submodule(path)
             module = routed_class(layer, [found.get(path) for found in by_path], routing)
-            _replace(getattr(components, part), path, module)
+            replace_layer(getattr(components, part), path, module)
             routed[part].append((path, module))
     members = [CohortMember(components, spec, arg, found, {}, naming_for(components))
                for spec, arg, found in zip(specs, args, modules)]

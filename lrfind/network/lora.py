@@ -133,15 +133,7 @@ class LoraNetwork:
 
     def detach(self) -> None:
         """Put the original layers back; restore requires_grad and train/eval. Idempotent."""
-        for part, modules in list(self._modules.items()):
-            model = getattr(self.components, part)
-            for path, module in modules:
-                _replace(model, path, module.base_layer)
-            training, requires_grad = self._saved_state[part]
-            for name, param in model.named_parameters():
-                param.requires_grad_(requires_grad[name])
-            model.train(training)
-            del self._modules[part]
+        restore_layers(self.components, self._modules, self._saved_state)
 
     def kohya_state_dict(self, dtype="fp32") -> dict:
         """The weights in kohya's layout (lora_down / lora_up / alpha), cast to `dtype`."""
@@ -203,12 +195,12 @@ class LoraNetwork:
                               f"{alpha_option}{module.alpha:g}; set {alpha_option}{alpha:g}")
 
 
-def _replace(model, path: str, new) -> None:
+def replace_layer(model, path: str, new) -> None:
     parent_path, _, child = path.rpartition(".")
     setattr(model.get_submodule(parent_path) if parent_path else model, child, new)
 
 
-def _check_targets(spec: NetworkSpec, args: LoraArgs, targets: dict) -> None:
+def check_targets(spec: NetworkSpec, args: LoraArgs, targets: dict) -> None:
     if args.conv_dim is not None and not spec.train_unet:
         raise ConfigError(f"--network-args conv_dim={args.conv_dim}: conv_dim adapts the UNet's 3x3 "
                           "convs, and this run trains only the text encoder; drop conv_dim or train the UNet")
@@ -233,17 +225,12 @@ def attach_lora(components, spec: NetworkSpec, seed: int | None = None) -> LoraN
     wanted = wanted_parts(components, spec)
     targets = {part: kohya_lora_targets(getattr(components, part), part, conv=args.conv_dim is not None)
                for part in wanted}
-    _check_targets(spec, args, targets)
-    saved_state = {}
-    for part in wanted:
-        model = getattr(components, part)
-        _refuse_double_attach(model, part, LoRAModule)
-        saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
-        model.requires_grad_(False)
+    check_targets(spec, args, targets)
+    saved_state = freeze_parts(components, wanted, LoRAModule)
     modules = new_lora_modules(components, spec, args, targets, seed)
     for part, found in modules.items():
         for path, module in found:
-            _replace(getattr(components, part), path, module)
+            replace_layer(getattr(components, part), path, module)
     return LoraNetwork(components, spec, args, modules, saved_state, naming_for(components))
 
 
@@ -278,6 +265,31 @@ def wanted_parts(components, spec: NetworkSpec) -> list[str]:
     """The model parts a network of `spec` adapts: the UNet and/or the text encoder(s)."""
     return (["unet"] if spec.train_unet else []) + (list(text_encoder_parts(components))
                                                     if spec.train_text_encoder else [])
+
+
+def freeze_parts(components, parts, module_class) -> dict:
+    """Freeze the model parts a network adapts; part -> (training flag, {param name: requires_grad}) to restore."""
+    saved_state = {}
+    for part in parts:
+        model = getattr(components, part)
+        _refuse_double_attach(model, part, module_class)
+        saved_state[part] = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
+        model.requires_grad_(False)
+    return saved_state
+
+
+def restore_layers(components, modules: dict, saved_state: dict) -> None:
+    """Put each adapted layer's base layer back (modules: part -> [(path, module with .base_layer)]),
+    restore requires_grad and train/eval, and empty `modules`. Idempotent."""
+    for part, found in list(modules.items()):
+        model = getattr(components, part)
+        for path, module in found:
+            replace_layer(model, path, module.base_layer)
+        training, requires_grad = saved_state[part]
+        for name, param in model.named_parameters():
+            param.requires_grad_(requires_grad[name])
+        model.train(training)
+        del modules[part]
 
 
 def _refuse_double_attach(model, part: str, module_class) -> None:
