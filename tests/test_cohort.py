@@ -164,3 +164,38 @@ def test_what_can_join_a_cohort(example_dataset, tmp_path):
     assert not can_join_cohort(_config(example_dataset, tmp_path, network_args={"rank_dropout": "0.1"}))
     assert not can_join_cohort(_config(example_dataset, tmp_path, network_module="lycoris.kohya",
                                        network_args={"algo": "loha"}))
+
+
+def test_text_encoder_members_batches_and_accumulation_train_as_alone(tiny, example_dataset, feature_store, tmp_path,
+                                                                      dataset):
+    """A member training the text encoder conditions its captions through its own LoRA; batch 2 and
+    gradient accumulation are each member's own."""
+    configs = [_config(example_dataset, tmp_path, network_train_unet_only=False, text_encoder_lr=0.5, **LINEAR_ADAMW),
+               _config(example_dataset, tmp_path, train_batch_size=2, gradient_accumulation_steps=2, seed=4,
+                       **LINEAR_ADAMW),
+               _config(example_dataset, tmp_path, seed=6, **LINEAR_ADAMW)]
+    runs, together = _together(configs, tiny, [dataset] * len(configs), feature_store)
+    assert any(key.startswith("lora_te_") for key in together[0]) and not any(
+        key.startswith("lora_te_") for key in together[1])
+    for config, run, weights in zip(configs, runs, together):
+        state, alone = _alone(config, tiny, dataset, feature_store)
+        _same_weights(weights, alone)
+        assert run.state.val_loss == pytest.approx(state.val_loss, rel=1e-5)
+
+
+def test_sdxl_members_train_as_alone(example_dataset, feature_store, tmp_path):
+    """SDXL: pooled text embeddings and size conditioning concatenated row by row, both text encoders."""
+    from lrfind.models.builtin import build_builtin
+
+    tiny_sdxl = build_builtin("tiny-sdxl", 0)
+    values = dict(pretrained_model_name_or_path="tiny-sdxl", **LINEAR_ADAMW)
+    configs = [_config(example_dataset, tmp_path, **values),
+               _config(example_dataset, tmp_path, **values, network_dim=8, seed=8, network_train_unet_only=False,
+                       text_encoder_lr=0.5)]
+    dataset = scan_dataset(configs[0].dataset, log_warnings=False)
+    runs, together = _together(configs, tiny_sdxl, [dataset] * 2, feature_store)
+    assert any(key.startswith("lora_te2_") for key in together[1])
+    for config, run, weights in zip(configs, runs, together):
+        state, alone = _alone(config, tiny_sdxl, dataset, feature_store)
+        _same_weights(weights, alone)
+        assert run.state.val_loss == pytest.approx(state.val_loss, rel=1e-5)

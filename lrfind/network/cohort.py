@@ -75,6 +75,8 @@ def _routed_lora_class():
             if segments is None:
                 raise RuntimeError("a cohort's model was called outside LoraCohort.split / solo")
             out = self.base_layer(x)
+            if not segments:  # LoraCohort.base(): the model as it was
+                return out
             if len(segments) == 1:  # one member's batch: no slicing, the same ops as the member alone
                 return self._add(segments[0][0], out, x)
             return torch.cat([self._add(k, out[start:stop], x[start:stop]) for k, start, stop in segments])
@@ -114,6 +116,10 @@ class LoraCohort:
     def solo(self, member: int):
         """Every row of every call to member `member` (its validation, drift, samples of its weights)."""
         return self.split([(member, 0, None)])
+
+    def base(self):
+        """The base model, no member's LoRA (what a run's caches are made from before it attaches)."""
+        return self.split(())
 
     def detach(self) -> None:
         """Put the original layers back; restore requires_grad and train/eval. Idempotent."""

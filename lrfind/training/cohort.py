@@ -65,10 +65,11 @@ def lora_cohort(setups: Sequence[CohortMemberSetup], components, store, validati
                                 [s.config.seed for s in setups])
     try:
         with ExitStack() as stack:
-            parts = [stack.enter_context(lora_run(s.config, components, s.dataset, store, validation_memo,
-                                                  held_out=held_out, validation_plan=s.validation_plan,
-                                                  network=member))
-                     for s, member in zip(setups, cohort.members)]
+            with cohort.base():  # each run's caches from the base model, as lora_run makes them before attaching
+                parts = [stack.enter_context(lora_run(s.config, components, s.dataset, store, validation_memo,
+                                                      held_out=held_out, validation_plan=s.validation_plan,
+                                                      network=member))
+                         for s, member in zip(setups, cohort.members)]
             yield cohort, parts
     finally:
         cohort.detach()
