@@ -148,3 +148,20 @@ def test_a_study_that_weighs_no_drift_measures_none(example_dataset, tmp_path, p
     _, all_trials = trials(cfg)
     finished = [t for t in all_trials if t.state in FINISHED]
     assert len(finished) == 2 and not any("drift" in t.user_attrs for t in finished)
+
+
+def test_the_cli_flag_runs_trials_together_and_refuses_a_bad_value(example_dataset, tmp_path, probe_report, capsys):
+    import shutil
+
+    from lrfind.cli import main
+
+    out = tmp_path / "studies" / "cli"
+    out.mkdir(parents=True)
+    shutil.copy(probe_report, out / "probe.json")
+    common = ["study", str(example_dataset), "--name", "cli", "--space", "tiny", "--out", str(out),
+              "--trial-budget", "6", "--score", "loss", "--n-trials", "2", "--no-progress"]
+    assert main(common + ["--trials-at-once", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trials_at_once" in err[0] and "Traceback" not in err[0]
+    assert main(common + ["--trials-at-once", "2"]) == 0
+    assert "trials finished; running up to 2 at once" in capsys.readouterr().out

@@ -283,7 +283,7 @@ def _run_study(cfg: StudyConfig, database: "SqliteDatabase | None", progress=Non
     stopper = _StopWhenDone(cfg.n_trials)
     if finished_trials(study) < cfg.n_trials:
         say(f"study {cfg.name} in {mask_url(cfg.storage_url())}: {finished_trials(study)}/{cfg.n_trials} "
-              f"trials finished; running")
+              f"trials finished; running" + (f" up to {cfg.trials_at_once} at once" if cfg.trials_at_once > 1 else ""))
         quiet = QuietTrialLog()
         logging.getLogger(QuietTrialLog.LOGGER).addFilter(quiet)
         study.set_user_attr(RUN_ATTR, run_target(cfg.n_trials, cfg.timeout_seconds))  # for lrfind status
