@@ -5,6 +5,10 @@ steps. What differs between probe, trial and final run lives in callbacks (d*lr 
 pruning, logging, checkpoints). The loop knows nothing of Optuna: a callback that wants the run
 to stop raises TrainingStopped (a NaN loss raises TrainingDiverged, which says at which step and lr). Randomness is drawn from generators seeded per (seed, epoch), so
 a run resumed at an epoch boundary continues exactly as an uninterrupted one.
+
+The bookkeeping (epochs, accumulation, optimizer steps, validation, callbacks) is `run_steps`, a
+generator that asks for each micro-batch's loss and its backward: `run_loop` answers for one run,
+lrfind.training.cohort for several runs trained at once through one model.
 """
 
 from __future__ import annotations
