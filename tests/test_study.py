@@ -112,13 +112,13 @@ def test_nan_and_oom_trials_fail_with_reasons_and_the_study_goes_on(example_data
     real_train = objective.TrialObjective._train
     calls = {"n": 0}
 
-    def flaky_train(self, trial, plan, trial_dir):
+    def flaky_train(self, planned):
         calls["n"] += 1
         if calls["n"] == 1:
             raise TrainingStopped("loss became nan (not finite)")
         if calls["n"] == 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_train(self, trial, plan, trial_dir)
+        return real_train(self, planned)
 
     monkeypatch.setattr(objective.TrialObjective, "_train", flaky_train)
     cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")
@@ -137,11 +137,11 @@ def test_a_diverged_trial_fails_with_its_step_and_lr_and_the_study_goes_on(examp
     real_train = objective.TrialObjective._train
     calls = {"n": 0}
 
-    def first_trial_at_a_huge_lr(self, trial, plan, trial_dir):
+    def first_trial_at_a_huge_lr(self, planned):
         calls["n"] += 1
         if calls["n"] == 1:  # the real loop diverges (step 1 still has a finite loss)
-            plan.train_values.update(learning_rate=1e30, unet_lr=1e30)
-        return real_train(self, trial, plan, trial_dir)
+            planned.plan.train_values.update(learning_rate=1e30, unet_lr=1e30)
+        return real_train(self, planned)
 
     monkeypatch.setattr(objective.TrialObjective, "_train", first_trial_at_a_huge_lr)
     cfg = study_config(example_dataset, tmp_path, probe_report, n_trials=2, score="loss")

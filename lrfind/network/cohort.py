@@ -24,13 +24,12 @@ from typing import Iterator, Optional, Sequence
 
 from lrfind.network.lora import (
     LoraNetwork,
-    check_targets,
     freeze_parts,
     kohya_lora_targets,
+    lora_targets,
     new_lora_modules,
     replace_layer,
     restore_layers,
-    wanted_parts,
 )
 from lrfind.network.lora_args import parse_lora_args
 from lrfind.network.naming import naming_for
@@ -135,12 +134,7 @@ def attach_lora_cohort(components, specs: Sequence[NetworkSpec], seeds: Sequence
     if not specs or len(specs) != len(seeds) or not all(cohort_compatible(s) for s in specs):
         raise ValueError("a cohort needs one seed per spec, each a networks.lora spec without dropouts")
     args = [parse_lora_args(spec.network_args) for spec in specs]
-    member_targets = []
-    for spec, arg in zip(specs, args):
-        targets = {part: kohya_lora_targets(getattr(components, part), part, conv=arg.conv_dim is not None)
-                   for part in wanted_parts(components, spec)}
-        check_targets(spec, arg, targets)
-        member_targets.append(targets)
+    member_targets = [lora_targets(components, spec, arg) for spec, arg in zip(specs, args)]
     modules = [new_lora_modules(components, spec, arg, targets, seed)
                for spec, arg, targets, seed in zip(specs, args, member_targets, seeds)]
     parts = list(dict.fromkeys(part for targets in member_targets for part in targets))

@@ -200,7 +200,15 @@ def replace_layer(model, path: str, new) -> None:
     setattr(model.get_submodule(parent_path) if parent_path else model, child, new)
 
 
-def check_targets(spec: NetworkSpec, args: LoraArgs, targets: dict) -> None:
+def lora_targets(components, spec: NetworkSpec, args: LoraArgs) -> dict:
+    """part -> kohya_lora_targets of each part a network of `spec` adapts; a run with none to adapt is refused."""
+    targets = {part: kohya_lora_targets(getattr(components, part), part, conv=args.conv_dim is not None)
+               for part in _wanted_parts(components, spec)}
+    _check_targets(spec, args, targets)
+    return targets
+
+
+def _check_targets(spec: NetworkSpec, args: LoraArgs, targets: dict) -> None:
     if args.conv_dim is not None and not spec.train_unet:
         raise ConfigError(f"--network-args conv_dim={args.conv_dim}: conv_dim adapts the UNet's 3x3 "
                           "convs, and this run trains only the text encoder; drop conv_dim or train the UNet")
@@ -222,11 +230,8 @@ def attach_lora(components, spec: NetworkSpec, seed: int | None = None) -> LoraN
     from lrfind.network.lora_module import LoRAModule  # lazy: it imports torch; lrfind --help loads this
 
     args = parse_lora_args(spec.network_args)
-    wanted = wanted_parts(components, spec)
-    targets = {part: kohya_lora_targets(getattr(components, part), part, conv=args.conv_dim is not None)
-               for part in wanted}
-    check_targets(spec, args, targets)
-    saved_state = freeze_parts(components, wanted, LoRAModule)
+    targets = lora_targets(components, spec, args)
+    saved_state = freeze_parts(components, list(targets), LoRAModule)
     modules = new_lora_modules(components, spec, args, targets, seed)
     for part, found in modules.items():
         for path, module in found:
@@ -261,7 +266,7 @@ def new_lora_modules(components, spec: NetworkSpec, args: LoraArgs, targets: dic
     return modules
 
 
-def wanted_parts(components, spec: NetworkSpec) -> list[str]:
+def _wanted_parts(components, spec: NetworkSpec) -> list[str]:
     """The model parts a network of `spec` adapts: the UNet and/or the text encoder(s)."""
     return (["unet"] if spec.train_unet else []) + (list(text_encoder_parts(components))
                                                     if spec.train_text_encoder else [])

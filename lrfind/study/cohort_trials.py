@@ -44,21 +44,18 @@ class CohortObjective:
 
         study = leader.study
         extra = [study.ask() for _ in range(self._room(study))]
-        told = set()
         with ExitStack() as heartbeats:
             for trial in extra:
                 heartbeats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
             try:
                 outcomes = self._run([leader] + extra)
-            except BaseException as err:  # Ctrl-C, a storage error: the whole cohort failed
+            except BaseException as err:  # Ctrl-C, a storage error: the whole cohort failed, none told yet
                 for trial in extra:
-                    if trial.number not in told:
-                        _tell(study, trial, _Outcome(error=err))
+                    _tell(study, trial, _Outcome(error=err))
                 raise
         bug = None
         for trial, outcome in zip(extra, outcomes[1:]):
             _tell(study, trial, outcome)
-            told.add(trial.number)
             if outcome.error is not None and not isinstance(outcome.error, (TrialFailed, optuna.TrialPruned)):
                 bug = bug or outcome.error
             self._after(study, trial)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from lrfind.errors import LrfindError, TrainingStopped, is_out_of_memory
 from lrfind.scoring.dino import dino_similarity
 from lrfind.scoring.samples import render_samples, save_samples, score_samples
 from lrfind.study.diagnosis import diagnose_trial
+from lrfind.study.free_heap import free_memory
 from lrfind.study.scoring import TrialScores, loss_ratio, objective_terms, pareto_values
 from lrfind.study.trial_params import suggest
 from lrfind.study.storage import WORKER_ATTR, worker_identity
@@ -108,7 +108,7 @@ class TrialObjective:
         planned = self.planned(trial)
         if planned.twin_value is not None:
             return planned.twin_value
-        return self.completed(planned, lambda: self._train(trial, planned.plan, planned.trial_dir))
+        return self.completed(planned, lambda: self._train(planned))
 
     def planned(self, trial) -> PlannedTrial:
         """The trial's plan from the space (its parameters suggested now); a twin's result copied."""
@@ -148,9 +148,9 @@ class TrialObjective:
             metrics.update(self._score(lora_state, planned.trial_dir))
         return self._finish(trial, planned.trial_dir, metrics, planned.started)
 
-    def _train(self, trial, plan, trial_dir: Path) -> tuple[dict, dict]:
+    def _train(self, planned: PlannedTrial) -> tuple[dict, dict]:
         """Train the plan alone; returns (the LoRA to keep, metrics so far)."""
-        job = trial_job(self.ctx, trial, plan, trial_dir, trial_seed(self.ctx.cfg, trial.number))
+        job = self.job(planned)
         train_trials(self.ctx, [job])
         return job_outcome(job)
 
@@ -206,7 +206,7 @@ class TrialObjective:
 
     def _fail(self, trial, reason: str):
         trial.set_user_attr("fail_reason", reason)
-        _free_memory()
+        free_memory()
         raise TrialFailed(reason)
 
 
@@ -240,11 +240,3 @@ def _completed_twin(trial, cfg):
 def trial_seed(cfg, number: int) -> int:
     """The training seed of trial `number` (StudyConfig.trial_seed says which rule)."""
     return cfg.seed if cfg.trial_seed == "same" else (cfg.seed + number) % (SEED_MAX + 1)  # stays a valid seed
-
-
-def _free_memory() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -18,6 +18,7 @@ from lrfind.data.types import with_repeats
 from lrfind.errors import TrainingStopped, is_out_of_memory
 from lrfind.network import save_lora
 from lrfind.study.epoch_sweep import EPOCH_LOSSES_ATTR, SWEPT_EPOCH_ATTR, best_epoch, epoch_losses
+from lrfind.study.free_heap import free_memory
 from lrfind.study.progress import TrialProgress
 from lrfind.study.pruning import OptunaReporter, used_validation_steps
 from lrfind.study.trial_config import trial_train_config
@@ -162,23 +163,13 @@ def _train_together(ctx, jobs: list[TrialJob]) -> None:
 
 
 def _one_by_one(ctx, jobs: list[TrialJob]) -> None:
-    import gc
-
-    gc.collect()
-    _empty_device_cache()
+    free_memory()
     if ctx.progress is not None:
         ctx.progress(f"trials {', '.join(str(job.trial.number) for job in jobs)}: out of memory together "
                      "(--trials-at-once); training them one by one", False)
     for job in jobs:
         job.error = None
         _train_alone(ctx, job)
-
-
-def _empty_device_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _conclude(ctx, job: TrialJob, parts, tracker: _Tracker, stopped: Optional[TrainingStopped]) -> None:
@@ -193,7 +184,7 @@ def _conclude(ctx, job: TrialJob, parts, tracker: _Tracker, stopped: Optional[Tr
         kept_state, lora_state = snapshots.kept_state(state), snapshots.lora_state
     else:
         kept_state = state
-        lora_state = {k: v.detach().clone() for k, v in parts.network.kohya_state_dict().items()}
+        lora_state = _lora_state_copy(parts.network)
     save_lora(job.trial_dir / "lora.safetensors", lora_state,
               training_metadata(job.config, job.dataset, ctx.components, kept_state, job.started), "fp16")
     metrics = {"val_loss": kept_state.val_loss, "val_history": state.val_history, "steps_done": state.step,
@@ -219,6 +210,11 @@ def _epochs_metrics(ctx, plan, state, snapshots) -> dict:
             "full_run": {"steps": full.total_steps, "text": full.text}}
 
 
+def _lora_state_copy(network) -> dict:
+    """The network's kohya state dict as it is now, copied (training goes on changing the weights)."""
+    return {k: v.detach().clone() for k, v in network.kohya_state_dict().items()}
+
+
 class BestEpochSnapshot:
     """Loop callback of a swept trial: at each epoch boundary, keep the LoRA if its loss is the best.
 
@@ -238,7 +234,7 @@ class BestEpochSnapshot:
         best = best_epoch(state.val_history, self.boundaries, self.drifts)  # epoch_sweep's rule (ties: fewer epochs)
         if best is not None and best != self.best:  # this boundary is the new best
             self.best, self.best_step = best, self.boundaries[best[0]]
-            self.lora_state = {k: v.detach().clone() for k, v in self.network.kohya_state_dict().items()}
+            self.lora_state = _lora_state_copy(self.network)
 
     def kept_state(self, state):
         """The loop state as of the kept epoch (for the LoRA file's ss_steps/ss_epoch metadata)."""
